@@ -1,0 +1,378 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ManifestError;
+
+/// A parsed `spin.toml` with its location, so relative paths resolve against it.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub manifest: Manifest,
+    /// Folder holding the manifest; component sources are relative to it.
+    pub base_dir: PathBuf,
+}
+
+impl App {
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let manifest = Manifest::parse(&text).map_err(|message| ManifestError::Parse {
+            path: path.display().to_string(),
+            message,
+        })?;
+        manifest
+            .validate()
+            .map_err(|message| ManifestError::Invalid {
+                path: path.display().to_string(),
+                message,
+            })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Self { manifest, base_dir })
+    }
+
+    pub fn component_source_path(&self, component: &Component) -> PathBuf {
+        self.base_dir.join(&component.source)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub spin_manifest_version: u32,
+    pub application: Application,
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableDecl>,
+    #[serde(default)]
+    pub trigger: Triggers,
+    #[serde(default)]
+    pub component: BTreeMap<String, Component>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    pub name: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub authors: Vec<String>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Application-level trigger settings (`[application.trigger.http]`).
+    #[serde(default)]
+    pub trigger: BTreeMap<String, toml::Table>,
+    /// Tool-specific tables; Mart reads `[application.tool.mart]`.
+    #[serde(default)]
+    pub tool: BTreeMap<String, toml::Table>,
+}
+
+/// An application variable (`[variables]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDecl {
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[[trigger.<type>]]` tables. HTTP is Spin's; other trigger types (such as
+/// Mart's own `kafka`) are kept raw for the trigger that owns them.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Triggers {
+    #[serde(default)]
+    pub http: Vec<HttpTrigger>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Vec<toml::Table>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTrigger {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub route: HttpRoute,
+    pub component: String,
+    #[serde(default)]
+    pub executor: Option<toml::Table>,
+}
+
+/// A trigger route: a path pattern, or `{ private = true }` for a component
+/// reachable only through service chaining.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HttpRoute {
+    Path(String),
+    Private { private: bool },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub source: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Deprecated Spin 1 spelling; accepted so older manifests still load.
+    #[serde(default)]
+    pub allowed_http_hosts: Vec<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub files: Vec<toml::Value>,
+    #[serde(default)]
+    pub exclude_files: Vec<String>,
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    #[serde(default)]
+    pub sqlite_databases: Vec<String>,
+    #[serde(default)]
+    pub ai_models: Vec<String>,
+    #[serde(default)]
+    pub build: Option<toml::Table>,
+    #[serde(default)]
+    pub dependencies: Option<toml::Table>,
+    #[serde(default)]
+    pub dependencies_inherit_configuration: Option<bool>,
+    /// Tool-specific tables; Mart reads `[component.<id>.tool.mart]`.
+    #[serde(default)]
+    pub tool: BTreeMap<String, toml::Table>,
+}
+
+impl Component {
+    /// Mart's per-component settings from `[component.<id>.tool.mart]`.
+    pub fn mart_settings(&self) -> Result<ComponentSettings, String> {
+        match self.tool.get("mart") {
+            None => Ok(ComponentSettings::default()),
+            Some(table) => toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("[tool.mart]: {}", e.message())),
+        }
+    }
+
+    pub fn all_outbound_hosts(&self) -> impl Iterator<Item = &String> {
+        self.allowed_outbound_hosts
+            .iter()
+            .chain(&self.allowed_http_hosts)
+    }
+}
+
+/// Mart's own per-component knobs (`[component.<id>.tool.mart]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSettings {
+    /// Wall-clock limit for one invocation, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Linear-memory cap for one instance, in MiB.
+    #[serde(default)]
+    pub max_memory_mib: Option<u64>,
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks that go beyond the shape: references resolve and names are legal.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.spin_manifest_version != 2 {
+            return Err(format!(
+                "spin_manifest_version {} is not supported (expected 2)",
+                self.spin_manifest_version
+            ));
+        }
+        for name in self.variables.keys() {
+            check_variable_name(name)?;
+        }
+        for (id, decl) in &self.variables {
+            if decl.required && decl.default.is_some() {
+                return Err(format!(
+                    "variable `{id}` is both required and has a default; choose one"
+                ));
+            }
+        }
+        for (id, component) in &self.component {
+            check_component_id(id)?;
+            for name in component.variables.keys() {
+                check_variable_name(name).map_err(|e| format!("component `{id}`: {e}"))?;
+            }
+            component
+                .mart_settings()
+                .map_err(|e| format!("component `{id}`: {e}"))?;
+        }
+        for trigger in &self.trigger.http {
+            if !self.component.contains_key(&trigger.component) {
+                return Err(format!(
+                    "HTTP trigger for route {:?} names component `{}`, which is not defined",
+                    trigger.route, trigger.component
+                ));
+            }
+            if let HttpRoute::Path(path) = &trigger.route {
+                if !path.starts_with('/') {
+                    return Err(format!("HTTP route `{path}` must start with `/`"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Spin variable names: lower-case ASCII letters, digits and `_`, starting
+/// with a letter, no `__` and no trailing `_` (so env names map back uniquely).
+pub fn check_variable_name(name: &str) -> Result<(), String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.contains("__")
+        && !name.ends_with('_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid variable name `{name}`: use lower-case letters, digits and single underscores, starting with a letter"
+        ))
+    }
+}
+
+/// Spin component ids: lower-case kebab-case words of letters and digits.
+pub fn check_component_id(id: &str) -> Result<(), String> {
+    let valid = !id.is_empty()
+        && id.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && id.starts_with(|c: char| c.is_ascii_lowercase());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid component id `{id}`: use lower-case kebab-case such as `my-component`"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "mart"
+version = "0.1.0"
+
+[variables]
+db_host = { default = "127.0.0.1" }
+jwt_key = { required = true, secret = true }
+
+[[trigger.http]]
+route = "/products/..."
+component = "catalog"
+
+[[trigger.http]]
+route = { private = true }
+component = "catalog"
+
+[[trigger.kafka]]
+component = "catalog"
+topics = ["mart.orders"]
+
+[component.catalog]
+source = "target/wasm32-wasip2/release/catalog.wasm"
+allowed_outbound_hosts = ["postgres://{{ db_host }}:5432"]
+variables = { db_url = "postgres://{{ db_host }}/catalog" }
+
+[component.catalog.build]
+command = "cargo build"
+
+[component.catalog.tool.mart]
+timeout_ms = 5000
+max_memory_mib = 64
+"#;
+
+    #[test]
+    fn reads_spin_tables_and_keeps_other_triggers_raw() {
+        let m = Manifest::parse(SAMPLE).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.trigger.http.len(), 2);
+        assert_eq!(
+            m.trigger.http[1].route,
+            HttpRoute::Private { private: true }
+        );
+        assert_eq!(m.trigger.other["kafka"].len(), 1);
+        let c = &m.component["catalog"];
+        assert_eq!(c.variables["db_url"], "postgres://{{ db_host }}/catalog");
+        assert_eq!(
+            c.mart_settings().unwrap(),
+            ComponentSettings {
+                timeout_ms: Some(5000),
+                max_memory_mib: Some(64)
+            }
+        );
+        assert!(m.variables["jwt_key"].secret);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_in_spin_tables() {
+        let text = SAMPLE.replace("source =", "sauce = \"x\"\nsource =");
+        let err = Manifest::parse(&text).unwrap_err();
+        assert!(err.contains("sauce"), "{err}");
+    }
+
+    #[test]
+    fn rejects_trigger_for_missing_component() {
+        let text = SAMPLE.replace(
+            "component = \"catalog\"\n\n[[trigger.http]]",
+            "component = \"nope\"\n\n[[trigger.http]]",
+        );
+        let err = Manifest::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("`nope`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_unknown_mart_settings() {
+        let text = SAMPLE.replace("timeout_ms = 5000", "timeout_secs = 5");
+        let err = Manifest::parse(&text).unwrap().validate().unwrap_err();
+        assert!(err.contains("timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn variable_names_follow_spin_rules() {
+        for ok in ["a", "db_host", "x1_y2"] {
+            check_variable_name(ok).unwrap();
+        }
+        for bad in ["", "A", "1a", "a__b", "a_", "a-b", "_a"] {
+            assert!(check_variable_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn component_ids_are_kebab_case() {
+        for ok in ["a", "catalog", "order-saga2"] {
+            check_component_id(ok).unwrap();
+        }
+        for bad in ["", "Catalog", "a--b", "-a", "a-", "a_b", "1a"] {
+            assert!(check_component_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Database migrations.
+//!
+//! `migrations/<database>/<version>_<name>.sql`: each folder is one service's
+//! database, created if missing; its files are applied in version order, each
+//! in its own transaction together with its row in `mart_migrations`. An
+//! advisory lock makes concurrent runs (two hosts starting at once) safe, and
+//! a checksum refuses a migration that was edited after it was applied.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use sha2::{Digest, Sha256};
+use tokio_postgres::{Client, NoTls};
+
+/// Arbitrary, fixed: the advisory lock every migrator takes.
+const LOCK_KEY: i64 = 0x6d61_7274_6d69_6772; // "martmigr"
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: String,
+    pub path: PathBuf,
+    pub sql: String,
+    pub checksum: String,
+}
+
+/// What one run did to one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub database: String,
+    pub created: bool,
+    pub applied: Vec<String>,
+}
+
+/// The migrations of every database under `root`, sorted by version.
+pub fn discover(root: &Path) -> anyhow::Result<Vec<(String, Vec<Migration>)>> {
+    let mut databases = Vec::new();
+    for entry in std::fs::read_dir(root).with_context(|| format!("reading {}", root.display()))? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let database = entry.file_name().to_string_lossy().to_string();
+        check_identifier(&database)?;
+        databases.push((database, read_migrations(&entry.path())?));
+    }
+    databases.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(databases)
+}
+
+fn read_migrations(dir: &Path) -> anyhow::Result<Vec<Migration>> {
+    let mut migrations = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+            continue;
+        }
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let version = stem
+            .split_once('_')
+            .map(|(v, _)| v)
+            .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
+            .with_context(|| format!("{}: name must be <digits>_<name>.sql", path.display()))?
+            .to_string();
+        let sql = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let checksum = hex::encode(Sha256::digest(sql.as_bytes()));
+        migrations.push(Migration {
+            version,
+            path,
+            sql,
+            checksum,
+        });
+    }
+    migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    if let Some(pair) = migrations.windows(2).find(|w| w[0].version == w[1].version) {
+        bail!(
+            "two migrations share version {} in {}",
+            pair[0].version,
+            dir.display()
+        );
+    }
+    Ok(migrations)
+}
+
+fn check_identifier(name: &str) -> anyhow::Result<()> {
+    let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        bail!("database folder `{name}` must be a lower-case identifier");
+    }
+    Ok(())
+}
+
+/// The URL of `database` on the same server as `server_url`.
+pub fn database_url(server_url: &str, database: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(server_url).context("the database URL is not a valid URL")?;
+    url.set_path(&format!("/{database}"));
+    Ok(url.to_string())
+}
+
+async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {}", redact(url)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "migration connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Shows a URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Creates each database if needed and applies what is pending.
+/// `server_url` points at a database that exists (e.g. `postgres`).
+pub async fn migrate(server_url: &str, root: &Path) -> anyhow::Result<Vec<Report>> {
+    let admin = connect(server_url).await?;
+    let mut reports = Vec::new();
+    for (database, migrations) in discover(root)? {
+        let created = ensure_database(&admin, &database).await?;
+        let client = connect(&database_url(server_url, &database)?).await?;
+        let applied = apply(&client, &database, &migrations).await?;
+        reports.push(Report {
+            database,
+            created,
+            applied,
+        });
+    }
+    Ok(reports)
+}
+
+async fn ensure_database(admin: &Client, database: &str) -> anyhow::Result<bool> {
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = async {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .await?
+            .is_some();
+        if !exists {
+            // Identifiers cannot be parameters; `database` was checked to be
+            // a plain lower-case identifier by `discover`.
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{database}\""))
+                .await?;
+        }
+        Ok::<_, anyhow::Error>(!exists)
+    }
+    .await;
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await?;
+    result.with_context(|| format!("creating database `{database}`"))
+}
+
+async fn apply(
+    client: &Client,
+    database: &str,
+    migrations: &[Migration],
+) -> anyhow::Result<Vec<String>> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = apply_locked(client, database, migrations).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await?;
+    result
+}
+
+async fn apply_locked(
+    client: &Client,
+    database: &str,
+    migrations: &[Migration],
+) -> anyhow::Result<Vec<String>> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS mart_migrations (
+                version text PRIMARY KEY,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+    let mut applied = Vec::new();
+    for migration in migrations {
+        let row = client
+            .query_opt(
+                "SELECT checksum FROM mart_migrations WHERE version = $1",
+                &[&migration.version],
+            )
+            .await?;
+        if let Some(row) = row {
+            let recorded: String = row.get(0);
+            if recorded != migration.checksum {
+                bail!(
+                    "{}: {} was changed after it was applied; add a new migration instead",
+                    database,
+                    migration.path.display()
+                );
+            }
+            continue;
+        }
+        let sql = format!(
+            "BEGIN;\n{}\n;INSERT INTO mart_migrations (version, checksum) VALUES ('{}', '{}');\nCOMMIT;",
+            migration.sql, migration.version, migration.checksum
+        );
+        if let Err(e) = client.batch_execute(&sql).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e)
+                .with_context(|| format!("{database}: applying {}", migration.path.display()));
+        }
+        tracing::info!(database, version = %migration.version, "migration applied");
+        applied.push(migration.version.clone());
+    }
+    Ok(applied)
+}
+
+/// Whether every migration under `root` is applied (for readiness checks).
+pub async fn is_up_to_date(server_url: &str, root: &Path) -> anyhow::Result<bool> {
+    for (database, migrations) in discover(root)? {
+        let client = connect(&database_url(server_url, &database)?).await?;
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM mart_migrations", &[])
+            .await?
+            .get(0);
+        if usize::try_from(count).unwrap_or(0) < migrations.len() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovers_sorted_and_validates_names() {
+        let dir = std::env::temp_dir().join(format!("mart-migrate-{}", std::process::id()));
+        let db = dir.join("catalog");
+        std::fs::create_dir_all(&db).unwrap();
+        std::fs::write(db.join("0002_more.sql"), "SELECT 2;").unwrap();
+        std::fs::write(db.join("0001_init.sql"), "SELECT 1;").unwrap();
+        std::fs::write(db.join("README.md"), "ignored").unwrap();
+        let found = discover(&dir).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "catalog");
+        let versions: Vec<_> = found[0].1.iter().map(|m| m.version.as_str()).collect();
+        assert_eq!(versions, ["0001", "0002"]);
+        std::fs::write(db.join("x_bad.sql"), "").unwrap();
+        assert!(discover(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn database_url_swaps_the_path_and_redacts() {
+        assert_eq!(
+            database_url("postgres://u:p@127.0.0.1:5433/postgres", "catalog").unwrap(),
+            "postgres://u:p@127.0.0.1:5433/catalog"
+        );
+        assert_eq!(redact("postgres://u:p@h/db"), "postgres://u:***@h/db");
+    }
+}

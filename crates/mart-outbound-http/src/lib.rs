@@ -1,0 +1,129 @@
+//! `wasi:http/outgoing-handler` policy for components.
+//!
+//! Every outgoing request is checked against the component's
+//! `allowed_outbound_hosts` before any connection is made. Requests to
+//! `http://<component>.spin.internal` never touch the network: they are
+//! handed to the HTTP trigger, which runs that component in-process (Spin's
+//! service chaining).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::uri::Scheme;
+use mart_outbound_networking::{well_known_port, AllowedHosts, OutboundTarget};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, HttpError>> + Send>>;
+
+/// Runs a component of this application for a chained request.
+pub trait LocalDispatch: Send + Sync {
+    /// `component` is the id from `<component>.spin.internal`; the request
+    /// keeps its path and query.
+    fn dispatch(&self, component: &str, request: http::Request<WasiBody>)
+        -> Option<ResponseFuture>;
+}
+
+/// One instance's outbound HTTP policy.
+#[derive(Clone)]
+pub struct OutboundHttp {
+    component: Arc<str>,
+    allowed: Arc<AllowedHosts>,
+    local: Option<Arc<dyn LocalDispatch>>,
+}
+
+impl OutboundHttp {
+    pub fn new(
+        component: Arc<str>,
+        allowed: Arc<AllowedHosts>,
+        local: Option<Arc<dyn LocalDispatch>>,
+    ) -> Self {
+        Self {
+            component,
+            allowed,
+            local,
+        }
+    }
+
+    fn target(request: &http::Request<WasiBody>) -> Result<OutboundTarget, HttpError> {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
+        let port = uri
+            .port_u16()
+            .or_else(|| well_known_port(scheme))
+            .ok_or(HttpError::HttpRequestUriInvalid)?;
+        Ok(OutboundTarget::new(scheme, host, port))
+    }
+}
+
+impl WasiHttpHooks for OutboundHttp {
+    fn default_scheme(&mut self) -> Option<Scheme> {
+        Some(Scheme::HTTPS)
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                    ),
+                    HttpError,
+                >,
+            > + Send,
+    > {
+        let decision = self.decide(&request);
+        let local = self.local.clone();
+        let no_io = || Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;
+        match decision {
+            Decision::Deny(target) => {
+                tracing::warn!(component = %self.component, %target, "outbound HTTP refused: not in allowed_outbound_hosts");
+                Box::new(async { Err(HttpError::HttpRequestDenied) })
+            }
+            Decision::Chain(component) => {
+                let Some(response) = local.and_then(|l| l.dispatch(&component, request)) else {
+                    return Box::new(async { Err(HttpError::DestinationNotFound) });
+                };
+                Box::new(async move { Ok((response.await?, no_io())) })
+            }
+            Decision::Network => {
+                let default = wasmtime_wasi_http::default_hooks();
+                default.send_request(request, options, fut)
+            }
+        }
+    }
+}
+
+enum Decision {
+    Deny(String),
+    Chain(String),
+    Network,
+}
+
+impl OutboundHttp {
+    fn decide(&self, request: &http::Request<WasiBody>) -> Decision {
+        let target = match Self::target(request) {
+            Ok(t) => t,
+            Err(_) => return Decision::Deny(request.uri().to_string()),
+        };
+        if let Some(component) = target.chained_component() {
+            return if self.allowed.allows_component(target.scheme(), component) {
+                Decision::Chain(component.to_string())
+            } else {
+                Decision::Deny(target.to_string())
+            };
+        }
+        if self.allowed.allows(&target) {
+            Decision::Network
+        } else {
+            Decision::Deny(target.to_string())
+        }
+    }
+}

@@ -1,0 +1,168 @@
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use mart_outbound_networking::{AllowedHosts, OutboundTarget};
+use tokio_postgres::config::Host;
+use tokio_postgres::NoTls;
+
+use crate::txn::TxnTracker;
+
+/// Pool limits, the same for every address.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    /// How long `open` waits for a free connection before failing.
+    pub wait_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One pool per connection address, created on first use and shared by all
+/// instances of all components.
+pub struct PgPools {
+    settings: PoolSettings,
+    pools: Mutex<HashMap<String, Pool>>,
+}
+
+impl PgPools {
+    pub fn new(settings: PoolSettings) -> Self {
+        Self {
+            settings,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pool_for(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, String> {
+        let mut pools = self.pools.lock().expect("pg pool map poisoned");
+        if let Some(pool) = pools.get(address) {
+            return Ok(pool.clone());
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // `Fast` checks the socket only; transactions left open are
+                // handled by `Connection`'s drop, see txn.rs.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.settings.max_size)
+            .wait_timeout(Some(self.settings.wait_timeout))
+            .create_timeout(Some(self.settings.wait_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| e.to_string())?;
+        pools.insert(address.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    /// Checks `address` against the component's allowed hosts, then takes a
+    /// pooled connection for it.
+    pub(crate) async fn open(
+        &self,
+        address: &str,
+        allowed: &AllowedHosts,
+    ) -> Result<Connection, OpenError> {
+        let config = tokio_postgres::Config::from_str(address)
+            .map_err(|e| OpenError::BadAddress(e.to_string()))?;
+        for target in targets(&config)? {
+            if !allowed.allows(&target) {
+                return Err(OpenError::NotAllowed(target.to_string()));
+            }
+        }
+        let pool = self.pool_for(address, config).map_err(OpenError::Connect)?;
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        Ok(Connection {
+            client: Some(client),
+            txn: TxnTracker::default(),
+        })
+    }
+}
+
+/// Every host:port the driver may dial for this address, as outbound targets.
+fn targets(config: &tokio_postgres::Config) -> Result<Vec<OutboundTarget>, OpenError> {
+    let ports = config.get_ports();
+    let mut out = Vec::new();
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        let host = match host {
+            Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            Host::Unix(path) => {
+                return Err(OpenError::BadAddress(format!(
+                    "Unix socket `{}` is not supported; use a host name",
+                    path.display()
+                )))
+            }
+        };
+        let port = ports
+            .get(i)
+            .or_else(|| ports.first())
+            .copied()
+            .unwrap_or(5432);
+        out.push(OutboundTarget::new("postgres", &host, port));
+    }
+    if out.is_empty() {
+        return Err(OpenError::BadAddress("the address names no host".into()));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error("invalid address: {0}")]
+    BadAddress(String),
+    #[error("address {0} is not permitted by the component's allowed_outbound_hosts")]
+    NotAllowed(String),
+    #[error("{0}")]
+    Connect(String),
+}
+
+/// The `connection` resource: a pooled client held for the instance's life.
+pub struct Connection {
+    client: Option<Object>,
+    pub(crate) txn: TxnTracker,
+}
+
+impl Connection {
+    pub(crate) fn client(&self) -> &Object {
+        self.client.as_ref().expect("connection used after release")
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if !self.txn.maybe_in_transaction() {
+            return; // back to the pool as it is
+        }
+        // The guest left a transaction open (it trapped or forgot to commit).
+        // Roll it back before the connection serves anyone else; if that is
+        // not possible, detach it from the pool so it is closed.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        drop(Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(client)),
+        }
+    }
+}

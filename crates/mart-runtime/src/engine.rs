@@ -1,0 +1,252 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mart_manifest::App;
+use mart_outbound_http::{LocalDispatch, OutboundHttp};
+use mart_outbound_networking::AllowedHosts;
+use mart_outbound_pg::{PgHost, PgPools, PoolSettings};
+use mart_variables::{ComponentVariables, Resolver, Template, VariablesHost};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::{AppComponent, InstanceState, InvocationLimits};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled machine code is cached between runs; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may be alive at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Limits for components that do not set their own.
+    pub default_limits: InvocationLimits,
+    pub pg_pool: PoolSettings,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_instances: 1000,
+            default_limits: InvocationLimits::DEFAULT,
+            pg_pool: PoolSettings::default(),
+        }
+    }
+}
+
+/// The engine, the linked components and the resources they share.
+pub struct Runtime {
+    engine: Engine,
+    components: HashMap<String, Arc<AppComponent>>,
+    pg_pools: Arc<PgPools>,
+    local_dispatch: OnceLock<Arc<dyn LocalDispatch>>,
+}
+
+impl Runtime {
+    /// Compiles and links every component of `app`. Fails, naming the
+    /// component and the interface, if a component imports something this
+    /// host does not provide, or if its variables or allowed hosts are invalid.
+    pub fn load(app: &App, resolver: &Resolver, options: &RuntimeOptions) -> anyhow::Result<Self> {
+        let variables = ComponentVariables::resolve(&app.manifest, resolver)?;
+        let settings: Vec<_> = app
+            .manifest
+            .component
+            .iter()
+            .map(|(id, c)| Ok((id, c, component_limits(c, options)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let largest_memory = settings
+            .iter()
+            .map(|(_, _, l)| l.max_memory_bytes)
+            .chain([options.default_limits.max_memory_bytes])
+            .max()
+            .unwrap_or(options.default_limits.max_memory_bytes);
+        let engine = build_engine(options, largest_memory)?;
+        let linker = build_linker(&engine)?;
+        start_epoch_ticker(&engine);
+
+        let mut components = HashMap::new();
+        for (id, manifest_component, limits) in settings {
+            let path = app.component_source_path(manifest_component);
+            let started = std::time::Instant::now();
+            let component = Component::from_file(&engine, &path)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component `{id}`: cannot load {}", path.display()))?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("component `{id}` imports an interface this host does not provide")
+                })?;
+            tracing::info!(component = %id, elapsed_ms = started.elapsed().as_millis() as u64, "component ready");
+            let allowed = allowed_hosts(id, manifest_component.all_outbound_hosts(), resolver)?;
+            components.insert(
+                id.clone(),
+                Arc::new(AppComponent {
+                    id: Arc::from(id.as_str()),
+                    pre,
+                    limits,
+                    allowed_hosts: Arc::new(allowed),
+                    variables: variables.for_component(id),
+                    environment: manifest_component
+                        .environment
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                }),
+            );
+        }
+        Ok(Self {
+            engine,
+            components,
+            pg_pools: Arc::new(PgPools::new(options.pg_pool)),
+            local_dispatch: OnceLock::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn component(&self, id: &str) -> Option<&Arc<AppComponent>> {
+        self.components.get(id)
+    }
+
+    pub fn component_ids(&self) -> impl Iterator<Item = &str> {
+        self.components.keys().map(String::as_str)
+    }
+
+    /// Lets outbound HTTP to `<component>.spin.internal` reach the HTTP trigger.
+    pub fn set_local_dispatch(&self, dispatch: Arc<dyn LocalDispatch>) {
+        let _ = self.local_dispatch.set(dispatch);
+    }
+
+    /// A fresh store for one invocation of `component`, with its limits armed.
+    pub fn new_store(&self, component: &AppComponent) -> Store<InstanceState> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout()
+            .inherit_stderr()
+            .envs(&component.environment);
+        let state = InstanceState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks: OutboundHttp::new(
+                component.id.clone(),
+                component.allowed_hosts.clone(),
+                self.local_dispatch.get().cloned(),
+            ),
+            pg: PgHost::new(self.pg_pools.clone(), component.allowed_hosts.clone()),
+            variables: VariablesHost::new(component.variables.clone()),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(component.limits.max_memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = component
+            .limits
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis());
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+fn component_limits(
+    component: &mart_manifest::Component,
+    options: &RuntimeOptions,
+) -> anyhow::Result<InvocationLimits> {
+    let settings = component.mart_settings().map_err(anyhow::Error::msg)?;
+    let mut limits = options.default_limits;
+    if let Some(ms) = settings.timeout_ms {
+        limits.timeout = Duration::from_millis(ms);
+    }
+    if let Some(mib) = settings.max_memory_mib {
+        limits.max_memory_bytes = usize::try_from(mib << 20).context("max_memory_mib too large")?;
+    }
+    Ok(limits)
+}
+
+fn allowed_hosts<'a>(
+    id: &str,
+    entries: impl Iterator<Item = &'a String>,
+    resolver: &Resolver,
+) -> anyhow::Result<AllowedHosts> {
+    let rendered = entries
+        .map(|entry| {
+            let template = Template::parse(entry)
+                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+            resolver
+                .render(&template)
+                .with_context(|| format!("component `{id}`: allowed_outbound_hosts `{entry}`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    AllowedHosts::parse(&rendered).with_context(|| format!("component `{id}`"))
+}
+
+fn build_engine(options: &RuntimeOptions, largest_memory: usize) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    if let Some(dir) = &options.cache_dir {
+        let mut cache = CacheConfig::new();
+        cache.with_directory(dir);
+        config.cache(Some(
+            Cache::new(cache)
+                .map_err(anyhow::Error::from)
+                .context("wasmtime compilation cache")?,
+        ));
+    }
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(options.max_instances)
+        .total_memories(options.max_instances)
+        .total_tables(options.max_instances)
+        .total_stacks(options.max_instances)
+        .total_core_instances(options.max_instances * 4)
+        .max_memory_size(largest_memory)
+        // Keep a little of each slot's memory resident between instances, so
+        // reusing a slot does not page-fault the same pages in again.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(1 << 16);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("creating the wasmtime engine")
+}
+
+fn build_linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    mart_variables::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.variables)?;
+    mart_outbound_pg::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.pg)?;
+    Ok(linker)
+}
+
+/// Advances the engine's epoch until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("mart-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawning the epoch thread");
+}

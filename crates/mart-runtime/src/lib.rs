@@ -1,0 +1,14 @@
+//! The engine every trigger shares.
+//!
+//! Components are compiled once at start (with wasmtime's on-disk cache, so a
+//! restart does not recompile), linked once into an `InstancePre`, and then
+//! instantiated fresh for every request or event in a `Store` of its own:
+//! Spin's isolation model. The pooling allocator keeps that cheap.
+
+mod engine;
+mod limits;
+mod state;
+
+pub use engine::{Runtime, RuntimeOptions};
+pub use limits::{InvocationLimits, LimitExceeded};
+pub use state::{AppComponent, InstanceState};

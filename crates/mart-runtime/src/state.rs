@@ -1,0 +1,53 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mart_outbound_http::OutboundHttp;
+use mart_outbound_networking::AllowedHosts;
+use mart_outbound_pg::PgHost;
+use mart_variables::VariablesHost;
+use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::InvocationLimits;
+
+/// A component of the app, compiled and linked, ready to instantiate.
+pub struct AppComponent {
+    pub id: Arc<str>,
+    pub pre: InstancePre<InstanceState>,
+    pub limits: InvocationLimits,
+    pub allowed_hosts: Arc<AllowedHosts>,
+    pub variables: Arc<BTreeMap<String, String>>,
+    pub environment: Vec<(String, String)>,
+}
+
+/// Everything one instance owns; dropped with its `Store` after the call.
+pub struct InstanceState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) http_hooks: OutboundHttp,
+    pub(crate) pg: PgHost,
+    pub(crate) variables: VariablesHost,
+    pub(crate) limits: StoreLimits,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}

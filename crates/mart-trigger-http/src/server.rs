@@ -1,0 +1,365 @@
+//! Accept connections, route each request, run the component, answer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use mart_manifest::App;
+use mart_outbound_http::{LocalDispatch, ResponseFuture};
+use mart_runtime::Runtime;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+use wasmtime_wasi_http::WasiBody;
+
+use crate::headers::{full_url, set_spin_headers};
+use crate::problem::{problem, text};
+use crate::wasi::{invoke, HttpComponent, InvokeError};
+use crate::{RouteMatch, Router};
+
+pub(crate) type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Largest request body the host accepts, in bytes.
+    pub max_request_body: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_request_body: 10 << 20,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The HTTP trigger of one app.
+pub struct HttpTrigger {
+    app_name: String,
+    app_version: String,
+    runtime: Arc<Runtime>,
+    router: Router,
+    /// Every component with an HTTP trigger (routed or private).
+    components: HashMap<String, HttpComponent>,
+    options: ServeOptions,
+}
+
+impl HttpTrigger {
+    pub fn new(
+        app: &App,
+        runtime: Arc<Runtime>,
+        options: ServeOptions,
+    ) -> anyhow::Result<Arc<Self>> {
+        let (router, shadowed) =
+            Router::build(&app.manifest.trigger.http).map_err(anyhow::Error::msg)?;
+        if !shadowed.is_empty() {
+            tracing::error!(
+                "these component routes are duplicates and will never be used: {}",
+                shadowed.join("; ")
+            );
+        }
+        let mut components = HashMap::new();
+        for trigger in &app.manifest.trigger.http {
+            let id = &trigger.component;
+            if components.contains_key(id) {
+                continue;
+            }
+            let component = runtime
+                .component(id)
+                .ok_or_else(|| anyhow::anyhow!("HTTP trigger names unknown component `{id}`"))?;
+            components.insert(id.clone(), HttpComponent::new(component.clone())?);
+        }
+        let trigger = Arc::new(Self {
+            app_name: app.manifest.application.name.clone(),
+            app_version: app.manifest.application.version.clone().unwrap_or_default(),
+            runtime: runtime.clone(),
+            router,
+            components,
+            options,
+        });
+        runtime.set_local_dispatch(Arc::new(Chaining(Arc::downgrade(&trigger))));
+        Ok(trigger)
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits (up to
+    /// the grace period) for requests in flight.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, client) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let this = self.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let this = this.clone();
+                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, client).await) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: waiting for requests in flight");
+        if tokio::time::timeout(self.options.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight after the grace period; stopping anyway");
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let request_id = request_id(&request);
+        let span = tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path());
+        let started = Instant::now();
+        async move {
+            let mut response = self.route_and_invoke(request, client, &request_id).await;
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            tracing::info!(
+                status = response.status().as_u16(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "handled"
+            );
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn route_and_invoke(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        request_id: &str,
+    ) -> Response<Body> {
+        let path = request.uri().path().to_string();
+        if let Some(response) = self.well_known(&path, request_id) {
+            return response;
+        }
+        let Some(route) = self.router.route(&path) else {
+            return problem(
+                StatusCode::NOT_FOUND,
+                &format!("no route matches {path}"),
+                request_id,
+            );
+        };
+        if let Some(length) = content_length(&request) {
+            if length > self.options.max_request_body as u64 {
+                return problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "the request body is {length} bytes; the limit is {}",
+                        self.options.max_request_body
+                    ),
+                    request_id,
+                );
+            }
+        }
+        let (mut parts, body) = request.into_parts();
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let url = full_url("http", host.as_deref(), &path_and_query);
+        set_spin_headers(&mut parts.headers, &route, &url, client);
+        if host.is_none() {
+            parts
+                .headers
+                .insert(header::HOST, HeaderValue::from_static("localhost"));
+        }
+        let body = Limited::new(body, self.options.max_request_body).map_err(body_error);
+        let request = Request::from_parts(parts, body);
+        self.run(&route, request, request_id).await
+    }
+
+    async fn run<B>(
+        &self,
+        route: &RouteMatch,
+        request: Request<B>,
+        request_id: &str,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let Some(target) = self.components.get(&route.component) else {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the route names a component that is not loaded",
+                request_id,
+            );
+        };
+        match invoke(&self.runtime, target, request).await {
+            Ok(response) => response.map(|body| {
+                body.map_err(|code| anyhow::anyhow!("{code:?}"))
+                    .boxed_unsync()
+            }),
+            Err(InvokeError::Deadline) => {
+                tracing::error!(component = %route.component, timeout = ?target.component.limits.timeout, "deadline exceeded");
+                problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "component `{}` did not answer within {:?}",
+                        route.component, target.component.limits.timeout
+                    ),
+                    request_id,
+                )
+            }
+            Err(InvokeError::Failed(error)) => {
+                tracing::error!(component = %route.component, %error, "component failed");
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!(
+                        "component `{}` failed while handling the request",
+                        route.component
+                    ),
+                    request_id,
+                )
+            }
+            Err(InvokeError::ErrorCode(code)) => {
+                tracing::error!(component = %route.component, ?code, "component answered with an error code");
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("component `{}` failed: {code:?}", route.component),
+                    request_id,
+                )
+            }
+        }
+    }
+
+    /// Spin's reserved `/.well-known/spin/*` endpoints.
+    fn well_known(&self, path: &str, request_id: &str) -> Option<Response<Body>> {
+        let rest = path.strip_prefix("/.well-known/spin/")?;
+        Some(match rest {
+            "health" => text(StatusCode::OK, "text/plain", "OK"),
+            "info" => {
+                let info = serde_json::json!({ "name": self.app_name, "version": self.app_version, "host": "mart" });
+                text(StatusCode::OK, "application/json", info.to_string())
+            }
+            _ => problem(
+                StatusCode::NOT_FOUND,
+                &format!("no route matches {path}"),
+                request_id,
+            ),
+        })
+    }
+}
+
+/// Service chaining: `http://<component>.spin.internal/...` from a component.
+struct Chaining(Weak<HttpTrigger>);
+
+impl LocalDispatch for Chaining {
+    fn dispatch(&self, component: &str, request: Request<WasiBody>) -> Option<ResponseFuture> {
+        let trigger = self.0.upgrade()?;
+        if !trigger.components.contains_key(component) {
+            return None;
+        }
+        let component = component.to_string();
+        Some(Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let path_and_query = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_string();
+            let route = Router::synthetic(&component, parts.uri.path());
+            let url = format!("http://{component}.spin.internal{path_and_query}");
+            let client: SocketAddr = ([0, 0, 0, 0], 0).into();
+            set_spin_headers(&mut parts.headers, &route, &url, client);
+            parts.headers.insert(
+                header::HOST,
+                HeaderValue::from_str(&format!("{component}.spin.internal"))
+                    .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?,
+            );
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let response = trigger
+                .run(&route, Request::from_parts(parts, body), &request_id)
+                .await;
+            Ok(response.map(|body| {
+                body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+                    .boxed_unsync()
+            }))
+        }))
+    }
+}
+
+fn request_id(request: &Request<Incoming>) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn content_length(request: &Request<Incoming>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn body_error(error: Box<dyn std::error::Error + Send + Sync>) -> wasmtime_wasi_http::Error {
+    match error.downcast::<hyper::Error>() {
+        Ok(hyper) => wasmtime_wasi_http::Error::Hyper(*hyper),
+        Err(other) if other.is::<http_body_util::LengthLimitError>() => {
+            wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+        }
+        Err(other) => wasmtime_wasi_http::Error::InternalError(Some(other.to_string())),
+    }
+}

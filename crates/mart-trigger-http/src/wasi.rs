@@ -1,0 +1,106 @@
+//! One request through one fresh instance of a `wasi:http/incoming-handler`.
+
+use std::sync::Arc;
+
+use mart_runtime::{AppComponent, Runtime};
+use wasmtime::Trap;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use mart_runtime::InstanceState;
+
+/// A component prepared for HTTP: its `InstancePre` with the export looked up once.
+pub(crate) struct HttpComponent {
+    pub(crate) component: Arc<AppComponent>,
+    pub(crate) proxy: ProxyPre<InstanceState>,
+}
+
+impl HttpComponent {
+    pub(crate) fn new(component: Arc<AppComponent>) -> anyhow::Result<Self> {
+        let proxy = ProxyPre::new(component.pre.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "component `{}` does not export wasi:http/incoming-handler: {e}",
+                component.id
+            )
+        })?;
+        Ok(Self { component, proxy })
+    }
+}
+
+/// Why an invocation produced no response.
+#[derive(Debug)]
+pub(crate) enum InvokeError {
+    /// The guest trapped or the host failed while running it.
+    Failed(String),
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// The guest answered with a wasi:http error code instead of a response.
+    ErrorCode(ErrorCode),
+}
+
+/// Instantiates `target` in a fresh store and hands it `request`. The body of
+/// the returned response keeps streaming from the instance, which lives until
+/// the body is done or the deadline passes.
+pub(crate) async fn invoke<B>(
+    runtime: &Runtime,
+    target: &HttpComponent,
+    request: http::Request<B>,
+) -> Result<http::Response<HyperOutgoingBody>, InvokeError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let component = &target.component;
+    let mut store = runtime.new_store(component);
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let setup = (|| {
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        Ok::<_, wasmtime::Error>((req, out))
+    })();
+    let (req, out) = setup.map_err(|e| InvokeError::Failed(format!("{e:#}")))?;
+
+    let proxy = target.proxy.clone();
+    let timeout = component.limits.timeout;
+    let task = tokio::spawn(async move {
+        let run = async {
+            let instance = proxy.instantiate_async(&mut store).await?;
+            instance
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result.map_err(|e| classify(&e)),
+            Err(_) => Err(InvokeError::Deadline),
+        }
+    });
+
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => Err(InvokeError::ErrorCode(code)),
+        // The instance ended without setting a response: find out why.
+        Err(_) => match task.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(InvokeError::Failed(
+                "the component returned without setting a response".into(),
+            )),
+            Err(join) => Err(InvokeError::Failed(format!(
+                "the invocation task failed: {join}"
+            ))),
+        },
+    }
+}
+
+fn classify(error: &wasmtime::Error) -> InvokeError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Deadline,
+        _ => InvokeError::Failed(format!("{error:?}")),
+    }
+}

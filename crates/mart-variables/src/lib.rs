@@ -1,0 +1,17 @@
+//! Spin application variables.
+//!
+//! - `template.rs`: the `{{ name }}` expressions used in component variables
+//!   and `allowed_outbound_hosts`.
+//! - `resolver.rs`: providers (environment, defaults) and resolution of every
+//!   component's variables, done once at start so a missing required variable
+//!   stops the app before it serves anything.
+//! - `host.rs`: the `fermyon:spin/variables@2.0.0` and `wasi:config/store`
+//!   interfaces a component imports.
+
+mod host;
+mod resolver;
+mod template;
+
+pub use host::{add_to_linker, VariablesHost};
+pub use resolver::{ComponentVariables, EnvProvider, Resolver, VariableError};
+pub use template::{Template, TemplateError};
