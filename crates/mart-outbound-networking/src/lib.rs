@@ -195,12 +195,10 @@ fn parse_entry(entry: &str) -> Result<Entry, String> {
         }
         _ => return Err(format!("invalid scheme `{scheme}`")),
     };
-    let authority = match rest.split_once('/') {
-        None => rest,
-        Some((authority, "")) => authority,
-        Some(_) => return Err("a path is not allowed; give only scheme, host and port".into()),
-    };
-    let (host, port) = split_host_port(authority)?;
+    let (host, port) = split_host_port(rest)?;
+    // A trailing `/` is tolerated; any other path is not.
+    let port = port.map(|p| strip_trailing_slash(p)).transpose()?;
+    let host = if port.is_none() { host.trim_end_matches('/') } else { host };
     let host = parse_host(host)?;
     let ports = match port {
         Some(port) => parse_port(port)?,
@@ -214,6 +212,14 @@ fn parse_entry(entry: &str) -> Result<Entry, String> {
         host,
         ports,
     })
+}
+
+fn strip_trailing_slash(port: &str) -> Result<&str, String> {
+    match port.split_once('/') {
+        None => Ok(port),
+        Some((port, "")) => Ok(port),
+        Some(_) => Err("a path is not allowed; give only scheme, host and port".into()),
+    }
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
@@ -255,7 +261,9 @@ fn parse_host(host: &str) -> Result<HostPattern, String> {
         ));
     }
     if let Some((net, bits)) = host.split_once('/') {
-        let net: IpAddr = net.parse().map_err(|_| format!("invalid CIDR `{host}`"))?;
+        let net: IpAddr = net
+            .parse()
+            .map_err(|_| "a path is not allowed; give only scheme, host and port".to_string())?;
         let max = if net.is_ipv4() { 32 } else { 128 };
         let bits: u8 = bits
             .parse()
