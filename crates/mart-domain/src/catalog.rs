@@ -41,7 +41,10 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
     if name.is_empty() {
         errors.push(FieldError::new("name", "must not be empty"));
     } else if name.chars().count() > MAX_NAME_CHARS {
-        errors.push(FieldError::new("name", format!("must be at most {MAX_NAME_CHARS} characters")));
+        errors.push(FieldError::new(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
     }
     let description = input.description.trim().to_string();
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
@@ -59,10 +62,16 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
     if input.price_minor < 0 {
         errors.push(FieldError::new("price_minor", "must not be negative"));
     } else if input.price_minor > MAX_PRICE_MINOR {
-        errors.push(FieldError::new("price_minor", format!("must be at most {MAX_PRICE_MINOR}")));
+        errors.push(FieldError::new(
+            "price_minor",
+            format!("must be at most {MAX_PRICE_MINOR}"),
+        ));
     }
     if !is_currency_code(&input.currency) {
-        errors.push(FieldError::new("currency", "must be an ISO 4217 code such as \"EUR\""));
+        errors.push(FieldError::new(
+            "currency",
+            "must be an ISO 4217 code such as \"EUR\"",
+        ));
     } else if input.currency != shop_currency {
         errors.push(FieldError::new(
             "currency",
@@ -84,9 +93,11 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
 /// Categories are slugs: `kitchen`, `home-office`.
 pub fn check_category(category: &str) -> Result<(), String> {
     let ok = (1..=50).contains(&category.len())
-        && category
-            .split('-')
-            .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        && category.split('-').all(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
     if ok {
         Ok(())
     } else {
@@ -130,7 +141,10 @@ mod tests {
         };
         let p = validate(bad, "EUR").unwrap_err();
         let fields: Vec<_> = p.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["name", "description", "category", "price_minor", "currency"]);
+        assert_eq!(
+            fields,
+            ["name", "description", "category", "price_minor", "currency"]
+        );
         assert_eq!(p.status, 422);
     }
 
@@ -141,7 +155,10 @@ mod tests {
         assert!(validate(i, "EUR").unwrap_err().detail.contains("EUR only"));
         let mut i = input();
         i.price_minor = MAX_PRICE_MINOR + 1;
-        assert_eq!(validate(i, "EUR").unwrap_err().errors[0].field, "price_minor");
+        assert_eq!(
+            validate(i, "EUR").unwrap_err().errors[0].field,
+            "price_minor"
+        );
         let mut i = input();
         i.price_minor = 0;
         assert!(validate(i, "EUR").is_ok(), "free items are allowed");

@@ -7,7 +7,9 @@ use crate::{FieldError, Problem};
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     if body.is_empty() {
-        return Err(Problem::bad_request("the request body is empty; expected JSON"));
+        return Err(Problem::bad_request(
+            "the request body is empty; expected JSON",
+        ));
     }
     // Syntax first, so that a truncated document is a 400, not a 422.
     let value: serde_json::Value = serde_json::from_slice(body)
@@ -21,7 +23,9 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         // serde names unknown and missing fields in the message, not the path.
         let named = quoted_field(&message, "unknown field `")
             .map(|name| (name, "unknown field"))
-            .or_else(|| quoted_field(&message, "missing field `").map(|name| (name, "is required")));
+            .or_else(|| {
+                quoted_field(&message, "missing field `").map(|name| (name, "is required"))
+            });
         let (field, message) = match named {
             Some((name, what)) if field == "body" => (name.to_string(), what.to_string()),
             Some((name, what)) if field == name || field.ends_with(&format!(".{name}")) => {

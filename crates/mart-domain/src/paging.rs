@@ -18,7 +18,12 @@ pub fn limit(raw: Option<&str>) -> Result<u32, FieldError> {
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+            .ok_or_else(|| {
+                FieldError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            }),
     }
 }
 

@@ -119,7 +119,8 @@ mod tests {
 
     #[test]
     fn errors_are_omitted_when_empty() {
-        let json: serde_json::Value = serde_json::from_slice(&Problem::not_found("x").to_json()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&Problem::not_found("x").to_json()).unwrap();
         assert!(json.get("errors").is_none());
         assert_eq!(json["status"], 404);
     }

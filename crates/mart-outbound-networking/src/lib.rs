@@ -198,7 +198,11 @@ fn parse_entry(entry: &str) -> Result<Entry, String> {
     let (host, port) = split_host_port(rest)?;
     // A trailing `/` is tolerated; any other path is not.
     let port = port.map(|p| strip_trailing_slash(p)).transpose()?;
-    let host = if port.is_none() { host.trim_end_matches('/') } else { host };
+    let host = if port.is_none() {
+        host.trim_end_matches('/')
+    } else {
+        host
+    };
     let host = parse_host(host)?;
     let ports = match port {
         Some(port) => parse_port(port)?,

@@ -225,11 +225,8 @@ impl ToSql for Null {
 struct UtcDateTime(NaiveDateTime);
 
 impl ToSql for UtcDateTime {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        self.0.to_sql(&Type::TIMESTAMP, out).map(|n| {
-            let _ = ty;
-            n
-        })
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        self.0.to_sql(&Type::TIMESTAMP, out)
     }
     accepts!(TIMESTAMP, TIMESTAMPTZ);
     to_sql_checked!();

@@ -1,5 +1,8 @@
 //! The `spin:postgres/postgres@4.0.0` trait implementation.
 
+// The error type is the interface's (`spin:postgres` `error`); its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 use wasmtime::component::Resource;
 
 use crate::bindings::spin::postgres::postgres::{

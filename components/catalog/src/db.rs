@@ -1,0 +1,192 @@
+//! The catalog's database: every statement parameterised.
+
+use mart_domain::catalog::ValidProduct;
+use mart_domain::Problem;
+use serde::Serialize;
+use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
+use spin_sdk::variables;
+
+/// A product as the API returns it.
+#[derive(Debug, Serialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub category: Option<String>,
+    pub price_minor: i64,
+    pub currency: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str =
+    "id, name, description, category, price_minor, currency, created_at, updated_at";
+
+pub struct ListFilter<'a> {
+    pub text: Option<&'a str>,
+    pub category: Option<&'a str>,
+    /// Keyset position: the (name, id) of the last item already seen.
+    pub after: Option<(String, String)>,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+fn connect() -> Result<Connection, Problem> {
+    let url = variables::get("db_url").map_err(|e| {
+        eprintln!("catalog: variable db_url: {e}");
+        Problem::internal("the catalog database is not configured")
+    })?;
+    Connection::open(&url).map_err(|e| {
+        eprintln!("catalog: cannot open the database: {e}");
+        Problem::service_unavailable("the catalog database is unavailable")
+    })
+}
+
+pub fn shop_currency() -> Result<String, Problem> {
+    variables::get("shop_currency").map_err(|e| {
+        eprintln!("catalog: variable shop_currency: {e}");
+        Problem::internal("the shop currency is not configured")
+    })
+}
+
+fn failed(e: impl std::fmt::Display) -> Problem {
+    eprintln!("catalog: database error: {e}");
+    Problem::internal("the catalog database failed")
+}
+
+pub fn parse_id(id: &str) -> Result<String, Problem> {
+    let valid = id.len() == 36
+        && id.chars().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if valid {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(Problem::not_found(format!("no product has id {id}")))
+    }
+}
+
+fn text(value: Option<&str>) -> ParameterValue {
+    value.map_or(ParameterValue::DbNull, |v| {
+        ParameterValue::Str(v.to_string())
+    })
+}
+
+pub fn list(filter: &ListFilter) -> Result<Vec<Product>, Problem> {
+    let (after_name, after_id) = match &filter.after {
+        Some((name, id)) => (Some(name.as_str()), Some(id.as_str())),
+        None => (None, None),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM products
+         WHERE ($1::text IS NULL OR strpos(lower(name), lower($1)) > 0
+                                 OR strpos(lower(description), lower($1)) > 0)
+           AND ($2::text IS NULL OR category = $2)
+           AND ($3::text IS NULL OR (name, id::text) > ($3, $4::text))
+         ORDER BY name, id::text
+         LIMIT $5 OFFSET $6"
+    );
+    let params = [
+        text(filter.text),
+        text(filter.category),
+        text(after_name),
+        text(after_id),
+        ParameterValue::Int64(i64::from(filter.limit) + 1),
+        ParameterValue::Int64(i64::from(filter.offset)),
+    ];
+    let rows = connect()?.query(&sql, &params).map_err(failed)?;
+    products(&rows)
+}
+
+pub fn get(id: &str) -> Result<Option<Product>, Problem> {
+    let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
+    let rows = connect()?
+        .query(&sql, &[ParameterValue::Uuid(id.to_string())])
+        .map_err(failed)?;
+    Ok(products(&rows)?.into_iter().next())
+}
+
+pub fn insert(p: &ValidProduct) -> Result<Product, Problem> {
+    let sql = format!(
+        "INSERT INTO products (name, description, category, price_minor, currency)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    );
+    let rows = connect()?.query(&sql, &product_params(p)).map_err(failed)?;
+    products(&rows)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Problem::internal("the insert returned no row"))
+}
+
+pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, Problem> {
+    let sql = format!(
+        "UPDATE products SET name = $1, description = $2, category = $3, price_minor = $4,
+                currency = $5, updated_at = now()
+         WHERE id = $6 RETURNING {COLUMNS}"
+    );
+    let mut params = product_params(p).to_vec();
+    params.push(ParameterValue::Uuid(id.to_string()));
+    let rows = connect()?.query(&sql, &params).map_err(failed)?;
+    Ok(products(&rows)?.into_iter().next())
+}
+
+pub fn delete(id: &str) -> Result<bool, Problem> {
+    let deleted = connect()?
+        .execute(
+            "DELETE FROM products WHERE id = $1",
+            &[ParameterValue::Uuid(id.to_string())],
+        )
+        .map_err(failed)?;
+    Ok(deleted > 0)
+}
+
+fn product_params(p: &ValidProduct) -> [ParameterValue; 5] {
+    [
+        ParameterValue::Str(p.name.clone()),
+        ParameterValue::Str(p.description.clone()),
+        text(p.category.as_deref()),
+        ParameterValue::Int64(p.price_minor),
+        ParameterValue::Str(p.currency.clone()),
+    ]
+}
+
+/// Maps rows selected with `COLUMNS`, in that order.
+fn products(rows: &RowSet) -> Result<Vec<Product>, Problem> {
+    rows.rows
+        .iter()
+        .map(|row| {
+            let [id, name, description, category, price_minor, currency, created_at, updated_at] =
+                row.as_slice()
+            else {
+                return Err(failed(format!("expected 8 columns, got {}", row.len())));
+            };
+            Ok(Product {
+                id: uuid_text(id)?,
+                name: decode(name, "name")?,
+                description: decode(description, "description")?,
+                category: decode(category, "category")?,
+                price_minor: decode(price_minor, "price_minor")?,
+                currency: decode(currency, "currency")?,
+                created_at: timestamp(created_at)?,
+                updated_at: timestamp(updated_at)?,
+            })
+        })
+        .collect()
+}
+
+fn decode<T: Decode>(value: &DbValue, column: &str) -> Result<T, Problem> {
+    T::decode(value).map_err(|e| failed(format!("column {column}: {e}")))
+}
+
+fn uuid_text(value: &DbValue) -> Result<String, Problem> {
+    match value {
+        DbValue::Uuid(u) => Ok(u.clone()),
+        other => Err(failed(format!("id is not a uuid: {other:?}"))),
+    }
+}
+
+fn timestamp(value: &DbValue) -> Result<String, Problem> {
+    let dt: chrono::NaiveDateTime = decode(value, "timestamp")?;
+    Ok(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}

@@ -1,0 +1,77 @@
+//! Small HTTP helpers for this component.
+
+use mart_domain::problem::CONTENT_TYPE as PROBLEM_JSON;
+use mart_domain::{FieldError, Problem};
+use serde::Serialize;
+use spin_sdk::http::{Request, Response};
+
+pub fn json_response<T: Serialize>(status: u16, value: &T) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(value).expect("response types serialise"))
+        .build()
+}
+
+pub fn problem_response(problem: &Problem) -> Response {
+    Response::builder()
+        .status(problem.status)
+        .header("content-type", PROBLEM_JSON)
+        .body(problem.to_json())
+        .build()
+}
+
+pub fn require_json(request: &Request) -> Result<(), Problem> {
+    let content_type = request
+        .header("content-type")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Problem::unsupported_media_type(format!(
+            "send the body as application/json (got `{content_type}`)"
+        )))
+    }
+}
+
+/// Decoded query parameters, in order.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(query: &str) -> Self {
+        Self(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Rejects parameters this endpoint does not know, so typos are not ignored.
+    pub fn only(&self, known: &[&str]) -> Result<(), Problem> {
+        let unknown: Vec<FieldError> = self
+            .0
+            .iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .map(|(k, _)| {
+                FieldError::new(
+                    k.clone(),
+                    format!("unknown query parameter; use one of {}", known.join(", ")),
+                )
+            })
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::invalid(unknown))
+        }
+    }
+}

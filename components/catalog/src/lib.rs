@@ -1,0 +1,158 @@
+//! The product catalog: `/products` and `/products/{id}`.
+//!
+//! Thin by design: parse the request, apply `mart_domain::catalog`, run one
+//! parameterised statement, answer JSON (errors as problem+json).
+
+mod db;
+mod http;
+
+use mart_domain::{catalog, json, paging, FieldError, Problem};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+use crate::http::{json_response, problem_response, Query};
+
+/// Largest request body the catalog reads.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    match route(&request) {
+        Ok(response) => response,
+        Err(problem) => problem_response(&problem),
+    }
+}
+
+fn route(request: &Request) -> Result<Response, Problem> {
+    // `spin-path-info` is what follows `/products` in the trigger route.
+    let path_info = request
+        .header("spin-path-info")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let id = path_info.trim_matches('/');
+    match (request.method(), id) {
+        (Method::Get, "") => list(request),
+        (Method::Post, "") => create(request),
+        (Method::Get, id) => get(id),
+        (Method::Put, id) => replace(request, id),
+        (Method::Delete, id) => delete(request, id),
+        (_, "") => Err(Problem::method_not_allowed("use GET or POST on /products")),
+        _ => Err(Problem::method_not_allowed(
+            "use GET, PUT or DELETE on /products/{id}",
+        )),
+    }
+}
+
+fn list(request: &Request) -> Result<Response, Problem> {
+    let query = Query::parse(request.query());
+    query.only(&["limit", "cursor", "offset", "q", "category"])?;
+    let mut errors = Vec::new();
+    let limit = paging::limit(query.get("limit"))
+        .map_err(|e| errors.push(e))
+        .unwrap_or(0);
+    let offset = paging::offset(query.get("offset"))
+        .map_err(|e| errors.push(e))
+        .unwrap_or(0);
+    let after = match query.get("cursor") {
+        Some(cursor) => paging::decode_cursor::<(String, String)>(cursor)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        None => None,
+    };
+    if after.is_some() && offset > 0 {
+        errors.push(FieldError::new("offset", "cannot be combined with cursor"));
+    }
+    let category = query.get("category");
+    if let Some(category) = category {
+        if let Err(message) = catalog::check_category(category) {
+            errors.push(FieldError::new("category", message));
+        }
+    }
+    let text = query.get("q").map(str::trim).filter(|q| !q.is_empty());
+    if text.is_some_and(|q| q.chars().count() > 100) {
+        errors.push(FieldError::new("q", "must be at most 100 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let filter = db::ListFilter {
+        text,
+        category,
+        after,
+        offset,
+        limit,
+    };
+    let mut items = db::list(&filter)?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|p| paging::encode_cursor(&(p.name.clone(), p.id.clone())))
+    } else {
+        None
+    };
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "items": items, "next_cursor": next_cursor }),
+    ))
+}
+
+fn get(id: &str) -> Result<Response, Problem> {
+    let id = db::parse_id(id)?;
+    match db::get(&id)? {
+        Some(product) => Ok(json_response(200, &product)),
+        None => Err(not_found(&id)),
+    }
+}
+
+fn create(request: &Request) -> Result<Response, Problem> {
+    authorize_write(request)?;
+    let product = valid_body(request)?;
+    let created = db::insert(&product)?;
+    let mut response = json_response(201, &created);
+    response.set_header("location", format!("/products/{}", created.id));
+    Ok(response)
+}
+
+fn replace(request: &Request, id: &str) -> Result<Response, Problem> {
+    authorize_write(request)?;
+    let id = db::parse_id(id)?;
+    let product = valid_body(request)?;
+    match db::update(&id, &product)? {
+        Some(updated) => Ok(json_response(200, &updated)),
+        None => Err(not_found(&id)),
+    }
+}
+
+fn delete(request: &Request, id: &str) -> Result<Response, Problem> {
+    authorize_write(request)?;
+    let id = db::parse_id(id)?;
+    if db::delete(&id)? {
+        Ok(Response::new(204, ()))
+    } else {
+        Err(not_found(&id))
+    }
+}
+
+/// The seam for authorisation of catalog writes. Today every caller may
+/// write; the users/auth work makes this require an admin token (the shared
+/// JWT verification lands in `mart-domain`), and nothing else here changes.
+fn authorize_write(_request: &Request) -> Result<(), Problem> {
+    Ok(())
+}
+
+fn valid_body(request: &Request) -> Result<catalog::ValidProduct, Problem> {
+    http::require_json(request)?;
+    if request.body().len() > MAX_BODY_BYTES {
+        return Err(Problem::payload_too_large(format!(
+            "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
+            request.body().len()
+        )));
+    }
+    let input: catalog::ProductInput = json::parse(request.body())?;
+    catalog::validate(input, &db::shop_currency()?)
+}
+
+fn not_found(id: &str) -> Problem {
+    Problem::not_found(format!("no product has id {id}"))
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make run`: the whole app on this machine. Without MART_DATABASE_URL it
+# starts a throwaway PostgreSQL cluster under .mart/ (stopped on exit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_PORT=${MART_PG_PORT:-54329}
+LISTEN=${MART_LISTEN:-127.0.0.1:3000}
+started_pg=""
+
+if [ -z "${MART_DATABASE_URL:-}" ]; then
+  scripts/postgres.sh start .mart/pg "$PG_PORT"
+  started_pg=1
+  export MART_DATABASE_URL="postgres://mart@127.0.0.1:$PG_PORT/postgres"
+  export SPIN_VARIABLE_PG_PORT=$PG_PORT
+fi
+cleanup() { [ -n "$started_pg" ] && scripts/postgres.sh stop .mart/pg; }
+trap cleanup EXIT
+
+target/debug/mart migrate --database-url "$MART_DATABASE_URL" --migrations migrations
+scripts/seed.sh "$MART_DATABASE_URL"
+
+target/debug/mart up --from spin.toml --runtime-config-file runtime-config.toml --listen "$LISTEN" &
+host=$!
+trap 'kill -TERM $host 2>/dev/null; wait $host 2>/dev/null; cleanup' EXIT INT TERM
+wait $host

@@ -1,0 +1,345 @@
+//! Test harness: a throwaway PostgreSQL cluster per test binary and `mart`
+//! host processes per test, all on loopback ports, all cleaned up.
+//!
+//! Run through `make test`, which builds the host and the components first.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository root (spin.toml, migrations/, target/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `mart` binary built by `make test` (or `MART_BIN`).
+pub fn mart_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MART_BIN") {
+        return bin.into();
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/mart
+    let exe = std::env::current_exe().expect("current test executable");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("mart");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make test` (it builds the host first)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A PostgreSQL cluster shared by the tests of one test binary.
+pub struct Postgres {
+    pub port: u16,
+    dir: PathBuf,
+}
+
+static POSTGRES: OnceLock<Postgres> = OnceLock::new();
+
+/// Starts the cluster on first use and migrates it. A watchdog process stops
+/// and deletes the cluster when this test process exits, however it exits.
+pub fn postgres() -> &'static Postgres {
+    POSTGRES.get_or_init(|| {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("mart-test-pg-{}-{port}", std::process::id()));
+        let script = repo_root().join("scripts/postgres.sh");
+        let status = Command::new(&script)
+            .args(["start", dir.to_str().unwrap(), &port.to_string()])
+            .status()
+            .expect("running scripts/postgres.sh");
+        assert!(status.success(), "PostgreSQL did not start");
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; '{script}' stop '{dir}'; rm -rf '{dir}'",
+            pid = std::process::id(),
+            script = script.display(),
+            dir = dir.display(),
+        );
+        // Deliberately never waited for: it must outlive this process.
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the PostgreSQL watchdog");
+        let pg = Postgres { port, dir };
+        pg.migrate();
+        pg
+    })
+}
+
+impl Postgres {
+    pub fn server_url(&self) -> String {
+        format!("postgres://mart@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn database_url(&self, database: &str) -> String {
+        format!("postgres://mart@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `mart migrate` against this cluster.
+    pub fn migrate(&self) -> std::process::Output {
+        let output = Command::new(mart_bin())
+            .args([
+                "migrate",
+                "--database-url",
+                &self.server_url(),
+                "--migrations",
+            ])
+            .arg(repo_root().join("migrations"))
+            .output()
+            .expect("running mart migrate");
+        assert!(
+            output.status.success(),
+            "mart migrate failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs one SQL statement, for checks the API cannot make.
+    pub fn query(&self, database: &str, sql: &str) -> Vec<tokio_postgres::Row> {
+        let url = self.database_url(database);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.query(sql, &[]).await.unwrap()
+        })
+    }
+}
+
+/// A running `mart up`, stopped when dropped.
+pub struct Host {
+    child: Child,
+    pub base: String,
+    log: PathBuf,
+}
+
+impl Host {
+    /// Starts the app in `manifest` (relative to the repo root) against the
+    /// test cluster, with extra environment variables.
+    pub fn start(manifest: &str, env: &[(&str, String)]) -> Host {
+        let pg = postgres();
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("mart-host-{}-{port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("host log file");
+        let mut command = Command::new(mart_bin());
+        command
+            .current_dir(repo_root())
+            .args([
+                "up",
+                "--from",
+                manifest,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--cache-dir")
+            .arg(repo_root().join("target/mart-test-cache"))
+            .env("SPIN_VARIABLE_PG_PORT", pg.port.to_string())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("starting mart up");
+        let mut host = Host {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        host.wait_ready(Duration::from_secs(120));
+        host
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("mart up exited with {status}:\n{}", self.log());
+            }
+            if let Ok(r) = ureq::get(&format!("{}/.well-known/spin/health", self.base))
+                .timeout(Duration::from_secs(1))
+                .call()
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mart up was not ready within {timeout:?}:\n{}", self.log());
+    }
+
+    /// What the host printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "mart did not stop within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Resp {
+        let mut request =
+            ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(60));
+        for (k, v) in headers {
+            request = request.set(k, v);
+        }
+        let result = match body {
+            Some(body) => request.send_bytes(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}\n{}", self.log()),
+        };
+        Resp::read(response)
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> Resp {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.request(
+            method,
+            path,
+            &[("content-type", "application/json")],
+            Some(&bytes),
+        )
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub content_type: String,
+    headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    fn read(r: ureq::Response) -> Resp {
+        let status = r.status();
+        let content_type = r.header("content-type").unwrap_or_default().to_string();
+        let headers = r
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = r.header(&n).unwrap_or_default().to_string();
+                (n, v)
+            })
+            .collect();
+        let mut body = Vec::new();
+        r.into_reader()
+            .take(64 << 20)
+            .read_to_end(&mut body)
+            .unwrap();
+        Resp {
+            status,
+            content_type,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts an RFC 9457 problem with this status; returns its JSON.
+    pub fn problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        assert_eq!(
+            self.content_type,
+            "application/problem+json",
+            "body: {}",
+            self.text()
+        );
+        let json = self.json();
+        assert_eq!(json["status"], status);
+        assert!(
+            json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{json}"
+        );
+        json
+    }
+}

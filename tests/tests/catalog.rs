@@ -1,0 +1,240 @@
+//! The product catalog through the real host and PostgreSQL.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mart_integration_tests::{Host, Resp};
+use serde_json::{json, Value};
+
+fn host() -> Host {
+    Host::start("spin.toml", &[])
+}
+
+/// A category no other test uses, so parallel tests see only their products.
+fn unique_category() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn product(name: &str, category: &str, price: i64) -> Value {
+    json!({ "name": name, "description": "test item", "category": category, "price_minor": price, "currency": "EUR" })
+}
+
+fn create(host: &Host, body: &Value) -> Value {
+    let r = host.send_json("POST", "/products", body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()
+}
+
+#[test]
+fn create_read_update_delete() {
+    let host = host();
+    let category = unique_category();
+    let r = host.send_json("POST", "/products", &product("  Teapot ", &category, 2500));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.content_type, "application/json");
+    let created = r.json();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/products/{id}").as_str())
+    );
+    assert_eq!(created["name"], "Teapot", "names are trimmed");
+    assert_eq!(created["price_minor"], 2500);
+    assert_eq!(created["currency"], "EUR");
+
+    let fetched = host.get(&format!("/products/{id}"));
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.json(), created);
+
+    let updated = host.send_json(
+        "PUT",
+        &format!("/products/{id}"),
+        &product("Big teapot", &category, 3100),
+    );
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    assert_eq!(updated.json()["name"], "Big teapot");
+    assert_eq!(
+        host.get(&format!("/products/{id}")).json()["price_minor"],
+        3100
+    );
+
+    assert_eq!(
+        host.request("DELETE", &format!("/products/{id}"), &[], None)
+            .status,
+        204
+    );
+    host.get(&format!("/products/{id}")).problem(404);
+    host.request("DELETE", &format!("/products/{id}"), &[], None)
+        .problem(404);
+    host.send_json(
+        "PUT",
+        &format!("/products/{id}"),
+        &product("Gone", &category, 1),
+    )
+    .problem(404);
+}
+
+#[test]
+fn list_filters_and_pages_with_a_cursor() {
+    let host = host();
+    let category = unique_category();
+    for (name, price) in [
+        ("Cup E", 5),
+        ("Cup A", 1),
+        ("Cup D", 4),
+        ("Plate B", 2),
+        ("Cup C", 3),
+    ] {
+        create(&host, &product(name, &category, price));
+    }
+    let page = |query: &str| -> Value {
+        let r = host.get(&format!("/products?category={category}{query}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let all = page("");
+    assert_eq!(
+        names(&all),
+        ["Cup A", "Cup C", "Cup D", "Cup E", "Plate B"],
+        "sorted by name"
+    );
+    assert!(all["next_cursor"].is_null());
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let p = page(&format!("&limit=2{cursor}"));
+        seen.extend(names(&p));
+        match p["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names(&all), "cursor pages cover everything once");
+
+    assert_eq!(names(&page("&offset=3")), ["Cup E", "Plate B"]);
+    assert_eq!(
+        names(&page("&q=plate")),
+        ["Plate B"],
+        "q matches case-insensitively"
+    );
+    assert_eq!(names(&page("&q=CUP+c")), ["Cup C"], "form-encoded spaces");
+    assert_eq!(
+        names(&page("&q=%27%3B+DROP+TABLE+products%3B--")),
+        Vec::<String>::new(),
+        "SQL stays data"
+    );
+    assert_eq!(
+        page("").as_object().unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5,
+        "table still there"
+    );
+}
+
+#[test]
+fn bad_list_queries_are_422_naming_the_parameter() {
+    let host = host();
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("offset=-1", "offset"),
+        ("cursor=garbage!", "cursor"),
+        ("category=Not%20A%20Slug", "category"),
+        ("colour=red", "colour"),
+    ] {
+        let problem = host.get(&format!("/products?{query}")).problem(422);
+        assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+    }
+}
+
+#[test]
+fn bad_bodies_get_precise_problems() {
+    let host = host();
+    let category = unique_category();
+    let post = |body: &[u8], content_type: &str| -> Resp {
+        host.request(
+            "POST",
+            "/products",
+            &[("content-type", content_type)],
+            Some(body),
+        )
+    };
+    post(b"{\"name\": \"x\",", "application/json").problem(400);
+    post(b"", "application/json").problem(400);
+    post(b"name=x", "application/x-www-form-urlencoded").problem(415);
+
+    let cases = [
+        (
+            json!({"name": "x", "price_minor": "12", "currency": "EUR"}),
+            "price_minor",
+        ),
+        (
+            json!({"name": "x", "price_minor": 1.5, "currency": "EUR"}),
+            "price_minor",
+        ),
+        (
+            json!({"name": "x", "price_minor": -1, "currency": "EUR"}),
+            "price_minor",
+        ),
+        (
+            json!({"name": "x", "price_minor": 1, "currency": "EUR", "colour": "red"}),
+            "colour",
+        ),
+        (json!({"price_minor": 1, "currency": "EUR"}), "name"),
+        (
+            json!({"name": "", "price_minor": 1, "currency": "EUR"}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "price_minor": 1, "currency": "USD"}),
+            "currency",
+        ),
+        (
+            json!({"name": "x", "price_minor": 1, "currency": "EUR", "category": "Bad Cat"}),
+            "category",
+        ),
+        (
+            json!({"name": "x".repeat(201), "price_minor": 1, "currency": "EUR"}),
+            "name",
+        ),
+    ];
+    for (body, field) in cases {
+        let problem = host.send_json("POST", "/products", &body).problem(422);
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+
+    let huge = json!({"name": "x", "description": "y".repeat(100_000), "price_minor": 1, "currency": "EUR"});
+    host.send_json("POST", "/products", &huge).problem(413);
+
+    // Nothing above was written.
+    let listed = host.get(&format!("/products?category={category}")).json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn unknown_ids_and_methods() {
+    let host = host();
+    host.get("/products/00000000-0000-4000-8000-00000000dead")
+        .problem(404);
+    host.get("/products/not-a-uuid").problem(404);
+    host.get("/products/1;DROP").problem(404);
+    host.request("PATCH", "/products", &[], None).problem(405);
+    host.get("/no-such-route").problem(404);
+}

@@ -1,0 +1,353 @@
+//! Host behaviour through the probe component (tests/components/probe):
+//! Spin's headers and routing, isolation, limits, variables, allowed hosts,
+//! PostgreSQL value types, service chaining, load-time errors, shutdown.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mart_integration_tests::{free_port, mart_bin, postgres, repo_root, Host};
+
+const PROBE: &str = "tests/fixtures/probe.toml";
+
+fn probe_host(extra: &[(&str, String)]) -> Host {
+    let mut env = vec![("SPIN_VARIABLE_API_KEY", "k-123".to_string())];
+    env.extend(extra.iter().cloned());
+    Host::start(PROBE, &env)
+}
+
+#[test]
+fn spin_headers_for_a_parameter_route() {
+    let host = probe_host(&[]);
+    let r = host.request(
+        "GET",
+        "/items/42/headers?x=1",
+        &[("spin-path-info", "/forged")],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = r.json();
+    let port = host.base.rsplit(':').next().unwrap();
+    assert_eq!(
+        h["spin-full-url"],
+        format!("http://127.0.0.1:{port}/items/42/headers?x=1")
+    );
+    assert_eq!(
+        h["spin-path-info"], "/headers",
+        "client-sent spin-* headers are replaced"
+    );
+    assert_eq!(h["spin-matched-route"], "/items/:item_id/...");
+    assert_eq!(h["spin-raw-component-route"], "/items/:item_id/...");
+    assert_eq!(h["spin-component-route"], "/items/:item_id");
+    assert_eq!(h["spin-base-path"], "/");
+    assert_eq!(h["spin-path-match-item-id"], "42");
+    assert!(h["spin-client-addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(
+        h["uri"],
+        format!("http://127.0.0.1:{port}/items/42/headers?x=1")
+    );
+    assert!(r.header("x-request-id").is_some_and(|id| !id.is_empty()));
+}
+
+#[test]
+fn unmatched_routes_and_reserved_paths() {
+    let host = probe_host(&[]);
+    let p = host.get("/nothing/here").problem(404);
+    assert!(p["detail"].as_str().unwrap().contains("/nothing/here"));
+    let health = host.get("/.well-known/spin/health");
+    assert_eq!((health.status, health.text().as_str()), (200, "OK"));
+    assert_eq!(host.get("/.well-known/spin/info").json()["name"], "probe");
+}
+
+#[test]
+fn a_trap_is_a_500_and_the_host_keeps_serving() {
+    let host = probe_host(&[]);
+    let p = host.get("/probe/trap").problem(500);
+    assert!(p["detail"].as_str().unwrap().contains("`probe`"), "{p}");
+    assert_eq!(host.get("/probe/headers").status, 200);
+    assert!(
+        host.log().contains("component failed"),
+        "a log line names the failure"
+    );
+}
+
+#[test]
+fn deadlines_stop_busy_and_sleeping_guests() {
+    let host = probe_host(&[]);
+    for path in ["/probe/loop", "/probe/sleep?ms=60000"] {
+        let started = Instant::now();
+        let p = host.get(path).problem(504);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(1400) && took < Duration::from_secs(10),
+            "{path} took {took:?}"
+        );
+        assert!(p["detail"].as_str().unwrap().contains("1.5s"), "{p}");
+    }
+    assert_eq!(host.get("/probe/headers").status, 200);
+}
+
+#[test]
+fn memory_is_capped_per_instance() {
+    let host = probe_host(&[]);
+    let ok = host.get("/probe/alloc?mib=16");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    host.get("/probe/alloc?mib=64").problem(500);
+    // A fresh instance per request: the failed one left nothing behind.
+    assert_eq!(host.get("/probe/alloc?mib=16").status, 200);
+}
+
+#[test]
+fn variables_resolve_from_templates_defaults_and_environment() {
+    let host = probe_host(&[]);
+    assert_eq!(host.get("/probe/var?name=greeting").text(), "hello, world");
+    assert_eq!(host.get("/probe/var?name=key").text(), "k-123");
+    let undefined = host.get("/probe/var?name=nope");
+    assert_eq!(undefined.status, 404);
+    assert!(
+        undefined.text().contains("Undefined"),
+        "{}",
+        undefined.text()
+    );
+    assert!(host
+        .get("/probe/var?name=Bad-Name")
+        .text()
+        .contains("InvalidName"));
+    drop(host);
+
+    let host = probe_host(&[("SPIN_VARIABLE_GREETING", "hi".into())]);
+    assert_eq!(host.get("/probe/var?name=greeting").text(), "hi, world");
+}
+
+#[test]
+fn a_missing_required_variable_stops_the_start() {
+    let pg = postgres();
+    let output = Command::new(mart_bin())
+        .current_dir(repo_root())
+        .args([
+            "up",
+            "--from",
+            PROBE,
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("SPIN_VARIABLE_PG_PORT", pg.port.to_string())
+        .env_remove("SPIN_VARIABLE_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SPIN_VARIABLE_API_KEY"), "{stderr}");
+}
+
+#[test]
+fn an_unsupported_import_fails_at_load_naming_the_interface() {
+    let output = Command::new(mart_bin())
+        .current_dir(repo_root())
+        .args([
+            "up",
+            "--from",
+            "tests/fixtures/unsupported.toml",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("component `kv`"), "{stderr}");
+    assert!(stderr.contains("key-value"), "{stderr}");
+}
+
+/// A one-shot HTTP server on loopback answering "pong".
+fn upstream() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
+    });
+    (port, handle)
+}
+
+#[test]
+fn outbound_http_is_limited_to_allowed_hosts() {
+    let (port, server) = upstream();
+    let host = probe_host(&[("SPIN_VARIABLE_UPSTREAM_PORT", port.to_string())]);
+    let allowed = host.get(&format!("/probe/http?url=http://127.0.0.1:{port}/ping"));
+    assert_eq!(allowed.text(), "200 pong");
+    server.join().unwrap();
+
+    let (other, _server) = upstream();
+    let refused = host.get(&format!("/probe/http?url=http://127.0.0.1:{other}/ping"));
+    assert_eq!(refused.status, 502);
+    assert!(
+        refused.text().contains("HttpRequestDenied"),
+        "{}",
+        refused.text()
+    );
+    let refused = host.get(&format!("/probe/http?url=http://localhost:{port}/ping"));
+    assert!(
+        refused.text().contains("HttpRequestDenied"),
+        "host names must match: {}",
+        refused.text()
+    );
+}
+
+#[test]
+fn postgres_is_limited_to_allowed_hosts() {
+    let host = probe_host(&[]);
+    let pg = postgres();
+    let allowed = host.get(&format!(
+        "/probe/pg-open?url=postgres://mart@127.0.0.1:{}/postgres",
+        pg.port
+    ));
+    assert_eq!(allowed.text(), "opened");
+    for url in [
+        format!("postgres://mart@127.0.0.2:{}/postgres", pg.port),
+        format!("postgres://mart@127.0.0.1:{}/postgres", pg.port + 1),
+        format!("host=localhost port={} user=mart", pg.port),
+    ] {
+        let refused = host.get(&format!("/probe/pg-open?url={}", url.replace(' ', "%20")));
+        assert_eq!(refused.status, 502, "{url}");
+        assert!(
+            refused.text().contains("is not permitted"),
+            "{url}: {}",
+            refused.text()
+        );
+    }
+}
+
+#[test]
+fn postgres_values_round_trip_for_every_type() {
+    let host = probe_host(&[]);
+    let pg = postgres();
+    let r = host.get(&format!(
+        "/probe/pg?url=postgres://mart@127.0.0.1:{}/postgres",
+        pg.port
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let json = r.json();
+    let values: Vec<&str> = json["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().trim_start_matches("DbValue::"))
+        .collect();
+    let expected = [
+        "Int32(7)",
+        "Int64(-9000000000)",
+        "Str(\"héllo\")",
+        "Decimal(\"12345.678\")",
+        "Uuid(\"0b7c6f0e-5a8e-4e52-9c53-8f2f0f7d9a10\")",
+        "Jsonb([123, 34, 97, 34, 58, 32, 91, 49, 44, 32, 50, 93, 125])",
+        "Date((2024, 2, 29))",
+        "Datetime((2024, 2, 29, 13, 14, 15, 123456000))",
+        "RangeInt32((Some((1, RangeBoundKind::Inclusive)), Some((10, RangeBoundKind::Exclusive))))",
+        "ArrayStr([Some(\"a\"), None])",
+        "Interval(Interval { micros: 1500000, days: 2, months: 3 })",
+        "Boolean(true)",
+        "Binary([0, 255])",
+        "Floating64(2.5)",
+        "Int16(-3)",
+        "Time((23, 59, 58, 0))",
+        "ArrayInt64([Some(1), None, Some(3)])",
+        "DbNull",
+        "RangeDecimal((Some((\"1.5\", RangeBoundKind::Inclusive)), None))",
+        "Datetime((1970, 1, 1, 0, 0, 0, 0))",
+        "Str(\"a\")",
+    ];
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(values[i], *want, "column {}", i + 1);
+    }
+    assert!(
+        values[21].starts_with("Unsupported("),
+        "inet has no interface type: {}",
+        values[21]
+    );
+    let types = json["types"].as_array().unwrap();
+    assert_eq!(types[21], "DbDataType::Other(\"inet\")");
+    assert_eq!(types[7], "DbDataType::Datetime");
+}
+
+#[test]
+fn service_chaining_runs_the_target_in_process() {
+    let host = probe_host(&[]);
+    let r = host.get("/probe/chain");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    let json: serde_json::Value = serde_json::from_str(
+        body.strip_prefix("200 ")
+            .unwrap_or_else(|| panic!("{body}")),
+    )
+    .unwrap();
+    assert_eq!(
+        json["spin-path-info"], "/headers",
+        "the whole path is the path-info"
+    );
+    assert_eq!(json["spin-matched-route"], "/...");
+    assert_eq!(json["spin-component-route"], "");
+    assert_eq!(json["spin-client-addr"], "0.0.0.0:0");
+    assert_eq!(
+        json["spin-full-url"],
+        "http://probe-callee.spin.internal/headers?from=chain"
+    );
+    // The private component has no public route.
+    host.get("/probe-callee").problem(404);
+}
+
+#[test]
+fn oversized_bodies_are_refused_by_the_host() {
+    let host = probe_host(&[]);
+    // The host answers from the headers alone, before any body is sent.
+    let addr = host.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /probe/headers HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
+        11 << 20
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+    assert!(response.contains("the limit is 10485760"), "{response}");
+}
+
+#[test]
+fn shutdown_finishes_requests_in_flight() {
+    let mut host = probe_host(&[]);
+    let base = host.base.clone();
+    let in_flight = std::thread::spawn(move || {
+        ureq::get(&format!("{base}/slow/sleep?ms=1500"))
+            .call()
+            .map(|r| r.status())
+            .map_err(|e| e.to_string())
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let status = host.terminate(Duration::from_secs(20));
+    assert!(status.success(), "mart exits cleanly on SIGTERM: {status}");
+    assert_eq!(
+        in_flight
+            .join()
+            .unwrap()
+            .expect("the in-flight request completed"),
+        200
+    );
+    assert!(
+        ureq::get(&format!("{}/probe/headers", host.base))
+            .call()
+            .is_err(),
+        "no longer listening"
+    );
+}
