@@ -169,12 +169,27 @@ impl HttpTrigger {
         .await
     }
 
-    async fn route_and_invoke(
+    /// Handles one request in-process, exactly as if it came over the
+    /// network from `client` (benchmarks and embedding).
+    pub async fn call<B>(&self, request: Request<B>, client: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.route_and_invoke(request, client, &request_id).await
+    }
+
+    async fn route_and_invoke<B>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
         client: SocketAddr,
         request_id: &str,
-    ) -> Response<Body> {
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let path = request.uri().path().to_string();
         if let Some(response) = self.well_known(&path, request_id) {
             return response;
@@ -344,7 +359,7 @@ fn request_id(request: &Request<Incoming>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn content_length(request: &Request<Incoming>) -> Option<u64> {
+fn content_length<B>(request: &Request<B>) -> Option<u64> {
     request
         .headers()
         .get(header::CONTENT_LENGTH)?

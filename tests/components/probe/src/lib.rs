@@ -20,6 +20,7 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             .unwrap_or_default()
     };
     Ok(match path.as_str() {
+        "/noop" => Response::new(200, ()),
         "/headers" => headers(&request),
         "/trap" => panic!("the probe was asked to trap"),
         "/loop" => spin_forever(),

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `make bench`: the host against a minimal native server, side by side in one
+# run on this machine (wrk, server and PostgreSQL share the cores), plus the
+# in-process cost of one request. Prints a table; asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+PG_PORT=${BENCH_PG_PORT:-54339}
+HOST_PORT=${BENCH_HOST_PORT:-3300}
+NATIVE_PORT=${BENCH_NATIVE_PORT:-3301}
+PRODUCT=00000000-0000-4000-8000-000000000001
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else echo "wrk is missing: sudo apt-get install -y wrk" >&2; exit 1; fi
+fi
+
+make -s components
+cargo build -q --release -p mart-host -p mart-bench
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/postgres.sh stop .mart/bench-pg
+}
+trap cleanup EXIT
+
+scripts/postgres.sh start .mart/bench-pg "$PG_PORT"
+server="postgres://mart@127.0.0.1:$PG_PORT/postgres"
+target/release/mart migrate --database-url "$server" --migrations migrations >/dev/null 2>&1
+scripts/seed.sh "$server" 2>/dev/null
+
+SPIN_VARIABLE_PG_PORT=$PG_PORT RUST_LOG=warn target/release/mart up --from tests/fixtures/bench.toml \
+  --listen "127.0.0.1:$HOST_PORT" 2>/dev/null &
+pids+=($!)
+target/release/mart-native-ref --listen "127.0.0.1:$NATIVE_PORT" \
+  --database-url "postgres://mart@127.0.0.1:$PG_PORT/catalog" 2>/dev/null &
+pids+=($!)
+wait_for() { for _ in $(seq 300); do curl -sf "$1" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+wait_for "127.0.0.1:$HOST_PORT/.well-known/spin/health"
+wait_for "127.0.0.1:$NATIVE_PORT/noop"
+curl -sf "127.0.0.1:$HOST_PORT/products/$PRODUCT" >/dev/null
+curl -sf "127.0.0.1:$NATIVE_PORT/products/$PRODUCT" >/dev/null
+
+# wrk's summary: "rps p50_ms p99_ms"
+measure() {
+  local out rps p50 p99
+  wrk -t2 -c"$CONNECTIONS" -d2s "$1" >/dev/null 2>&1 # warm-up
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$1")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx responses from $1" >&2; fi
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+
+native_noop=$(measure "http://127.0.0.1:$NATIVE_PORT/noop")
+host_noop=$(measure "http://127.0.0.1:$HOST_PORT/probe/noop")
+native_db=$(measure "http://127.0.0.1:$NATIVE_PORT/products/$PRODUCT")
+host_db=$(measure "http://127.0.0.1:$HOST_PORT/products/$PRODUCT")
+
+row() { read -r rps p50 p99 <<<"$2"; printf "| %-34s | %10.0f | %8s | %8s |\n" "$1" "$rps" "$p50" "$p99"; }
+ratio() { awk -v a="$(cut -d' ' -f1 <<<"$1")" -v b="$(cut -d' ' -f1 <<<"$2")" 'BEGIN { printf "%.0f %%", 100*a/b }'; }
+
+echo
+echo "wrk -t2 -c$CONNECTIONS -d$DURATION on loopback; wrk, servers and PostgreSQL share $(nproc) cores"
+echo
+echo "| route                              |      req/s | p50 (ms) | p99 (ms) |"
+echo "|------------------------------------|-----------:|---------:|---------:|"
+row "native no-op GET"                    "$native_noop"
+row "mart host no-op component"           "$host_noop"
+row "native GET /products/{id}"           "$native_db"
+row "mart host GET /products/{id}"        "$host_db"
+echo
+echo "host / native, no-op route: $(ratio "$host_noop" "$native_noop")   (target >= 50 %)"
+echo "host / native, DB read:     $(ratio "$host_db" "$native_db")   (target >= 80 %)"
+echo
+target/release/mart-overhead --manifest tests/fixtures/bench.toml --path /probe/noop
