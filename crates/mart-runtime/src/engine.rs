@@ -11,13 +11,16 @@ use mart_outbound_pg::{PgHost, PgPools, PoolSettings};
 use mart_variables::{ComponentVariables, Resolver, Template, VariablesHost};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreLimitsBuilder,
+    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::{AppComponent, InstanceState, InvocationLimits};
+
+/// How much of a memory slot is reset in place rather than released to the OS.
+const RESET_IN_PLACE_BYTES: usize = 16 << 20;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -217,10 +220,15 @@ fn build_engine(options: &RuntimeOptions, largest_memory: usize) -> anyhow::Resu
         .total_stacks(options.max_instances)
         .total_core_instances(options.max_instances * 4)
         .max_memory_size(largest_memory)
-        // Keep a little of each slot's memory resident between instances, so
-        // reusing a slot does not page-fault the same pages in again.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(1 << 16);
+        // Reset a slot by rewriting only the pages the last instance dirtied
+        // (found with Linux's PAGEMAP_SCAN, kernel >= 6.7) instead of
+        // madvise-ing them away: no page faults on reuse and no TLB-shootdown
+        // IPIs across worker threads. Elsewhere this falls back to memset of
+        // the kept-resident prefix. Measured with `make bench`.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(RESET_IN_PLACE_BYTES)
+        .table_keep_resident(1 << 20)
+        .async_stack_keep_resident(1 << 20);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
         .map_err(anyhow::Error::from)

@@ -113,7 +113,9 @@ impl HttpTrigger {
                     let (stream, client) = match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
+                            // E.g. out of file descriptors: back off instead of spinning.
                             tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
                         }
                     };

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt as _;
+
 use mart_runtime::{AppComponent, Runtime};
 use wasmtime::Trap;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -55,7 +57,7 @@ where
 {
     let component = &target.component;
     let mut store = runtime.new_store(component);
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let setup = (|| {
         let req = store
             .data_mut()
@@ -68,33 +70,69 @@ where
 
     let proxy = target.proxy.clone();
     let timeout = component.limits.timeout;
-    let task = tokio::spawn(async move {
-        let run = async {
+    let mut run = Box::pin(async move {
+        let call = async {
             let instance = proxy.instantiate_async(&mut store).await?;
             instance
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
                 .await
         };
-        match tokio::time::timeout(timeout, run).await {
+        match tokio::time::timeout(timeout, call).await {
             Ok(result) => result.map_err(|e| classify(&e)),
             Err(_) => Err(InvokeError::Deadline),
         }
     });
 
-    match receiver.await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(code)) => Err(InvokeError::ErrorCode(code)),
-        // The instance ended without setting a response: find out why.
-        Err(_) => match task.await {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Err(InvokeError::Failed(
-                "the component returned without setting a response".into(),
+    // The guest runs on this task, not a spawned one: handing each request to
+    // another worker thread and back cost more than the instance itself.
+    let mut finished = None;
+    let response = tokio::select! {
+        biased;
+        response = &mut receiver => response,
+        result = &mut run => {
+            finished = Some(result);
+            receiver.await
+        }
+    };
+    match (response, finished) {
+        (Ok(response), None) => {
+            // The guest usually writes its body and returns right after
+            // setting the response; only a guest still busy gets a task.
+            if let Some(result) = (&mut run).now_or_never() {
+                log_late_failure(&component.id, result);
+            } else {
+                let id = component.id.clone();
+                tokio::spawn(async move { log_late_failure(&id, run.await) });
+            }
+            response.map_err(InvokeError::ErrorCode)
+        }
+        (Ok(response), Some(result)) => {
+            log_late_failure(&component.id, result);
+            response.map_err(InvokeError::ErrorCode)
+        }
+        // The instance ended without setting a response: say why.
+        (Err(_), Some(Err(e))) => Err(e),
+        (Err(_), Some(Ok(()))) => Err(InvokeError::Failed(
+            "the component returned without setting a response".into(),
+        )),
+        (Err(_), None) => match run.await {
+            Err(e) => Err(e),
+            Ok(()) => Err(InvokeError::Failed(
+                "the component dropped its response without setting it".into(),
             )),
-            Err(join) => Err(InvokeError::Failed(format!(
-                "the invocation task failed: {join}"
-            ))),
         },
+    }
+}
+
+/// A failure after the response head was sent can only be logged.
+fn log_late_failure(component: &str, result: Result<(), InvokeError>) {
+    if let Err(error) = result {
+        tracing::error!(
+            component,
+            ?error,
+            "component failed after sending its response head"
+        );
     }
 }
 
