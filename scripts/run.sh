@@ -17,6 +17,20 @@ fi
 cleanup() { [ -n "$started_pg" ] && scripts/postgres.sh stop .mart/pg; }
 trap cleanup EXIT
 
+# Development signing keys (ES256), made once under .mart/jwt unless given.
+if [ -z "${SPIN_VARIABLE_JWT_PRIVATE_KEY:-}" ]; then
+  mkdir -p .mart/jwt
+  if [ ! -f .mart/jwt/private.pem ]; then
+    openssl ecparam -genkey -name prime256v1 -noout | openssl pkcs8 -topk8 -nocrypt -out .mart/jwt/private.pem
+    openssl ec -in .mart/jwt/private.pem -pubout -out .mart/jwt/public.pem 2>/dev/null
+  fi
+  export SPIN_VARIABLE_JWT_PRIVATE_KEY="$(cat .mart/jwt/private.pem)"
+  export SPIN_VARIABLE_JWT_PUBLIC_KEY="$(cat .mart/jwt/public.pem)"
+fi
+# A local admin for trying the API (see README); override in the environment.
+export SPIN_VARIABLE_ADMIN_EMAIL=${SPIN_VARIABLE_ADMIN_EMAIL:-admin@mart.local}
+export SPIN_VARIABLE_ADMIN_PASSWORD=${SPIN_VARIABLE_ADMIN_PASSWORD:-admin-password-change-me}
+
 target/debug/mart migrate --database-url "$MART_DATABASE_URL" --migrations migrations
 scripts/seed.sh "$MART_DATABASE_URL"
 

@@ -137,6 +137,28 @@ impl Postgres {
     }
 }
 
+/// The test-only signing key pair (also used by mart-domain's unit tests).
+pub const JWT_PRIVATE_KEY: &str = include_str!("../../crates/mart-domain/testdata/jwt-private.pem");
+pub const JWT_PUBLIC_KEY: &str = include_str!("../../crates/mart-domain/testdata/jwt-public.pem");
+/// A key the app does not trust, for forged tokens.
+pub const JWT_OTHER_PRIVATE_KEY: &str =
+    include_str!("../../crates/mart-domain/testdata/jwt-other-private.pem");
+
+/// A token as the users service would issue it, minted directly.
+pub fn token(user_id: &str, role: mart_domain::auth::Role) -> String {
+    let signer = mart_domain::auth::Signer::new(JWT_PRIVATE_KEY, "mart-1", "mart", 900).unwrap();
+    signer
+        .sign(user_id, role, 0, mart_domain::auth::now())
+        .unwrap()
+}
+
+pub fn admin_token() -> String {
+    token(
+        "00000000-0000-4000-8000-00000000a0a0",
+        mart_domain::auth::Role::Admin,
+    )
+}
+
 /// A running `mart up`, stopped when dropped.
 pub struct Host {
     child: Child,
@@ -165,6 +187,8 @@ impl Host {
             .arg("--cache-dir")
             .arg(repo_root().join("target/mart-test-cache"))
             .env("SPIN_VARIABLE_PG_PORT", pg.port.to_string())
+            .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
+            .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
@@ -264,6 +288,32 @@ impl Host {
             &[("content-type", "application/json")],
             Some(&bytes),
         )
+    }
+
+    /// `send_json` with `Authorization: Bearer <token>`.
+    pub fn send_json_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Resp {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let auth = format!("Bearer {token}");
+        self.request(
+            method,
+            path,
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &auth),
+            ],
+            Some(&bytes),
+        )
+    }
+
+    pub fn get_as(&self, token: &str, path: &str) -> Resp {
+        let auth = format!("Bearer {token}");
+        self.request("GET", path, &[("authorization", &auth)], None)
     }
 }
 

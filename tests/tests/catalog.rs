@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use mart_integration_tests::{Host, Resp};
+use mart_domain::auth::Role;
+use mart_integration_tests::{admin_token, token, Host, Resp};
 use serde_json::{json, Value};
 
 fn host() -> Host {
@@ -24,7 +25,7 @@ fn product(name: &str, category: &str, price: i64) -> Value {
 }
 
 fn create(host: &Host, body: &Value) -> Value {
-    let r = host.send_json("POST", "/products", body);
+    let r = host.send_json_as(&admin_token(), "POST", "/products", body);
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()
 }
@@ -33,7 +34,13 @@ fn create(host: &Host, body: &Value) -> Value {
 fn create_read_update_delete() {
     let host = host();
     let category = unique_category();
-    let r = host.send_json("POST", "/products", &product("  Teapot ", &category, 2500));
+    let admin = admin_token();
+    let r = host.send_json_as(
+        &admin,
+        "POST",
+        "/products",
+        &product("  Teapot ", &category, 2500),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.content_type, "application/json");
     let created = r.json();
@@ -50,7 +57,8 @@ fn create_read_update_delete() {
     assert_eq!(fetched.status, 200);
     assert_eq!(fetched.json(), created);
 
-    let updated = host.send_json(
+    let updated = host.send_json_as(
+        &admin,
         "PUT",
         &format!("/products/{id}"),
         &product("Big teapot", &category, 3100),
@@ -62,15 +70,13 @@ fn create_read_update_delete() {
         3100
     );
 
-    assert_eq!(
-        host.request("DELETE", &format!("/products/{id}"), &[], None)
-            .status,
-        204
-    );
+    let bearer = format!("Bearer {admin}");
+    let delete = |path: &str| host.request("DELETE", path, &[("authorization", &bearer)], None);
+    assert_eq!(delete(&format!("/products/{id}")).status, 204);
     host.get(&format!("/products/{id}")).problem(404);
-    host.request("DELETE", &format!("/products/{id}"), &[], None)
-        .problem(404);
-    host.send_json(
+    delete(&format!("/products/{id}")).problem(404);
+    host.send_json_as(
+        &admin,
         "PUT",
         &format!("/products/{id}"),
         &product("Gone", &category, 1),
@@ -168,11 +174,12 @@ fn bad_list_queries_are_422_naming_the_parameter() {
 fn bad_bodies_get_precise_problems() {
     let host = host();
     let category = unique_category();
+    let bearer = format!("Bearer {}", admin_token());
     let post = |body: &[u8], content_type: &str| -> Resp {
         host.request(
             "POST",
             "/products",
-            &[("content-type", content_type)],
+            &[("content-type", content_type), ("authorization", &bearer)],
             Some(body),
         )
     };
@@ -215,13 +222,17 @@ fn bad_bodies_get_precise_problems() {
             "name",
         ),
     ];
+    let admin = admin_token();
     for (body, field) in cases {
-        let problem = host.send_json("POST", "/products", &body).problem(422);
+        let problem = host
+            .send_json_as(&admin, "POST", "/products", &body)
+            .problem(422);
         assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
     }
 
     let huge = json!({"name": "x", "description": "y".repeat(100_000), "price_minor": 1, "currency": "EUR"});
-    host.send_json("POST", "/products", &huge).problem(413);
+    host.send_json_as(&admin, "POST", "/products", &huge)
+        .problem(413);
 
     // Nothing above was written.
     let listed = host.get(&format!("/products?category={category}")).json();
@@ -236,5 +247,37 @@ fn unknown_ids_and_methods() {
     host.get("/products/not-a-uuid").problem(404);
     host.get("/products/1;DROP").problem(404);
     host.request("PATCH", "/products", &[], None).problem(405);
+}
+
+#[test]
+fn writes_need_an_admin_token() {
+    let host = host();
+    let body = product("Kettle", &unique_category(), 100);
+    let p = host.send_json("POST", "/products", &body).problem(401);
+    assert!(p["detail"]
+        .as_str()
+        .unwrap()
+        .contains("missing bearer token"));
+    let customer = token("00000000-0000-4000-8000-00000000c0c0", Role::Customer);
+    host.send_json_as(&customer, "POST", "/products", &body)
+        .problem(403);
+    let forged = mart_domain::auth::Signer::new(
+        mart_integration_tests::JWT_OTHER_PRIVATE_KEY,
+        "mart-1",
+        "mart",
+        900,
+    )
+    .unwrap()
+    .sign("x", Role::Admin, 0, mart_domain::auth::now())
+    .unwrap();
+    host.send_json_as(&forged, "POST", "/products", &body)
+        .problem(401);
+    let r = host.send_json(
+        "DELETE",
+        "/products/00000000-0000-4000-8000-000000000001",
+        &serde_json::json!({}),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     host.get("/no-such-route").problem(404);
 }

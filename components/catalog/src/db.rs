@@ -4,7 +4,6 @@ use mart_domain::catalog::ValidProduct;
 use mart_domain::Problem;
 use serde::Serialize;
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
-use spin_sdk::variables;
 
 /// A product as the API returns it.
 #[derive(Debug, Serialize)]
@@ -32,10 +31,7 @@ pub struct ListFilter<'a> {
 }
 
 fn connect() -> Result<Connection, Problem> {
-    let url = variables::get("db_url").map_err(|e| {
-        eprintln!("catalog: variable db_url: {e}");
-        Problem::internal("the catalog database is not configured")
-    })?;
+    let url = mart_guest::config::variable("db_url")?;
     Connection::open(&url).map_err(|e| {
         eprintln!("catalog: cannot open the database: {e}");
         Problem::service_unavailable("the catalog database is unavailable")
@@ -43,10 +39,7 @@ fn connect() -> Result<Connection, Problem> {
 }
 
 pub fn shop_currency() -> Result<String, Problem> {
-    variables::get("shop_currency").map_err(|e| {
-        eprintln!("catalog: variable shop_currency: {e}");
-        Problem::internal("the shop currency is not configured")
-    })
+    mart_guest::config::variable("shop_currency")
 }
 
 fn failed(e: impl std::fmt::Display) -> Problem {

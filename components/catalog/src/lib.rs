@@ -4,13 +4,11 @@
 //! parameterised statement, answer JSON (errors as problem+json).
 
 mod db;
-mod http;
 
-use mart_domain::{catalog, json, paging, FieldError, Problem};
+use mart_domain::{catalog, paging, FieldError, Problem};
+use mart_guest::{auth, json_body, json_response, path_info, problem_response, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
-
-use crate::http::{json_response, problem_response, Query};
 
 /// Largest request body the catalog reads.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -25,11 +23,7 @@ fn handle(request: Request) -> Response {
 
 fn route(request: &Request) -> Result<Response, Problem> {
     // `spin-path-info` is what follows `/products` in the trigger route.
-    let path_info = request
-        .header("spin-path-info")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    let id = path_info.trim_matches('/');
+    let id = path_info(request).trim_matches('/');
     match (request.method(), id) {
         (Method::Get, "") => list(request),
         (Method::Post, "") => create(request),
@@ -134,22 +128,13 @@ fn delete(request: &Request, id: &str) -> Result<Response, Problem> {
     }
 }
 
-/// The seam for authorisation of catalog writes. Today every caller may
-/// write; the users/auth work makes this require an admin token (the shared
-/// JWT verification lands in `mart-domain`), and nothing else here changes.
-fn authorize_write(_request: &Request) -> Result<(), Problem> {
-    Ok(())
+/// Catalog writes are for admins only; reads are public.
+fn authorize_write(request: &Request) -> Result<(), Problem> {
+    auth::require_admin(request).map(|_| ())
 }
 
 fn valid_body(request: &Request) -> Result<catalog::ValidProduct, Problem> {
-    http::require_json(request)?;
-    if request.body().len() > MAX_BODY_BYTES {
-        return Err(Problem::payload_too_large(format!(
-            "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
-            request.body().len()
-        )));
-    }
-    let input: catalog::ProductInput = json::parse(request.body())?;
+    let input: catalog::ProductInput = json_body(request, MAX_BODY_BYTES)?;
     catalog::validate(input, &db::shop_currency()?)
 }
 

@@ -1,4 +1,4 @@
-//! Small HTTP helpers for this component.
+//! JSON in and out; every error is an RFC 9457 problem.
 
 use mart_domain::problem::CONTENT_TYPE as PROBLEM_JSON;
 use mart_domain::{FieldError, Problem};
@@ -14,11 +14,37 @@ pub fn json_response<T: Serialize>(status: u16, value: &T) -> Response {
 }
 
 pub fn problem_response(problem: &Problem) -> Response {
-    Response::builder()
+    let mut builder = Response::builder();
+    builder
         .status(problem.status)
-        .header("content-type", PROBLEM_JSON)
-        .body(problem.to_json())
-        .build()
+        .header("content-type", PROBLEM_JSON);
+    if problem.status == 401 {
+        builder.header("www-authenticate", "Bearer");
+    }
+    builder.body(problem.to_json()).build()
+}
+
+/// Parses a JSON body of at most `max_bytes`, after checking its media type.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    request: &Request,
+    max_bytes: usize,
+) -> Result<T, Problem> {
+    require_json(request)?;
+    if request.body().len() > max_bytes {
+        return Err(Problem::payload_too_large(format!(
+            "the body is {} bytes; the limit is {max_bytes}",
+            request.body().len()
+        )));
+    }
+    mart_domain::json::parse(request.body())
+}
+
+/// The `spin-path-info` header: what follows the trigger route's prefix.
+pub fn path_info(request: &Request) -> &str {
+    request
+        .header("spin-path-info")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
 }
 
 pub fn require_json(request: &Request) -> Result<(), Problem> {

@@ -1,0 +1,261 @@
+//! The users database: every statement parameterised.
+
+use mart_domain::auth::Role;
+use mart_domain::{outbox, users, Problem};
+use serde::Serialize;
+use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError, QueryError};
+
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub token_version: i64,
+    pub created_at: String,
+}
+
+/// What the API shows of a user: never the hash.
+#[derive(Serialize)]
+pub struct Profile<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub role: &'static str,
+    pub created_at: &'a str,
+}
+
+impl User {
+    pub fn profile(&self) -> Profile<'_> {
+        Profile {
+            id: &self.id,
+            email: &self.email,
+            name: &self.name,
+            role: self.role.as_str(),
+            created_at: &self.created_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, email, name, password_hash, role, token_version, created_at";
+
+pub struct Db {
+    connection: Connection,
+}
+
+pub fn parse_id(id: &str) -> Option<String> {
+    let valid = id.len() == 36
+        && id.chars().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    valid.then(|| id.to_ascii_lowercase())
+}
+
+fn failed(e: impl std::fmt::Display) -> Problem {
+    eprintln!("users: database error: {e}");
+    Problem::internal("the users database failed")
+}
+
+fn is_unique_violation(e: &PgError) -> bool {
+    matches!(e, PgError::QueryFailed(QueryError::DbError(db)) if db.code == "23505")
+}
+
+fn text(value: &str) -> ParameterValue {
+    ParameterValue::Str(value.to_string())
+}
+
+impl Db {
+    pub fn connect() -> Result<Self, Problem> {
+        let url = mart_guest::config::variable("db_url")?;
+        let connection = Connection::open(&url).map_err(|e| {
+            eprintln!("users: cannot open the database: {e}");
+            Problem::service_unavailable("the users database is unavailable")
+        })?;
+        Ok(Self { connection })
+    }
+
+    /// Runs `work` in one transaction: all of it commits or none of it.
+    pub fn transaction<T>(
+        &self,
+        work: impl FnOnce(&Self) -> Result<T, Problem>,
+    ) -> Result<T, Problem> {
+        self.connection.execute("BEGIN", &[]).map_err(failed)?;
+        match work(self) {
+            Ok(value) => {
+                self.connection.execute("COMMIT", &[]).map_err(failed)?;
+                Ok(value)
+            }
+            Err(problem) => {
+                let _ = self.connection.execute("ROLLBACK", &[]);
+                Err(problem)
+            }
+        }
+    }
+
+    pub fn insert_user(
+        &self,
+        email: &str,
+        name: &str,
+        hash: &str,
+        role: Role,
+    ) -> Result<User, Problem> {
+        let sql = format!(
+            "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+        );
+        let rows = self
+            .connection
+            .query(
+                &sql,
+                &[text(email), text(name), text(hash), text(role.as_str())],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Problem::conflict("an account with this email already exists")
+                } else {
+                    failed(e)
+                }
+            })?;
+        first_user(&rows.rows)?.ok_or_else(|| Problem::internal("the insert returned no row"))
+    }
+
+    pub fn record_event(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), Problem> {
+        let payload = serde_json::to_vec(payload).map_err(failed)?;
+        self.connection
+            .execute(
+                outbox::INSERT_SQL,
+                &[
+                    text(aggregate_type),
+                    text(aggregate_id),
+                    text(event_type),
+                    ParameterValue::Jsonb(payload),
+                ],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    pub fn user_by_email(&self, email: &str) -> Result<Option<User>, Problem> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
+        let rows = self
+            .connection
+            .query(&sql, &[text(email)])
+            .map_err(failed)?;
+        first_user(&rows.rows)
+    }
+
+    pub fn user_by_id(&self, id: &str) -> Result<Option<User>, Problem> {
+        let Some(id) = parse_id(id) else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+        let rows = self
+            .connection
+            .query(&sql, &[ParameterValue::Uuid(id)])
+            .map_err(failed)?;
+        first_user(&rows.rows)
+    }
+
+    /// Changes the name and/or password; a new password revokes old tokens.
+    pub fn update_profile(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        hash: Option<&str>,
+    ) -> Result<User, Problem> {
+        let sql = format!(
+            "UPDATE users SET name = coalesce($2, name),
+                    password_hash = coalesce($3, password_hash),
+                    token_version = token_version + CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END,
+                    updated_at = now()
+             WHERE id = $1 RETURNING {COLUMNS}"
+        );
+        let param = |v: Option<&str>| v.map_or(ParameterValue::DbNull, text);
+        let rows = self
+            .connection
+            .query(
+                &sql,
+                &[
+                    ParameterValue::Uuid(id.to_string()),
+                    param(name),
+                    param(hash),
+                ],
+            )
+            .map_err(failed)?;
+        first_user(&rows.rows)?.ok_or_else(|| Problem::not_found("the account no longer exists"))
+    }
+
+    /// Seconds the caller must still wait before trying this email again.
+    pub fn login_wait_secs(&self, email: &str) -> Result<Option<i64>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "SELECT failures, floor(extract(epoch FROM now() - last_failure_at))::int8
+                 FROM login_failures WHERE email = $1",
+                &[text(email)],
+            )
+            .map_err(failed)?;
+        let Some(row) = rows.rows.first() else {
+            return Ok(None);
+        };
+        let failures: i32 = decode(&row[0])?;
+        let elapsed: i64 = decode(&row[1])?;
+        let wait = users::login_delay_secs(u32::try_from(failures).unwrap_or(0)) - elapsed;
+        Ok((wait > 0).then_some(wait))
+    }
+
+    pub fn record_login_failure(&self, email: &str) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "INSERT INTO login_failures (email, failures, last_failure_at) VALUES ($1, 1, now())
+                 ON CONFLICT (email) DO UPDATE
+                 SET failures = login_failures.failures + 1, last_failure_at = now()",
+                &[text(email)],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    pub fn clear_login_failures(&self, email: &str) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "DELETE FROM login_failures WHERE email = $1",
+                &[text(email)],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+fn first_user(rows: &[Vec<DbValue>]) -> Result<Option<User>, Problem> {
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let [id, email, name, hash, role, version, created_at] = row.as_slice() else {
+        return Err(failed(format!("expected 7 columns, got {}", row.len())));
+    };
+    let role: String = decode(role)?;
+    let created_at: chrono::NaiveDateTime = decode(created_at)?;
+    Ok(Some(User {
+        id: match id {
+            DbValue::Uuid(u) => u.clone(),
+            other => return Err(failed(format!("id is not a uuid: {other:?}"))),
+        },
+        email: decode(email)?,
+        name: decode(name)?,
+        password_hash: decode(hash)?,
+        role: Role::parse(&role).ok_or_else(|| failed(format!("unknown role {role}")))?,
+        token_version: decode(version)?,
+        created_at: created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    }))
+}
+
+fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
+    T::decode(value).map_err(failed)
+}

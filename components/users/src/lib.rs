@@ -1,0 +1,214 @@
+//! Users and authentication: `/users`, `/users/me`, `/users/{id}`, `/auth/token`.
+
+mod db;
+
+use mart_domain::auth::{self, Role, Signer};
+use mart_domain::users::{self, Login, ProfileUpdate, Registration};
+use mart_domain::{outbox, password, FieldError, Problem};
+use mart_guest::config::{optional_variable, variable};
+use mart_guest::{json_body, json_response, path_info, problem_response};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+use crate::db::{Db, User};
+
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    match route(&request) {
+        Ok(response) => response,
+        Err(problem) => problem_response(&problem),
+    }
+}
+
+fn route(request: &Request) -> Result<Response, Problem> {
+    let route = request
+        .header("spin-component-route")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if route == "/auth/token" {
+        return match request.method() {
+            Method::Post => issue_token(request),
+            _ => Err(Problem::method_not_allowed("use POST on /auth/token")),
+        };
+    }
+    match (request.method(), path_info(request).trim_matches('/')) {
+        (Method::Post, "") => register(request),
+        (Method::Get, "me") => me(request),
+        (Method::Patch, "me") => update_me(request),
+        (Method::Get, id) if !id.is_empty() => get_user(request, id),
+        (_, "") => Err(Problem::method_not_allowed("use POST on /users")),
+        (_, "me") => Err(Problem::method_not_allowed("use GET or PATCH on /users/me")),
+        _ => Err(Problem::method_not_allowed("use GET on /users/{id}")),
+    }
+}
+
+fn register(request: &Request) -> Result<Response, Problem> {
+    let input: Registration = json_body(request, MAX_BODY_BYTES)?;
+    let valid = users::validate_registration(input)?;
+    let hash = password::hash(&valid.password).map_err(Problem::internal)?;
+    let db = Db::connect()?;
+    let user = db.transaction(|db| {
+        let user = db.insert_user(&valid.email, &valid.name, &hash, Role::Customer)?;
+        let payload =
+            serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
+        db.record_event("users", &user.id, outbox::events::USER_REGISTERED, &payload)?;
+        Ok(user)
+    })?;
+    let mut response = json_response(201, &user.profile());
+    response.set_header("location", format!("/users/{}", user.id));
+    Ok(response)
+}
+
+/// One message for unknown email and wrong password: no account enumeration.
+fn bad_credentials() -> Problem {
+    auth::unauthorized("the email or password is wrong")
+}
+
+fn issue_token(request: &Request) -> Result<Response, Problem> {
+    let input: Login = json_body(request, MAX_BODY_BYTES)?;
+    let email = users::normalise_email(&input.email);
+    let db = Db::connect()?;
+    if let Some(wait) = db.login_wait_secs(&email)? {
+        let mut problem = Problem::new(
+            429,
+            "Too Many Requests",
+            format!("too many failed attempts; retry in {wait} s"),
+        );
+        problem.errors = vec![];
+        let mut response = problem_response(&problem);
+        response.set_header("retry-after", wait.to_string());
+        return Ok(response);
+    }
+    bootstrap_admin(&db, &email, &input.password)?;
+    let user = db.user_by_email(&email)?;
+    let stored_hash = user
+        .as_ref()
+        .map(|u| u.password_hash.as_str())
+        .unwrap_or(password::dummy_hash());
+    let matches = password::verify(&input.password, stored_hash);
+    let Some(user) = user.filter(|_| matches) else {
+        db.record_login_failure(&email)?;
+        return Err(bad_credentials());
+    };
+    db.clear_login_failures(&email)?;
+    let signer = signer()?;
+    let token = signer
+        .sign(&user.id, user.role, user.token_version, auth::now())
+        .map_err(Problem::internal)?;
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "access_token": token, "token_type": "Bearer", "expires_in": signer.ttl_secs() }),
+    ))
+}
+
+/// The first login as the configured admin creates that account (variables
+/// `admin_email` and `admin_password`); afterwards it is an ordinary admin.
+fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Problem> {
+    let (Some(admin_email), Some(admin_password)) = (
+        optional_variable("admin_email"),
+        optional_variable("admin_password"),
+    ) else {
+        return Ok(());
+    };
+    if users::normalise_email(&admin_email) != email || given_password != admin_password {
+        return Ok(());
+    }
+    if db.user_by_email(email)?.is_some() {
+        return Ok(());
+    }
+    let hash = password::hash(&admin_password).map_err(Problem::internal)?;
+    db.transaction(|db| {
+        let user = db.insert_user(email, "Administrator", &hash, Role::Admin)?;
+        let payload =
+            serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
+        db.record_event("users", &user.id, outbox::events::USER_REGISTERED, &payload)
+    })
+    .or_else(|p| if p.status == 409 { Ok(()) } else { Err(p) })
+}
+
+fn signer() -> Result<Signer, Problem> {
+    let ttl: i64 = variable("jwt_ttl_secs")?
+        .parse()
+        .map_err(|_| Problem::internal("jwt_ttl_secs is not a number"))?;
+    Signer::new(
+        &variable("jwt_private_key")?,
+        &variable("jwt_key_id")?,
+        &variable("jwt_issuer")?,
+        ttl,
+    )
+    .map_err(|e| {
+        eprintln!("users: {e}");
+        Problem::internal("token signing is misconfigured")
+    })
+}
+
+/// The caller, from a verified token whose version is still current.
+fn current_user(request: &Request, db: &Db) -> Result<User, Problem> {
+    let claims = mart_guest::auth::authenticate(request)?;
+    let user = db
+        .user_by_id(&claims.sub)?
+        .ok_or_else(|| auth::unauthorized("the account no longer exists"))?;
+    if user.token_version != claims.ver {
+        return Err(auth::unauthorized(
+            "the token was revoked by a password change; log in again",
+        ));
+    }
+    Ok(user)
+}
+
+fn me(request: &Request) -> Result<Response, Problem> {
+    let db = Db::connect()?;
+    Ok(json_response(200, &current_user(request, &db)?.profile()))
+}
+
+fn update_me(request: &Request) -> Result<Response, Problem> {
+    let db = Db::connect()?;
+    let user = current_user(request, &db)?;
+    let update: ProfileUpdate = json_body(request, MAX_BODY_BYTES)?;
+    let mut errors = Vec::new();
+    let name = update.name.map(|n| n.trim().to_string());
+    if let Some(name) = &name {
+        if let Err(e) = users::check_name(name) {
+            errors.push(e);
+        }
+    }
+    let new_hash = match &update.password {
+        None => None,
+        Some(new_password) => {
+            let current = update.current_password.as_deref().unwrap_or_default();
+            if !password::verify(current, &user.password_hash) {
+                errors.push(FieldError::new(
+                    "current_password",
+                    "must be your current password",
+                ));
+            }
+            if let Err(e) = password::check_policy(new_password, &user.email) {
+                errors.push(e);
+            }
+            Some(password::hash(new_password).map_err(Problem::internal)?)
+        }
+    };
+    if name.is_none() && new_hash.is_none() {
+        errors.push(FieldError::new(
+            "body",
+            "give `name`, or `password` with `current_password`",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let updated = db.update_profile(&user.id, name.as_deref(), new_hash.as_deref())?;
+    Ok(json_response(200, &updated.profile()))
+}
+
+fn get_user(request: &Request, id: &str) -> Result<Response, Problem> {
+    mart_guest::auth::require_admin(request)?;
+    let db = Db::connect()?;
+    let id = db::parse_id(id).ok_or_else(|| Problem::not_found(format!("no user has id {id}")))?;
+    match db.user_by_id(&id)? {
+        Some(user) => Ok(json_response(200, &user.profile())),
+        None => Err(Problem::not_found(format!("no user has id {id}"))),
+    }
+}

@@ -1,0 +1,9 @@
+//! What every Mart component does the same way, on top of `spin-sdk`:
+//! responses (`http`), configuration (`config`) and caller identity (`auth`).
+//! Domain rules stay in `mart-domain`; this crate is only the Spin edge.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+
+pub use http::{json_body, json_response, path_info, problem_response, require_json, Query};

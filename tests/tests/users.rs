@@ -1,0 +1,251 @@
+//! Users and authentication through the real host and PostgreSQL.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mart_domain::auth::{Role, Signer};
+use mart_integration_tests::{postgres, token, Host, JWT_OTHER_PRIVATE_KEY, JWT_PRIVATE_KEY};
+use serde_json::{json, Value};
+
+const ADMIN_EMAIL: &str = "root@mart.test";
+const ADMIN_PASSWORD: &str = "admin-secret-123";
+
+fn host() -> Host {
+    Host::start(
+        "spin.toml",
+        &[
+            ("SPIN_VARIABLE_ADMIN_EMAIL", ADMIN_EMAIL.into()),
+            ("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+        ],
+    )
+}
+
+fn unique_email() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "user{}-{}@example.com",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn register(host: &Host, email: &str, password: &str) -> Value {
+    let r = host.send_json(
+        "POST",
+        "/users",
+        &json!({ "email": email, "name": "Ada", "password": password }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()
+}
+
+fn login(host: &Host, email: &str, password: &str) -> Result<String, (u16, Value)> {
+    let r = host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({ "email": email, "password": password }),
+    );
+    if r.status == 200 {
+        let body = r.json();
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 900);
+        Ok(body["access_token"].as_str().unwrap().to_string())
+    } else {
+        Err((r.status, r.json()))
+    }
+}
+
+#[test]
+fn register_log_in_and_read_the_profile() {
+    let host = host();
+    let email = unique_email();
+    let profile = register(
+        &host,
+        &format!("  {} ", email.to_uppercase()),
+        "correct horse battery",
+    );
+    assert_eq!(profile["email"], email, "stored normalised");
+    assert_eq!(profile["role"], "customer");
+    assert!(profile.get("password_hash").is_none() && !profile.to_string().contains("argon2"));
+
+    let token = login(&host, &email, "correct horse battery").unwrap();
+    let me = host.get_as(&token, "/users/me");
+    assert_eq!(me.status, 200, "{}", me.text());
+    assert_eq!(me.json()["id"], profile["id"]);
+
+    let stored = postgres().query(
+        "users",
+        &format!("SELECT password_hash FROM users WHERE email = '{email}'"),
+    );
+    let hash: String = stored[0].get(0);
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+
+    let events = postgres().query(
+        "users",
+        &format!("SELECT event_type, aggregate_id, payload->>'email' FROM outbox WHERE aggregate_id = '{}'", profile["id"].as_str().unwrap()),
+    );
+    assert_eq!(events.len(), 1, "one user.registered event in the outbox");
+    assert_eq!(events[0].get::<_, String>(0), "user.registered");
+    assert_eq!(events[0].get::<_, String>(2), email);
+}
+
+#[test]
+fn registration_rules() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "correct horse battery");
+    let dup = host.send_json(
+        "POST",
+        "/users",
+        &json!({ "email": email.to_uppercase(), "name": "B", "password": "another password" }),
+    );
+    dup.problem(409);
+    for (body, field) in [
+        (
+            json!({ "email": unique_email(), "name": "A", "password": "short" }),
+            "password",
+        ),
+        (
+            json!({ "email": "Me@Example.com", "name": "A", "password": "me@example.com" }),
+            "password",
+        ),
+        (
+            json!({ "email": "not-an-email", "name": "A", "password": "long enough" }),
+            "email",
+        ),
+        (
+            json!({ "email": unique_email(), "name": "", "password": "long enough" }),
+            "name",
+        ),
+        (
+            json!({ "email": unique_email(), "name": "x".repeat(101), "password": "long enough" }),
+            "name",
+        ),
+        (
+            json!({ "email": unique_email(), "name": "A", "password": "long enough", "role": "admin" }),
+            "role",
+        ),
+    ] {
+        let p = host.send_json("POST", "/users", &body).problem(422);
+        assert_eq!(p["errors"][0]["field"], field, "{body}: {p}");
+    }
+}
+
+#[test]
+fn wrong_password_and_unknown_email_look_the_same_and_slow_down() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "correct horse battery");
+    let (status, wrong) = login(&host, &email, "wrong password").unwrap_err();
+    let (status2, unknown) = login(&host, &unique_email(), "wrong password").unwrap_err();
+    assert_eq!((status, status2), (401, 401));
+    assert_eq!(wrong["detail"], unknown["detail"], "no account enumeration");
+
+    for _ in 0..2 {
+        assert_eq!(login(&host, &email, "wrong password").unwrap_err().0, 401);
+    }
+    // Three failures: the next attempt must wait, even with the right password.
+    let r = host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({ "email": email, "password": "correct horse battery" }),
+    );
+    r.problem(429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert!(
+        login(&host, &email, "correct horse battery").is_ok(),
+        "a delay, not a lockout"
+    );
+}
+
+#[test]
+fn changing_the_password_revokes_earlier_tokens() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "first password");
+    let old = login(&host, &email, "first password").unwrap();
+
+    let bad = host.send_json_as(
+        &old,
+        "PATCH",
+        "/users/me",
+        &json!({ "password": "second password", "current_password": "nope" }),
+    );
+    assert_eq!(bad.problem(422)["errors"][0]["field"], "current_password");
+
+    let ok = host.send_json_as(&old, "PATCH", "/users/me", &json!({ "password": "second password", "current_password": "first password", "name": "Ada L." }));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.json()["name"], "Ada L.");
+
+    let revoked = host.get_as(&old, "/users/me").problem(401);
+    assert!(revoked["detail"]
+        .as_str()
+        .unwrap()
+        .contains("password change"));
+    assert_eq!(login(&host, &email, "first password").unwrap_err().0, 401);
+    let new = login(&host, &email, "second password").unwrap();
+    assert_eq!(host.get_as(&new, "/users/me").status, 200);
+}
+
+#[test]
+fn admin_is_bootstrapped_and_only_admins_read_other_users() {
+    let host = host();
+    let email = unique_email();
+    let user = register(&host, &email, "customer password");
+    let id = user["id"].as_str().unwrap();
+    let customer = login(&host, &email, "customer password").unwrap();
+
+    let admin = login(&host, ADMIN_EMAIL, ADMIN_PASSWORD).unwrap();
+    let me = host.get_as(&admin, "/users/me").json();
+    assert_eq!(me["role"], "admin");
+    assert_eq!(
+        login(&host, ADMIN_EMAIL, "not the admin password")
+            .unwrap_err()
+            .0,
+        401
+    );
+
+    assert_eq!(
+        host.get_as(&admin, &format!("/users/{id}")).json()["email"],
+        email
+    );
+    host.get_as(&customer, &format!("/users/{id}")).problem(403);
+    host.get(&format!("/users/{id}")).problem(401);
+    host.get_as(&admin, "/users/00000000-0000-4000-8000-00000000dead")
+        .problem(404);
+}
+
+#[test]
+fn expired_forged_and_malformed_tokens_are_401() {
+    let host = host();
+    let expired = Signer::new(JWT_PRIVATE_KEY, "mart-1", "mart", 60)
+        .unwrap()
+        .sign("x", Role::Admin, 0, mart_domain::auth::now() - 3600)
+        .unwrap();
+    let forged = Signer::new(JWT_OTHER_PRIVATE_KEY, "mart-1", "mart", 900)
+        .unwrap()
+        .sign("x", Role::Admin, 0, mart_domain::auth::now())
+        .unwrap();
+    let wrong_issuer = Signer::new(JWT_PRIVATE_KEY, "mart-1", "elsewhere", 900)
+        .unwrap()
+        .sign("x", Role::Admin, 0, mart_domain::auth::now())
+        .unwrap();
+    for (token, why) in [
+        (expired, "expired"),
+        (forged, "signature"),
+        (wrong_issuer, "issuer"),
+        ("abc.def.ghi".to_string(), "malformed"),
+    ] {
+        let p = host.get_as(&token, "/users/me").problem(401);
+        assert!(p["detail"].as_str().unwrap().contains(why), "{why}: {p}");
+    }
+    // A valid token for an account that does not exist.
+    host.get_as(
+        &token("00000000-0000-4000-8000-00000000beef", Role::Customer),
+        "/users/me",
+    )
+    .problem(401);
+}
