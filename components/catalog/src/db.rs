@@ -48,16 +48,7 @@ fn failed(e: impl std::fmt::Display) -> Problem {
 }
 
 pub fn parse_id(id: &str) -> Result<String, Problem> {
-    let valid = id.len() == 36
-        && id.chars().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    if valid {
-        Ok(id.to_ascii_lowercase())
-    } else {
-        Err(Problem::not_found(format!("no product has id {id}")))
-    }
+    mart_domain::parse_uuid(id).ok_or_else(|| Problem::not_found(format!("no product has id {id}")))
 }
 
 fn text(value: Option<&str>) -> ParameterValue {

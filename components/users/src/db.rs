@@ -43,14 +43,7 @@ pub struct Db {
     connection: Connection,
 }
 
-pub fn parse_id(id: &str) -> Option<String> {
-    let valid = id.len() == 36
-        && id.chars().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    valid.then(|| id.to_ascii_lowercase())
-}
+pub use mart_domain::parse_uuid as parse_id;
 
 fn failed(e: impl std::fmt::Display) -> Problem {
     eprintln!("users: database error: {e}");

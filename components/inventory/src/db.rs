@@ -1,0 +1,402 @@
+//! The inventory database: every statement parameterised, every multi-step
+//! change in one transaction.
+
+use mart_domain::inventory::{Line, Stock};
+use mart_domain::{outbox, Problem};
+use serde::Serialize;
+use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError, QueryError};
+
+#[derive(Serialize)]
+pub struct StockItem {
+    pub product_id: String,
+    pub on_hand: i32,
+    pub reserved: i32,
+    pub available: i32,
+    pub updated_at: String,
+}
+
+#[derive(Serialize)]
+pub struct AdjustmentEntry {
+    pub delta: i32,
+    pub on_hand_after: i32,
+    pub reason: String,
+    pub actor: String,
+    pub created_at: String,
+}
+
+/// The result of an idempotent operation.
+pub enum Outcome {
+    Done(serde_json::Value),
+    /// The same request was already applied; here is its result.
+    AlreadyDone(serde_json::Value),
+    Rejected(String),
+}
+
+const STOCK_COLUMNS: &str = "product_id, on_hand, reserved, updated_at";
+
+pub struct Db {
+    connection: Connection,
+}
+
+fn failed(e: impl std::fmt::Display) -> Problem {
+    eprintln!("inventory: database error: {e}");
+    Problem::internal("the inventory database failed")
+}
+
+fn check_violation(e: &PgError) -> bool {
+    matches!(e, PgError::QueryFailed(QueryError::DbError(db)) if db.code == "23514")
+}
+
+fn uuid(id: &str) -> ParameterValue {
+    ParameterValue::Uuid(id.to_string())
+}
+
+fn text(value: &str) -> ParameterValue {
+    ParameterValue::Str(value.to_string())
+}
+
+fn timestamp(value: &DbValue) -> Result<String, Problem> {
+    let dt: chrono::NaiveDateTime = decode(value)?;
+    Ok(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}
+
+fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
+    T::decode(value).map_err(failed)
+}
+
+fn uuid_text(value: &DbValue) -> Result<String, Problem> {
+    match value {
+        DbValue::Uuid(u) => Ok(u.clone()),
+        other => Err(failed(format!("not a uuid: {other:?}"))),
+    }
+}
+
+fn stock_item(row: &[DbValue]) -> Result<StockItem, Problem> {
+    let [id, on_hand, reserved, updated_at] = row else {
+        return Err(failed("unexpected stock columns"));
+    };
+    let stock = Stock {
+        on_hand: decode(on_hand)?,
+        reserved: decode(reserved)?,
+    };
+    Ok(StockItem {
+        product_id: uuid_text(id)?,
+        on_hand: stock.on_hand,
+        reserved: stock.reserved,
+        available: stock.available(),
+        updated_at: timestamp(updated_at)?,
+    })
+}
+
+fn lines_json(order: &str, status: &str, lines: &[Line]) -> serde_json::Value {
+    serde_json::json!({ "order_id": order, "status": status, "lines": lines.iter().map(|l| serde_json::json!({
+        "product_id": l.product_id, "quantity": l.quantity })).collect::<Vec<_>>() })
+}
+
+impl Db {
+    pub fn connect() -> Result<Self, Problem> {
+        let url = mart_guest::config::variable("db_url")?;
+        let connection = Connection::open(&url).map_err(|e| {
+            eprintln!("inventory: cannot open the database: {e}");
+            Problem::service_unavailable("the inventory database is unavailable")
+        })?;
+        Ok(Self { connection })
+    }
+
+    /// Runs `work` in one transaction, rolled back if it returns an error.
+    fn transaction<T, E: From<Problem>>(
+        &self,
+        work: impl FnOnce(&Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.connection.execute("BEGIN", &[]).map_err(failed)?;
+        match work(self) {
+            Ok(value) => {
+                self.connection.execute("COMMIT", &[]).map_err(failed)?;
+                Ok(value)
+            }
+            Err(problem) => {
+                let _ = self.connection.execute("ROLLBACK", &[]);
+                Err(problem)
+            }
+        }
+    }
+
+    fn record_event(
+        &self,
+        order: &str,
+        event_type: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), Problem> {
+        let payload = serde_json::to_vec(payload).map_err(failed)?;
+        self.connection
+            .execute(
+                outbox::INSERT_SQL,
+                &[
+                    text("inventory"),
+                    text(order),
+                    text(event_type),
+                    ParameterValue::Jsonb(payload),
+                ],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    pub fn stock(&self, product: &str) -> Result<Option<StockItem>, Problem> {
+        let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = $1");
+        let rows = self
+            .connection
+            .query(&sql, &[uuid(product)])
+            .map_err(failed)?;
+        rows.rows.first().map(|r| stock_item(r)).transpose()
+    }
+
+    pub fn stock_many(&self, products: &[String]) -> Result<Vec<StockItem>, Problem> {
+        let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = ANY($1::text[]::uuid[]) ORDER BY product_id");
+        let ids = ParameterValue::ArrayStr(products.iter().map(|p| Some(p.clone())).collect());
+        let rows = self.connection.query(&sql, &[ids]).map_err(failed)?;
+        rows.rows.iter().map(|r| stock_item(r)).collect()
+    }
+
+    /// Sets on_hand (creating the record), never below what is reserved.
+    pub fn set_on_hand(
+        &self,
+        product: &str,
+        on_hand: i32,
+        actor: &str,
+    ) -> Result<StockItem, Problem> {
+        self.transaction(|db| {
+            let before = db
+                .connection
+                .query("SELECT on_hand FROM stock WHERE product_id = $1 FOR UPDATE", &[uuid(product)])
+                .map_err(failed)?;
+            let old: i32 = match before.rows.first() {
+                Some(row) => decode(&row[0])?,
+                None => 0,
+            };
+            let sql = format!(
+                "INSERT INTO stock (product_id, on_hand) VALUES ($1, $2)
+                 ON CONFLICT (product_id) DO UPDATE SET on_hand = EXCLUDED.on_hand, updated_at = now()
+                 RETURNING {STOCK_COLUMNS}"
+            );
+            let rows = db
+                .connection
+                .query(&sql, &[uuid(product), ParameterValue::Int32(on_hand)])
+                .map_err(|e| if check_violation(&e) { below_reserved() } else { failed(e) })?;
+            let item = stock_item(rows.rows.first().ok_or_else(|| failed("upsert returned no row"))?)?;
+            db.audit(product, on_hand - old, on_hand, "stock set", actor)?;
+            Ok(item)
+        })
+    }
+
+    pub fn adjust(
+        &self,
+        product: &str,
+        delta: i32,
+        reason: &str,
+        actor: &str,
+    ) -> Result<StockItem, Problem> {
+        self.transaction(|db| {
+            let sql = format!(
+                "UPDATE stock SET on_hand = on_hand + $2, updated_at = now() WHERE product_id = $1 RETURNING {STOCK_COLUMNS}"
+            );
+            let rows = db
+                .connection
+                .query(&sql, &[uuid(product), ParameterValue::Int32(delta)])
+                .map_err(|e| if check_violation(&e) { below_reserved() } else { failed(e) })?;
+            let item = stock_item(
+                rows.rows.first().ok_or_else(|| Problem::not_found(format!("no stock record for product {product}")))?,
+            )?;
+            db.audit(product, delta, item.on_hand, reason, actor)?;
+            Ok(item)
+        })
+    }
+
+    fn audit(
+        &self,
+        product: &str,
+        delta: i32,
+        after: i32,
+        reason: &str,
+        actor: &str,
+    ) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "INSERT INTO stock_adjustments (product_id, delta, on_hand_after, reason, actor) VALUES ($1, $2, $3, $4, $5)",
+                &[uuid(product), ParameterValue::Int32(delta), ParameterValue::Int32(after), text(reason), text(actor)],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    pub fn adjustments(&self, product: &str) -> Result<Vec<AdjustmentEntry>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "SELECT delta, on_hand_after, reason, actor, created_at FROM stock_adjustments
+                 WHERE product_id = $1 ORDER BY id DESC LIMIT 100",
+                &[uuid(product)],
+            )
+            .map_err(failed)?;
+        rows.rows
+            .iter()
+            .map(|r| {
+                Ok(AdjustmentEntry {
+                    delta: decode(&r[0])?,
+                    on_hand_after: decode(&r[1])?,
+                    reason: decode(&r[2])?,
+                    actor: decode(&r[3])?,
+                    created_at: timestamp(&r[4])?,
+                })
+            })
+            .collect()
+    }
+
+    fn reservation_lines(&self, order: &str) -> Result<Vec<(Line, String)>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "SELECT product_id, quantity, status FROM reservations WHERE order_id = $1 ORDER BY product_id",
+                &[uuid(order)],
+            )
+            .map_err(failed)?;
+        rows.rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    Line {
+                        product_id: uuid_text(&r[0])?,
+                        quantity: decode(&r[1])?,
+                    },
+                    decode::<String>(&r[2])?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Reserves every line or none. `lines` are sorted by product id, so
+    /// concurrent reservations lock stock rows in one order.
+    pub fn reserve(&self, order: &str, lines: &[Line]) -> Result<Outcome, Problem> {
+        let result: Result<_, Abort> = self.transaction(|db| {
+            // Claim the order first: a concurrent duplicate waits on the key
+            // and then finds it taken, so an order is never reserved twice.
+            for line in lines {
+                let inserted = db
+                    .connection
+                    .execute(
+                        "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING",
+                        &[uuid(order), uuid(&line.product_id), ParameterValue::Int32(line.quantity)],
+                    )
+                    .map_err(|e| match &e {
+                        PgError::QueryFailed(QueryError::DbError(d)) if d.code == "23503" => {
+                            Abort::Short(format!("product {} has no stock record", line.product_id))
+                        }
+                        _ => Abort::Failed(failed(e)),
+                    })?;
+                if inserted == 0 {
+                    return Err(Abort::AlreadyReserved);
+                }
+            }
+            for line in lines {
+                let updated = db
+                    .connection
+                    .execute(
+                        "UPDATE stock SET reserved = reserved + $2, updated_at = now()
+                         WHERE product_id = $1 AND on_hand - reserved >= $2",
+                        &[uuid(&line.product_id), ParameterValue::Int32(line.quantity)],
+                    )
+                    .map_err(failed)?;
+                if updated == 0 {
+                    return Err(Abort::Short(format!("not enough stock for product {}", line.product_id)));
+                }
+            }
+            let body = lines_json(order, "reserved", lines);
+            db.record_event(order, "inventory.reserved", &body)?;
+            Ok(body)
+        });
+        match result {
+            Ok(body) => Ok(Outcome::Done(body)),
+            Err(Abort::AlreadyReserved) => {
+                let existing = self.reservation_lines(order)?;
+                let status = existing.first().map(|(_, s)| s.clone()).unwrap_or_default();
+                let lines: Vec<Line> = existing.into_iter().map(|(l, _)| l).collect();
+                Ok(Outcome::AlreadyDone(lines_json(order, &status, &lines)))
+            }
+            Err(Abort::Short(reason)) => {
+                let body = serde_json::json!({ "order_id": order, "reason": reason });
+                self.transaction(|db| db.record_event(order, "inventory.rejected", &body))?;
+                Ok(Outcome::Rejected(reason))
+            }
+            Err(Abort::Failed(problem)) => Err(problem),
+        }
+    }
+
+    /// Releases (or commits) an order's reservation, once.
+    pub fn finish_reservation(&self, order: &str, commit: bool) -> Result<Outcome, Problem> {
+        let target = if commit { "committed" } else { "released" };
+        self.transaction(|db| {
+            let rows = db
+                .connection
+                .query(
+                    "UPDATE reservations SET status = $2, updated_at = now()
+                     WHERE order_id = $1 AND status = 'reserved' RETURNING product_id, quantity",
+                    &[uuid(order), text(target)],
+                )
+                .map_err(failed)?;
+            let mut lines = rows
+                .rows
+                .iter()
+                .map(|r| Ok(Line { product_id: uuid_text(&r[0])?, quantity: decode(&r[1])? }))
+                .collect::<Result<Vec<_>, Problem>>()?;
+            if lines.is_empty() {
+                let existing = db.reservation_lines(order)?;
+                let Some((_, status)) = existing.first() else {
+                    return Err(Problem::not_found(format!("no reservation for order {order}")));
+                };
+                let status = status.clone();
+                let lines: Vec<Line> = existing.into_iter().map(|(l, _)| l).collect();
+                return Ok(if status == target {
+                    Outcome::AlreadyDone(lines_json(order, &status, &lines))
+                } else {
+                    Outcome::Rejected(format!("the reservation for order {order} is already {status}"))
+                });
+            }
+            lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+            for line in &lines {
+                let sql = if commit {
+                    "UPDATE stock SET reserved = reserved - $2, on_hand = on_hand - $2, updated_at = now() WHERE product_id = $1"
+                } else {
+                    "UPDATE stock SET reserved = reserved - $2, updated_at = now() WHERE product_id = $1"
+                };
+                db.connection.execute(sql, &[uuid(&line.product_id), ParameterValue::Int32(line.quantity)]).map_err(failed)?;
+                if commit {
+                    let after = db.stock(&line.product_id)?.map(|s| s.on_hand).unwrap_or(0);
+                    db.audit(&line.product_id, -line.quantity, after, &format!("order {order}"), "orders")?;
+                }
+            }
+            let body = lines_json(order, target, &lines);
+            db.record_event(order, &format!("inventory.{target}"), &body)?;
+            Ok(Outcome::Done(body))
+        })
+    }
+}
+
+/// Why a reservation transaction was rolled back.
+enum Abort {
+    /// The order already has a reservation (this is a retry).
+    AlreadyReserved,
+    /// A line cannot be served; nothing was reserved.
+    Short(String),
+    Failed(Problem),
+}
+
+impl From<Problem> for Abort {
+    fn from(problem: Problem) -> Self {
+        Abort::Failed(problem)
+    }
+}
+
+fn below_reserved() -> Problem {
+    Problem::conflict("on_hand cannot go below zero or below the units already reserved")
+}

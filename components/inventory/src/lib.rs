@@ -1,0 +1,144 @@
+//! Inventory: `/inventory/{product_id}`, `/inventory?product_ids=…`, admin
+//! stock changes with an audit trail, and per-order reservations.
+//!
+//! Reservations are all-or-nothing across an order's lines; releasing or
+//! committing one is idempotent. The order saga's Kafka handlers will call
+//! the same operations (db.rs); here they are also admin HTTP endpoints.
+
+mod db;
+
+use mart_domain::inventory::{self, Adjustment, ReservationRequest, SetStock};
+use mart_domain::{parse_uuid, FieldError, Problem};
+use mart_guest::auth::require_admin;
+use mart_guest::{json_body, json_response, path_info, problem_response, Query};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+use crate::db::{Db, Outcome};
+
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    match route(&request) {
+        Ok(response) => response,
+        Err(problem) => problem_response(&problem),
+    }
+}
+
+fn route(request: &Request) -> Result<Response, Problem> {
+    let path = path_info(request).trim_matches('/').to_string();
+    let segments: Vec<&str> = if path.is_empty() {
+        vec![]
+    } else {
+        path.split('/').collect()
+    };
+    match (request.method(), segments.as_slice()) {
+        (Method::Get, []) => list(request),
+        (Method::Post, ["reservations"]) => reserve(request),
+        (Method::Post, ["reservations", order, "release"]) => finish(request, order, false),
+        (Method::Post, ["reservations", order, "commit"]) => finish(request, order, true),
+        (Method::Get, [product]) => get(product),
+        (Method::Put, [product]) => set(request, product),
+        (Method::Post, [product, "adjustments"]) => adjust(request, product),
+        (Method::Get, [product, "adjustments"]) => history(request, product),
+        _ => Err(Problem::not_found(format!(
+            "no inventory resource at /inventory/{path}"
+        ))),
+    }
+}
+
+fn product_id(text: &str) -> Result<String, Problem> {
+    parse_uuid(text)
+        .ok_or_else(|| Problem::not_found(format!("no stock record for product {text}")))
+}
+
+fn get(product: &str) -> Result<Response, Problem> {
+    let id = product_id(product)?;
+    match Db::connect()?.stock(&id)? {
+        Some(item) => Ok(json_response(200, &item)),
+        None => Err(Problem::not_found(format!(
+            "no stock record for product {id}"
+        ))),
+    }
+}
+
+fn list(request: &Request) -> Result<Response, Problem> {
+    let query = Query::parse(request.query());
+    query.only(&["product_ids"])?;
+    let raw = query.get("product_ids").ok_or_else(|| {
+        Problem::invalid(vec![FieldError::new(
+            "product_ids",
+            "is required: comma-separated product ids",
+        )])
+    })?;
+    let mut ids = Vec::new();
+    for text in raw.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        ids.push(parse_uuid(text).ok_or_else(|| {
+            Problem::invalid(vec![FieldError::new(
+                "product_ids",
+                format!("`{text}` is not a product id"),
+            )])
+        })?);
+    }
+    if ids.is_empty() || ids.len() > 100 {
+        return Err(Problem::invalid(vec![FieldError::new(
+            "product_ids",
+            "must list 1 to 100 product ids",
+        )]));
+    }
+    let items = Db::connect()?.stock_many(&ids)?;
+    Ok(json_response(200, &serde_json::json!({ "items": items })))
+}
+
+fn set(request: &Request, product: &str) -> Result<Response, Problem> {
+    let admin = require_admin(request)?;
+    let id = product_id(product)?;
+    let input: SetStock = json_body(request, MAX_BODY_BYTES)?;
+    inventory::validate_set(&input)?;
+    let item = Db::connect()?.set_on_hand(&id, input.on_hand, &admin.sub)?;
+    Ok(json_response(200, &item))
+}
+
+fn adjust(request: &Request, product: &str) -> Result<Response, Problem> {
+    let admin = require_admin(request)?;
+    let id = product_id(product)?;
+    let input: Adjustment = json_body(request, MAX_BODY_BYTES)?;
+    let reason = inventory::validate_adjustment(&input)?;
+    let item = Db::connect()?.adjust(&id, input.delta, &reason, &admin.sub)?;
+    Ok(json_response(201, &item))
+}
+
+fn history(request: &Request, product: &str) -> Result<Response, Problem> {
+    require_admin(request)?;
+    let id = product_id(product)?;
+    let entries = Db::connect()?.adjustments(&id)?;
+    Ok(json_response(200, &serde_json::json!({ "items": entries })))
+}
+
+fn reserve(request: &Request) -> Result<Response, Problem> {
+    require_admin(request)?;
+    let input: ReservationRequest = json_body(request, MAX_BODY_BYTES)?;
+    let order = parse_uuid(&input.order_id).ok_or_else(|| {
+        Problem::invalid(vec![FieldError::new(
+            "order_id",
+            "must be an order id (UUID)",
+        )])
+    })?;
+    let lines = inventory::normalise_lines(&input.lines, |id| parse_uuid(id).is_some())?;
+    match Db::connect()?.reserve(&order, &lines)? {
+        Outcome::Done(body) => Ok(json_response(201, &body)),
+        Outcome::AlreadyDone(body) => Ok(json_response(200, &body)),
+        Outcome::Rejected(reason) => Err(Problem::conflict(reason)),
+    }
+}
+
+fn finish(request: &Request, order: &str, commit: bool) -> Result<Response, Problem> {
+    require_admin(request)?;
+    let order = parse_uuid(order)
+        .ok_or_else(|| Problem::not_found(format!("no reservation for order {order}")))?;
+    match Db::connect()?.finish_reservation(&order, commit)? {
+        Outcome::Done(body) | Outcome::AlreadyDone(body) => Ok(json_response(200, &body)),
+        Outcome::Rejected(reason) => Err(Problem::conflict(reason)),
+    }
+}
