@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Every Wasm component: the app's and the host-behaviour probe used by tests.
-COMPONENTS := catalog users inventory probe unsupported
+COMPONENTS := catalog users inventory carts probe unsupported
 WASM_TARGET := wasm32-wasip2
 
 .PHONY: help build components host run test bench fmt lint clean
@@ -23,7 +23,7 @@ run: build ## Run the whole app on 127.0.0.1:3000 (starts PostgreSQL if needed)
 	scripts/run.sh
 
 test: build ## Run every test (unit, integration with PostgreSQL and the host)
-	$(CARGO) test --workspace --exclude catalog --exclude users --exclude inventory --exclude probe --exclude unsupported
+	$(CARGO) test --workspace --exclude catalog --exclude users --exclude inventory --exclude carts --exclude probe --exclude unsupported
 
 bench: ## Benchmark the host against a native server (prints a table)
 	scripts/bench.sh
@@ -33,7 +33,7 @@ fmt: ## Format the code
 
 lint: ## rustfmt check and clippy (host and components), warnings are errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --exclude catalog --exclude users --exclude inventory --exclude probe --exclude unsupported --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --exclude catalog --exclude users --exclude inventory --exclude carts --exclude probe --exclude unsupported --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS)) -- -D warnings
 
 clean: ## Remove build output and local data

@@ -6,7 +6,7 @@
 mod db;
 
 use mart_domain::{catalog, paging, FieldError, Problem};
-use mart_guest::{auth, json_body, json_response, path_info, problem_response, Query};
+use mart_guest::{auth, json_body, json_response, problem_response, subpath, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -22,8 +22,9 @@ fn handle(request: Request) -> Response {
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {
-    // `spin-path-info` is what follows `/products` in the trigger route.
-    let id = path_info(request).trim_matches('/');
+    let id = subpath(request, "/products")
+        .unwrap_or_default()
+        .trim_matches('/');
     match (request.method(), id) {
         (Method::Get, "") => list(request),
         (Method::Post, "") => create(request),

@@ -10,7 +10,7 @@ mod db;
 use mart_domain::inventory::{self, Adjustment, ReservationRequest, SetStock};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::require_admin;
-use mart_guest::{json_body, json_response, path_info, problem_response, Query};
+use mart_guest::{json_body, json_response, problem_response, subpath, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -27,7 +27,10 @@ fn handle(request: Request) -> Response {
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {
-    let path = path_info(request).trim_matches('/').to_string();
+    let path = subpath(request, "/inventory")
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_string();
     let segments: Vec<&str> = if path.is_empty() {
         vec![]
     } else {

@@ -6,7 +6,7 @@ use mart_domain::auth::{self, Role, Signer};
 use mart_domain::users::{self, Login, ProfileUpdate, Registration};
 use mart_domain::{outbox, password, FieldError, Problem};
 use mart_guest::config::{optional_variable, variable};
-use mart_guest::{json_body, json_response, path_info, problem_response};
+use mart_guest::{json_body, json_response, problem_response, subpath};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -33,7 +33,12 @@ fn route(request: &Request) -> Result<Response, Problem> {
             _ => Err(Problem::method_not_allowed("use POST on /auth/token")),
         };
     }
-    match (request.method(), path_info(request).trim_matches('/')) {
+    match (
+        request.method(),
+        subpath(request, "/users")
+            .unwrap_or_default()
+            .trim_matches('/'),
+    ) {
         (Method::Post, "") => register(request),
         (Method::Get, "me") => me(request),
         (Method::Patch, "me") => update_me(request),

@@ -3,6 +3,7 @@
 //! natively (`cargo test -p mart-domain`).
 
 pub mod auth;
+pub mod carts;
 pub mod catalog;
 pub mod inventory;
 pub mod json;

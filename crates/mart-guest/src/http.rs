@@ -39,12 +39,14 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
     mart_domain::json::parse(request.body())
 }
 
-/// The `spin-path-info` header: what follows the trigger route's prefix.
-pub fn path_info(request: &Request) -> &str {
-    request
-        .header("spin-path-info")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
+/// What follows `prefix` in the request path (`""` for the prefix itself).
+///
+/// Components route on the request path rather than `spin-path-info`: on a
+/// chained request (`http://<component>.spin.internal/...`) Spin reports the
+/// whole path as path-info, while the path itself is the same either way.
+pub fn subpath<'a>(request: &'a Request, prefix: &str) -> Option<&'a str> {
+    let rest = request.path().strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
 pub fn require_json(request: &Request) -> Result<(), Problem> {

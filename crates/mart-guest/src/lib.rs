@@ -6,4 +6,4 @@ pub mod auth;
 pub mod config;
 pub mod http;
 
-pub use http::{json_body, json_response, path_info, problem_response, require_json, Query};
+pub use http::{json_body, json_response, problem_response, require_json, subpath, Query};

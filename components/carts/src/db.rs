@@ -1,0 +1,181 @@
+//! The carts database: every statement parameterised.
+
+use mart_domain::carts::{total_minor, Line};
+use mart_domain::Problem;
+use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue};
+
+pub struct Cart {
+    pub id: String,
+    pub owner_id: String,
+    pub currency: String,
+    pub status: String,
+    pub lines: Vec<Line>,
+}
+
+impl Cart {
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "owner_id": self.owner_id,
+            "status": self.status,
+            "currency": self.currency,
+            "lines": self.lines,
+            "total_minor": total_minor(&self.lines),
+        })
+    }
+}
+
+pub struct Db {
+    connection: Connection,
+}
+
+fn failed(e: impl std::fmt::Display) -> Problem {
+    eprintln!("carts: database error: {e}");
+    Problem::internal("the carts database failed")
+}
+
+fn uuid(id: &str) -> ParameterValue {
+    ParameterValue::Uuid(id.to_string())
+}
+
+fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
+    T::decode(value).map_err(failed)
+}
+
+fn uuid_text(value: &DbValue) -> Result<String, Problem> {
+    match value {
+        DbValue::Uuid(u) => Ok(u.clone()),
+        other => Err(failed(format!("not a uuid: {other:?}"))),
+    }
+}
+
+impl Db {
+    pub fn connect() -> Result<Self, Problem> {
+        let url = mart_guest::config::variable("db_url")?;
+        let connection = Connection::open(&url).map_err(|e| {
+            eprintln!("carts: cannot open the database: {e}");
+            Problem::service_unavailable("the carts database is unavailable")
+        })?;
+        Ok(Self { connection })
+    }
+
+    pub fn create(&self, owner: &str, currency: &str) -> Result<Cart, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "INSERT INTO carts (owner_id, currency) VALUES ($1, $2) RETURNING id",
+                &[uuid(owner), ParameterValue::Str(currency.to_string())],
+            )
+            .map_err(failed)?;
+        let id = uuid_text(
+            &rows
+                .rows
+                .first()
+                .ok_or_else(|| failed("insert returned no row"))?[0],
+        )?;
+        self.cart(&id)?
+            .ok_or_else(|| Problem::internal("the new cart vanished"))
+    }
+
+    pub fn cart(&self, id: &str) -> Result<Option<Cart>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "SELECT id, owner_id, currency, status FROM carts WHERE id = $1",
+                &[uuid(id)],
+            )
+            .map_err(failed)?;
+        let Some(row) = rows.rows.first() else {
+            return Ok(None);
+        };
+        let items = self
+            .connection
+            .query(
+                "SELECT product_id, name, quantity, unit_price_minor FROM cart_items
+                 WHERE cart_id = $1 ORDER BY added_at, product_id",
+                &[uuid(id)],
+            )
+            .map_err(failed)?;
+        let lines = items
+            .rows
+            .iter()
+            .map(|r| {
+                Ok(Line::new(
+                    uuid_text(&r[0])?,
+                    decode(&r[1])?,
+                    decode(&r[2])?,
+                    decode(&r[3])?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Problem>>()?;
+        Ok(Some(Cart {
+            id: uuid_text(&row[0])?,
+            owner_id: uuid_text(&row[1])?,
+            currency: decode(&row[2])?,
+            status: decode(&row[3])?,
+            lines,
+        }))
+    }
+
+    /// Sets a line's quantity and price snapshot; only while the cart is open.
+    pub fn upsert_line(
+        &self,
+        cart: &str,
+        product: &str,
+        name: &str,
+        quantity: i32,
+        price: i64,
+    ) -> Result<(), Problem> {
+        let changed = self
+            .connection
+            .execute(
+                "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price_minor)
+                 SELECT $1, $2, $3, $4, $5 FROM carts WHERE id = $1 AND status = 'open'
+                 ON CONFLICT (cart_id, product_id) DO UPDATE
+                 SET name = EXCLUDED.name, quantity = EXCLUDED.quantity, unit_price_minor = EXCLUDED.unit_price_minor",
+                &[
+                    uuid(cart),
+                    uuid(product),
+                    ParameterValue::Str(name.to_string()),
+                    ParameterValue::Int32(quantity),
+                    ParameterValue::Int64(price),
+                ],
+            )
+            .map_err(failed)?;
+        if changed == 0 {
+            return Err(Problem::conflict(format!(
+                "cart {cart} was checked out and is closed"
+            )));
+        }
+        self.touch(cart)
+    }
+
+    pub fn remove_line(&self, cart: &str, product: &str) -> Result<bool, Problem> {
+        let removed = self
+            .connection
+            .execute(
+                "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2",
+                &[uuid(cart), uuid(product)],
+            )
+            .map_err(failed)?;
+        self.touch(cart)?;
+        Ok(removed > 0)
+    }
+
+    pub fn clear(&self, cart: &str) -> Result<(), Problem> {
+        self.connection
+            .execute("DELETE FROM cart_items WHERE cart_id = $1", &[uuid(cart)])
+            .map_err(failed)?;
+        self.touch(cart)
+    }
+
+    fn touch(&self, cart: &str) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "UPDATE carts SET updated_at = now() WHERE id = $1",
+                &[uuid(cart)],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+}
