@@ -2,7 +2,8 @@
 
 use mart_domain::carts::{total_minor, Line};
 use mart_domain::Problem;
-use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue};
+use mart_guest::db::{self as pg, decode, uuid, uuid_text};
+use spin_sdk::pg4::{Connection, ParameterValue};
 
 pub struct Cart {
     pub id: String,
@@ -30,33 +31,14 @@ pub struct Db {
 }
 
 fn failed(e: impl std::fmt::Display) -> Problem {
-    eprintln!("carts: database error: {e}");
-    Problem::internal("the carts database failed")
-}
-
-fn uuid(id: &str) -> ParameterValue {
-    ParameterValue::Uuid(id.to_string())
-}
-
-fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
-    T::decode(value).map_err(failed)
-}
-
-fn uuid_text(value: &DbValue) -> Result<String, Problem> {
-    match value {
-        DbValue::Uuid(u) => Ok(u.clone()),
-        other => Err(failed(format!("not a uuid: {other:?}"))),
-    }
+    pg::failed("carts", e)
 }
 
 impl Db {
     pub fn connect() -> Result<Self, Problem> {
-        let url = mart_guest::config::variable("db_url")?;
-        let connection = Connection::open(&url).map_err(|e| {
-            eprintln!("carts: cannot open the database: {e}");
-            Problem::service_unavailable("the carts database is unavailable")
-        })?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection: pg::connect("carts")?,
+        })
     }
 
     pub fn create(&self, owner: &str, currency: &str) -> Result<Cart, Problem> {

@@ -13,7 +13,7 @@ use mart_domain::carts::{self, AddItem, SetQuantity};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
 use mart_guest::config::variable;
-use mart_guest::{json_body, json_response, problem_response, subpath};
+use mart_guest::{json_body, json_response, subpath};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -23,10 +23,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    match route(&request).await {
-        Ok(response) => response,
-        Err(problem) => problem_response(&problem),
-    }
+    mart_guest::respond(route(&request).await)
 }
 
 async fn route(request: &Request) -> Result<Response, Problem> {

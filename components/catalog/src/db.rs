@@ -2,8 +2,9 @@
 
 use mart_domain::catalog::ValidProduct;
 use mart_domain::Problem;
+use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
+use spin_sdk::pg4::{Connection, ParameterValue, RowSet};
 
 /// A product as the API returns it.
 #[derive(Debug, Serialize)]
@@ -31,11 +32,7 @@ pub struct ListFilter<'a> {
 }
 
 fn connect() -> Result<Connection, Problem> {
-    let url = mart_guest::config::variable("db_url")?;
-    Connection::open(&url).map_err(|e| {
-        eprintln!("catalog: cannot open the database: {e}");
-        Problem::service_unavailable("the catalog database is unavailable")
-    })
+    pg::connect("catalog")
 }
 
 pub fn shop_currency() -> Result<String, Problem> {
@@ -43,8 +40,7 @@ pub fn shop_currency() -> Result<String, Problem> {
 }
 
 fn failed(e: impl std::fmt::Display) -> Problem {
-    eprintln!("catalog: database error: {e}");
-    Problem::internal("the catalog database failed")
+    pg::failed("catalog", e)
 }
 
 pub fn parse_id(id: &str) -> Result<String, Problem> {
@@ -147,30 +143,14 @@ fn products(rows: &RowSet) -> Result<Vec<Product>, Problem> {
             };
             Ok(Product {
                 id: uuid_text(id)?,
-                name: decode(name, "name")?,
-                description: decode(description, "description")?,
-                category: decode(category, "category")?,
-                price_minor: decode(price_minor, "price_minor")?,
-                currency: decode(currency, "currency")?,
+                name: decode(name)?,
+                description: decode(description)?,
+                category: decode(category)?,
+                price_minor: decode(price_minor)?,
+                currency: decode(currency)?,
                 created_at: timestamp(created_at)?,
                 updated_at: timestamp(updated_at)?,
             })
         })
         .collect()
-}
-
-fn decode<T: Decode>(value: &DbValue, column: &str) -> Result<T, Problem> {
-    T::decode(value).map_err(|e| failed(format!("column {column}: {e}")))
-}
-
-fn uuid_text(value: &DbValue) -> Result<String, Problem> {
-    match value {
-        DbValue::Uuid(u) => Ok(u.clone()),
-        other => Err(failed(format!("id is not a uuid: {other:?}"))),
-    }
-}
-
-fn timestamp(value: &DbValue) -> Result<String, Problem> {
-    let dt: chrono::NaiveDateTime = decode(value, "timestamp")?;
-    Ok(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
 }

@@ -6,7 +6,7 @@
 mod db;
 
 use mart_domain::{catalog, paging, FieldError, Problem};
-use mart_guest::{auth, json_body, json_response, problem_response, subpath, Query};
+use mart_guest::{auth, json_body, json_response, subpath, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -15,10 +15,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    match route(&request) {
-        Ok(response) => response,
-        Err(problem) => problem_response(&problem),
-    }
+    mart_guest::respond(route(&request))
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {

@@ -2,9 +2,10 @@
 //! change in one transaction.
 
 use mart_domain::inventory::{Line, Stock};
-use mart_domain::{outbox, Problem};
+use mart_domain::Problem;
+use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError, QueryError};
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
 
 #[derive(Serialize)]
 pub struct StockItem {
@@ -39,36 +40,7 @@ pub struct Db {
 }
 
 fn failed(e: impl std::fmt::Display) -> Problem {
-    eprintln!("inventory: database error: {e}");
-    Problem::internal("the inventory database failed")
-}
-
-fn check_violation(e: &PgError) -> bool {
-    matches!(e, PgError::QueryFailed(QueryError::DbError(db)) if db.code == "23514")
-}
-
-fn uuid(id: &str) -> ParameterValue {
-    ParameterValue::Uuid(id.to_string())
-}
-
-fn text(value: &str) -> ParameterValue {
-    ParameterValue::Str(value.to_string())
-}
-
-fn timestamp(value: &DbValue) -> Result<String, Problem> {
-    let dt: chrono::NaiveDateTime = decode(value)?;
-    Ok(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-}
-
-fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
-    T::decode(value).map_err(failed)
-}
-
-fn uuid_text(value: &DbValue) -> Result<String, Problem> {
-    match value {
-        DbValue::Uuid(u) => Ok(u.clone()),
-        other => Err(failed(format!("not a uuid: {other:?}"))),
-    }
+    pg::failed("inventory", e)
 }
 
 fn stock_item(row: &[DbValue]) -> Result<StockItem, Problem> {
@@ -95,12 +67,9 @@ fn lines_json(order: &str, status: &str, lines: &[Line]) -> serde_json::Value {
 
 impl Db {
     pub fn connect() -> Result<Self, Problem> {
-        let url = mart_guest::config::variable("db_url")?;
-        let connection = Connection::open(&url).map_err(|e| {
-            eprintln!("inventory: cannot open the database: {e}");
-            Problem::service_unavailable("the inventory database is unavailable")
-        })?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection: pg::connect("inventory")?,
+        })
     }
 
     /// Runs `work` in one transaction, rolled back if it returns an error.
@@ -108,17 +77,7 @@ impl Db {
         &self,
         work: impl FnOnce(&Self) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.connection.execute("BEGIN", &[]).map_err(failed)?;
-        match work(self) {
-            Ok(value) => {
-                self.connection.execute("COMMIT", &[]).map_err(failed)?;
-                Ok(value)
-            }
-            Err(problem) => {
-                let _ = self.connection.execute("ROLLBACK", &[]);
-                Err(problem)
-            }
-        }
+        pg::transaction(&self.connection, "inventory", || work(self))
     }
 
     fn record_event(
@@ -127,19 +86,7 @@ impl Db {
         event_type: &str,
         payload: &serde_json::Value,
     ) -> Result<(), Problem> {
-        let payload = serde_json::to_vec(payload).map_err(failed)?;
-        self.connection
-            .execute(
-                outbox::INSERT_SQL,
-                &[
-                    text("inventory"),
-                    text(order),
-                    text(event_type),
-                    ParameterValue::Jsonb(payload),
-                ],
-            )
-            .map_err(failed)?;
-        Ok(())
+        pg::record_event(&self.connection, "inventory", order, event_type, payload)
     }
 
     pub fn stock(&self, product: &str) -> Result<Option<StockItem>, Problem> {
@@ -182,7 +129,7 @@ impl Db {
             let rows = db
                 .connection
                 .query(&sql, &[uuid(product), ParameterValue::Int32(on_hand)])
-                .map_err(|e| if check_violation(&e) { below_reserved() } else { failed(e) })?;
+                .map_err(|e| if sql_state(&e) == Some("23514") { below_reserved() } else { failed(e) })?;
             let item = stock_item(rows.rows.first().ok_or_else(|| failed("upsert returned no row"))?)?;
             db.audit(product, on_hand - old, on_hand, "stock set", actor)?;
             Ok(item)
@@ -203,7 +150,7 @@ impl Db {
             let rows = db
                 .connection
                 .query(&sql, &[uuid(product), ParameterValue::Int32(delta)])
-                .map_err(|e| if check_violation(&e) { below_reserved() } else { failed(e) })?;
+                .map_err(|e| if sql_state(&e) == Some("23514") { below_reserved() } else { failed(e) })?;
             let item = stock_item(
                 rows.rows.first().ok_or_else(|| Problem::not_found(format!("no stock record for product {product}")))?,
             )?;
@@ -288,10 +235,8 @@ impl Db {
                          ON CONFLICT DO NOTHING",
                         &[uuid(order), uuid(&line.product_id), ParameterValue::Int32(line.quantity)],
                     )
-                    .map_err(|e| match &e {
-                        PgError::QueryFailed(QueryError::DbError(d)) if d.code == "23503" => {
-                            Abort::Short(format!("product {} has no stock record", line.product_id))
-                        }
+                    .map_err(|e| match sql_state(&e) {
+                        Some("23503") => Abort::Short(format!("product {} has no stock record", line.product_id)),
                         _ => Abort::Failed(failed(e)),
                     })?;
                 if inserted == 0 {

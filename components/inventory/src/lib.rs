@@ -10,7 +10,7 @@ mod db;
 use mart_domain::inventory::{self, Adjustment, ReservationRequest, SetStock};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::require_admin;
-use mart_guest::{json_body, json_response, problem_response, subpath, Query};
+use mart_guest::{json_body, json_response, subpath, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -20,10 +20,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    match route(&request) {
-        Ok(response) => response,
-        Err(problem) => problem_response(&problem),
-    }
+    mart_guest::respond(route(&request))
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {

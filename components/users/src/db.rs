@@ -1,9 +1,10 @@
 //! The users database: every statement parameterised.
 
 use mart_domain::auth::Role;
-use mart_domain::{outbox, users, Problem};
+use mart_domain::{users, Problem};
+use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError, QueryError};
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
 
 pub struct User {
     pub id: String,
@@ -46,26 +47,14 @@ pub struct Db {
 pub use mart_domain::parse_uuid as parse_id;
 
 fn failed(e: impl std::fmt::Display) -> Problem {
-    eprintln!("users: database error: {e}");
-    Problem::internal("the users database failed")
-}
-
-fn is_unique_violation(e: &PgError) -> bool {
-    matches!(e, PgError::QueryFailed(QueryError::DbError(db)) if db.code == "23505")
-}
-
-fn text(value: &str) -> ParameterValue {
-    ParameterValue::Str(value.to_string())
+    pg::failed("users", e)
 }
 
 impl Db {
     pub fn connect() -> Result<Self, Problem> {
-        let url = mart_guest::config::variable("db_url")?;
-        let connection = Connection::open(&url).map_err(|e| {
-            eprintln!("users: cannot open the database: {e}");
-            Problem::service_unavailable("the users database is unavailable")
-        })?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection: pg::connect("users")?,
+        })
     }
 
     /// Runs `work` in one transaction: all of it commits or none of it.
@@ -73,17 +62,7 @@ impl Db {
         &self,
         work: impl FnOnce(&Self) -> Result<T, Problem>,
     ) -> Result<T, Problem> {
-        self.connection.execute("BEGIN", &[]).map_err(failed)?;
-        match work(self) {
-            Ok(value) => {
-                self.connection.execute("COMMIT", &[]).map_err(failed)?;
-                Ok(value)
-            }
-            Err(problem) => {
-                let _ = self.connection.execute("ROLLBACK", &[]);
-                Err(problem)
-            }
-        }
+        pg::transaction(&self.connection, "users", || work(self))
     }
 
     pub fn insert_user(
@@ -103,7 +82,7 @@ impl Db {
                 &[text(email), text(name), text(hash), text(role.as_str())],
             )
             .map_err(|e| {
-                if is_unique_violation(&e) {
+                if sql_state(&e) == Some("23505") {
                     Problem::conflict("an account with this email already exists")
                 } else {
                     failed(e)
@@ -114,24 +93,11 @@ impl Db {
 
     pub fn record_event(
         &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
+        user_id: &str,
         event_type: &str,
         payload: &serde_json::Value,
     ) -> Result<(), Problem> {
-        let payload = serde_json::to_vec(payload).map_err(failed)?;
-        self.connection
-            .execute(
-                outbox::INSERT_SQL,
-                &[
-                    text(aggregate_type),
-                    text(aggregate_id),
-                    text(event_type),
-                    ParameterValue::Jsonb(payload),
-                ],
-            )
-            .map_err(failed)?;
-        Ok(())
+        pg::record_event(&self.connection, "users", user_id, event_type, payload)
     }
 
     pub fn user_by_email(&self, email: &str) -> Result<Option<User>, Problem> {
@@ -234,21 +200,13 @@ fn first_user(rows: &[Vec<DbValue>]) -> Result<Option<User>, Problem> {
         return Err(failed(format!("expected 7 columns, got {}", row.len())));
     };
     let role: String = decode(role)?;
-    let created_at: chrono::NaiveDateTime = decode(created_at)?;
     Ok(Some(User {
-        id: match id {
-            DbValue::Uuid(u) => u.clone(),
-            other => return Err(failed(format!("id is not a uuid: {other:?}"))),
-        },
+        id: uuid_text(id)?,
         email: decode(email)?,
         name: decode(name)?,
         password_hash: decode(hash)?,
         role: Role::parse(&role).ok_or_else(|| failed(format!("unknown role {role}")))?,
         token_version: decode(version)?,
-        created_at: created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        created_at: timestamp(created_at)?,
     }))
-}
-
-fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
-    T::decode(value).map_err(failed)
 }

@@ -16,10 +16,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    match route(&request) {
-        Ok(response) => response,
-        Err(problem) => problem_response(&problem),
-    }
+    mart_guest::respond(route(&request))
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {
@@ -58,7 +55,7 @@ fn register(request: &Request) -> Result<Response, Problem> {
         let user = db.insert_user(&valid.email, &valid.name, &hash, Role::Customer)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record_event("users", &user.id, outbox::events::USER_REGISTERED, &payload)?;
+        db.record_event(&user.id, outbox::events::USER_REGISTERED, &payload)?;
         Ok(user)
     })?;
     let mut response = json_response(201, &user.profile());
@@ -128,7 +125,7 @@ fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Pro
         let user = db.insert_user(email, "Administrator", &hash, Role::Admin)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record_event("users", &user.id, outbox::events::USER_REGISTERED, &payload)
+        db.record_event(&user.id, outbox::events::USER_REGISTERED, &payload)
     })
     .or_else(|p| if p.status == 409 { Ok(()) } else { Err(p) })
 }

@@ -4,6 +4,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod db;
 pub mod http;
 
 pub use http::{json_body, json_response, problem_response, require_json, subpath, Query};
+
+/// The response for a handler's result: the errors become problem+json.
+pub fn respond(
+    result: Result<spin_sdk::http::Response, mart_domain::Problem>,
+) -> spin_sdk::http::Response {
+    result.unwrap_or_else(|problem| problem_response(&problem))
+}

@@ -39,14 +39,7 @@ impl HostConnection for PgHost {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> Result<RowSet, Error> {
-        let params = sql_params(params)?;
-        let connection = self.connection(&connection)?;
-        connection.txn.observe(&statement);
-        let client = connection.client();
-        let prepared = client
-            .prepare_cached(&statement)
-            .await
-            .map_err(query_failed)?;
+        let (client, prepared, params) = self.prepare(&connection, &statement, params).await?;
         let rows = client
             .query(&prepared, &param_refs(&params))
             .await
@@ -68,14 +61,7 @@ impl HostConnection for PgHost {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> Result<u64, Error> {
-        let params = sql_params(params)?;
-        let connection = self.connection(&connection)?;
-        connection.txn.observe(&statement);
-        let client = connection.client();
-        let prepared = client
-            .prepare_cached(&statement)
-            .await
-            .map_err(query_failed)?;
+        let (client, prepared, params) = self.prepare(&connection, &statement, params).await?;
         client
             .execute(&prepared, &param_refs(&params))
             .await
@@ -89,6 +75,32 @@ impl HostConnection for PgHost {
 }
 
 impl PgHost {
+    /// Converts the parameters, notes the statement for transaction
+    /// tracking, and prepares it (once per pooled connection).
+    async fn prepare<'a>(
+        &'a mut self,
+        handle: &Resource<Connection>,
+        statement: &str,
+        params: Vec<ParameterValue>,
+    ) -> Result<
+        (
+            &'a deadpool_postgres::Object,
+            tokio_postgres::Statement,
+            Vec<SqlParam>,
+        ),
+        Error,
+    > {
+        let params = sql_params(params)?;
+        let connection = self.connection(handle)?;
+        connection.txn.observe(statement);
+        let client = connection.client();
+        let prepared = client
+            .prepare_cached(statement)
+            .await
+            .map_err(query_failed)?;
+        Ok((client, prepared, params))
+    }
+
     fn connection(&mut self, handle: &Resource<Connection>) -> Result<&mut Connection, Error> {
         self.table
             .get_mut(handle)

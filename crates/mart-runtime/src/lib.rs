@@ -10,5 +10,5 @@ mod limits;
 mod state;
 
 pub use engine::{Runtime, RuntimeOptions};
-pub use limits::{InvocationLimits, LimitExceeded};
+pub use limits::InvocationLimits;
 pub use state::{AppComponent, InstanceState};

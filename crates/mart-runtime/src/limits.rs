@@ -23,10 +23,3 @@ impl Default for InvocationLimits {
         Self::DEFAULT
     }
 }
-
-/// Why an invocation was stopped by the host.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitExceeded {
-    #[error("the invocation ran longer than its {0:?} deadline")]
-    Deadline(Duration),
-}

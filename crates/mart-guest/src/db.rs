@@ -1,0 +1,98 @@
+//! PostgreSQL through `spin:postgres`, the way every Mart component uses it:
+//! the connection from the `db_url` variable, transactions, the outbox, and
+//! value decoding with failures mapped to 500 problems (logged, not leaked).
+
+use mart_domain::{outbox, Problem};
+use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError, QueryError};
+
+/// A database failure: logged with `service`'s name, answered as a generic 500.
+pub fn failed(service: &str, error: impl std::fmt::Display) -> Problem {
+    eprintln!("{service}: database error: {error}");
+    Problem::internal(format!("the {service} database failed"))
+}
+
+/// Opens the component's database (`db_url`); 503 if it is unreachable.
+pub fn connect(service: &str) -> Result<Connection, Problem> {
+    let url = crate::config::variable("db_url")?;
+    Connection::open(&url).map_err(|e| {
+        eprintln!("{service}: cannot open the database: {e}");
+        Problem::service_unavailable(format!("the {service} database is unavailable"))
+    })
+}
+
+/// Runs `work` between BEGIN and COMMIT; any error rolls everything back.
+pub fn transaction<T, E: From<Problem>>(
+    connection: &Connection,
+    service: &str,
+    work: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    connection
+        .execute("BEGIN", &[])
+        .map_err(|e| failed(service, e))?;
+    match work() {
+        Ok(value) => {
+            connection
+                .execute("COMMIT", &[])
+                .map_err(|e| failed(service, e))?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = connection.execute("ROLLBACK", &[]);
+            Err(error)
+        }
+    }
+}
+
+/// Records an event in the outbox; call it inside the state change's transaction.
+pub fn record_event(
+    connection: &Connection,
+    service: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Result<(), Problem> {
+    let payload = serde_json::to_vec(payload).map_err(|e| failed(service, e))?;
+    let params = [
+        ParameterValue::Str(service.to_string()),
+        ParameterValue::Str(aggregate_id.to_string()),
+        ParameterValue::Str(event_type.to_string()),
+        ParameterValue::Jsonb(payload),
+    ];
+    connection
+        .execute(outbox::INSERT_SQL, &params)
+        .map_err(|e| failed(service, e))?;
+    Ok(())
+}
+
+/// The SQLSTATE of a database error (`23505` unique violation, …).
+pub fn sql_state(error: &PgError) -> Option<&str> {
+    match error {
+        PgError::QueryFailed(QueryError::DbError(db)) => Some(db.code.as_str()),
+        _ => None,
+    }
+}
+
+pub fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
+    T::decode(value).map_err(|e| failed("component", e))
+}
+
+pub fn uuid_text(value: &DbValue) -> Result<String, Problem> {
+    match value {
+        DbValue::Uuid(u) => Ok(u.clone()),
+        other => Err(failed("component", format!("not a uuid: {other:?}"))),
+    }
+}
+
+/// A timestamp column as RFC 3339 UTC with microseconds.
+pub fn timestamp(value: &DbValue) -> Result<String, Problem> {
+    let dt: chrono::NaiveDateTime = decode(value)?;
+    Ok(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}
+
+pub fn uuid(id: &str) -> ParameterValue {
+    ParameterValue::Uuid(id.to_string())
+}
+
+pub fn text(value: &str) -> ParameterValue {
+    ParameterValue::Str(value.to_string())
+}
