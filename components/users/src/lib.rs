@@ -73,12 +73,11 @@ fn issue_token(request: &Request) -> Result<Response, Problem> {
     let email = users::normalise_email(&input.email);
     let db = Db::connect()?;
     if let Some(wait) = db.login_wait_secs(&email)? {
-        let mut problem = Problem::new(
+        let problem = Problem::new(
             429,
             "Too Many Requests",
             format!("too many failed attempts; retry in {wait} s"),
         );
-        problem.errors = vec![];
         let mut response = problem_response(&problem);
         response.set_header("retry-after", wait.to_string());
         return Ok(response);
