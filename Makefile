@@ -1,11 +1,12 @@
 # Mart. `make help` lists the targets.
 SHELL := /bin/bash
 CARGO ?= cargo
-# Every Wasm component: the app's and the host-behaviour probe used by tests.
-COMPONENTS := catalog users inventory carts probe unsupported
+# The app's Wasm components, and the test-only ones.
+APP_COMPONENTS := catalog users inventory carts
+COMPONENTS := $(APP_COMPONENTS) probe unsupported
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build components host run test bench fmt lint clean
+.PHONY: help build components components-app host release run test bench fmt lint clean up down logs spin-manifest
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,6 +16,13 @@ build: components host ## Build the host and every component
 components: ## Build the Wasm components (wasm32-wasip2)
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS))
+
+components-app: ## Build only the app's components (what the container ships)
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(APP_COMPONENTS))
+
+release: components-app ## Optimised host and components
+	$(CARGO) build --release -p mart-host
 
 host: ## Build the `mart` host
 	$(CARGO) build -p mart-host
@@ -35,6 +43,18 @@ lint: ## rustfmt check and clippy (host and components), warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --exclude catalog --exclude users --exclude inventory --exclude carts --exclude probe --exclude unsupported --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS)) -- -D warnings
+
+up: ## Start everything with docker compose (Kong on :8000); needs a .env
+	docker compose up --build -d
+
+down: ## Stop the docker compose stack
+	docker compose down
+
+logs: ## Follow the docker compose logs
+	docker compose logs -f
+
+spin-manifest: host ## Write spin.http.toml, the HTTP-only manifest for Fermyon Spin
+	target/debug/mart spin-manifest --from spin.toml --out spin.http.toml
 
 clean: ## Remove build output and local data
 	$(CARGO) clean

@@ -46,6 +46,13 @@ enum Command {
     Up(UpArgs),
     /// Create the service databases and apply pending migrations.
     Migrate(MigrateArgs),
+    /// Write an HTTP-only copy of the manifest that Fermyon Spin can run.
+    SpinManifest {
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+        #[arg(long, default_value = "spin.http.toml")]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -88,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Migrate(args) => migrate(args).await,
+            Command::SpinManifest { manifest, out } => spin_manifest(&manifest, &out),
         }
     })
 }
@@ -200,6 +208,15 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
+}
+
+fn spin_manifest(manifest: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let http_only = mart_manifest::http_only(&text).map_err(anyhow::Error::msg)?;
+    std::fs::write(out, http_only).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} (HTTP triggers only)", out.display());
+    Ok(())
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {

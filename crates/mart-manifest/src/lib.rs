@@ -5,9 +5,11 @@
 //! in `tool.mart` tables (Spin reserves `tool` tables for tools), so the same
 //! manifest stays valid for Fermyon Spin.
 
+mod export;
 mod manifest;
 mod runtime_config;
 
+pub use export::http_only;
 pub use manifest::*;
 pub use runtime_config::*;
 

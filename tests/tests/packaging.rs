@@ -1,0 +1,277 @@
+//! The container parts cannot run here (no Docker engine), so their files are
+//! checked against the app: every route reachable through Kong, tokens
+//! required where the API requires them, health checks and start order,
+//! every required variable provided.
+
+use mart_integration_tests::repo_root;
+use serde_yaml::Value as Yaml;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn spin() -> toml::Table {
+    toml::from_str(&read("spin.toml")).unwrap()
+}
+
+/// kong/kong.yml as the kong-config service renders it.
+fn kong() -> Yaml {
+    let key =
+        "          -----BEGIN PUBLIC KEY-----\n          MFkw\n          -----END PUBLIC KEY-----";
+    let rendered = read("kong/kong.yml").replace("${MART_JWT_PUBLIC_KEY_INDENTED}", key);
+    serde_yaml::from_str(&rendered).expect("the rendered kong.yml is valid YAML")
+}
+
+fn compose() -> Yaml {
+    serde_yaml::from_str(&read("docker-compose.yml")).unwrap()
+}
+
+struct KongRoute {
+    name: String,
+    paths: Vec<String>,
+    methods: Vec<String>,
+    jwt: bool,
+}
+
+fn kong_routes() -> Vec<KongRoute> {
+    let kong = kong();
+    let mut routes = Vec::new();
+    for service in kong["services"].as_sequence().unwrap() {
+        assert_eq!(
+            service["url"], "http://mart:3000",
+            "Kong forwards to the host's app listener only"
+        );
+        for route in service["routes"].as_sequence().unwrap() {
+            let strings = |v: &Yaml| -> Vec<String> {
+                v.as_sequence()
+                    .map(|s| s.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default()
+            };
+            let jwt = route["plugins"]
+                .as_sequence()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "jwt"));
+            assert_eq!(
+                route["strip_path"],
+                Yaml::Bool(false),
+                "paths reach the host unchanged"
+            );
+            routes.push(KongRoute {
+                name: route["name"].as_str().unwrap().into(),
+                paths: strings(&route["paths"]),
+                methods: strings(&route["methods"]),
+                jwt,
+            });
+        }
+    }
+    routes
+}
+
+/// How Kong picks a route: method filter, then the longest matching path
+/// (plain paths are prefixes; `~` paths are regexes, here only `~/x$`).
+fn kong_route<'a>(routes: &'a [KongRoute], method: &str, path: &str) -> Option<&'a KongRoute> {
+    routes
+        .iter()
+        .filter(|r| r.methods.is_empty() || r.methods.iter().any(|m| m == method))
+        .filter_map(|r| {
+            r.paths
+                .iter()
+                .filter(|p| match p.strip_prefix('~') {
+                    Some(regex) => regex.strip_suffix('$').is_some_and(|exact| exact == path),
+                    None => path.starts_with(p.as_str()),
+                })
+                .map(|p| p.len())
+                .max()
+                .map(|len| (len, r))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, r)| r)
+}
+
+/// A concrete path a Spin route matches.
+fn sample_path(route: &str) -> String {
+    let path = route
+        .strip_suffix("/...")
+        .map(|p| format!("{p}/x"))
+        .unwrap_or_else(|| route.to_string());
+    path.split('/')
+        .map(|s| if s.starts_with(':') { "x" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[test]
+fn every_public_route_is_reachable_through_kong() {
+    let routes = kong_routes();
+    let spin = spin();
+    for trigger in spin["trigger"]["http"].as_array().unwrap() {
+        let Some(route) = trigger["route"].as_str() else {
+            continue;
+        }; // private
+        let path = sample_path(route);
+        let reachable = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+            .iter()
+            .any(|m| kong_route(&routes, m, &path).is_some());
+        assert!(
+            reachable,
+            "spin.toml route {route} ({path}) has no Kong route"
+        );
+    }
+}
+
+#[test]
+fn kong_requires_tokens_where_the_api_does() {
+    let routes = kong_routes();
+    let needs_token = |method: &str, path: &str| -> bool {
+        kong_route(&routes, method, path)
+            .unwrap_or_else(|| panic!("{method} {path} is not routed"))
+            .jwt
+    };
+    for (method, path) in [
+        ("GET", "/products"),
+        ("GET", "/products/x"),
+        ("POST", "/users"),
+        ("POST", "/auth/token"),
+        ("GET", "/inventory/x"),
+    ] {
+        assert!(!needs_token(method, path), "{method} {path} is public");
+    }
+    for (method, path) in [
+        ("POST", "/products"),
+        ("PUT", "/products/x"),
+        ("DELETE", "/products/x"),
+        ("GET", "/users/me"),
+        ("PATCH", "/users/me"),
+        ("GET", "/users/x"),
+        ("PUT", "/inventory/x"),
+        ("POST", "/inventory/reservations"),
+        ("POST", "/carts"),
+        ("GET", "/carts/x"),
+    ] {
+        assert!(
+            needs_token(method, path),
+            "{method} {path} needs a token at the gateway"
+        );
+    }
+    let kong = kong();
+    let secret = &kong["consumers"][0]["jwt_secrets"][0];
+    assert_eq!(secret["algorithm"], "ES256");
+    assert_eq!(
+        secret["key"], "mart",
+        "matches the tokens' iss claim (jwt_issuer)"
+    );
+    assert!(secret["rsa_public_key"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN PUBLIC KEY"));
+    let global: Vec<&str> = kong["plugins"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for plugin in [
+        "correlation-id",
+        "cors",
+        "request-size-limiting",
+        "rate-limiting",
+    ] {
+        assert!(global.contains(&plugin), "global plugin {plugin}");
+    }
+    let auth = routes.iter().find(|r| r.name == "auth-token").unwrap();
+    assert!(!auth.jwt);
+}
+
+#[test]
+fn compose_starts_nothing_before_its_dependencies_are_healthy() {
+    let compose = compose();
+    let services = &compose["services"];
+    for name in ["postgres", "kafka", "mart", "kong"] {
+        assert!(
+            !services[name]["healthcheck"]["test"].is_null(),
+            "{name} has a health check"
+        );
+    }
+    for (service, dependency, condition) in [
+        ("mart", "postgres", "service_healthy"),
+        ("mart", "kafka", "service_healthy"),
+        ("mart", "kafka-topics", "service_completed_successfully"),
+        ("kong", "mart", "service_healthy"),
+        ("kong", "kong-config", "service_completed_successfully"),
+    ] {
+        assert_eq!(
+            services[service]["depends_on"][dependency]["condition"], condition,
+            "{service} waits for {dependency}"
+        );
+    }
+    assert!(services["kong"]["environment"]["KONG_ADMIN_LISTEN"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1"));
+    let text = read("docker-compose.yml");
+    assert!(
+        !text.contains("BEGIN PRIVATE KEY"),
+        "no secrets in the compose file"
+    );
+}
+
+#[test]
+fn every_required_variable_is_provided_to_the_host_container() {
+    let spin = spin();
+    let env = &compose()["services"]["mart"]["environment"];
+    for (name, decl) in spin["variables"].as_table().unwrap() {
+        if decl.get("required").and_then(|r| r.as_bool()) == Some(true) {
+            let key = format!("SPIN_VARIABLE_{}", name.to_uppercase());
+            assert!(
+                !env[key.as_str()].is_null(),
+                "{key} is set for the mart service"
+            );
+        }
+    }
+    let example = read(".env.example");
+    for var in [
+        "POSTGRES_PASSWORD",
+        "MART_DB_PASSWORD",
+        "MART_JWT_PRIVATE_KEY",
+        "MART_JWT_PUBLIC_KEY",
+    ] {
+        assert!(
+            example.contains(&format!("{var}=")),
+            ".env.example documents {var}"
+        );
+    }
+}
+
+#[test]
+fn the_image_ships_every_app_component_built_as_ci_builds_it() {
+    let makefile = read("Makefile");
+    let app_line = makefile
+        .lines()
+        .find(|l| l.starts_with("APP_COMPONENTS :="))
+        .unwrap();
+    let app: Vec<&str> = app_line
+        .split(":=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let spin = spin();
+    let components = spin["component"].as_table().unwrap();
+    for (id, component) in components {
+        let source = component["source"].as_str().unwrap();
+        assert_eq!(source, format!("target/wasm32-wasip2/wasm/{id}.wasm"));
+        assert!(
+            app.contains(&id.as_str()),
+            "component {id} is in APP_COMPONENTS"
+        );
+    }
+    assert_eq!(app.len(), components.len());
+    let dockerfile = read("Dockerfile");
+    assert!(
+        dockerfile.contains("make components-app"),
+        "the image builds components with the make target CI uses"
+    );
+    assert!(
+        dockerfile.contains("USER mart"),
+        "the image runs as a non-root user"
+    );
+}
