@@ -1,6 +1,7 @@
 //! The inventory database: every statement parameterised, every multi-step
 //! change in one transaction.
 
+use mart_domain::events::EventType;
 use mart_domain::inventory::{Line, Stock};
 use mart_domain::Problem;
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid, uuid_text};
@@ -83,10 +84,16 @@ impl Db {
     fn record_event(
         &self,
         order: &str,
-        event_type: &str,
+        event: EventType,
         payload: &serde_json::Value,
     ) -> Result<(), Problem> {
-        pg::record_event(&self.connection, "inventory", order, event_type, payload)
+        pg::record_event(
+            &self.connection,
+            event.aggregate(),
+            order,
+            event.as_str(),
+            payload,
+        )
     }
 
     pub fn stock(&self, product: &str) -> Result<Option<StockItem>, Problem> {
@@ -257,7 +264,7 @@ impl Db {
                 }
             }
             let body = lines_json(order, "reserved", lines);
-            db.record_event(order, "inventory.reserved", &body)?;
+            db.record_event(order, EventType::InventoryReserved, &body)?;
             Ok(body)
         });
         match result {
@@ -270,7 +277,7 @@ impl Db {
             }
             Err(Abort::Short(reason)) => {
                 let body = serde_json::json!({ "order_id": order, "reason": reason });
-                self.transaction(|db| db.record_event(order, "inventory.rejected", &body))?;
+                self.transaction(|db| db.record_event(order, EventType::InventoryRejected, &body))?;
                 Ok(Outcome::Rejected(reason))
             }
             Err(Abort::Failed(problem)) => Err(problem),
@@ -321,7 +328,8 @@ impl Db {
                 }
             }
             let body = lines_json(order, target, &lines);
-            db.record_event(order, &format!("inventory.{target}"), &body)?;
+            let event = if commit { EventType::InventoryCommitted } else { EventType::InventoryReleased };
+            db.record_event(order, event, &body)?;
             Ok(Outcome::Done(body))
         })
     }

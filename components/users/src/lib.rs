@@ -3,8 +3,9 @@
 mod db;
 
 use mart_domain::auth::{self, Role, Signer};
+use mart_domain::events::EventType;
 use mart_domain::users::{self, Login, ProfileUpdate, Registration};
-use mart_domain::{outbox, password, FieldError, Problem};
+use mart_domain::{password, FieldError, Problem};
 use mart_guest::config::{optional_variable, variable};
 use mart_guest::{json_body, json_response, problem_response, subpath};
 use spin_sdk::http::{Method, Request, Response};
@@ -55,7 +56,7 @@ fn register(request: &Request) -> Result<Response, Problem> {
         let user = db.insert_user(&valid.email, &valid.name, &hash, Role::Customer)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record_event(&user.id, outbox::events::USER_REGISTERED, &payload)?;
+        db.record_event(&user.id, EventType::UserRegistered.as_str(), &payload)?;
         Ok(user)
     })?;
     let mut response = json_response(201, &user.profile());
@@ -124,7 +125,7 @@ fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Pro
         let user = db.insert_user(email, "Administrator", &hash, Role::Admin)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record_event(&user.id, outbox::events::USER_REGISTERED, &payload)
+        db.record_event(&user.id, EventType::UserRegistered.as_str(), &payload)
     })
     .or_else(|p| if p.status == 409 { Ok(()) } else { Err(p) })
 }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod carts;
 pub mod catalog;
+pub mod events;
 pub mod inventory;
 pub mod json;
 pub mod outbox;

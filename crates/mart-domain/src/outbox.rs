@@ -6,15 +6,10 @@
 //! Columns (see migrations/<service>/*_outbox.sql):
 //! `seq bigserial` (publish order), `id uuid` (event id, CloudEvents `ce_id`),
 //! `aggregate_type` (topic `mart.<aggregate_type>`), `aggregate_id` (Kafka key),
-//! `event_type` (`ce_type`, e.g. `user.registered`), `payload jsonb`,
+//! `event_type` (`ce_type`, one of `events::EventType`), `payload jsonb`,
 //! `created_at`, `sent_at` (NULL until relayed).
 
 /// Parameters: $1 aggregate_type, $2 aggregate_id, $3 event_type, $4 payload (jsonb).
 pub const INSERT_SQL: &str =
     "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload) \
      VALUES (gen_random_uuid(), $1, $2, $3, $4)";
-
-/// Event types, versioned by name; one place for every producer and consumer.
-pub mod events {
-    pub const USER_REGISTERED: &str = "user.registered";
-}
