@@ -163,6 +163,8 @@ pub fn admin_token() -> String {
 pub struct Host {
     child: Child,
     pub base: String,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: String,
     log: PathBuf,
 }
 
@@ -172,6 +174,7 @@ impl Host {
     pub fn start(manifest: &str, env: &[(&str, String)]) -> Host {
         let pg = postgres();
         let port = free_port();
+        let admin_port = free_port();
         let log = std::env::temp_dir().join(format!("mart-host-{}-{port}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).expect("host log file");
         let mut command = Command::new(mart_bin());
@@ -186,6 +189,8 @@ impl Host {
             ])
             .arg("--cache-dir")
             .arg(repo_root().join("target/mart-test-cache"))
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .env("MART_DATABASE_URL", pg.server_url())
             .env("SPIN_VARIABLE_PG_PORT", pg.port.to_string())
             .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
             .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
@@ -200,6 +205,7 @@ impl Host {
         let mut host = Host {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
             log,
         };
         host.wait_ready(Duration::from_secs(120));

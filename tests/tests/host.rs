@@ -351,3 +351,38 @@ fn shutdown_finishes_requests_in_flight() {
         "no longer listening"
     );
 }
+
+#[test]
+fn the_admin_listener_reports_health_readiness_and_metrics() {
+    let host = probe_host(&[]);
+    assert_eq!(host.get("/probe/headers").status, 200);
+    host.get("/probe/trap");
+    host.get("/nowhere");
+    let get = |path: &str| {
+        let r = ureq::get(&format!("{}{path}", host.admin)).call().unwrap();
+        (r.status(), r.into_string().unwrap())
+    };
+    assert_eq!(get("/healthz"), (200, "ok".to_string()));
+    let (status, ready) = get("/readyz");
+    assert_eq!(status, 200, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["checks"]["postgres"], "ok");
+    assert_eq!(ready["checks"]["migrations"], "ok");
+
+    let (_, metrics) = get("/metrics");
+    for expected in [
+        r#"mart_http_requests_total{component="probe",route="/probe/...",status="200"} 1"#,
+        r#"mart_http_requests_total{component="probe",route="/probe/...",status="500"} 1"#,
+        r#"mart_http_requests_total{component="none",route="none",status="404"} 1"#,
+        "mart_http_request_duration_seconds_bucket",
+        "mart_instantiation_duration_seconds_count 2",
+        "mart_instances_active 0",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing `{expected}` in:\n{metrics}"
+        );
+    }
+    // The app listener does not serve admin paths.
+    host.get("/metrics").problem(404);
+}

@@ -72,6 +72,15 @@ struct UpArgs {
     /// Do not cache compiled components on disk.
     #[arg(long)]
     no_cache: bool,
+    /// Admin listener (health, readiness, metrics); keep it off the gateway.
+    #[arg(long, default_value = "127.0.0.1:9090", env = "MART_ADMIN_LISTEN")]
+    admin_listen: SocketAddr,
+    /// Database server for readiness checks (a database that exists, e.g. `postgres`).
+    #[arg(long, env = "MART_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Migrations the readiness check expects to be applied.
+    #[arg(long, default_value = "migrations")]
+    migrations: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -130,8 +139,77 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
     print_routes(&trigger, listener.local_addr()?, loading.elapsed());
-    trigger.serve(listener, shutdown_signal()).await
+    eprintln!(
+        "Admin on http://{}/{{healthz,readyz,metrics}}",
+        admin_listener.local_addr()?
+    );
+
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = Arc::new(admin(&runtime, &args));
+    let admin_task = tokio::spawn(admin.serve(admin_listener, async {
+        let _ = admin_stopped.await;
+    }));
+    let served = trigger.serve(listener, shutdown_signal()).await;
+    let _ = stop_admin.send(());
+    let _ = admin_task.await;
+    served
+}
+
+/// The admin listener: readiness checks what the app needs to serve.
+fn admin(runtime: &Arc<Runtime>, args: &UpArgs) -> mart_admin::Admin {
+    let mut checks = Vec::new();
+    if let Some(url) = args.database_url.clone() {
+        let migrations = args.migrations.clone();
+        let pg_url = url.clone();
+        checks.push(mart_admin::Check {
+            name: "postgres",
+            run: Box::new(move || {
+                let url = pg_url.clone();
+                Box::pin(async move {
+                    let connect = tokio_postgres::connect(&url, tokio_postgres::NoTls);
+                    let (client, connection) =
+                        tokio::time::timeout(std::time::Duration::from_secs(2), connect)
+                            .await
+                            .map_err(|_| "timed out connecting".to_string())?
+                            .map_err(|e| e.to_string())?;
+                    tokio::spawn(connection);
+                    client
+                        .simple_query("SELECT 1")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        });
+        checks.push(mart_admin::Check {
+            name: "migrations",
+            run: Box::new(move || {
+                let (url, migrations) = (url.clone(), migrations.clone());
+                Box::pin(async move {
+                    match mart_migrate::is_up_to_date(&url, &migrations).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err("migrations are pending; run `mart migrate`".into()),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                })
+            }),
+        });
+    }
+    let pools = runtime.pg_pools().clone();
+    let metrics = runtime.metrics().clone();
+    mart_admin::Admin {
+        metrics: runtime.metrics().clone(),
+        checks,
+        before_scrape: Box::new(move || {
+            for (pool, size, idle) in pools.status() {
+                metrics.pg_pool(&pool, size, idle);
+            }
+        }),
+    }
 }
 
 /// Providers in runtime-config order, then Spin's default environment provider.

@@ -31,7 +31,8 @@ impl Default for PoolSettings {
 /// instances of all components.
 pub struct PgPools {
     settings: PoolSettings,
-    pools: Mutex<HashMap<String, Pool>>,
+    /// address -> (label without credentials, pool)
+    pools: Mutex<HashMap<String, (String, Pool)>>,
 }
 
 impl PgPools {
@@ -44,9 +45,10 @@ impl PgPools {
 
     fn pool_for(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, String> {
         let mut pools = self.pools.lock().expect("pg pool map poisoned");
-        if let Some(pool) = pools.get(address) {
+        if let Some((_, pool)) = pools.get(address) {
             return Ok(pool.clone());
         }
+        let label = pool_label(&config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -63,8 +65,20 @@ impl PgPools {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| e.to_string())?;
-        pools.insert(address.to_string(), pool.clone());
+        pools.insert(address.to_string(), (label, pool.clone()));
         Ok(pool)
+    }
+
+    /// `(pool label, open connections, idle connections)` for every pool.
+    pub fn status(&self) -> Vec<(String, usize, usize)> {
+        let pools = self.pools.lock().expect("pg pool map poisoned");
+        pools
+            .values()
+            .map(|(label, pool)| {
+                let status = pool.status();
+                (label.clone(), status.size, status.available)
+            })
+            .collect()
     }
 
     /// Checks `address` against the component's allowed hosts, then takes a
@@ -91,6 +105,18 @@ impl PgPools {
             txn: TxnTracker::default(),
         })
     }
+}
+
+/// `host:port/dbname`: identifies a pool in metrics without its credentials.
+fn pool_label(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "?".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
 }
 
 /// Every host:port the driver may dial for this address, as outbound targets.

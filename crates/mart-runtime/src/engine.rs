@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mart_manifest::App;
+use mart_metrics::Metrics;
 use mart_outbound_http::{LocalDispatch, OutboundHttp};
 use mart_outbound_networking::AllowedHosts;
 use mart_outbound_pg::{PgHost, PgPools, PoolSettings};
@@ -25,7 +26,7 @@ const RESET_IN_PLACE_BYTES: usize = 16 << 20;
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeOptions {
     /// Where compiled machine code is cached between runs; `None` disables it.
     pub cache_dir: Option<PathBuf>,
@@ -34,6 +35,8 @@ pub struct RuntimeOptions {
     /// Limits for components that do not set their own.
     pub default_limits: InvocationLimits,
     pub pg_pool: PoolSettings,
+    /// Where the runtime and the triggers record what they do.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for RuntimeOptions {
@@ -43,6 +46,7 @@ impl Default for RuntimeOptions {
             max_instances: 1000,
             default_limits: InvocationLimits::DEFAULT,
             pg_pool: PoolSettings::default(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -53,6 +57,7 @@ pub struct Runtime {
     components: HashMap<String, Arc<AppComponent>>,
     pg_pools: Arc<PgPools>,
     local_dispatch: OnceLock<Arc<dyn LocalDispatch>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Runtime {
@@ -113,6 +118,7 @@ impl Runtime {
             components,
             pg_pools: Arc::new(PgPools::new(options.pg_pool)),
             local_dispatch: OnceLock::new(),
+            metrics: options.metrics.clone(),
         })
     }
 
@@ -122,6 +128,14 @@ impl Runtime {
 
     pub fn component(&self, id: &str) -> Option<&Arc<AppComponent>> {
         self.components.get(id)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn pg_pools(&self) -> &Arc<PgPools> {
+        &self.pg_pools
     }
 
     pub fn component_ids(&self) -> impl Iterator<Item = &str> {
@@ -154,6 +168,7 @@ impl Runtime {
                 .memory_size(component.limits.max_memory_bytes)
                 .trap_on_grow_failure(true)
                 .build(),
+            _alive: self.metrics.instance_alive(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

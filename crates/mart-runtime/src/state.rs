@@ -31,6 +31,8 @@ pub struct InstanceState {
     pub(crate) pg: PgHost,
     pub(crate) variables: VariablesHost,
     pub(crate) limits: StoreLimits,
+    /// Keeps the live-instance gauge up while this instance exists.
+    pub(crate) _alive: mart_metrics::InstanceGuard,
 }
 
 impl WasiView for InstanceState {

@@ -197,12 +197,16 @@ impl HttpTrigger {
             return response;
         }
         let Some(route) = self.router.route(&path) else {
+            self.runtime
+                .metrics()
+                .http_request("none", "none", 404, Duration::ZERO);
             return problem(
                 StatusCode::NOT_FOUND,
                 &format!("no route matches {path}"),
                 request_id,
             );
         };
+        let started = Instant::now();
         if let Some(length) = content_length(&request) {
             if length > self.options.max_request_body as u64 {
                 return problem(
@@ -236,7 +240,15 @@ impl HttpTrigger {
         }
         let body = Limited::new(body, self.options.max_request_body).map_err(body_error);
         let request = Request::from_parts(parts, body);
-        self.run(&route, request, request_id).await
+        let response = self.run(&route, request, request_id).await;
+        let status = response.status().as_u16();
+        self.runtime.metrics().http_request(
+            &route.component,
+            &route.raw_route,
+            status,
+            started.elapsed(),
+        );
+        response
     }
 
     async fn run<B>(

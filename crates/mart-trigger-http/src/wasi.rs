@@ -70,9 +70,12 @@ where
 
     let proxy = target.proxy.clone();
     let timeout = component.limits.timeout;
+    let metrics = runtime.metrics().clone();
     let mut run = Box::pin(async move {
         let call = async {
+            let started = std::time::Instant::now();
             let instance = proxy.instantiate_async(&mut store).await?;
+            metrics.instantiated(started.elapsed());
             instance
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)

@@ -1,0 +1,171 @@
+//! Every metric the host exports, registered once and shared by the
+//! triggers, the runtime and the admin listener (`GET /metrics`).
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets from 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    instances_active: IntGauge,
+    instantiation: Histogram,
+    pg_pool_size: IntGaugeVec,
+    pg_pool_available: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("mart".into()), None).expect("a valid prefix");
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by component, route and status",
+            ),
+            &["component", "route", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to the response head, by component and route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["component", "route"],
+        )
+        .expect("valid metric");
+        let instances_active = IntGauge::new("instances_active", "Component instances alive now")
+            .expect("valid metric");
+        let instantiation = Histogram::with_opts(
+            HistogramOpts::new(
+                "instantiation_duration_seconds",
+                "Time to instantiate a component",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let pg_pool_size = IntGaugeVec::new(
+            Opts::new(
+                "pg_pool_connections",
+                "Open PostgreSQL connections per pool",
+            ),
+            &["pool"],
+        )
+        .expect("valid metric");
+        let pg_pool_available = IntGaugeVec::new(
+            Opts::new(
+                "pg_pool_idle_connections",
+                "Idle PostgreSQL connections per pool",
+            ),
+            &["pool"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(instances_active.clone()),
+            Box::new(instantiation.clone()),
+            Box::new(pg_pool_size.clone()),
+            Box::new(pg_pool_available.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            instances_active,
+            instantiation,
+            pg_pool_size,
+            pg_pool_available,
+        }
+    }
+
+    /// One HTTP request handled; `route` is the manifest route, never the raw path.
+    pub fn http_request(&self, component: &str, route: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[component, route, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[component, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn instantiated(&self, elapsed: Duration) {
+        self.instantiation.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an instance alive until the returned guard is dropped.
+    pub fn instance_alive(&self) -> InstanceGuard {
+        self.instances_active.inc();
+        InstanceGuard(self.instances_active.clone())
+    }
+
+    pub fn pg_pool(&self, pool: &str, size: usize, idle: usize) {
+        self.pg_pool_size
+            .with_label_values(&[pool])
+            .set(size as i64);
+        self.pg_pool_available
+            .with_label_values(&[pool])
+            .set(idle as i64);
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// Decrements the live-instance gauge when the instance's store is dropped.
+pub struct InstanceGuard(IntGauge);
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_recorded() {
+        let m = Metrics::new();
+        m.http_request("catalog", "/products/...", 200, Duration::from_millis(3));
+        m.http_request("catalog", "/products/...", 404, Duration::from_millis(1));
+        let guard = m.instance_alive();
+        m.pg_pool("127.0.0.1:5432/catalog", 4, 3);
+        let text = m.render();
+        assert!(text.contains(r#"mart_http_requests_total{component="catalog",route="/products/...",status="200"} 1"#), "{text}");
+        assert!(text.contains("mart_instances_active 1"), "{text}");
+        assert!(
+            text.contains(r#"mart_pg_pool_connections{pool="127.0.0.1:5432/catalog"} 4"#),
+            "{text}"
+        );
+        drop(guard);
+        assert!(m.render().contains("mart_instances_active 0"));
+    }
+}
