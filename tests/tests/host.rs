@@ -386,3 +386,42 @@ fn the_admin_listener_reports_health_readiness_and_metrics() {
     // The app listener does not serve admin paths.
     host.get("/metrics").problem(404);
 }
+
+#[test]
+fn trace_context_is_continued_into_components_and_across_chained_calls() {
+    let host = probe_host(&[]);
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let seen = host
+        .request("GET", "/probe/headers", &[("traceparent", incoming)], None)
+        .json();
+    let traceparent = seen["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert_ne!(
+        traceparent, incoming,
+        "the component's parent is the host's span"
+    );
+
+    let chained = host
+        .request("GET", "/probe/chain", &[("traceparent", incoming)], None)
+        .text();
+    let callee: serde_json::Value =
+        serde_json::from_str(chained.strip_prefix("200 ").unwrap()).unwrap();
+    assert!(
+        callee["traceparent"]
+            .as_str()
+            .unwrap()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "the chained component is in the same trace: {callee}"
+    );
+
+    let fresh = host.get("/probe/headers").json();
+    let root = fresh["traceparent"].as_str().unwrap();
+    assert_eq!(root.len(), 55, "a new trace is started: {root}");
+    assert!(
+        host.log().contains("trace_id"),
+        "log lines carry the trace id"
+    );
+}

@@ -6,6 +6,8 @@
 //! handed to the HTTP trigger, which runs that component in-process (Spin's
 //! service chaining).
 
+pub mod trace;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ pub struct OutboundHttp {
     component: Arc<str>,
     allowed: Arc<AllowedHosts>,
     local: Option<Arc<dyn LocalDispatch>>,
+    /// The trace this instance runs in; outbound requests continue it.
+    trace: Option<trace::TraceParent>,
 }
 
 impl OutboundHttp {
@@ -43,7 +47,13 @@ impl OutboundHttp {
             component,
             allowed,
             local,
+            trace: None,
         }
+    }
+
+    pub fn with_trace(mut self, trace: Option<trace::TraceParent>) -> Self {
+        self.trace = trace;
+        self
     }
 
     fn target(request: &http::Request<WasiBody>) -> Result<OutboundTarget, HttpError> {
@@ -79,6 +89,14 @@ impl WasiHttpHooks for OutboundHttp {
                 >,
             > + Send,
     > {
+        let mut request = request;
+        if let Some(trace) = &self.trace {
+            if !request.headers().contains_key("traceparent") {
+                if let Ok(value) = http::HeaderValue::from_str(&trace.child().to_string()) {
+                    request.headers_mut().insert("traceparent", value);
+                }
+            }
+        }
         let decision = self.decide(&request);
         let local = self.local.clone();
         let no_io = || Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mart_manifest::App;
 use mart_metrics::Metrics;
+use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, OutboundHttp};
 use mart_outbound_networking::AllowedHosts;
 use mart_outbound_pg::{PgHost, PgPools, PoolSettings};
@@ -147,8 +148,13 @@ impl Runtime {
         let _ = self.local_dispatch.set(dispatch);
     }
 
-    /// A fresh store for one invocation of `component`, with its limits armed.
-    pub fn new_store(&self, component: &AppComponent) -> Store<InstanceState> {
+    /// A fresh store for one invocation of `component`, with its limits
+    /// armed; `trace` is the trace context its outbound requests continue.
+    pub fn new_store(
+        &self,
+        component: &AppComponent,
+        trace: Option<TraceParent>,
+    ) -> Store<InstanceState> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout()
             .inherit_stderr()
@@ -161,7 +167,8 @@ impl Runtime {
                 component.id.clone(),
                 component.allowed_hosts.clone(),
                 self.local_dispatch.get().cloned(),
-            ),
+            )
+            .with_trace(trace),
             pg: PgHost::new(self.pg_pools.clone(), component.allowed_hosts.clone()),
             variables: VariablesHost::new(component.variables.clone()),
             limits: StoreLimitsBuilder::new()

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use mart_manifest::App;
+use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, ResponseFuture};
 use mart_runtime::Runtime;
 use tokio::net::TcpListener;
@@ -153,7 +154,7 @@ impl HttpTrigger {
         client: SocketAddr,
     ) -> Response<Body> {
         let request_id = request_id(&request);
-        let span = tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path());
+        let span = tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path(), trace_id = tracing::field::Empty);
         let started = Instant::now();
         async move {
             let mut response = self.route_and_invoke(request, client, &request_id).await;
@@ -239,8 +240,9 @@ impl HttpTrigger {
                 .insert(header::HOST, HeaderValue::from_static("localhost"));
         }
         let body = Limited::new(body, self.options.max_request_body).map_err(body_error);
+        let trace = continue_trace(&mut parts.headers);
         let request = Request::from_parts(parts, body);
-        let response = self.run(&route, request, request_id).await;
+        let response = self.run(&route, request, request_id, Some(trace)).await;
         let status = response.status().as_u16();
         self.runtime.metrics().http_request(
             &route.component,
@@ -256,6 +258,7 @@ impl HttpTrigger {
         route: &RouteMatch,
         request: Request<B>,
         request_id: &str,
+        trace: Option<TraceParent>,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -268,7 +271,7 @@ impl HttpTrigger {
                 request_id,
             );
         };
-        match invoke(&self.runtime, target, request).await {
+        match invoke(&self.runtime, target, request, trace).await {
             Ok(response) => response.map(|body| {
                 body.map_err(|code| anyhow::anyhow!("{code:?}"))
                     .boxed_unsync()
@@ -352,8 +355,14 @@ impl LocalDispatch for Chaining {
                     .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?,
             );
             let request_id = uuid::Uuid::new_v4().to_string();
+            let trace = continue_trace(&mut parts.headers);
             let response = trigger
-                .run(&route, Request::from_parts(parts, body), &request_id)
+                .run(
+                    &route,
+                    Request::from_parts(parts, body),
+                    &request_id,
+                    Some(trace),
+                )
                 .await;
             Ok(response.map(|body| {
                 body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
@@ -361,6 +370,24 @@ impl LocalDispatch for Chaining {
             }))
         }))
     }
+}
+
+/// Continues the caller's W3C trace (or starts one): the component sees a
+/// `traceparent` naming this invocation as the parent, and the log line
+/// carries the trace id so one request can be followed across components.
+fn continue_trace(headers: &mut http::HeaderMap) -> TraceParent {
+    let incoming = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    let ours = incoming
+        .map(|t| t.child())
+        .unwrap_or_else(TraceParent::root);
+    if let Ok(value) = HeaderValue::from_str(&ours.to_string()) {
+        headers.insert("traceparent", value);
+    }
+    tracing::Span::current().record("trace_id", ours.trace_id.as_str());
+    ours
 }
 
 fn request_id(request: &Request<Incoming>) -> String {

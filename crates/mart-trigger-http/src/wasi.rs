@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use futures::FutureExt as _;
+use mart_outbound_http::trace::TraceParent;
 
 use mart_runtime::{AppComponent, Runtime};
 use wasmtime::Trap;
@@ -50,13 +51,14 @@ pub(crate) async fn invoke<B>(
     runtime: &Runtime,
     target: &HttpComponent,
     request: http::Request<B>,
+    trace: Option<TraceParent>,
 ) -> Result<http::Response<HyperOutgoingBody>, InvokeError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let component = &target.component;
-    let mut store = runtime.new_store(component);
+    let mut store = runtime.new_store(component, trace);
     let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let setup = (|| {
         let req = store

@@ -64,7 +64,7 @@ fn text(status: u16, body: &str) -> Response {
 fn headers(request: &Request) -> Response {
     let mut map = serde_json::Map::new();
     for (name, value) in request.headers() {
-        if name.starts_with("spin-") || name == "host" {
+        if name.starts_with("spin-") || name == "host" || name == "traceparent" {
             map.insert(name.to_string(), value.as_str().unwrap_or_default().into());
         }
     }

@@ -1,0 +1,114 @@
+//! W3C Trace Context (`traceparent`), so one order's path can be followed
+//! across components: the HTTP trigger continues the caller's trace (or
+//! starts one), and every outbound request of the instance carries it on.
+
+use std::fmt;
+
+/// `00-<trace id: 32 hex>-<parent id: 16 hex>-<flags: 2 hex>`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: String,
+    pub parent_id: String,
+    pub flags: String,
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::new();
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` value; anything malformed is ignored, as the
+    /// spec asks (a new trace is started instead).
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let (version, trace_id, parent_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let valid = is_hex(version, 2)
+            && version != "ff"
+            && is_hex(trace_id, 32)
+            && trace_id.bytes().any(|b| b != b'0')
+            && is_hex(parent_id, 16)
+            && parent_id.bytes().any(|b| b != b'0')
+            && is_hex(flags, 2)
+            && (version != "00" || parts.next().is_none());
+        valid.then(|| Self {
+            trace_id: trace_id.into(),
+            parent_id: parent_id.into(),
+            flags: flags.into(),
+        })
+    }
+
+    /// A new trace, sampled.
+    pub fn root() -> Self {
+        Self {
+            trace_id: random_hex(16),
+            parent_id: random_hex(8),
+            flags: "01".into(),
+        }
+    }
+
+    /// The same trace with a new span of ours as the parent.
+    pub fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id.clone(),
+            parent_id: random_hex(8),
+            flags: self.flags.clone(),
+        }
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_prints_the_spec_example() {
+        let t = TraceParent::parse(SAMPLE).unwrap();
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.to_string(), SAMPLE);
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn children_keep_the_trace_and_get_a_new_span() {
+        let root = TraceParent::root();
+        assert!(TraceParent::parse(&root.to_string()).is_some());
+        let child = root.child();
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_ne!(child.parent_id, root.parent_id);
+    }
+}
