@@ -19,6 +19,10 @@ trap cleanup EXIT
 
 # Development signing keys (ES256), made once under .mart/jwt unless given.
 if [ -z "${SPIN_VARIABLE_JWT_PRIVATE_KEY:-}" ]; then
+  if ! command -v openssl >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+    else echo "openssl is needed to make development keys: sudo apt-get install -y openssl" >&2; exit 1; fi
+  fi
   mkdir -p .mart/jwt
   if [ ! -f .mart/jwt/private.pem ]; then
     openssl ecparam -genkey -name prime256v1 -noout | openssl pkcs8 -topk8 -nocrypt -out .mart/jwt/private.pem
