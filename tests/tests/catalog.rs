@@ -75,6 +75,25 @@ fn create_read_update_delete() {
     assert_eq!(delete(&format!("/products/{id}")).status, 204);
     host.get(&format!("/products/{id}")).problem(404);
     delete(&format!("/products/{id}")).problem(404);
+
+    // Every change went out through the outbox, in order, once.
+    let events = mart_integration_tests::postgres().query(
+        "catalog",
+        &format!("SELECT event_type, payload->>'name' FROM outbox WHERE aggregate_id = '{id}' ORDER BY seq"),
+    );
+    let events: Vec<(String, Option<String>)> =
+        events.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        events,
+        [
+            ("product.created".to_string(), Some("Teapot".to_string())),
+            (
+                "product.updated".to_string(),
+                Some("Big teapot".to_string())
+            ),
+            ("product.deleted".to_string(), None),
+        ]
+    );
     host.send_json_as(
         &admin,
         "PUT",

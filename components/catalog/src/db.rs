@@ -1,6 +1,7 @@
 //! The catalog's database: every statement parameterised.
 
 use mart_domain::catalog::ValidProduct;
+use mart_domain::events::EventType;
 use mart_domain::Problem;
 use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
 use serde::Serialize;
@@ -87,16 +88,54 @@ pub fn get(id: &str) -> Result<Option<Product>, Problem> {
     Ok(products(&rows)?.into_iter().next())
 }
 
+/// Runs a write and records its event in one transaction: other services
+/// learn of every catalog change through the outbox.
+fn write_with_event<T>(
+    work: impl FnOnce(&Connection) -> Result<Option<T>, Problem>,
+    event: impl FnOnce(&T) -> (String, EventType, serde_json::Value),
+) -> Result<Option<T>, Problem> {
+    let connection = connect()?;
+    pg::transaction(&connection, "catalog", || {
+        let Some(value) = work(&connection)? else {
+            return Ok(None);
+        };
+        let (aggregate_id, event_type, payload) = event(&value);
+        pg::record_event(
+            &connection,
+            event_type.aggregate(),
+            &aggregate_id,
+            event_type.as_str(),
+            &payload,
+        )?;
+        Ok(Some(value))
+    })
+}
+
+fn product_event(
+    event_type: EventType,
+) -> impl FnOnce(&Product) -> (String, EventType, serde_json::Value) {
+    move |product| {
+        let payload = serde_json::to_value(product).expect("a product serialises");
+        (product.id.clone(), event_type, payload)
+    }
+}
+
 pub fn insert(p: &ValidProduct) -> Result<Product, Problem> {
     let sql = format!(
         "INSERT INTO products (name, description, category, price_minor, currency)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
-    let rows = connect()?.query(&sql, &product_params(p)).map_err(failed)?;
-    products(&rows)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Problem::internal("the insert returned no row"))
+    let created = write_with_event(
+        |db| {
+            Ok(
+                products(&db.query(&sql, &product_params(p)).map_err(failed)?)?
+                    .into_iter()
+                    .next(),
+            )
+        },
+        product_event(EventType::ProductCreated),
+    )?;
+    created.ok_or_else(|| Problem::internal("the insert returned no row"))
 }
 
 pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, Problem> {
@@ -107,18 +146,36 @@ pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, Problem> {
     );
     let mut params = product_params(p).to_vec();
     params.push(ParameterValue::Uuid(id.to_string()));
-    let rows = connect()?.query(&sql, &params).map_err(failed)?;
-    Ok(products(&rows)?.into_iter().next())
+    write_with_event(
+        |db| {
+            Ok(products(&db.query(&sql, &params).map_err(failed)?)?
+                .into_iter()
+                .next())
+        },
+        product_event(EventType::ProductUpdated),
+    )
 }
 
 pub fn delete(id: &str) -> Result<bool, Problem> {
-    let deleted = connect()?
-        .execute(
-            "DELETE FROM products WHERE id = $1",
-            &[ParameterValue::Uuid(id.to_string())],
-        )
-        .map_err(failed)?;
-    Ok(deleted > 0)
+    let deleted = write_with_event(
+        |db| {
+            let count = db
+                .execute(
+                    "DELETE FROM products WHERE id = $1",
+                    &[ParameterValue::Uuid(id.to_string())],
+                )
+                .map_err(failed)?;
+            Ok((count > 0).then(|| id.to_string()))
+        },
+        |id| {
+            (
+                id.clone(),
+                EventType::ProductDeleted,
+                serde_json::json!({ "product_id": id }),
+            )
+        },
+    )?;
+    Ok(deleted.is_some())
 }
 
 fn product_params(p: &ValidProduct) -> [ParameterValue; 5] {
