@@ -13,7 +13,7 @@ use mart_domain::carts::{self, AddItem, SetQuantity};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
 use mart_guest::config::variable;
-use mart_guest::{json_body, json_response, subpath};
+use mart_guest::{json_body, json_response, segments};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -28,15 +28,7 @@ async fn handle(request: Request) -> Response {
 
 async fn route(request: &Request) -> Result<Response, Problem> {
     let caller = authenticate(request)?;
-    let path = subpath(request, "/carts")
-        .unwrap_or_default()
-        .trim_matches('/')
-        .to_string();
-    let segments: Vec<&str> = if path.is_empty() {
-        vec![]
-    } else {
-        path.split('/').collect()
-    };
+    let segments = segments(request, "/carts");
     match (request.method(), segments.as_slice()) {
         (Method::Post, []) => create(&caller),
         (Method::Get, [cart]) => show(&caller, cart),
@@ -47,7 +39,8 @@ async fn route(request: &Request) -> Result<Response, Problem> {
         }
         (Method::Delete, [cart, "items", product]) => remove_item(&caller, cart, product),
         _ => Err(Problem::not_found(format!(
-            "no cart resource at /carts/{path}"
+            "no cart resource at /carts/{}",
+            segments.join("/")
         ))),
     }
 }

@@ -10,7 +10,7 @@ mod db;
 use mart_domain::inventory::{self, Adjustment, ReservationRequest, SetStock};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::require_admin;
-use mart_guest::{json_body, json_response, subpath, Query};
+use mart_guest::{json_body, json_response, segments, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -24,15 +24,7 @@ fn handle(request: Request) -> Response {
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {
-    let path = subpath(request, "/inventory")
-        .unwrap_or_default()
-        .trim_matches('/')
-        .to_string();
-    let segments: Vec<&str> = if path.is_empty() {
-        vec![]
-    } else {
-        path.split('/').collect()
-    };
+    let segments = segments(request, "/inventory");
     match (request.method(), segments.as_slice()) {
         (Method::Get, []) => list(request),
         (Method::Post, ["reservations"]) => reserve(request),
@@ -43,7 +35,8 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Post, [product, "adjustments"]) => adjust(request, product),
         (Method::Get, [product, "adjustments"]) => history(request, product),
         _ => Err(Problem::not_found(format!(
-            "no inventory resource at /inventory/{path}"
+            "no inventory resource at /inventory/{}",
+            segments.join("/")
         ))),
     }
 }

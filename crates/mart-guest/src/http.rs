@@ -49,6 +49,15 @@ pub fn subpath<'a>(request: &'a Request, prefix: &str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
+/// The path segments after `prefix`: `/carts/7/items` under `/carts` is `["7", "items"]`.
+pub fn segments<'a>(request: &'a Request, prefix: &str) -> Vec<&'a str> {
+    subpath(request, prefix)
+        .unwrap_or_default()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 pub fn require_json(request: &Request) -> Result<(), Problem> {
     let content_type = request
         .header("content-type")

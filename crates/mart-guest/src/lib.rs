@@ -7,7 +7,9 @@ pub mod config;
 pub mod db;
 pub mod http;
 
-pub use http::{json_body, json_response, problem_response, require_json, subpath, Query};
+pub use http::{
+    json_body, json_response, problem_response, require_json, segments, subpath, Query,
+};
 
 /// The response for a handler's result: the errors become problem+json.
 pub fn respond(

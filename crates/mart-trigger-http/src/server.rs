@@ -226,13 +226,7 @@ impl HttpTrigger {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_string);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let url = full_url("http", host.as_deref(), &path_and_query);
+        let url = full_url("http", host.as_deref(), path_and_query(&parts.uri));
         set_spin_headers(&mut parts.headers, &route, &url, client);
         if host.is_none() {
             parts
@@ -339,14 +333,11 @@ impl LocalDispatch for Chaining {
         let component = component.to_string();
         Some(Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            let path_and_query = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-                .to_string();
             let route = Router::synthetic(&component, parts.uri.path());
-            let url = format!("http://{component}.spin.internal{path_and_query}");
+            let url = format!(
+                "http://{component}.spin.internal{}",
+                path_and_query(&parts.uri)
+            );
             let client: SocketAddr = ([0, 0, 0, 0], 0).into();
             set_spin_headers(&mut parts.headers, &route, &url, client);
             parts.headers.insert(
@@ -398,6 +389,10 @@ fn request_id(request: &Request<Incoming>) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn path_and_query(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
 fn content_length<B>(request: &Request<B>) -> Option<u64> {
