@@ -1,12 +1,1 @@
--- The outbox every service database has (shape defined in mart-domain/src/outbox.rs).
-CREATE TABLE outbox (
-    seq            bigserial PRIMARY KEY,
-    id             uuid NOT NULL UNIQUE,
-    aggregate_type text NOT NULL,
-    aggregate_id   text NOT NULL,
-    event_type     text NOT NULL,
-    payload        jsonb NOT NULL,
-    created_at     timestamptz NOT NULL DEFAULT now(),
-    sent_at        timestamptz
-);
-CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
+../outbox.sql

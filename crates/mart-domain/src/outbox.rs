@@ -3,7 +3,7 @@
 //! host's relay (Kafka issue) publishes unsent rows in `seq` order per
 //! aggregate and marks them sent after the broker acknowledged.
 //!
-//! Columns (see migrations/<service>/*_outbox.sql):
+//! Columns (see migrations/outbox.sql, linked into each service folder):
 //! `seq bigserial` (publish order), `id uuid` (event id, CloudEvents `ce_id`),
 //! `aggregate_type` (topic `mart.<aggregate_type>`), `aggregate_id` (Kafka key),
 //! `event_type` (`ce_type`, one of `events::EventType`), `payload jsonb`,
