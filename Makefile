@@ -3,10 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The app's Wasm components, and the test-only ones.
 APP_COMPONENTS := catalog users inventory carts
-COMPONENTS := $(APP_COMPONENTS) probe unsupported
+COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build components components-app host release run test bench fmt lint clean up down logs spin-manifest
+.PHONY: help build broker components components-app host release run test bench fmt lint clean up down logs spin-manifest
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,14 +24,17 @@ components-app: ## Build only the app's components (what the container ships)
 release: components-app ## Optimised host and components
 	$(CARGO) build --release -p mart-host
 
+broker: ## Build the Kafka-protocol broker used by tests and `make run` (once, cached in ~/.cache)
+	scripts/broker.sh install
+
 host: ## Build the `mart` host
 	$(CARGO) build -p mart-host
 
 run: build ## Run the whole app on 127.0.0.1:3000 (starts PostgreSQL if needed)
 	scripts/run.sh
 
-test: build ## Run every test (unit, integration with PostgreSQL and the host)
-	$(CARGO) test --workspace --exclude catalog --exclude users --exclude inventory --exclude carts --exclude probe --exclude unsupported
+test: build broker ## Run every test (unit, integration with PostgreSQL, the broker and the host)
+	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))
 
 bench: ## Benchmark the host against a native server (prints a table)
 	scripts/bench.sh

@@ -3,6 +3,8 @@
 //!
 //! Run through `make test`, which builds the host and the components first.
 
+pub mod broker;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -118,6 +120,22 @@ impl Postgres {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+
+    /// Runs a script of several statements (no results).
+    pub fn execute_script(&self, database: &str, sql: &str) {
+        let url = self.database_url(database);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap()
+        })
     }
 
     /// Runs one SQL statement, for checks the API cannot make.
@@ -238,6 +256,12 @@ impl Host {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process outright (SIGKILL): no cleanup of any kind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -397,5 +421,21 @@ impl Resp {
             "{json}"
         );
         json
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after
+/// `timeout` naming `what` (and the last state `check` saw, via `describe`).
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

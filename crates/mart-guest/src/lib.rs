@@ -1,11 +1,13 @@
 //! What every Mart component does the same way, on top of `spin-sdk`:
-//! responses (`http`), configuration (`config`) and caller identity (`auth`).
+//! responses (`http`), configuration (`config`), caller identity (`auth`),
+//! the database (`db`) and Kafka handlers (`kafka`, Mart's own interface).
 //! Domain rules stay in `mart-domain`; this crate is only the Spin edge.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod kafka;
 
 pub use http::{
     json_body, json_response, problem_response, require_json, segments, subpath, Query,

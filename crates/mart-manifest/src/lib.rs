@@ -6,10 +6,12 @@
 //! manifest stays valid for Fermyon Spin.
 
 mod export;
+mod kafka;
 mod manifest;
 mod runtime_config;
 
 pub use export::http_only;
+pub use kafka::*;
 pub use manifest::*;
 pub use runtime_config::*;
 

@@ -182,11 +182,29 @@ pub struct ComponentSettings {
     /// Linear-memory cap for one instance, in MiB.
     #[serde(default)]
     pub max_memory_mib: Option<u64>,
+    /// Topics the component may publish to through `mart:kafka/producer`.
+    #[serde(default)]
+    pub kafka_publish_topics: Vec<String>,
 }
 
 impl Manifest {
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Mart's `[[trigger.kafka]]` entries.
+    pub fn kafka_triggers(&self) -> Result<Vec<crate::KafkaTrigger>, String> {
+        let Some(tables) = self.trigger.other.get("kafka") else {
+            return Ok(Vec::new());
+        };
+        tables
+            .iter()
+            .map(|t| {
+                toml::Value::Table(t.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("[[trigger.kafka]]: {}", e.message()))
+            })
+            .collect()
     }
 
     /// Checks that go beyond the shape: references resolve and names are legal.
@@ -215,6 +233,15 @@ impl Manifest {
             component
                 .mart_settings()
                 .map_err(|e| format!("component `{id}`: {e}"))?;
+        }
+        for trigger in self.kafka_triggers()? {
+            trigger.validate()?;
+            if !self.component.contains_key(&trigger.component) {
+                return Err(format!(
+                    "Kafka trigger names component `{}`, which is not defined",
+                    trigger.component
+                ));
+            }
         }
         for trigger in &self.trigger.http {
             if !self.component.contains_key(&trigger.component) {
@@ -326,7 +353,8 @@ max_memory_mib = 64
             c.mart_settings().unwrap(),
             ComponentSettings {
                 timeout_ms: Some(5000),
-                max_memory_mib: Some(64)
+                max_memory_mib: Some(64),
+                kafka_publish_topics: Vec::new(),
             }
         );
         assert!(m.variables["jwt_key"].secret);

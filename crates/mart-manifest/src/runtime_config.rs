@@ -12,6 +12,9 @@ pub struct RuntimeConfig {
     /// is always present; more may be listed here.
     #[serde(default, alias = "config_provider")]
     pub variables_provider: Vec<VariablesProvider>,
+    /// Brokers for Mart's Kafka trigger, outbox relay and producer (`[kafka]`).
+    #[serde(default)]
+    pub kafka: crate::KafkaConfig,
     /// Mart's own settings for the host (`[mart]`).
     #[serde(default)]
     pub mart: toml::Table,

@@ -22,6 +22,12 @@ pub struct Metrics {
     instantiation: Histogram,
     pg_pool_size: IntGaugeVec,
     pg_pool_available: IntGaugeVec,
+    kafka_handled: IntCounterVec,
+    kafka_handler_duration: HistogramVec,
+    kafka_lag: IntGaugeVec,
+    outbox_backlog: IntGaugeVec,
+    outbox_published: IntCounterVec,
+    outbox_latency: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -76,6 +82,56 @@ impl Metrics {
             &["pool"],
         )
         .expect("valid metric");
+        let kafka_handled = IntCounterVec::new(
+            Opts::new(
+                "kafka_messages_total",
+                "Kafka messages by component, topic and outcome (ok, retried, dead_lettered)",
+            ),
+            &["component", "topic", "outcome"],
+        )
+        .expect("valid metric");
+        let kafka_handler_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "kafka_handler_duration_seconds",
+                "Time of one handler invocation (a batch), by component",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["component"],
+        )
+        .expect("valid metric");
+        let kafka_lag = IntGaugeVec::new(
+            Opts::new(
+                "kafka_consumer_lag",
+                "Messages not yet processed, per consumer group and topic-partition",
+            ),
+            &["group", "topic", "partition"],
+        )
+        .expect("valid metric");
+        let outbox_backlog = IntGaugeVec::new(
+            Opts::new(
+                "outbox_backlog",
+                "Outbox rows not yet relayed, per database",
+            ),
+            &["database"],
+        )
+        .expect("valid metric");
+        let outbox_published = IntCounterVec::new(
+            Opts::new(
+                "outbox_published_total",
+                "Outbox rows the broker acknowledged, per database",
+            ),
+            &["database"],
+        )
+        .expect("valid metric");
+        let outbox_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "outbox_relay_latency_seconds",
+                "From the outbox write to the broker's acknowledgement, per database",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["database"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -83,6 +139,12 @@ impl Metrics {
             Box::new(instantiation.clone()),
             Box::new(pg_pool_size.clone()),
             Box::new(pg_pool_available.clone()),
+            Box::new(kafka_handled.clone()),
+            Box::new(kafka_handler_duration.clone()),
+            Box::new(kafka_lag.clone()),
+            Box::new(outbox_backlog.clone()),
+            Box::new(outbox_published.clone()),
+            Box::new(outbox_latency.clone()),
         ] {
             registry
                 .register(collector)
@@ -96,7 +158,52 @@ impl Metrics {
             instantiation,
             pg_pool_size,
             pg_pool_available,
+            kafka_handled,
+            kafka_handler_duration,
+            kafka_lag,
+            outbox_backlog,
+            outbox_published,
+            outbox_latency,
         }
+    }
+
+    /// `outcome`: `ok`, `retried` or `dead_lettered`; counted per message.
+    pub fn kafka_messages(&self, component: &str, topic: &str, outcome: &str, count: u64) {
+        self.kafka_handled
+            .with_label_values(&[component, topic, outcome])
+            .inc_by(count);
+    }
+
+    pub fn kafka_invocation(&self, component: &str, elapsed: Duration) {
+        self.kafka_handler_duration
+            .with_label_values(&[component])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn kafka_lag(&self, group: &str, topic: &str, partition: i32, lag: i64) {
+        self.kafka_lag
+            .with_label_values(&[group, topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    /// Drops the lag series of a partition this host no longer owns.
+    pub fn kafka_lag_forget(&self, group: &str, topic: &str, partition: i32) {
+        let _ = self
+            .kafka_lag
+            .remove_label_values(&[group, topic, &partition.to_string()]);
+    }
+
+    pub fn outbox_backlog(&self, database: &str, rows: i64) {
+        self.outbox_backlog.with_label_values(&[database]).set(rows);
+    }
+
+    pub fn outbox_published(&self, database: &str, count: u64, oldest_age: Duration) {
+        self.outbox_published
+            .with_label_values(&[database])
+            .inc_by(count);
+        self.outbox_latency
+            .with_label_values(&[database])
+            .observe(oldest_age.as_secs_f64());
     }
 
     /// One HTTP request handled; `route` is the manifest route, never the raw path.

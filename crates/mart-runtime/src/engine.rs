@@ -4,6 +4,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mart_kafka::{ProducerHost, Publisher};
 use mart_manifest::App;
 use mart_metrics::Metrics;
 use mart_outbound_http::trace::TraceParent;
@@ -58,6 +59,7 @@ pub struct Runtime {
     components: HashMap<String, Arc<AppComponent>>,
     pg_pools: Arc<PgPools>,
     local_dispatch: OnceLock<Arc<dyn LocalDispatch>>,
+    publisher: OnceLock<Publisher>,
     metrics: Arc<Metrics>,
 }
 
@@ -98,6 +100,12 @@ impl Runtime {
                 })?;
             tracing::info!(component = %id, elapsed_ms = started.elapsed().as_millis() as u64, "component ready");
             let allowed = allowed_hosts(id, manifest_component.all_outbound_hosts(), resolver)?;
+            let publish_topics = manifest_component
+                .mart_settings()
+                .map_err(anyhow::Error::msg)?
+                .kafka_publish_topics
+                .into_iter()
+                .collect();
             components.insert(
                 id.clone(),
                 Arc::new(AppComponent {
@@ -106,6 +114,7 @@ impl Runtime {
                     limits,
                     allowed_hosts: Arc::new(allowed),
                     variables: variables.for_component(id),
+                    publish_topics: Arc::new(publish_topics),
                     environment: manifest_component
                         .environment
                         .iter()
@@ -119,6 +128,7 @@ impl Runtime {
             components,
             pg_pools: Arc::new(PgPools::new(options.pg_pool)),
             local_dispatch: OnceLock::new(),
+            publisher: OnceLock::new(),
             metrics: options.metrics.clone(),
         })
     }
@@ -148,6 +158,11 @@ impl Runtime {
         let _ = self.local_dispatch.set(dispatch);
     }
 
+    /// Lets components publish through `mart:kafka/producer`.
+    pub fn set_publisher(&self, publisher: Publisher) {
+        let _ = self.publisher.set(publisher);
+    }
+
     /// A fresh store for one invocation of `component`, with its limits
     /// armed; `trace` is the trace context its outbound requests continue.
     pub fn new_store(
@@ -171,6 +186,10 @@ impl Runtime {
             .with_trace(trace),
             pg: PgHost::new(self.pg_pools.clone(), component.allowed_hosts.clone()),
             variables: VariablesHost::new(component.variables.clone()),
+            kafka: ProducerHost::new(
+                self.publisher.get().cloned(),
+                component.publish_topics.clone(),
+            ),
             limits: StoreLimitsBuilder::new()
                 .memory_size(component.limits.max_memory_bytes)
                 .trap_on_grow_failure(true)
@@ -263,6 +282,7 @@ fn build_linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     mart_variables::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.variables)?;
     mart_outbound_pg::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.pg)?;
+    mart_kafka::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.kafka)?;
     Ok(linker)
 }
 

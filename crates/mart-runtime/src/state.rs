@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mart_kafka::ProducerHost;
 use mart_outbound_http::OutboundHttp;
 use mart_outbound_networking::AllowedHosts;
 use mart_outbound_pg::PgHost;
@@ -19,6 +20,8 @@ pub struct AppComponent {
     pub limits: InvocationLimits,
     pub allowed_hosts: Arc<AllowedHosts>,
     pub variables: Arc<BTreeMap<String, String>>,
+    /// Topics the component may publish to (`kafka_publish_topics`).
+    pub publish_topics: Arc<std::collections::BTreeSet<String>>,
     pub environment: Vec<(String, String)>,
 }
 
@@ -30,6 +33,7 @@ pub struct InstanceState {
     pub(crate) http_hooks: OutboundHttp,
     pub(crate) pg: PgHost,
     pub(crate) variables: VariablesHost,
+    pub(crate) kafka: ProducerHost,
     pub(crate) limits: StoreLimits,
     /// Keeps the live-instance gauge up while this instance exists.
     pub(crate) _alive: mart_metrics::InstanceGuard,

@@ -1,0 +1,83 @@
+use mart_manifest::KafkaConfig;
+use rdkafka::ClientConfig;
+
+/// Partitions for topics the host creates: enough for the two-host
+/// consumer groups the tests run and for some parallelism per topic.
+const DEFAULT_PARTITIONS: i32 = 4;
+
+/// Where the brokers are and how to reach them, with templates already
+/// rendered. Cheap to clone; each user builds its own librdkafka client.
+#[derive(Debug, Clone)]
+pub struct KafkaClient {
+    config: KafkaConfig,
+}
+
+impl KafkaClient {
+    /// `None` when no brokers are configured: the app then runs without
+    /// Kafka (HTTP only), which `mart up` reports at start.
+    pub fn new(config: KafkaConfig) -> Option<Self> {
+        config
+            .brokers
+            .as_deref()
+            .is_some_and(|b| !b.trim().is_empty())
+            .then_some(Self { config })
+    }
+
+    pub fn brokers(&self) -> &str {
+        self.config.brokers.as_deref().unwrap_or_default()
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.config.partitions.unwrap_or(DEFAULT_PARTITIONS)
+    }
+
+    pub fn replication_factor(&self) -> i32 {
+        self.config.replication_factor.unwrap_or(1)
+    }
+
+    /// Settings every client shares: brokers, security, passthrough properties.
+    pub fn base(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.brokers())
+            .set("client.id", client_id)
+            // librdkafka logs through its own callback; keep it to what matters.
+            .set("log_level", "4");
+        let optional = [
+            ("security.protocol", &self.config.security_protocol),
+            ("sasl.mechanism", &self.config.sasl_mechanism),
+            ("sasl.username", &self.config.sasl_username),
+            ("sasl.password", &self.config.sasl_password),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                config.set(key, value);
+            }
+        }
+        for (key, value) in &self.config.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+impl KafkaClient {
+    /// Whether a broker answers a metadata request within `timeout`
+    /// (readiness). Runs librdkafka's blocking call off the async threads.
+    pub async fn ping(&self, timeout: std::time::Duration) -> Result<(), String> {
+        let config = self.base("mart-readiness");
+        let brokers = self.brokers().to_string();
+        let check = tokio::task::spawn_blocking(move || {
+            let producer: rdkafka::producer::BaseProducer =
+                config.create().map_err(|e| e.to_string())?;
+            let result = rdkafka::producer::Producer::client(&producer)
+                .fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(|e| format!("{brokers}: {e}"));
+            // Closing a producer that never produced is quick.
+            drop(producer);
+            result
+        });
+        check.await.map_err(|e| e.to_string())?
+    }
+}

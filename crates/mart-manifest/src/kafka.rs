@@ -1,0 +1,220 @@
+//! Mart's Kafka trigger configuration. Spin has no Kafka trigger: these
+//! tables are Mart's own, placed where Spin's conventions put trigger and
+//! runtime settings (`[[trigger.kafka]]` in `spin.toml`, `[kafka]` in
+//! `runtime-config.toml`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One `[[trigger.kafka]]` entry: which component handles which topics.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTrigger {
+    pub component: String,
+    pub topics: Vec<String>,
+    /// Consumer group; defaults to `<application>.<component>`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Where a group with no committed offset starts.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Messages of one partition handed to one invocation.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: u32,
+    /// How long a partial batch waits for more messages, in milliseconds.
+    #[serde(default = "defaults::max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// Invocations running at once for this trigger (partitions are processed
+    /// concurrently, each partition in order).
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: u32,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Where messages go when they cannot be processed; defaults to
+    /// `<topic>.dlq` for each topic.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+impl StartPosition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        }
+    }
+}
+
+/// Exponential backoff with full jitter between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included; 1 means no retry.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "defaults::initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "defaults::max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: defaults::max_attempts(),
+            initial_backoff_ms: defaults::initial_backoff_ms(),
+            max_backoff_ms: defaults::max_backoff_ms(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn batch_size() -> u32 {
+        1
+    }
+    pub fn max_wait_ms() -> u64 {
+        5
+    }
+    pub fn concurrency() -> u32 {
+        4
+    }
+    pub fn max_attempts() -> u32 {
+        5
+    }
+    pub fn initial_backoff_ms() -> u64 {
+        100
+    }
+    pub fn max_backoff_ms() -> u64 {
+        10_000
+    }
+}
+
+impl KafkaTrigger {
+    pub fn group_id(&self, application: &str) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("{application}.{}", self.component))
+    }
+
+    pub fn dead_letter_topic_for(&self, topic: &str) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{topic}.dlq"))
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let who = format!("Kafka trigger for component `{}`", self.component);
+        if self.topics.is_empty() {
+            return Err(format!("{who}: `topics` is empty"));
+        }
+        if let Some(bad) = self.topics.iter().find(|t| !is_topic_name(t)) {
+            return Err(format!("{who}: `{bad}` is not a valid Kafka topic name"));
+        }
+        if self.batch_size == 0 || self.concurrency == 0 || self.retry.max_attempts == 0 {
+            return Err(format!(
+                "{who}: batch_size, concurrency and retry.max_attempts must be at least 1"
+            ));
+        }
+        if self.retry.initial_backoff_ms > self.retry.max_backoff_ms {
+            return Err(format!(
+                "{who}: retry.initial_backoff_ms exceeds retry.max_backoff_ms"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's rule: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// `[kafka]` in `runtime-config.toml`: where the brokers are and how to talk
+/// to them. String values may use `{{ variable }}` templates, so secrets come
+/// from Spin variables (`SPIN_VARIABLE_*`) rather than the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// Partitions for topics the host creates when they are missing.
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[serde(default)]
+    pub security_protocol: Option<String>,
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+    /// Further librdkafka properties, passed through as given.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(toml_text: &str) -> Result<KafkaTrigger, String> {
+        let t: KafkaTrigger = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        t.validate()?;
+        Ok(t)
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let t = trigger("component = \"c\"\ntopics = [\"mart.orders\"]").unwrap();
+        assert_eq!(t.batch_size, 1);
+        assert_eq!(t.start, StartPosition::Earliest);
+        assert_eq!(t.retry.max_attempts, 5);
+        assert_eq!(t.group_id("mart"), "mart.c");
+        assert_eq!(t.dead_letter_topic_for("mart.orders"), "mart.orders.dlq");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let err = trigger("component = \"c\"\ntopics = []").unwrap_err();
+        assert!(err.contains("`topics` is empty"), "{err}");
+        let err = trigger("component = \"c\"\ntopics = [\"a b\"]").unwrap_err();
+        assert!(
+            err.contains("`a b` is not a valid Kafka topic name"),
+            "{err}"
+        );
+        let err = trigger("component = \"c\"\ntopics = [\"t\"]\nbatch_size = 0").unwrap_err();
+        assert!(err.contains("at least 1"), "{err}");
+        let err = trigger("component = \"c\"\ntopics = [\"t\"]\nstart = \"middle\"").unwrap_err();
+        assert!(err.contains("unknown variant"), "{err}");
+        let err = trigger("component = \"c\"\ntopics = [\"t\"]\nretries = 3").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn topic_names_follow_kafka() {
+        assert!(is_topic_name("mart.orders.dlq"));
+        assert!(is_topic_name("a_b-C1"));
+        assert!(!is_topic_name(".."));
+        assert!(!is_topic_name("ü"));
+        assert!(!is_topic_name(&"x".repeat(250)));
+    }
+}

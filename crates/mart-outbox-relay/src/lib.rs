@@ -1,0 +1,336 @@
+//! The outbox relay. Services write events into their database's `outbox`
+//! table in the same transaction as the change they announce; this relay
+//! publishes them to Kafka (CloudEvents binary mode, topic
+//! `mart.<aggregate_type>`, key = aggregate id) and marks them sent only
+//! after the broker acknowledged them.
+//!
+//! Guarantees: no event is lost (a row stays unsent until acknowledged,
+//! across broker outages and host crashes); events of one aggregate keep
+//! their order (rows go out in `seq` order through one idempotent producer,
+//! and one key always maps to one partition); an event may be published
+//! more than once (a crash between the acknowledgement and the update), so
+//! consumers dedupe on the event id (`processed_events`).
+//!
+//! One relay per database across all hosts: a session-level advisory lock
+//! elects it; the others stand by and take over when its session ends.
+//! It wakes on `NOTIFY mart_outbox` (sent by a trigger at commit) and polls
+//! as a fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use mart_domain::events::{self, Envelope};
+use mart_kafka::{Publisher, Record};
+use mart_metrics::Metrics;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+/// `pg_try_advisory_lock` key of the relay ("mart-out" in ASCII).
+const RELAY_LOCK: i64 = 0x6d61_7274_2d6f_7574;
+/// The channel the outbox trigger notifies (migrations/outbox_notify.sql).
+const CHANNEL: &str = "mart_outbox";
+
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Rows read and published per round.
+    pub batch_size: i64,
+    /// Fallback poll when no notification arrives.
+    pub poll_interval: Duration,
+    /// How long sent outbox rows and processed-event records are kept.
+    pub retention: Duration,
+    /// How often pruning runs.
+    pub prune_interval: Duration,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A database whose outbox is relayed.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    pub url: String,
+}
+
+/// The running relays, one task per database.
+pub struct OutboxRelay {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl OutboxRelay {
+    pub fn start(
+        databases: Vec<Database>,
+        publisher: Publisher,
+        metrics: Arc<Metrics>,
+        options: RelayOptions,
+    ) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let tasks = databases
+            .into_iter()
+            .map(|db| {
+                let relay = DatabaseRelay {
+                    db,
+                    publisher: publisher.clone(),
+                    metrics: metrics.clone(),
+                    options: options.clone(),
+                    stop: stopped.clone(),
+                };
+                tokio::spawn(relay.run())
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops relaying; a round in progress finishes (rows it published are
+    /// marked sent), up to `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        let _ = tokio::time::timeout(grace, all).await;
+    }
+}
+
+struct DatabaseRelay {
+    db: Database,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    options: RelayOptions,
+    stop: watch::Receiver<bool>,
+}
+
+impl DatabaseRelay {
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Relays until stopped, reconnecting with backoff after errors.
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(250);
+        while !self.stopped() {
+            match self.run_connected().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(database = %self.db.name, error = %format!("{e:#}"), "outbox relay interrupted; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stop.wait_for(|s| *s) => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// One database session: wait to lead, then relay. `Ok` only when stopped.
+    async fn run_connected(&mut self) -> anyhow::Result<()> {
+        let (client, mut connection) = tokio_postgres::connect(&self.db.url, NoTls)
+            .await
+            .with_context(|| format!("connecting to database `{}`", self.db.name))?;
+        let (wake_tx, mut wake) = mpsc::unbounded_channel::<()>();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        let _ = wake_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "outbox relay connection closed");
+                        break;
+                    }
+                }
+            }
+        });
+        let result = self.lead_and_relay(&client, &mut wake).await;
+        drop(client);
+        driver.abort();
+        result
+    }
+
+    async fn lead_and_relay(
+        &mut self,
+        client: &Client,
+        wake: &mut mpsc::UnboundedReceiver<()>,
+    ) -> anyhow::Result<()> {
+        if !self.wait_for_outbox_and_lock(client).await? {
+            return Ok(());
+        }
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .context("LISTEN")?;
+        tracing::info!(database = %self.db.name, "relaying the outbox");
+        let mut last_prune: Option<tokio::time::Instant> = None;
+        loop {
+            if last_prune.is_none_or(|t| t.elapsed() >= self.options.prune_interval) {
+                self.prune(client).await?;
+                last_prune = Some(tokio::time::Instant::now());
+            }
+            let published = self.relay_round(client).await?;
+            if self.stopped() {
+                return Ok(());
+            }
+            if published as i64 == self.options.batch_size {
+                continue; // more rows are waiting
+            }
+            tokio::select! {
+                _ = wake.recv() => {}
+                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = self.stop.wait_for(|s| *s) => return Ok(()),
+            }
+            while wake.try_recv().is_ok() {}
+        }
+    }
+
+    /// Waits until the database has an outbox (its migrations ran) and this
+    /// session holds the relay lock. `false` if stopped first.
+    async fn wait_for_outbox_and_lock(&mut self, client: &Client) -> anyhow::Result<bool> {
+        let mut announced = false;
+        loop {
+            let has_outbox: bool = client
+                .query_one("SELECT to_regclass('outbox') IS NOT NULL", &[])
+                .await?
+                .get(0);
+            if has_outbox {
+                let locked: bool = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
+                    .await?
+                    .get(0);
+                if locked {
+                    return Ok(true);
+                }
+                if !announced {
+                    tracing::info!(database = %self.db.name, "another host relays this outbox; standing by");
+                    announced = true;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = self.stop.wait_for(|s| *s) => return Ok(false),
+            }
+        }
+    }
+
+    /// Publishes the oldest unsent rows, in order, and marks those the
+    /// broker acknowledged. Returns how many were read.
+    async fn relay_round(&self, client: &Client) -> anyhow::Result<usize> {
+        let rows = client
+            .query(
+                "SELECT seq, id::text, aggregate_type, aggregate_id, event_type, payload::text, \
+                        created_at \
+                   FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
+                &[&self.options.batch_size],
+            )
+            .await
+            .context("reading the outbox")?;
+        let backlog = rows.len();
+        if rows.is_empty() {
+            self.metrics.outbox_backlog(&self.db.name, 0);
+            return Ok(0);
+        }
+        let source = format!("/mart/{}", self.db.name);
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let created: chrono::DateTime<chrono::Utc> = row.get(6);
+            let aggregate_type: String = row.get(2);
+            let envelope = Envelope {
+                id: row.get(1),
+                event_type: row.get(4),
+                source: source.clone(),
+                time: created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                subject: row.get(3),
+                data: row.get::<_, String>(5).into_bytes(),
+            };
+            let record = Record {
+                topic: events::topic(&aggregate_type),
+                key: Some(envelope.subject.clone().into_bytes()),
+                headers: envelope.headers(),
+                value: envelope.data,
+            };
+            let seq: i64 = row.get(0);
+            pending.push((seq, created, self.publisher.enqueue(&record)));
+        }
+        let mut acknowledged = Vec::with_capacity(pending.len());
+        let mut oldest = None;
+        let mut failure = None;
+        for (seq, created, delivery) in pending {
+            let result = match delivery {
+                Ok(delivery) => Publisher::acknowledged(delivery).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => {
+                    acknowledged.push(seq);
+                    oldest.get_or_insert(created);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if !acknowledged.is_empty() {
+            client
+                .execute(
+                    "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1)",
+                    &[&acknowledged],
+                )
+                .await
+                .context("marking outbox rows sent")?;
+            let age = oldest
+                .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
+                .unwrap_or_default();
+            self.metrics
+                .outbox_published(&self.db.name, acknowledged.len() as u64, age);
+        }
+        self.metrics
+            .outbox_backlog(&self.db.name, (backlog - acknowledged.len()) as i64);
+        match failure {
+            Some(e) => Err(e).context("publishing outbox rows"),
+            None => Ok(backlog),
+        }
+    }
+
+    /// Deletes sent rows and processed-event records older than the retention.
+    async fn prune(&self, client: &Client) -> anyhow::Result<()> {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(self.options.retention).unwrap_or(chrono::Duration::MAX);
+        let sent = client
+            .execute(
+                "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
+                &[&cutoff],
+            )
+            .await
+            .context("pruning the outbox")?;
+        let has_processed: bool = client
+            .query_one("SELECT to_regclass('processed_events') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        let processed = if has_processed {
+            client
+                .execute(
+                    "DELETE FROM processed_events WHERE processed_at < $1",
+                    &[&cutoff],
+                )
+                .await
+                .context("pruning processed events")?
+        } else {
+            0
+        };
+        if sent + processed > 0 {
+            tracing::info!(database = %self.db.name, sent, processed, "pruned old event records");
+        }
+        Ok(())
+    }
+}

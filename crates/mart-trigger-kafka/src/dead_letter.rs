@@ -1,0 +1,272 @@
+//! Dead-letter records: the original message, plus headers saying why it
+//! failed, how often it was tried and where it came from; and the
+//! operator's tools to inspect them and send them back (`mart dead-letters`).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mart_kafka::{KafkaClient, Publisher, Record};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Headers the trigger adds to a dead-lettered record.
+pub const DLQ_HEADERS: [&str; 8] = [
+    "mart-dlq-error",
+    "mart-dlq-attempts",
+    "mart-dlq-topic",
+    "mart-dlq-partition",
+    "mart-dlq-offset",
+    "mart-dlq-component",
+    "mart-dlq-group",
+    "mart-dlq-time",
+];
+
+/// A message that could not be processed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub reason: String,
+    pub attempts: u32,
+    pub component: String,
+    pub group: String,
+    pub time: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    /// The original headers (without the `mart-dlq-*` ones).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl DeadLetter {
+    pub fn new(
+        message: &OwnedMessage,
+        reason: &str,
+        attempts: u32,
+        component: &str,
+        group: &str,
+    ) -> Self {
+        Self {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            reason: reason.to_string(),
+            attempts,
+            component: component.to_string(),
+            group: group.to_string(),
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers: headers_of(message)
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("mart-dlq-"))
+                .collect(),
+        }
+    }
+
+    /// The record for the dead-letter topic: same key (so it keeps its
+    /// partition's order there too), value and headers, plus `mart-dlq-*`.
+    pub fn record(&self, dead_letter_topic: &str) -> Record {
+        let mut headers = self.headers.clone();
+        let ours = [
+            self.reason.clone(),
+            self.attempts.to_string(),
+            self.topic.clone(),
+            self.partition.to_string(),
+            self.offset.to_string(),
+            self.component.clone(),
+            self.group.clone(),
+            self.time.clone(),
+        ];
+        headers.extend(
+            DLQ_HEADERS
+                .iter()
+                .zip(ours)
+                .map(|(k, v)| (k.to_string(), v.into_bytes())),
+        );
+        Record {
+            topic: dead_letter_topic.to_string(),
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers,
+        }
+    }
+
+    /// Reads a dead-letter record back.
+    pub fn parse(message: &OwnedMessage) -> anyhow::Result<Self> {
+        let all = headers_of(message);
+        let get = |name: &str| -> anyhow::Result<String> {
+            let value = all
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .with_context(|| {
+                    format!(
+                        "record {}/{} at offset {} has no `{name}` header; is it a dead letter?",
+                        message.topic(),
+                        message.partition(),
+                        message.offset()
+                    )
+                })?;
+            String::from_utf8(value.clone()).with_context(|| format!("`{name}` is not UTF-8"))
+        };
+        Ok(Self {
+            topic: get("mart-dlq-topic")?,
+            partition: get("mart-dlq-partition")?.parse()?,
+            offset: get("mart-dlq-offset")?.parse()?,
+            reason: get("mart-dlq-error")?,
+            attempts: get("mart-dlq-attempts")?.parse()?,
+            component: get("mart-dlq-component")?,
+            group: get("mart-dlq-group")?,
+            time: get("mart-dlq-time")?,
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers: all
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("mart-dlq-"))
+                .collect(),
+        })
+    }
+
+    /// The record that sends this message back to where it came from.
+    pub fn redrive_record(&self) -> Record {
+        let mut headers = self.headers.clone();
+        headers.push((
+            "mart-redriven-from".into(),
+            format!("{}/{}@{}", self.topic, self.partition, self.offset).into_bytes(),
+        ));
+        Record {
+            topic: self.topic.clone(),
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers,
+        }
+    }
+}
+
+fn headers_of(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The redrive consumer group of a dead-letter topic: its committed offsets
+/// say how far the topic has been sent back, so nothing is redriven twice.
+fn redrive_group(dead_letter_topic: &str) -> String {
+    format!("mart.redrive.{dead_letter_topic}")
+}
+
+/// Lists the dead letters not yet redriven (`redrive = false`), or sends
+/// them back to their original topics and records that (`redrive = true`).
+/// Returns the letters seen.
+pub async fn redrive(
+    client: &KafkaClient,
+    dead_letter_topic: &str,
+    send_back: bool,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let client_owned = client.clone();
+    let topic = dead_letter_topic.to_string();
+    let (letters, consumer, positions) =
+        tokio::task::spawn_blocking(move || read_pending(&client_owned, &topic))
+            .await
+            .context("reading the dead-letter topic")??;
+    if send_back {
+        let publisher = Publisher::new(client, "mart-redrive")?;
+        for letter in &letters {
+            publisher
+                .publish(&letter.redrive_record())
+                .await
+                .with_context(|| format!("sending a dead letter back to `{}`", letter.topic))?;
+        }
+        consumer
+            .commit(&positions, rdkafka::consumer::CommitMode::Sync)
+            .context("recording how far the dead-letter topic was redriven")?;
+    }
+    // Dropping a consumer can block inside librdkafka for a long time with
+    // some brokers; it holds nothing we need, so let a thread finish it.
+    std::thread::spawn(move || drop(consumer));
+    Ok(letters)
+}
+
+type Pending = (Vec<DeadLetter>, BaseConsumer, TopicPartitionList);
+
+/// Reads every partition of the topic from the redrive group's committed
+/// offset (or the beginning) up to its current end.
+fn read_pending(client: &KafkaClient, topic: &str) -> anyhow::Result<Pending> {
+    let timeout = Duration::from_secs(10);
+    let consumer: BaseConsumer = client
+        .base("mart-redrive")
+        .set("group.id", redrive_group(topic))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("creating the dead-letter reader")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| format!("reading metadata of `{topic}`"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    anyhow::ensure!(!partitions.is_empty(), "topic `{topic}` does not exist");
+    let mut wanted = TopicPartitionList::new();
+    for p in &partitions {
+        wanted.add_partition(topic, *p);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, timeout)
+        .context("reading the redrive group's offsets")?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in &partitions {
+        let start = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => consumer.fetch_watermarks(topic, *p, timeout)?.0,
+        };
+        let high = consumer.fetch_watermarks(topic, *p, timeout)?.1;
+        if start < high {
+            assignment.add_partition_offset(topic, *p, Offset::Offset(start))?;
+            ends.push((*p, high));
+        }
+    }
+    let mut positions = TopicPartitionList::new();
+    let mut letters = Vec::new();
+    if !ends.is_empty() {
+        consumer.assign(&assignment)?;
+        let mut remaining = ends.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !remaining.is_empty() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "timed out reading `{topic}`"
+            );
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = message?.detach();
+            let (p, offset) = (message.partition(), message.offset());
+            let end = ends.iter().find(|(ep, _)| *ep == p).map(|(_, high)| *high);
+            if end.is_none_or(|high| offset >= high) {
+                continue; // arrived after we looked: left for the next run
+            }
+            letters.push(DeadLetter::parse(&message)?);
+            if let Some(i) = remaining
+                .iter()
+                .position(|(rp, high)| *rp == p && offset + 1 >= *high)
+            {
+                remaining.remove(i);
+            }
+        }
+        for (p, high) in ends {
+            positions.add_partition_offset(topic, p, Offset::Offset(high))?;
+        }
+    }
+    Ok((letters, consumer, positions))
+}

@@ -1,0 +1,158 @@
+//! One handler invocation: a fresh instance, the batch, the verdict.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use mart_kafka::bindings::{KafkaHandlerPre, Message, MessageHeader};
+use mart_outbound_http::trace::TraceParent;
+use mart_runtime::{AppComponent, InstanceState, Runtime};
+use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every message was processed.
+    Done,
+    /// Messages before `index` were processed; `index` was not.
+    Failed {
+        index: usize,
+        retry: bool,
+        reason: String,
+    },
+}
+
+pub struct Handler {
+    runtime: Arc<Runtime>,
+    component: Arc<AppComponent>,
+    pre: KafkaHandlerPre<InstanceState>,
+}
+
+impl Handler {
+    pub fn new(runtime: Arc<Runtime>, component: Arc<AppComponent>) -> anyhow::Result<Self> {
+        let pre = KafkaHandlerPre::new(component.pre.clone())
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "component `{}` is named by a [[trigger.kafka]] entry but does not export \
+                     mart:kafka/handler@0.1.0",
+                    component.id
+                )
+            })?;
+        Ok(Self {
+            runtime,
+            component,
+            pre,
+        })
+    }
+
+    pub fn component_id(&self) -> &str {
+        &self.component.id
+    }
+
+    /// Runs the component on `batch` (messages of one partition, in order)
+    /// in a fresh instance with the component's time and memory limits.
+    pub async fn invoke(&self, batch: &[OwnedMessage]) -> Outcome {
+        let messages: Vec<Message> = batch.iter().map(to_wit).collect();
+        let trace = batch
+            .first()
+            .and_then(|m| header(m, "traceparent"))
+            .and_then(|v| std::str::from_utf8(v).ok().and_then(TraceParent::parse))
+            .map(|parent| parent.child());
+        let mut store = self.runtime.new_store(&self.component, trace);
+        let started = Instant::now();
+        let metrics = self.runtime.metrics().clone();
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            metrics.instantiated(started.elapsed());
+            instance
+                .mart_kafka_handler()
+                .call_handle(&mut store, &messages)
+                .await
+        };
+        let result = tokio::time::timeout(self.component.limits.timeout, call).await;
+        metrics.kafka_invocation(&self.component.id, started.elapsed());
+        match result {
+            Ok(Ok(Ok(()))) => Outcome::Done,
+            Ok(Ok(Err(failure))) => self.reported(failure, batch.len()),
+            Ok(Err(trap)) => {
+                let reason = format!("the handler trapped: {trap:#}");
+                tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
+                Outcome::Failed {
+                    index: 0,
+                    retry: true,
+                    reason,
+                }
+            }
+            Err(_) => {
+                let reason = format!(
+                    "the handler did not finish within {} ms",
+                    self.component.limits.timeout.as_millis()
+                );
+                tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
+                Outcome::Failed {
+                    index: 0,
+                    retry: true,
+                    reason,
+                }
+            }
+        }
+    }
+
+    /// A failure the guest returned; an index outside the batch is the
+    /// guest's bug, treated as a retryable failure of the whole batch.
+    fn reported(&self, failure: mart_kafka::bindings::Failure, len: usize) -> Outcome {
+        let index = failure.index as usize;
+        if index >= len {
+            return Outcome::Failed {
+                index: 0,
+                retry: true,
+                reason: format!(
+                    "the handler reported a failure at index {index} of a batch of {len}: {}",
+                    failure.reason
+                ),
+            };
+        }
+        tracing::info!(
+            component = %self.component.id,
+            index, retry = failure.retry, reason = %failure.reason,
+            "Kafka handler reported a failure"
+        );
+        Outcome::Failed {
+            index,
+            retry: failure.retry,
+            reason: failure.reason,
+        }
+    }
+}
+
+pub fn header<'m>(message: &'m OwnedMessage, name: &str) -> Option<&'m [u8]> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+fn to_wit(message: &OwnedMessage) -> Message {
+    Message {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| MessageHeader {
+                        key: h.key.to_string(),
+                        value: h.value.unwrap_or_default().to_vec(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}

@@ -1,0 +1,200 @@
+//! One worker per assigned partition: batches its messages in offset order,
+//! runs the handler, retries with backoff, dead-letters what cannot succeed,
+//! and reports the offset up to which everything is finished.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mart_kafka::Publisher;
+use mart_manifest::KafkaTrigger;
+use mart_metrics::Metrics;
+use rdkafka::message::{Message as _, OwnedMessage};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::dead_letter::DeadLetter;
+use crate::invoke::{Handler, Outcome};
+
+/// A partition of a topic.
+pub type TopicPartition = (String, i32);
+
+/// What every partition worker of one trigger shares.
+pub struct WorkerContext {
+    pub trigger: KafkaTrigger,
+    pub group: String,
+    pub handler: Handler,
+    /// Invocations running at once across the trigger's partitions.
+    pub permits: Semaphore,
+    pub dead_letters: Publisher,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Where a worker reports progress: the offset *after* the last message
+/// that is finished (processed or dead-lettered), i.e. what to commit.
+pub trait Progress: Send + Sync + 'static {
+    fn finished(&self, partition: &TopicPartition, worker: u64, next_offset: i64);
+}
+
+pub struct Worker {
+    pub partition: TopicPartition,
+    pub id: u64,
+    pub messages: mpsc::UnboundedReceiver<OwnedMessage>,
+    /// Messages handed to this worker and not yet taken into a batch.
+    pub queued: Arc<AtomicUsize>,
+    /// Becomes `true` when the partition is revoked or the host stops: the
+    /// worker finishes the invocation in progress and exits.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Worker {
+    pub async fn run(mut self, ctx: Arc<WorkerContext>, progress: Arc<dyn Progress>) {
+        loop {
+            let Some(batch) = self.next_batch(&ctx.trigger).await else {
+                return;
+            };
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            if !self.process(&ctx, &*progress, &batch).await {
+                return;
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Up to `batch_size` messages, waiting at most `max_wait_ms` for a
+    /// partial batch to fill; `None` when the worker should exit.
+    async fn next_batch(&mut self, trigger: &KafkaTrigger) -> Option<Vec<OwnedMessage>> {
+        let first = tokio::select! {
+            message = self.messages.recv() => message?,
+            _ = self.stop.wait_for(|stop| *stop) => return None,
+        };
+        if self.stopped() {
+            return None;
+        }
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(trigger.max_wait_ms);
+        while batch.len() < trigger.batch_size as usize {
+            match self.messages.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, self.messages.recv()).await {
+                        Ok(Some(message)) => batch.push(message),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        Some(batch)
+    }
+
+    /// Runs the batch to completion (every message processed or
+    /// dead-lettered). Returns `false` if asked to stop before that; what
+    /// is unfinished then stays uncommitted and is delivered again.
+    async fn process(
+        &mut self,
+        ctx: &WorkerContext,
+        progress: &dyn Progress,
+        batch: &[OwnedMessage],
+    ) -> bool {
+        let component = ctx.handler.component_id().to_string();
+        let topic = self.partition.0.clone();
+        let mut rest = batch;
+        let mut attempt = 1u32;
+        while let Some(first) = rest.first() {
+            let outcome = {
+                let _permit = ctx.permits.acquire().await.expect("never closed");
+                ctx.handler.invoke(rest).await
+            };
+            let (index, retry, reason) = match outcome {
+                Outcome::Done => {
+                    let last = rest.last().expect("non-empty");
+                    ctx.metrics
+                        .kafka_messages(&component, &topic, "ok", rest.len() as u64);
+                    progress.finished(&self.partition, self.id, last.offset() + 1);
+                    return true;
+                }
+                Outcome::Failed {
+                    index,
+                    retry,
+                    reason,
+                } => (index, retry, reason),
+            };
+            if index > 0 {
+                ctx.metrics
+                    .kafka_messages(&component, &topic, "ok", index as u64);
+                progress.finished(&self.partition, self.id, rest[index].offset());
+                rest = &rest[index..];
+                attempt = 1;
+            }
+            let failing = rest.first().unwrap_or(first);
+            if retry && attempt < ctx.trigger.retry.max_attempts {
+                ctx.metrics.kafka_messages(&component, &topic, "retried", 1);
+                let delay = crate::backoff::delay(&ctx.trigger.retry, attempt, &mut rand::rng());
+                tracing::info!(
+                    component, topic, partition = self.partition.1, offset = failing.offset(),
+                    attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying"
+                );
+                if !self.sleep(delay).await {
+                    return false;
+                }
+                attempt += 1;
+                continue;
+            }
+            let letter = DeadLetter::new(failing, &reason, attempt, &component, &ctx.group);
+            if !self.dead_letter(ctx, &letter).await {
+                return false;
+            }
+            ctx.metrics
+                .kafka_messages(&component, &topic, "dead_lettered", 1);
+            progress.finished(&self.partition, self.id, failing.offset() + 1);
+            rest = &rest[1..];
+            attempt = 1;
+        }
+        true
+    }
+
+    /// Publishes to the dead-letter topic, retrying until the broker takes
+    /// it: moving on without that would lose the message.
+    async fn dead_letter(&mut self, ctx: &WorkerContext, letter: &DeadLetter) -> bool {
+        let dlq = ctx.trigger.dead_letter_topic_for(&self.partition.0);
+        let record = letter.record(&dlq);
+        let mut attempt = 1;
+        loop {
+            let published = tokio::select! {
+                published = ctx.dead_letters.publish(&record) => published,
+                _ = self.stop.wait_for(|stop| *stop) => return false,
+            };
+            match published {
+                Ok(_) => {
+                    tracing::warn!(
+                        topic = %self.partition.0, partition = self.partition.1,
+                        offset = letter.offset, dead_letter_topic = %dlq, reason = %letter.reason,
+                        "message dead-lettered"
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    tracing::error!(dead_letter_topic = %dlq, error = %e, "cannot dead-letter; retrying");
+                    let delay =
+                        crate::backoff::delay(&ctx.trigger.retry, attempt, &mut rand::rng());
+                    if !self.sleep(delay).await {
+                        return false;
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Sleeps unless asked to stop first; `false` if stopped.
+    async fn sleep(&mut self, delay: Duration) -> bool {
+        let slept = tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.stop.wait_for(|stop| *stop) => false,
+        };
+        slept && !self.stopped()
+    }
+}

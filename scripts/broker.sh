@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Kafka-protocol broker for `make run` and the tests: tansu (a Kafka broker in
+# Rust, from crates.io) with its SQLite storage engine, on loopback only.
+# Apache Kafka itself runs in docker compose; this is for machines without it.
+#   scripts/broker.sh install          build tansu once into ~/.cache/mart/tansu
+#   scripts/broker.sh bin              print the binary's path (installing it first)
+#   scripts/broker.sh start DIR PORT   start on 127.0.0.1:PORT, data under DIR
+#   scripts/broker.sh stop DIR         stop it
+# Only tansu's SQLite engine keeps committed offsets exactly (its memory engine
+# loses data on resume, its PostgreSQL engine needs PostgreSQL 16+).
+set -euo pipefail
+
+TANSU_VERSION=0.6.0
+ROOT=${MART_TANSU_ROOT:-$HOME/.cache/mart/tansu}
+BIN=$ROOT/bin/tansu
+
+install() {
+  if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then return; fi
+  echo "building tansu $TANSU_VERSION into $ROOT (once; about 8 minutes on 2 cores)" >&2
+  CARGO_TARGET_DIR="${MART_TANSU_BUILD:-$HOME/.cache/mart/tansu-build}" \
+    cargo install tansu --version "$TANSU_VERSION" --locked --quiet \
+      --no-default-features --features libsql --root "$ROOT" >&2
+}
+
+wait_port() {
+  local port=$1 i
+  for i in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
+start() {
+  local dir=$1 port=$2
+  install
+  mkdir -p "$dir/data"
+  # The SQLite path is relative to the working directory.
+  (cd "$dir" && exec nohup "$BIN" broker \
+      --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine "sqlite://data/tansu.db" >"$dir/tansu.log" 2>&1 </dev/null) &
+  echo $! >"$dir/tansu.pid"
+  if ! wait_port "$port"; then
+    echo "tansu did not listen on 127.0.0.1:$port; its log:" >&2
+    tail -20 "$dir/tansu.log" >&2
+    exit 1
+  fi
+}
+
+stop() {
+  local dir=$1 pid i
+  [ -f "$dir/tansu.pid" ] || return 0
+  pid=$(cat "$dir/tansu.pid")
+  kill "$pid" 2>/dev/null || true
+  # tansu can take long to exit on SIGTERM; its SQLite data is safe to kill.
+  for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$dir/tansu.pid"
+}
+
+case "${1:-}" in
+  install) install ;;
+  bin) install; echo "$BIN" ;;
+  start) start "$2" "$3" ;;
+  stop) stop "$2" ;;
+  *) echo "usage: $0 install|bin|start DIR PORT|stop DIR" >&2; exit 2 ;;
+esac

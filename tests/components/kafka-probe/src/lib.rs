@@ -1,0 +1,85 @@
+//! A Kafka handler for testing the trigger. Each message's value is JSON:
+//! `{"id": "...", "action": ...}` where action is
+//! - `"ok"`: record the effect (once per id, deduped like a real handler),
+//! - `{"fail_times": n}`: fail retryably until the n+1-th attempt,
+//! - `"poison"`: fail permanently (straight to the dead-letter topic),
+//! - `{"sleep_ms": n}`: wait in the database, then record the effect,
+//! - `"trap"`: panic (the instance traps).
+//!
+//! Every attempt is logged in `attempts`; effects in `effects`. Tables live in
+//! the database named by the `db_url` variable (the test creates them).
+
+use mart_guest::kafka::{self, Failure, HandlerError, Message};
+use spin_sdk::pg4::{Connection, ParameterValue};
+
+struct Probe;
+
+impl kafka::Handler for Probe {
+    fn handle(messages: Vec<Message>) -> Result<(), Failure> {
+        let url = spin_sdk::variables::get("db_url").map_err(|e| Failure {
+            index: 0,
+            retry: false,
+            reason: e.to_string(),
+        })?;
+        let db = Connection::open(&url).map_err(|e| Failure {
+            index: 0,
+            retry: true,
+            reason: e.to_string(),
+        })?;
+        kafka::each(&messages, |message| handle_one(&db, message))
+    }
+}
+
+kafka::export_kafka_handler!(Probe);
+
+fn handle_one(db: &Connection, message: &Message) -> Result<(), HandlerError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(message.value.as_deref().unwrap_or_default())
+            .map_err(HandlerError::permanent)?;
+    let id = value["id"].as_str().unwrap_or_default().to_string();
+    let where_from = format!("{}/{}@{}", message.topic, message.partition, message.offset);
+    db.execute(
+        "INSERT INTO attempts (id, origin) VALUES ($1, $2)",
+        &[text(&id), text(&where_from)],
+    )
+    .map_err(HandlerError::retry)?;
+    let action = &value["action"];
+    if action == "poison" {
+        return Err(HandlerError::permanent(format!("{id} is poison")));
+    }
+    if action == "trap" {
+        panic!("{id} asked to trap");
+    }
+    if let Some(times) = action["fail_times"].as_i64() {
+        let attempts = db
+            .query("SELECT count(*) FROM attempts WHERE id = $1", &[text(&id)])
+            .map_err(HandlerError::retry)?;
+        let count = match attempts.rows[0][0] {
+            spin_sdk::pg4::DbValue::Int64(n) => n,
+            _ => 0,
+        };
+        if count <= times {
+            return Err(HandlerError::retry(format!("{id} failed attempt {count}")));
+        }
+    }
+    if let Some(ms) = action["sleep_ms"].as_i64() {
+        db.query(
+            "SELECT pg_sleep($1::bigint / 1000.0)",
+            &[ParameterValue::Int64(ms)],
+        )
+        .map_err(HandlerError::retry)?;
+    }
+    kafka::apply_once(db, "kafka-probe", &id, || {
+        db.execute(
+            "INSERT INTO effects (id, origin) VALUES ($1, $2)",
+            &[text(&id), text(&where_from)],
+        )
+        .map(|_| ())
+        .map_err(HandlerError::retry)
+    })?;
+    Ok(())
+}
+
+fn text(value: &str) -> ParameterValue {
+    ParameterValue::Str(value.to_string())
+}

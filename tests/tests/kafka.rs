@@ -1,0 +1,334 @@
+//! The Kafka trigger end to end: a real broker, the real host, the real
+//! `kafka-probe` component (tests/components/kafka-probe) and PostgreSQL.
+//! Each test uses its own topic, consumer group and database.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mart_integration_tests::broker::broker;
+use mart_integration_tests::{eventually, mart_bin, postgres, repo_root, Host};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A database with the probe's tables, and a manifest wiring the probe to `topic`.
+struct Setup {
+    db: String,
+    manifest: std::path::PathBuf,
+    topic: String,
+}
+
+fn setup(name: &str, trigger_settings: &str) -> Setup {
+    let pg = postgres();
+    let db = format!("kafka_{name}");
+    pg.query("postgres", &format!("CREATE DATABASE {db}"));
+    pg.query(
+        &db,
+        "CREATE TABLE attempts (seq bigserial PRIMARY KEY, id text NOT NULL, origin text NOT NULL, at timestamptz NOT NULL DEFAULT now())",
+    );
+    pg.query(
+        &db,
+        "CREATE TABLE effects (seq bigserial PRIMARY KEY, id text NOT NULL, origin text NOT NULL)",
+    );
+    pg.execute_script(
+        &db,
+        &std::fs::read_to_string(repo_root().join("migrations/processed_events.sql")).unwrap(),
+    );
+    let topic = format!("test.{name}");
+    let wasm = repo_root().join("target/wasm32-wasip2/wasm/kafka_probe.wasm");
+    let manifest =
+        std::env::temp_dir().join(format!("mart-kafka-{name}-{}.toml", std::process::id()));
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"spin_manifest_version = 2
+
+[application]
+name = "kafka-test-{name}"
+
+[variables]
+pg_port = {{ required = true }}
+
+[[trigger.kafka]]
+component = "probe"
+topics = ["{topic}"]
+{trigger_settings}
+
+[component.probe]
+source = "{wasm}"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{{{{ pg_port }}}}"]
+variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{db}" }}
+"#,
+            wasm = wasm.display()
+        ),
+    )
+    .unwrap();
+    Setup {
+        db,
+        manifest,
+        topic,
+    }
+}
+
+fn start_host(setup: &Setup) -> Host {
+    Host::start(
+        setup.manifest.to_str().unwrap(),
+        &[
+            ("MART_KAFKA_BROKERS", broker().bootstrap()),
+            ("MART_NO_OUTBOX_RELAY", "true".into()),
+        ],
+    )
+}
+
+fn count(db: &str, sql: &str) -> i64 {
+    postgres().query(db, sql)[0].get(0)
+}
+
+/// Effects per id.
+fn effects(db: &str) -> HashMap<String, i64> {
+    postgres()
+        .query(db, "SELECT id, count(*) FROM effects GROUP BY id")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn each_message_is_applied_once_in_partition_order() {
+    let s = setup("order", "batch_size = 8\nmax_wait_ms = 20");
+    let _host = start_host(&s);
+    let records: Vec<(String, serde_json::Value)> = (0..60)
+        .map(|i| {
+            (
+                format!("key-{}", i % 6),
+                json!({"id": format!("m{i:02}"), "action": "ok"}),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, serde_json::Value)> = records
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    broker().produce(&s.topic, &refs);
+
+    eventually(WAIT, "60 effects", || {
+        (count(&s.db, "SELECT count(*) FROM effects") >= 60).then_some(())
+    });
+    let applied = effects(&s.db);
+    assert_eq!(applied.len(), 60);
+    assert!(applied.values().all(|n| *n == 1), "{applied:?}");
+    // Within one key (one partition) effects happen in production order.
+    let rows = postgres().query(&s.db, "SELECT id FROM effects ORDER BY seq");
+    let order: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    for key in 0..6 {
+        let of_key: Vec<&String> = order
+            .iter()
+            .filter(|id| id[1..].parse::<usize>().unwrap() % 6 == key)
+            .collect();
+        let mut sorted = of_key.clone();
+        sorted.sort();
+        assert_eq!(of_key, sorted, "key-{key} out of order");
+    }
+}
+
+#[test]
+fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
+    let s = setup(
+        "retry",
+        "retry = { max_attempts = 3, initial_backoff_ms = 10, max_backoff_ms = 50 }",
+    );
+    let host = start_host(&s);
+    // One key: one partition, so later messages wait behind the failures.
+    broker().produce(
+        &s.topic,
+        &[
+            ("k", json!({"id": "first", "action": "ok"})),
+            ("k", json!({"id": "flaky", "action": {"fail_times": 2}})),
+            ("k", json!({"id": "poison", "action": "poison"})),
+            ("k", json!({"id": "trap", "action": "trap"})),
+            ("k", json!({"id": "last", "action": "ok"})),
+        ],
+    );
+    eventually(WAIT, "the last message's effect", || {
+        effects(&s.db).contains_key("last").then_some(())
+    });
+    let applied = effects(&s.db);
+    assert_eq!(applied.get("first"), Some(&1));
+    assert_eq!(
+        applied.get("flaky"),
+        Some(&1),
+        "succeeds on its third attempt"
+    );
+    assert!(!applied.contains_key("poison") && !applied.contains_key("trap"));
+    let attempts = |id: &str| {
+        count(
+            &s.db,
+            &format!("SELECT count(*) FROM attempts WHERE id = '{id}'"),
+        )
+    };
+    assert_eq!(attempts("flaky"), 3);
+    assert_eq!(attempts("poison"), 1, "a permanent failure is not retried");
+    assert_eq!(
+        attempts("trap"),
+        3,
+        "a trap is retried like a transient failure"
+    );
+
+    let dlq = format!("{}.dlq", s.topic);
+    let letters = broker().read(&dlq, 2, WAIT);
+    let poison = letters.iter().find(|l| l.json()["id"] == "poison").unwrap();
+    assert_eq!(poison.header("mart-dlq-error"), Some("poison is poison"));
+    assert_eq!(poison.header("mart-dlq-attempts"), Some("1"));
+    assert_eq!(poison.header("mart-dlq-topic"), Some(s.topic.as_str()));
+    assert_eq!(poison.header("mart-dlq-component"), Some("probe"));
+    assert_eq!(
+        poison.header("test"),
+        Some("yes"),
+        "original headers are kept"
+    );
+    assert_eq!(poison.key.as_deref(), Some("k"));
+    let trap = letters.iter().find(|l| l.json()["id"] == "trap").unwrap();
+    assert_eq!(trap.header("mart-dlq-attempts"), Some("3"));
+    assert!(
+        trap.header("mart-dlq-error").unwrap().contains("trapped"),
+        "{trap:?}"
+    );
+
+    let metrics = ureq::get(&format!("{}/metrics", host.admin))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let dead = format!(
+        "mart_kafka_messages_total{{component=\"probe\",outcome=\"dead_lettered\",topic=\"{}\"}} 2",
+        s.topic
+    );
+    assert!(metrics.contains(&dead), "{metrics}");
+
+    // The operator lists the dead letters, then sends them back once.
+    let list = dead_letters(&dlq, false);
+    assert!(list.contains("2 dead letter(s) pending"), "{list}");
+    assert!(list.contains("poison is poison"), "{list}");
+    let redriven = dead_letters(&dlq, true);
+    assert!(redriven.contains("2 dead letter(s) redriven"), "{redriven}");
+    eventually(WAIT, "the redriven messages to be tried again", || {
+        (attempts("poison") == 2 && attempts("trap") == 6).then_some(())
+    });
+    // They fail again and land in the dead-letter topic again; only those
+    // new letters are pending now.
+    broker().read(&dlq, 4, WAIT);
+    let list = dead_letters(&dlq, false);
+    assert!(list.contains("2 dead letter(s) pending"), "{list}");
+}
+
+fn dead_letters(topic: &str, redrive: bool) -> String {
+    let mut command = std::process::Command::new(mart_bin());
+    command.args([
+        "dead-letters",
+        topic,
+        "--kafka-brokers",
+        &broker().bootstrap(),
+    ]);
+    if redrive {
+        command.arg("--redrive");
+    }
+    let output = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn a_killed_host_resumes_without_losing_or_reapplying() {
+    let s = setup("crash", "batch_size = 4\nmax_wait_ms = 5");
+    let mut host = start_host(&s);
+    let records: Vec<(String, serde_json::Value)> = (0..80)
+        .map(|i| {
+            (
+                format!("key-{}", i % 8),
+                json!({"id": format!("c{i:02}"), "action": {"sleep_ms": 25}}),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, serde_json::Value)> = records
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    broker().produce(&s.topic, &refs);
+    eventually(WAIT, "some effects before the crash", || {
+        (count(&s.db, "SELECT count(*) FROM effects") >= 15).then_some(())
+    });
+    host.kill();
+    let before = count(&s.db, "SELECT count(*) FROM effects");
+    assert!(before < 80, "the crash came too late to test anything");
+
+    let _host = start_host(&s);
+    eventually(WAIT, "all 80 effects after the restart", || {
+        (effects(&s.db).len() == 80).then_some(())
+    });
+    let applied = effects(&s.db);
+    assert!(
+        applied.values().all(|n| *n == 1),
+        "applied twice: {applied:?}"
+    );
+}
+
+#[test]
+fn two_hosts_share_the_partitions_and_hand_them_over() {
+    let s = setup("group", "");
+    let first = start_host(&s);
+    let mut second = start_host(&s);
+    let batch = |from: usize, to: usize| -> Vec<(String, serde_json::Value)> {
+        (from..to)
+            .map(|i| {
+                (
+                    format!("key-{}", i % 16),
+                    json!({"id": format!("g{i:03}"), "action": {"sleep_ms": 5}}),
+                )
+            })
+            .collect()
+    };
+    let produce = |records: &[(String, serde_json::Value)]| {
+        let refs: Vec<(&str, serde_json::Value)> = records
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        broker().produce(&s.topic, &refs);
+    };
+    // Both members must own partitions before the work starts, or one would
+    // take everything; wait until each has some.
+    let handled = |host: &Host| -> u64 {
+        let text = ureq::get(&format!("{}/metrics", host.admin))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("mart_kafka_messages_total") && l.contains("outcome=\"ok\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let mut produced = 0;
+    eventually(WAIT, "both hosts to handle messages", || {
+        produce(&batch(produced, produced + 32));
+        produced += 32;
+        std::thread::sleep(Duration::from_millis(500));
+        (handled(&first) > 0 && handled(&second) > 0).then_some(())
+    });
+    let status = second.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{}", second.log());
+    produce(&batch(produced, produced + 64));
+    produced += 64;
+    eventually(WAIT, "every message once the second host left", || {
+        (effects(&s.db).len() == produced).then_some(())
+    });
+    let applied = effects(&s.db);
+    assert!(
+        applied.values().all(|n| *n == 1),
+        "applied twice: {applied:?}"
+    );
+}
