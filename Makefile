@@ -30,7 +30,7 @@ broker: ## Build the Kafka-protocol broker used by tests and `make run` (once, c
 host: ## Build the `mart` host
 	$(CARGO) build -p mart-host
 
-run: build ## Run the whole app on 127.0.0.1:3000 (starts PostgreSQL if needed)
+run: build broker ## Run the whole app on 127.0.0.1:3000 (starts PostgreSQL and a Kafka broker if needed)
 	scripts/run.sh
 
 test: build broker ## Run every test (unit, integration with PostgreSQL, the broker and the host)

@@ -40,8 +40,9 @@ start() {
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine "sqlite://data/tansu.db" >"$dir/tansu.log" 2>&1 </dev/null) &
-  echo $! >"$dir/tansu.pid"
-  if ! wait_port "$port"; then
+  local pid=$!
+  echo $pid >"$dir/tansu.pid"
+  if ! wait_port "$port" || ! kill -0 "$pid" 2>/dev/null; then
     echo "tansu did not listen on 127.0.0.1:$port; its log:" >&2
     tail -20 "$dir/tansu.log" >&2
     exit 1

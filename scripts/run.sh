@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # `make run`: the whole app on this machine. Without MART_DATABASE_URL it
-# starts a throwaway PostgreSQL cluster under .mart/ (stopped on exit).
+# starts a throwaway PostgreSQL cluster under .mart/ (stopped on exit); without
+# MART_KAFKA_BROKERS it starts a Kafka-protocol broker (tansu) under .mart/kafka.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PG_PORT=${MART_PG_PORT:-54329}
+KAFKA_PORT=${MART_KAFKA_PORT:-19092}
 LISTEN=${MART_LISTEN:-127.0.0.1:3000}
 started_pg=""
+started_kafka=""
 
 if [ -z "${MART_DATABASE_URL:-}" ]; then
   scripts/postgres.sh start .mart/pg "$PG_PORT"
@@ -14,7 +17,16 @@ if [ -z "${MART_DATABASE_URL:-}" ]; then
   export MART_DATABASE_URL="postgres://mart@127.0.0.1:$PG_PORT/postgres"
   export SPIN_VARIABLE_PG_PORT=$PG_PORT
 fi
-cleanup() { [ -n "$started_pg" ] && scripts/postgres.sh stop .mart/pg; }
+if [ -z "${MART_KAFKA_BROKERS:-}" ]; then
+  scripts/broker.sh start "$PWD/.mart/kafka" "$KAFKA_PORT"
+  started_kafka=1
+  export MART_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+fi
+cleanup() {
+  [ -n "$started_kafka" ] && scripts/broker.sh stop "$PWD/.mart/kafka"
+  [ -n "$started_pg" ] && scripts/postgres.sh stop .mart/pg
+  true
+}
 trap cleanup EXIT
 
 # Development signing keys (ES256), made once under .mart/jwt unless given.
