@@ -8,9 +8,11 @@ pub mod catalog;
 pub mod events;
 pub mod inventory;
 pub mod json;
+pub mod orders;
 pub mod outbox;
 pub mod paging;
 pub mod password;
+pub mod payments;
 pub mod problem;
 pub mod users;
 

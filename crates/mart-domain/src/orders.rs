@@ -1,0 +1,444 @@
+//! Orders: the request to place one, the status machine every change goes
+//! through, and what an order's events carry.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{parse_uuid, FieldError, Problem};
+
+/// Most distinct lines in one order.
+pub const MAX_LINES: usize = 100;
+pub const PAYMENT_PROVIDERS: [&str; 3] = ["fake", "stripe", "payfast"];
+
+/// An order's status. Allowed moves are listed in `Status::can_become`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Reserved,
+    Paid,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Refunded,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Pending,
+        Status::Reserved,
+        Status::Paid,
+        Status::Shipped,
+        Status::Delivered,
+        Status::Cancelled,
+        Status::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Reserved => "reserved",
+            Status::Paid => "paid",
+            Status::Shipped => "shipped",
+            Status::Delivered => "delivered",
+            Status::Cancelled => "cancelled",
+            Status::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The status machine:
+    /// `pending → reserved → paid → shipped → delivered`;
+    /// `pending | reserved → cancelled`; `paid → refunded`.
+    /// `pending → paid` is allowed because the payment event may reach the
+    /// orders service before the reservation event (different topics); a
+    /// payment is only ever taken after the stock was reserved.
+    pub fn can_become(self, next: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, next),
+            (Pending, Reserved)
+                | (Pending, Paid)
+                | (Reserved, Paid)
+                | (Paid, Shipped)
+                | (Shipped, Delivered)
+                | (Pending, Cancelled)
+                | (Reserved, Cancelled)
+                | (Paid, Refunded)
+        )
+    }
+
+    /// The move, or a 409 that says why it is not allowed.
+    pub fn transition(self, next: Status) -> Result<Status, Problem> {
+        if self.can_become(next) {
+            Ok(next)
+        } else {
+            Err(Problem::conflict(format!(
+                "an order that is {} cannot become {}",
+                self.as_str(),
+                next.as_str()
+            )))
+        }
+    }
+
+    /// Waiting for the saga (stock or payment): subject to the deadline.
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::Pending | Status::Reserved)
+    }
+}
+
+/// Why an order was cancelled (recorded in its history and its event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    OutOfStock,
+    PaymentDeclined,
+    PaymentTimedOut,
+    CancelledByUser,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::OutOfStock => "out of stock",
+            CancelReason::PaymentDeclined => "payment declined",
+            CancelReason::PaymentTimedOut => "payment timed out",
+            CancelReason::CancelledByUser => "cancelled by user",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub name: String,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// How the customer pays: a provider and its token (never card numbers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethod {
+    pub provider: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    pub product_id: String,
+    pub quantity: i32,
+}
+
+/// `POST /orders`: from a cart, or from explicit items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrder {
+    #[serde(default)]
+    pub cart_id: Option<String>,
+    #[serde(default)]
+    pub items: Option<Vec<ItemRequest>>,
+    pub shipping_address: Address,
+    pub payment: PaymentMethod,
+}
+
+/// Where the lines come from, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineSource {
+    Cart(String),
+    /// Sorted by product id, duplicates merged.
+    Items(Vec<ItemRequest>),
+}
+
+impl PlaceOrder {
+    /// Checks everything that needs no other service; every problem found
+    /// is reported at once, each naming its field.
+    pub fn validate(&self) -> Result<LineSource, Problem> {
+        let mut errors = Vec::new();
+        let source = match (&self.cart_id, &self.items) {
+            (Some(cart), None) => match parse_uuid(cart) {
+                Some(id) => Some(LineSource::Cart(id)),
+                None => {
+                    errors.push(FieldError::new("cart_id", "must be a cart id (a UUID)"));
+                    None
+                }
+            },
+            (None, Some(items)) => validate_items(items, &mut errors).map(LineSource::Items),
+            _ => {
+                errors.push(FieldError::new(
+                    "cart_id",
+                    "give either cart_id or items, not both or neither",
+                ));
+                None
+            }
+        };
+        validate_address(&self.shipping_address, &mut errors);
+        if !PAYMENT_PROVIDERS.contains(&self.payment.provider.as_str()) {
+            errors.push(FieldError::new(
+                "payment.provider",
+                format!("must be one of {}", PAYMENT_PROVIDERS.join(", ")),
+            ));
+        }
+        if !(1..=200).contains(&self.payment.token.len()) {
+            errors.push(FieldError::new(
+                "payment.token",
+                "must be 1 to 200 characters",
+            ));
+        }
+        match source {
+            Some(source) if errors.is_empty() => Ok(source),
+            _ => Err(Problem::invalid(errors)),
+        }
+    }
+}
+
+fn validate_items(items: &[ItemRequest], errors: &mut Vec<FieldError>) -> Option<Vec<ItemRequest>> {
+    if items.is_empty() || items.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "items",
+            format!("must hold 1 to {MAX_LINES} lines"),
+        ));
+        return None;
+    }
+    let mut merged: Vec<ItemRequest> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(id) = parse_uuid(&item.product_id) else {
+            errors.push(FieldError::new(
+                format!("items[{i}].product_id"),
+                "must be a product id (a UUID)",
+            ));
+            continue;
+        };
+        if !(1..=crate::carts::MAX_QUANTITY).contains(&item.quantity) {
+            errors.push(FieldError::new(
+                format!("items[{i}].quantity"),
+                format!("must be from 1 to {}", crate::carts::MAX_QUANTITY),
+            ));
+            continue;
+        }
+        match merged.iter_mut().find(|m| m.product_id == id) {
+            Some(m) => m.quantity = (m.quantity + item.quantity).min(i32::MAX),
+            None => merged.push(ItemRequest {
+                product_id: id,
+                quantity: item.quantity,
+            }),
+        }
+    }
+    if let Some(m) = merged
+        .iter()
+        .find(|m| m.quantity > crate::carts::MAX_QUANTITY)
+    {
+        errors.push(FieldError::new(
+            "items",
+            format!(
+                "product {} is ordered more than {} times",
+                m.product_id,
+                crate::carts::MAX_QUANTITY
+            ),
+        ));
+    }
+    merged.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+    Some(merged)
+}
+
+fn validate_address(address: &Address, errors: &mut Vec<FieldError>) {
+    let required = [
+        ("name", &address.name),
+        ("line1", &address.line1),
+        ("city", &address.city),
+        ("postal_code", &address.postal_code),
+    ];
+    for (field, value) in required {
+        if value.trim().is_empty() || value.len() > 200 {
+            errors.push(FieldError::new(
+                format!("shipping_address.{field}"),
+                "must be 1 to 200 characters",
+            ));
+        }
+    }
+    if address.line2.as_ref().is_some_and(|l| l.len() > 200) {
+        errors.push(FieldError::new(
+            "shipping_address.line2",
+            "must be at most 200 characters",
+        ));
+    }
+    let country_ok =
+        address.country.len() == 2 && address.country.chars().all(|c| c.is_ascii_uppercase());
+    if !country_ok {
+        errors.push(FieldError::new(
+            "shipping_address.country",
+            "must be an ISO 3166-1 alpha-2 code such as DE",
+        ));
+    }
+}
+
+/// A line as ordered: the price is the catalog's at placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub name: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+}
+
+pub fn total_minor(lines: &[OrderLine]) -> i64 {
+    lines
+        .iter()
+        .map(|l| l.unit_price_minor * i64::from(l.quantity))
+        .sum()
+}
+
+/// `order.placed`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order_id: String,
+    pub user_id: String,
+    pub lines: Vec<OrderLine>,
+    pub total_minor: i64,
+    pub currency: String,
+    pub payment: PaymentMethod,
+}
+
+/// `order.paid`, `order.cancelled`, `order.refunded`, `order.shipped`,
+/// `order.delivered`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderChanged {
+    pub order_id: String,
+    pub user_id: String,
+    pub status: Status,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub total_minor: i64,
+    pub currency: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_machine_allows_only_its_moves() {
+        use Status::*;
+        let allowed = [
+            (Pending, Reserved),
+            (Pending, Paid),
+            (Reserved, Paid),
+            (Paid, Shipped),
+            (Shipped, Delivered),
+            (Pending, Cancelled),
+            (Reserved, Cancelled),
+            (Paid, Refunded),
+        ];
+        for from in Status::ALL {
+            for to in Status::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from:?} -> {to:?}"
+                );
+            }
+        }
+        let err = Shipped.transition(Cancelled).unwrap_err();
+        assert_eq!(err.status, 409);
+        assert!(err.detail.contains("shipped cannot become cancelled"));
+        assert_eq!(Reserved.transition(Paid).unwrap(), Paid);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+        assert_eq!(Status::parse("lost"), None);
+    }
+
+    fn request(items: serde_json::Value) -> PlaceOrder {
+        serde_json::from_value(serde_json::json!({
+            "items": items,
+            "shipping_address": {"name": "A", "line1": "1 Road", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+            "payment": {"provider": "fake", "token": "tok_visa"}
+        }))
+        .unwrap()
+    }
+
+    const P1: &str = "0b7c6f0e-5a8e-4e52-9c53-8f2f0f7d9a10";
+    const P2: &str = "1b7c6f0e-5a8e-4e52-9c53-8f2f0f7d9a10";
+
+    #[test]
+    fn items_are_merged_and_sorted() {
+        let r = request(serde_json::json!([
+            {"product_id": P2, "quantity": 1},
+            {"product_id": P1.to_uppercase(), "quantity": 2},
+            {"product_id": P2, "quantity": 3}
+        ]));
+        let LineSource::Items(items) = r.validate().unwrap() else {
+            panic!("items expected")
+        };
+        assert_eq!(
+            items,
+            vec![
+                ItemRequest {
+                    product_id: P1.into(),
+                    quantity: 2
+                },
+                ItemRequest {
+                    product_id: P2.into(),
+                    quantity: 4
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let mut r = request(serde_json::json!([{"product_id": "nope", "quantity": 0}]));
+        r.shipping_address.country = "Germany".into();
+        r.payment.provider = "cash".into();
+        let problem = r.validate().unwrap_err();
+        assert_eq!(problem.status, 422);
+        let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "items[0].product_id",
+                "shipping_address.country",
+                "payment.provider"
+            ]
+        );
+        let mut both = request(serde_json::json!([{"product_id": P1, "quantity": 1}]));
+        both.cart_id = Some(P2.into());
+        assert_eq!(both.validate().unwrap_err().errors[0].field, "cart_id");
+        let empty = request(serde_json::json!([]));
+        assert_eq!(empty.validate().unwrap_err().errors[0].field, "items");
+    }
+
+    #[test]
+    fn totals_use_the_snapshot_prices() {
+        let lines = vec![
+            OrderLine {
+                product_id: P1.into(),
+                name: "a".into(),
+                quantity: 2,
+                unit_price_minor: 250,
+            },
+            OrderLine {
+                product_id: P2.into(),
+                name: "b".into(),
+                quantity: 1,
+                unit_price_minor: 1000,
+            },
+        ];
+        assert_eq!(total_minor(&lines), 1500);
+    }
+}

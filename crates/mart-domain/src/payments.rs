@@ -1,0 +1,161 @@
+//! Payments: the provider interface and the built-in `fake` provider.
+//!
+//! A charge is idempotent per order: the provider gets the order id as its
+//! idempotency key, so a retried charge (after a crash or a redelivered
+//! event) returns the first result instead of charging twice.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentStatus {
+    /// Known, not charged yet (waiting for the stock reservation).
+    Pending,
+    Succeeded,
+    Failed,
+    Refunded,
+    /// The order was cancelled before it was charged.
+    Cancelled,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            PaymentStatus::Pending,
+            PaymentStatus::Succeeded,
+            PaymentStatus::Failed,
+            PaymentStatus::Refunded,
+            PaymentStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// What to charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge<'a> {
+    /// Also the provider's idempotency key.
+    pub order_id: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub token: &'a str,
+}
+
+/// A provider's answer to a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// Charged; the provider's reference for refunds.
+    Succeeded { reference: String },
+    /// The provider said no, for good (declined card, bad token).
+    Declined { reason: String },
+    /// Could not find out (network, 5xx): try again later with the same key.
+    Unavailable { reason: String },
+}
+
+/// A payment provider. Implementations over outbound HTTP live in the
+/// payments component; the fake one is here so it is tested natively.
+pub trait Provider {
+    fn charge(&self, charge: &Charge<'_>) -> ChargeOutcome;
+    fn refund(&self, reference: &str, amount_minor: i64) -> Result<(), String>;
+}
+
+/// The deterministic test provider: `tok_visa` and `tok_mastercard`
+/// succeed, `tok_chargeDeclined` and `tok_insufficientFunds` decline, and
+/// any other token is declined as unknown. References derive from the order
+/// id, as a real provider's idempotent answer would be the same each time.
+pub struct FakeProvider;
+
+impl Provider for FakeProvider {
+    fn charge(&self, charge: &Charge<'_>) -> ChargeOutcome {
+        match charge.token {
+            "tok_visa" | "tok_mastercard" => ChargeOutcome::Succeeded {
+                reference: format!("fake_ch_{}", charge.order_id),
+            },
+            "tok_chargeDeclined" => ChargeOutcome::Declined {
+                reason: "the card was declined".into(),
+            },
+            "tok_insufficientFunds" => ChargeOutcome::Declined {
+                reason: "insufficient funds".into(),
+            },
+            other => ChargeOutcome::Declined {
+                reason: format!("unknown test token `{other}`"),
+            },
+        }
+    }
+
+    fn refund(&self, reference: &str, _amount_minor: i64) -> Result<(), String> {
+        if reference.starts_with("fake_ch_") {
+            Ok(())
+        } else {
+            Err(format!("no fake charge `{reference}`"))
+        }
+    }
+}
+
+/// `payment.succeeded`, `payment.failed`, `payment.refunded`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentChanged {
+    pub payment_id: String,
+    pub order_id: String,
+    pub user_id: String,
+    pub status: PaymentStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charge(token: &str) -> ChargeOutcome {
+        FakeProvider.charge(&Charge {
+            order_id: "o1",
+            amount_minor: 100,
+            currency: "EUR",
+            token,
+        })
+    }
+
+    #[test]
+    fn the_fake_provider_is_deterministic() {
+        assert_eq!(
+            charge("tok_visa"),
+            ChargeOutcome::Succeeded {
+                reference: "fake_ch_o1".into()
+            }
+        );
+        assert_eq!(
+            charge("tok_visa"),
+            charge("tok_visa"),
+            "idempotent per order"
+        );
+        assert!(
+            matches!(charge("tok_chargeDeclined"), ChargeOutcome::Declined { reason } if reason.contains("declined"))
+        );
+        assert!(
+            matches!(charge("tok_other"), ChargeOutcome::Declined { reason } if reason.contains("unknown test token"))
+        );
+        assert!(FakeProvider.refund("fake_ch_o1", 100).is_ok());
+        assert!(FakeProvider.refund("ch_real", 100).is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ["pending", "succeeded", "failed", "refunded", "cancelled"] {
+            assert_eq!(PaymentStatus::parse(s).unwrap().as_str(), s);
+        }
+    }
+}
