@@ -256,15 +256,26 @@ fn the_image_ships_every_app_component_built_as_ci_builds_it() {
         .collect();
     let spin = spin();
     let components = spin["component"].as_table().unwrap();
-    for (id, component) in components {
-        let source = component["source"].as_str().unwrap();
-        assert_eq!(source, format!("target/wasm32-wasip2/wasm/{id}.wasm"));
-        assert!(
-            app.contains(&id.as_str()),
-            "component {id} is in APP_COMPONENTS"
-        );
-    }
-    assert_eq!(app.len(), components.len());
+    // A Wasm file may serve several components (an HTTP API and its Kafka
+    // handler); each file is built from the package of the same name.
+    let mut packages: Vec<&str> = components
+        .values()
+        .map(|component| {
+            let source = component["source"].as_str().unwrap();
+            source
+                .strip_prefix("target/wasm32-wasip2/wasm/")
+                .and_then(|f| f.strip_suffix(".wasm"))
+                .unwrap_or_else(|| panic!("{source} is not a component CI builds"))
+        })
+        .collect();
+    packages.sort();
+    packages.dedup();
+    let mut built = app.clone();
+    built.sort();
+    assert_eq!(
+        packages, built,
+        "APP_COMPONENTS builds exactly the app's Wasm files"
+    );
     let dockerfile = read("Dockerfile");
     assert!(
         dockerfile.contains("make components-app"),
@@ -274,4 +285,51 @@ fn the_image_ships_every_app_component_built_as_ci_builds_it() {
         dockerfile.contains("USER mart"),
         "the image runs as a non-root user"
     );
+}
+
+/// What Fermyon Spin provides to components (Spin 3.x): WASI 0.2, outbound
+/// HTTP, and Spin's own packages. Mart's `mart:kafka` is not among them.
+fn spin_provides(import: &str) -> bool {
+    ["wasi:", "fermyon:spin/", "spin:"]
+        .iter()
+        .any(|prefix| import.starts_with(prefix))
+}
+
+#[test]
+fn http_components_import_only_what_fermyon_spin_provides() {
+    let http_only: toml::Table = toml::from_str(&mart_manifest_http_only()).unwrap();
+    let engine = wasmtime::Engine::default();
+    let components = http_only["component"].as_table().unwrap();
+    assert!(!components.is_empty());
+    for (id, component) in components {
+        let source = component["source"].as_str().unwrap();
+        let path = mart_integration_tests::repo_root().join(source);
+        let wasm = wasmtime::component::Component::from_file(&engine, &path)
+            .unwrap_or_else(|e| panic!("{id}: {}: {e}", path.display()));
+        let ty = wasm.component_type();
+        let foreign: Vec<String> = ty
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .filter(|name| !spin_provides(name))
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "component `{id}` would not run on Fermyon Spin: it imports {foreign:?}"
+        );
+    }
+}
+
+/// The HTTP-only manifest `make spin-manifest` writes for Fermyon Spin.
+fn mart_manifest_http_only() -> String {
+    let out = std::env::temp_dir().join(format!("spin-http-{}.toml", std::process::id()));
+    let status = std::process::Command::new(mart_integration_tests::mart_bin())
+        .current_dir(mart_integration_tests::repo_root())
+        .args(["spin-manifest", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    text
 }

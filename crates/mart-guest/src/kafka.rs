@@ -27,9 +27,9 @@ pub mod bindings {
 }
 
 pub use bindings::export_kafka_handler;
+pub use bindings::exports::mart::kafka::handler::Header;
 pub use bindings::exports::mart::kafka::handler::{Failure, Guest as Handler, Message};
 pub use bindings::mart::kafka::producer::publish;
-pub use bindings::mart::kafka::types::Header;
 
 /// Why one message could not be handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,4 +140,18 @@ fn first_time(
         )
         .map_err(HandlerError::retry)?;
     Ok(inserted == 1)
+}
+
+/// A problem from the shared HTTP-side code: ours (5xx) is worth retrying,
+/// the event's (4xx: it names something that does not exist, breaks a rule)
+/// never will be.
+impl From<mart_domain::Problem> for HandlerError {
+    fn from(problem: mart_domain::Problem) -> Self {
+        let reason = format!("{} ({})", problem.detail, problem.status);
+        if problem.status >= 500 {
+            HandlerError::Retry(reason)
+        } else {
+            HandlerError::Permanent(reason)
+        }
+    }
 }

@@ -17,7 +17,7 @@ mod host_world {
     });
 }
 
+pub use handler_world::exports::mart::kafka::handler::Header as MessageHeader;
 pub use handler_world::exports::mart::kafka::handler::{Failure, Message};
-pub use handler_world::mart::kafka::types::Header as MessageHeader;
 pub use handler_world::{KafkaHandler, KafkaHandlerPre};
 pub use host_world::mart;

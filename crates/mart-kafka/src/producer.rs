@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
-use crate::bindings::mart::kafka::{producer, types};
+use crate::bindings::mart::kafka::producer;
 use crate::KafkaClient;
 
 /// How long a guest's `publish` waits for the broker before giving up.
@@ -115,15 +115,13 @@ impl ProducerHost {
     }
 }
 
-impl types::Host for ProducerHost {}
-
 impl producer::Host for ProducerHost {
     async fn publish(
         &mut self,
         topic: String,
         key: Option<Vec<u8>>,
         value: Vec<u8>,
-        headers: Vec<types::Header>,
+        headers: Vec<producer::Header>,
     ) -> Result<(), String> {
         if !self.allowed_topics.contains(&topic) {
             return Err(format!(
@@ -155,8 +153,7 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut wasmtime::component::Linker<T>,
     get: fn(&mut T) -> &mut ProducerHost,
 ) -> wasmtime::Result<()> {
-    producer::add_to_linker::<T, Producer>(linker, get)?;
-    types::add_to_linker::<T, Producer>(linker, get)
+    producer::add_to_linker::<T, Producer>(linker, get)
 }
 
 struct Producer;

@@ -1,0 +1,392 @@
+//! The orders database: every statement parameterised, every change of
+//! status in one transaction with its history row and its event.
+
+use mart_domain::events::EventType;
+use mart_domain::orders::{Address, OrderChanged, OrderLine, OrderPlaced, Status};
+use mart_domain::Problem;
+use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
+use serde::Serialize;
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
+
+fn failed(e: impl std::fmt::Display) -> Problem {
+    pg::failed("orders", e)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub status: String,
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: String,
+    pub user_id: String,
+    pub status: String,
+    pub currency: String,
+    pub total_minor: i64,
+    pub shipping_address: serde_json::Value,
+    pub payment_provider: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<OrderLine>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryEntry>>,
+    #[serde(skip)]
+    pub request_hash: Option<String>,
+}
+
+impl Order {
+    pub fn status(&self) -> Result<Status, Problem> {
+        Status::parse(&self.status).ok_or_else(|| failed(format!("unknown status {}", self.status)))
+    }
+}
+
+/// What a new order is made of.
+pub struct NewOrder<'a> {
+    pub user_id: &'a str,
+    pub currency: &'a str,
+    pub lines: &'a [OrderLine],
+    pub address: &'a Address,
+    pub payment: &'a mart_domain::orders::PaymentMethod,
+    pub cart_id: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a str,
+}
+
+/// The result of placing an order.
+pub enum Placed {
+    Created(Order),
+    /// The same Idempotency-Key was used before: that order.
+    Existing(Order),
+}
+
+const COLUMNS: &str = "id, user_id, status, currency, total_minor, shipping_address::text, \
+                       payment_provider, created_at, updated_at, request_hash";
+
+fn order(row: &[DbValue]) -> Result<Order, Problem> {
+    let address: String = decode(&row[5])?;
+    Ok(Order {
+        id: uuid_text(&row[0])?,
+        user_id: uuid_text(&row[1])?,
+        status: decode(&row[2])?,
+        currency: decode(&row[3])?,
+        total_minor: decode(&row[4])?,
+        shipping_address: serde_json::from_str(&address).map_err(failed)?,
+        payment_provider: decode(&row[6])?,
+        created_at: timestamp(&row[7])?,
+        updated_at: timestamp(&row[8])?,
+        request_hash: decode(&row[9])?,
+        lines: None,
+        history: None,
+    })
+}
+
+pub struct Db {
+    pub connection: Connection,
+}
+
+impl Db {
+    pub fn connect() -> Result<Self, Problem> {
+        Ok(Self {
+            connection: pg::connect("orders")?,
+        })
+    }
+
+    pub fn transaction<T, E: From<Problem>>(
+        &self,
+        work: impl FnOnce(&Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        pg::transaction(&self.connection, "orders", || work(self))
+    }
+
+    fn record_event(
+        &self,
+        order: &str,
+        event: EventType,
+        payload: &impl Serialize,
+    ) -> Result<(), Problem> {
+        let payload = serde_json::to_value(payload).map_err(failed)?;
+        pg::record_event(
+            &self.connection,
+            event.aggregate(),
+            order,
+            event.as_str(),
+            &payload,
+        )
+    }
+
+    /// Creates the order as `pending` with `order.placed`, or returns the
+    /// order an earlier request with the same Idempotency-Key created.
+    pub fn place(&self, new: &NewOrder<'_>) -> Result<Placed, Problem> {
+        self.transaction(|db| {
+            let total = mart_domain::orders::total_minor(new.lines);
+            let address = serde_json::to_vec(new.address).map_err(failed)?;
+            let key = new.idempotency_key.map_or(ParameterValue::DbNull, text);
+            // A concurrent request with the same key waits on the unique
+            // index and then inserts nothing.
+            let inserted = db
+                .connection
+                .query(
+                    &format!(
+                        "INSERT INTO orders (user_id, status, currency, total_minor, shipping_address, \
+                         payment_provider, cart_id, idempotency_key, request_hash) \
+                         VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+                    ),
+                    &[
+                        uuid(new.user_id),
+                        text(new.currency),
+                        ParameterValue::Int64(total),
+                        ParameterValue::Jsonb(address),
+                        text(&new.payment.provider),
+                        new.cart_id.map_or(ParameterValue::DbNull, uuid),
+                        key,
+                        text(new.request_hash),
+                    ],
+                )
+                .map_err(failed)?;
+            let Some(row) = inserted.rows.first() else {
+                let key = new.idempotency_key.unwrap_or_default();
+                let existing = db
+                    .by_key(new.user_id, key)?
+                    .ok_or_else(|| failed("an order with this key vanished"))?;
+                return Ok(Placed::Existing(existing));
+            };
+            let mut created = order(row)?;
+            for line in new.lines {
+                db.connection
+                    .execute(
+                        "INSERT INTO order_lines (order_id, product_id, name, quantity, unit_price_minor) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[
+                            uuid(&created.id),
+                            uuid(&line.product_id),
+                            text(&line.name),
+                            ParameterValue::Int32(line.quantity),
+                            ParameterValue::Int64(line.unit_price_minor),
+                        ],
+                    )
+                    .map_err(failed)?;
+            }
+            db.add_history(&created.id, Status::Pending, None)?;
+            db.record_event(
+                &created.id,
+                EventType::OrderPlaced,
+                &OrderPlaced {
+                    order_id: created.id.clone(),
+                    user_id: created.user_id.clone(),
+                    lines: new.lines.to_vec(),
+                    total_minor: total,
+                    currency: created.currency.clone(),
+                    payment: new.payment.clone(),
+                },
+            )?;
+            created.lines = Some(new.lines.to_vec());
+            created.history = Some(db.history(&created.id)?);
+            Ok(Placed::Created(created))
+        })
+    }
+
+    fn by_key(&self, user: &str, key: &str) -> Result<Option<Order>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"
+                ),
+                &[uuid(user), text(key)],
+            )
+            .map_err(failed)?;
+        rows.rows
+            .first()
+            .map(|r| self.with_details(order(r)?))
+            .transpose()
+    }
+
+    /// The order with its lines and history.
+    pub fn order(&self, id: &str) -> Result<Option<Order>, Problem> {
+        self.order_row(id, false)?
+            .map(|o| self.with_details(o))
+            .transpose()
+    }
+
+    /// The order row, locked for update when `lock`.
+    fn order_row(&self, id: &str, lock: bool) -> Result<Option<Order>, Problem> {
+        let lock = if lock { " FOR UPDATE" } else { "" };
+        let rows = self
+            .connection
+            .query(
+                &format!("SELECT {COLUMNS} FROM orders WHERE id = $1{lock}"),
+                &[uuid(id)],
+            )
+            .map_err(failed)?;
+        rows.rows.first().map(|r| order(r)).transpose()
+    }
+
+    fn with_details(&self, mut order: Order) -> Result<Order, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "SELECT product_id, name, quantity, unit_price_minor FROM order_lines \
+                 WHERE order_id = $1 ORDER BY product_id",
+                &[uuid(&order.id)],
+            )
+            .map_err(failed)?;
+        order.lines = Some(
+            rows.rows
+                .iter()
+                .map(|r| {
+                    Ok(OrderLine {
+                        product_id: uuid_text(&r[0])?,
+                        name: decode(&r[1])?,
+                        quantity: decode(&r[2])?,
+                        unit_price_minor: decode(&r[3])?,
+                    })
+                })
+                .collect::<Result<_, Problem>>()?,
+        );
+        order.history = Some(self.history(&order.id)?);
+        Ok(order)
+    }
+
+    fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "SELECT status, reason, at FROM order_history WHERE order_id = $1 ORDER BY id",
+                &[uuid(id)],
+            )
+            .map_err(failed)?;
+        rows.rows
+            .iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    status: decode(&r[0])?,
+                    reason: decode(&r[1])?,
+                    at: timestamp(&r[2])?,
+                })
+            })
+            .collect()
+    }
+
+    fn add_history(&self, id: &str, status: Status, reason: Option<&str>) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "INSERT INTO order_history (order_id, status, reason) VALUES ($1, $2, $3)",
+                &[
+                    uuid(id),
+                    text(status.as_str()),
+                    reason.map_or(ParameterValue::DbNull, text),
+                ],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Orders newest first, after `cursor` (created_at, id), filtered.
+    pub fn list(
+        &self,
+        user: Option<&str>,
+        status: Option<Status>,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<Order>, Problem> {
+        let mut conditions = Vec::new();
+        let mut params = Vec::new();
+        if let Some(user) = user {
+            params.push(uuid(user));
+            conditions.push(format!("user_id = ${}", params.len()));
+        }
+        if let Some(status) = status {
+            params.push(text(status.as_str()));
+            conditions.push(format!("status = ${}", params.len()));
+        }
+        if let Some((at, id)) = after {
+            params.push(text(at));
+            params.push(uuid(id));
+            conditions.push(format!(
+                "(created_at, id) < (${}::timestamptz, ${})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        params.push(ParameterValue::Int64(i64::from(limit)));
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM orders {filter} ORDER BY created_at DESC, id DESC LIMIT ${}",
+            params.len()
+        );
+        let rows = self.connection.query(&sql, &params).map_err(failed)?;
+        rows.rows.iter().map(|r| order(r)).collect()
+    }
+
+    /// Moves an order to `next` (if the machine allows it), with history
+    /// and the matching event, in one transaction. `Ok(None)` when the
+    /// order is already there (a repeated request or event).
+    pub fn change_status(
+        &self,
+        id: &str,
+        next: Status,
+        reason: Option<&str>,
+    ) -> Result<Option<Order>, Problem> {
+        self.transaction(|db| db.change_status_in_transaction(id, next, reason))
+    }
+
+    pub fn change_status_in_transaction(
+        &self,
+        id: &str,
+        next: Status,
+        reason: Option<&str>,
+    ) -> Result<Option<Order>, Problem> {
+        let mut order = self
+            .order_row(id, true)?
+            .ok_or_else(|| Problem::not_found(format!("no order has id {id}")))?;
+        let current = order.status()?;
+        if current == next {
+            return Ok(None);
+        }
+        current.transition(next)?;
+        self.connection
+            .execute(
+                "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1",
+                &[uuid(id), text(next.as_str())],
+            )
+            .map_err(failed)?;
+        self.add_history(id, next, reason)?;
+        order.status = next.as_str().to_string();
+        if let Some(event) = event_for(next) {
+            self.record_event(
+                id,
+                event,
+                &OrderChanged {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    status: next,
+                    reason: reason.map(str::to_string),
+                    total_minor: order.total_minor,
+                    currency: order.currency.clone(),
+                },
+            )?;
+        }
+        Ok(Some(order))
+    }
+}
+
+/// The event a move announces; `reserved` is internal to the saga.
+fn event_for(status: Status) -> Option<EventType> {
+    match status {
+        Status::Paid => Some(EventType::OrderPaid),
+        Status::Cancelled => Some(EventType::OrderCancelled),
+        Status::Refunded => Some(EventType::OrderRefunded),
+        Status::Shipped => Some(EventType::OrderShipped),
+        Status::Delivered => Some(EventType::OrderDelivered),
+        Status::Pending | Status::Reserved => None,
+    }
+}

@@ -1,0 +1,236 @@
+//! Orders: `POST /orders`, `GET /orders`, `GET /orders/{id}`,
+//! `POST /orders/{id}/cancel`, admin `PUT /orders/{id}/status`; and, as a
+//! Kafka handler (`events`), the order side of the checkout saga.
+//!
+//! A customer sees only their own orders (another's answers 404); admins see
+//! all and may filter by user.
+
+mod db;
+mod events;
+mod services;
+
+use mart_domain::auth::Claims;
+use mart_domain::orders::{CancelReason, LineSource, PlaceOrder, Status};
+use mart_domain::{paging, parse_uuid, FieldError, Problem};
+use mart_guest::auth::authenticate;
+use mart_guest::config::variable;
+use mart_guest::{json_body, json_response, segments, Query};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+use crate::db::{Db, NewOrder, Order, Placed};
+
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[http_component]
+async fn handle(request: Request) -> Response {
+    mart_guest::respond(route(&request).await)
+}
+
+async fn route(request: &Request) -> Result<Response, Problem> {
+    let caller = authenticate(request)?;
+    let segments = segments(request, "/orders");
+    match (request.method(), segments.as_slice()) {
+        (Method::Post, []) => place(request, &caller).await,
+        (Method::Get, []) => list(request, &caller),
+        (Method::Get, [id]) => show(&caller, id),
+        (Method::Post, [id, "cancel"]) => cancel(&caller, id),
+        (Method::Put, [id, "status"]) => set_status(request, &caller, id),
+        (_, [] | [_] | [_, "cancel"] | [_, "status"]) => Err(Problem::method_not_allowed(format!(
+            "{} is not supported on {}",
+            request.method(),
+            request.path()
+        ))),
+        _ => Err(Problem::not_found(format!(
+            "no order resource at {}",
+            request.path()
+        ))),
+    }
+}
+
+fn caller_id(caller: &Claims) -> Result<String, Problem> {
+    parse_uuid(&caller.sub)
+        .ok_or_else(|| Problem::new(403, "Forbidden", "this token has no user id"))
+}
+
+/// Idempotency keys: printable ASCII, at most 255 characters (as Stripe's).
+fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
+    let Some(value) = request.header("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.as_str().unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Problem::bad_request(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+    let user = caller_id(caller)?;
+    let key = idempotency_key(request)?;
+    let input: PlaceOrder = json_body(request, MAX_BODY_BYTES)?;
+    let source = input.validate()?;
+    // The request as understood (not its bytes): key order and spacing do
+    // not make a different request.
+    let request_hash = hex::encode(Sha256::digest(
+        serde_json::to_vec(&input).expect("serialisable"),
+    ));
+    let db = Db::connect()?;
+    let currency = variable("shop_currency")?;
+    let authorization = request.header("authorization").and_then(|v| v.as_str());
+    let (items, cart_id) = match &source {
+        LineSource::Items(items) => (items.clone(), None),
+        LineSource::Cart(cart) => (
+            services::cart_items(cart, authorization).await?,
+            Some(cart.as_str()),
+        ),
+    };
+    let lines = services::priced_lines(&items, &currency).await?;
+    let placed = db.place(&NewOrder {
+        user_id: &user,
+        currency: &currency,
+        lines: &lines,
+        address: &input.shipping_address,
+        payment: &input.payment,
+        cart_id,
+        idempotency_key: key.as_deref(),
+        request_hash: &request_hash,
+    })?;
+    match placed {
+        Placed::Created(order) => {
+            let mut response = json_response(201, &order);
+            response.set_header("location", format!("/orders/{}", order.id));
+            Ok(response)
+        }
+        Placed::Existing(order) if order.request_hash.as_deref() == Some(request_hash.as_str()) => {
+            let mut response = json_response(200, &order);
+            response.set_header("location", format!("/orders/{}", order.id));
+            Ok(response)
+        }
+        Placed::Existing(order) => Err(Problem::new(
+            422,
+            "Unprocessable Content",
+            format!(
+                "Idempotency-Key was already used for order {} with a different request",
+                order.id
+            ),
+        )),
+    }
+}
+
+fn list(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+    let query = Query::parse(request.query());
+    query.only(&["limit", "cursor", "status", "user_id"])?;
+    let mut errors = Vec::new();
+    let limit = paging::limit(query.get("limit"))
+        .map_err(|e| errors.push(e))
+        .unwrap_or(0);
+    let after = match query.get("cursor") {
+        Some(c) => paging::decode_cursor::<(String, String)>(c)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        None => None,
+    };
+    let status = match query.get("status") {
+        Some(s) => Status::parse(s)
+            .ok_or_else(|| errors.push(FieldError::new("status", "is not an order status")))
+            .ok(),
+        None => None,
+    };
+    let user = match (query.get("user_id"), caller.is_admin()) {
+        (None, true) => None,
+        (None, false) => Some(caller_id(caller)?),
+        (Some(u), true) => parse_uuid(u)
+            .ok_or_else(|| errors.push(FieldError::new("user_id", "must be a user id (a UUID)")))
+            .ok(),
+        (Some(_), false) => {
+            return Err(Problem::new(
+                403,
+                "Forbidden",
+                "only admins may filter orders by user",
+            ))
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let db = Db::connect()?;
+    let orders = db.list(user.as_deref(), status, after.as_ref(), limit + 1)?;
+    let more = orders.len() > limit as usize;
+    let page: Vec<Order> = orders.into_iter().take(limit as usize).collect();
+    let next = more
+        .then(|| page.last())
+        .flatten()
+        .map(|o| paging::encode_cursor(&(o.created_at.clone(), o.id.clone())));
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "items": page, "next_cursor": next }),
+    ))
+}
+
+/// The order if the caller may see it; 404 otherwise (ids cannot be probed).
+fn visible_order(db: &Db, caller: &Claims, id: &str) -> Result<Order, Problem> {
+    let not_found = || Problem::not_found(format!("no order has id {id}"));
+    let id = parse_uuid(id).ok_or_else(not_found)?;
+    let order = db.order(&id)?.ok_or_else(not_found)?;
+    if order.user_id == caller.sub || caller.is_admin() {
+        Ok(order)
+    } else {
+        Err(not_found())
+    }
+}
+
+fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
+    let db = Db::connect()?;
+    Ok(json_response(200, &visible_order(&db, caller, id)?))
+}
+
+/// Before payment the order is cancelled (stock released); once paid and
+/// not yet shipped it is refunded (charge refunded, stock returned).
+fn cancel(caller: &Claims, id: &str) -> Result<Response, Problem> {
+    let db = Db::connect()?;
+    let order = visible_order(&db, caller, id)?;
+    let (next, reason) = match order.status()? {
+        Status::Pending | Status::Reserved => {
+            (Status::Cancelled, CancelReason::CancelledByUser.as_str())
+        }
+        Status::Paid => (Status::Refunded, CancelReason::CancelledByUser.as_str()),
+        Status::Cancelled | Status::Refunded => return Ok(json_response(200, &order)),
+        Status::Shipped | Status::Delivered => {
+            return Err(Problem::conflict(format!(
+                "order {} was already {}; it can no longer be cancelled",
+                order.id, order.status
+            )))
+        }
+    };
+    db.change_status(&order.id, next, Some(reason))?;
+    show(caller, &order.id)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStatus {
+    status: String,
+}
+
+fn set_status(request: &Request, caller: &Claims, id: &str) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    let input: SetStatus = json_body(request, 1024)?;
+    let next = match Status::parse(&input.status) {
+        Some(s @ (Status::Shipped | Status::Delivered)) => s,
+        _ => {
+            return Err(Problem::invalid(vec![FieldError::new(
+                "status",
+                "must be shipped or delivered (other moves follow payments and stock)",
+            )]))
+        }
+    };
+    let db = Db::connect()?;
+    let order = visible_order(&db, caller, id)?;
+    db.change_status(&order.id, next, None)?;
+    show(caller, &order.id)
+}
