@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # The app's Wasm components, and the test-only ones.
-APP_COMPONENTS := catalog users inventory carts orders
+APP_COMPONENTS := catalog users inventory carts orders payments notifications
 COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
 WASM_TARGET := wasm32-wasip2
 

@@ -209,6 +209,9 @@ impl Host {
             .arg(repo_root().join("target/mart-test-cache"))
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .env("MART_DATABASE_URL", pg.server_url())
+            // The app's Kafka triggers and outbox relay need a broker; tests
+            // that want their own pass MART_KAFKA_BROKERS in `env`.
+            .env("MART_KAFKA_BROKERS", broker::broker().bootstrap())
             .env("SPIN_VARIABLE_PG_PORT", pg.port.to_string())
             .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
             .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)

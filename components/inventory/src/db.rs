@@ -37,7 +37,10 @@ pub enum Outcome {
 const STOCK_COLUMNS: &str = "product_id, on_hand, reserved, updated_at";
 
 pub struct Db {
-    connection: Connection,
+    pub connection: Connection,
+    /// Open transactions: nested ones become savepoints (the Kafka handler
+    /// wraps reservations in its processed-events transaction).
+    depth: std::cell::Cell<u32>,
 }
 
 fn failed(e: impl std::fmt::Display) -> Problem {
@@ -70,15 +73,16 @@ impl Db {
     pub fn connect() -> Result<Self, Problem> {
         Ok(Self {
             connection: pg::connect("inventory")?,
+            depth: std::cell::Cell::new(0),
         })
     }
 
     /// Runs `work` in one transaction, rolled back if it returns an error.
-    fn transaction<T, E: From<Problem>>(
+    pub fn transaction<T, E: From<Problem>>(
         &self,
         work: impl FnOnce(&Self) -> Result<T, E>,
     ) -> Result<T, E> {
-        pg::transaction(&self.connection, "inventory", || work(self))
+        pg::nested_transaction(&self.connection, "inventory", &self.depth, || work(self))
     }
 
     fn record_event(
@@ -330,6 +334,44 @@ impl Db {
             let body = lines_json(order, target, &lines);
             let event = if commit { EventType::InventoryCommitted } else { EventType::InventoryReleased };
             db.record_event(order, event, &body)?;
+            Ok(Outcome::Done(body))
+        })
+    }
+}
+
+impl Db {
+    /// Puts a refunded order's committed units back on hand, once.
+    pub fn return_stock(&self, order: &str) -> Result<Outcome, Problem> {
+        self.transaction(|db| {
+            let rows = db
+                .connection
+                .query(
+                    "UPDATE reservations SET status = 'returned', updated_at = now()
+                     WHERE order_id = $1 AND status = 'committed' RETURNING product_id, quantity",
+                    &[uuid(order)],
+                )
+                .map_err(failed)?;
+            let mut lines = rows
+                .rows
+                .iter()
+                .map(|r| Ok(Line { product_id: uuid_text(&r[0])?, quantity: decode(&r[1])? }))
+                .collect::<Result<Vec<_>, Problem>>()?;
+            if lines.is_empty() {
+                return Ok(Outcome::Rejected(format!("order {order} has no committed stock to return")));
+            }
+            lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+            for line in &lines {
+                db.connection
+                    .execute(
+                        "UPDATE stock SET on_hand = on_hand + $2, updated_at = now() WHERE product_id = $1",
+                        &[uuid(&line.product_id), ParameterValue::Int32(line.quantity)],
+                    )
+                    .map_err(failed)?;
+                let after = db.stock(&line.product_id)?.map(|s| s.on_hand).unwrap_or(0);
+                db.audit(&line.product_id, line.quantity, after, &format!("order {order} refunded"), "orders")?;
+            }
+            let body = lines_json(order, "returned", &lines);
+            db.record_event(order, EventType::InventoryReleased, &body)?;
             Ok(Outcome::Done(body))
         })
     }

@@ -2,10 +2,12 @@
 //! stock changes with an audit trail, and per-order reservations.
 //!
 //! Reservations are all-or-nothing across an order's lines; releasing or
-//! committing one is idempotent. The order saga's Kafka handlers will call
-//! the same operations (db.rs); here they are also admin HTTP endpoints.
+//! committing one is idempotent. The checkout saga drives them from Kafka
+//! (`events`, the same Wasm exporting mart:kafka/handler); here they are
+//! also admin HTTP endpoints.
 
 mod db;
+mod events;
 
 use mart_domain::inventory::{self, Adjustment, ReservationRequest, SetStock};
 use mart_domain::{parse_uuid, FieldError, Problem};

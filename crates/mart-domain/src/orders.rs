@@ -7,7 +7,10 @@ use crate::{parse_uuid, FieldError, Problem};
 
 /// Most distinct lines in one order.
 pub const MAX_LINES: usize = 100;
-pub const PAYMENT_PROVIDERS: [&str; 3] = ["fake", "stripe", "payfast"];
+/// Providers an order may name. Only the built-in `fake` provider exists so
+/// far; real adapters (Stripe, PayFast) are added here when they land, so an
+/// order is never accepted for a provider that cannot charge it.
+pub const PAYMENT_PROVIDERS: [&str; 1] = ["fake"];
 
 /// An order's status. Allowed moves are listed in `Status::can_become`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

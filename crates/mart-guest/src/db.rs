@@ -43,6 +43,49 @@ pub fn transaction<T, E: From<Problem>>(
     }
 }
 
+/// Like `transaction`, but nests: inside an open transaction (`depth` > 0)
+/// the work runs under a savepoint, so an inner failure undoes only the
+/// inner work. A component keeps `depth` next to its connection.
+pub fn nested_transaction<T, E: From<Problem>>(
+    connection: &Connection,
+    service: &str,
+    depth: &std::cell::Cell<u32>,
+    work: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let level = depth.get();
+    let (begin, commit, rollback) = if level == 0 {
+        (
+            "BEGIN".to_string(),
+            "COMMIT".to_string(),
+            "ROLLBACK".to_string(),
+        )
+    } else {
+        (
+            format!("SAVEPOINT nested_{level}"),
+            format!("RELEASE SAVEPOINT nested_{level}"),
+            format!("ROLLBACK TO SAVEPOINT nested_{level}"),
+        )
+    };
+    connection
+        .execute(&begin, &[])
+        .map_err(|e| failed(service, e))?;
+    depth.set(level + 1);
+    let result = work();
+    depth.set(level);
+    match result {
+        Ok(value) => {
+            connection
+                .execute(&commit, &[])
+                .map_err(|e| failed(service, e))?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = connection.execute(&rollback, &[]);
+            Err(error)
+        }
+    }
+}
+
 /// Records an event in the outbox; call it inside the state change's transaction.
 pub fn record_event(
     connection: &Connection,

@@ -124,7 +124,10 @@ pub fn apply_once(
     Ok(first)
 }
 
-fn first_time(
+/// Records that `consumer` applied `event_id`; `false` if it already had.
+/// Call it inside the transaction that applies the event's effect (when the
+/// caller manages that transaction itself; `apply_once` does both).
+pub fn first_time(
     connection: &Connection,
     consumer: &str,
     event_id: &str,

@@ -1,0 +1,151 @@
+//! Renders and delivers a message for each event a customer should hear
+//! about (Mart's `mart:kafka/handler` on `mart.users` and `mart.orders`).
+//!
+//! Delivery goes through the channel named by the `notification_channel`
+//! variable. The built-in `log` channel writes the message to the host's
+//! log and records it. The notification row and the processed-events record
+//! commit together, so an event yields one notification however often it
+//! is delivered.
+
+use mart_domain::events::{EventType, UserRegistered};
+use mart_domain::orders::OrderChanged;
+use mart_guest::db::{self as pg, text, uuid};
+use mart_guest::kafka::{self, Failure, HandlerError, Message};
+use spin_sdk::pg4::Connection;
+
+const CONSUMER: &str = "notifications";
+
+struct Events;
+
+impl kafka::Handler for Events {
+    fn handle(messages: Vec<Message>) -> Result<(), Failure> {
+        let db = pg::connect("notifications").map_err(|p| Failure {
+            index: 0,
+            retry: true,
+            reason: p.detail,
+        })?;
+        kafka::each(&messages, |message| apply(&db, message))
+    }
+}
+
+kafka::export_kafka_handler!(Events);
+
+/// A message for one user.
+struct Note {
+    user_id: String,
+    kind: &'static str,
+    subject: String,
+    body: String,
+}
+
+fn apply(db: &Connection, message: &Message) -> Result<(), HandlerError> {
+    let event = kafka::event(message)?;
+    let Some(kind) = EventType::parse(&event.event_type) else {
+        return Ok(());
+    };
+    let rendered = match kind {
+        EventType::UserRegistered => {
+            let user: UserRegistered = event.data_as().map_err(HandlerError::permanent)?;
+            Some(welcome(db, &user)?)
+        }
+        EventType::OrderPaid
+        | EventType::OrderCancelled
+        | EventType::OrderRefunded
+        | EventType::OrderShipped => {
+            let order: OrderChanged = event.data_as().map_err(HandlerError::permanent)?;
+            Some(order_update(kind, &order))
+        }
+        _ => None,
+    };
+    let Some(note) = rendered else {
+        return Ok(());
+    };
+    kafka::apply_once(db, CONSUMER, &event.id, || deliver(db, &event.id, &note))?;
+    Ok(())
+}
+
+fn welcome(db: &Connection, user: &UserRegistered) -> Result<Note, HandlerError> {
+    db.execute(
+        "INSERT INTO recipients (user_id, email, name) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name",
+        &[uuid(&user.user_id), text(&user.email), text(&user.name)],
+    )
+    .map_err(HandlerError::retry)?;
+    Ok(Note {
+        user_id: user.user_id.clone(),
+        kind: "welcome",
+        subject: "Welcome to Mart".into(),
+        body: format!("Hello {}, your account {} is ready.", user.name, user.email),
+    })
+}
+
+fn money(minor: i64, currency: &str) -> String {
+    format!("{}.{:02} {currency}", minor / 100, minor % 100)
+}
+
+fn order_update(kind: EventType, order: &OrderChanged) -> Note {
+    let short = &order.order_id[..8];
+    let total = money(order.total_minor, &order.currency);
+    let (kind, subject, body) = match kind {
+        EventType::OrderPaid => (
+            "order_paid",
+            format!("Order {short} is paid"),
+            format!("We received your payment of {total}; your order is being prepared."),
+        ),
+        EventType::OrderCancelled => (
+            "order_cancelled",
+            format!("Order {short} was cancelled"),
+            format!(
+                "Your order of {total} was cancelled: {}.",
+                order.reason.as_deref().unwrap_or("no reason given")
+            ),
+        ),
+        EventType::OrderRefunded => (
+            "order_refunded",
+            format!("Order {short} was refunded"),
+            format!("We refunded {total} to your original payment method."),
+        ),
+        _ => (
+            "order_shipped",
+            format!("Order {short} is on its way"),
+            "Your order was shipped.".to_string(),
+        ),
+    };
+    Note {
+        user_id: order.user_id.clone(),
+        kind,
+        subject,
+        body,
+    }
+}
+
+/// Delivers through the configured channel and records the notification.
+fn deliver(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerError> {
+    let channel = mart_guest::config::optional_variable("notification_channel")
+        .unwrap_or_else(|| "log".into());
+    match channel.as_str() {
+        "log" => eprintln!(
+            "notification to {} ({}): {} — {}",
+            note.user_id, note.kind, note.subject, note.body
+        ),
+        other => {
+            return Err(HandlerError::permanent(format!(
+                "notification channel `{other}` is not supported"
+            )))
+        }
+    }
+    db.execute(
+        "INSERT INTO notifications (user_id, event_id, kind, channel, subject, body, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'sent') ON CONFLICT (event_id) DO NOTHING",
+        &[
+            uuid(&note.user_id),
+            text(event_id),
+            text(note.kind),
+            text(&channel),
+            text(&note.subject),
+            text(&note.body),
+        ],
+    )
+    .map_err(|e| HandlerError::from(pg::failed("notifications", e)))?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Notifications: `GET /notifications` (the caller's own, newest first);
+//! and, as a Kafka handler (`events`), a message for each event a customer
+//! should hear about.
+
+mod events;
+
+use mart_domain::{paging, Problem};
+use mart_guest::auth::authenticate;
+use mart_guest::db::{self as pg, decode, timestamp, uuid, uuid_text};
+use mart_guest::{json_response, segments, Query};
+use serde::Serialize;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::pg4::ParameterValue;
+
+#[derive(Serialize)]
+struct Notification {
+    id: String,
+    kind: String,
+    channel: String,
+    subject: String,
+    body: String,
+    status: String,
+    created_at: String,
+}
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    mart_guest::respond(route(&request))
+}
+
+fn route(request: &Request) -> Result<Response, Problem> {
+    let caller = authenticate(request)?;
+    match (
+        request.method(),
+        segments(request, "/notifications").as_slice(),
+    ) {
+        (Method::Get, []) => list(request, &caller.sub),
+        (_, []) => Err(Problem::method_not_allowed(
+            "only GET is supported on /notifications",
+        )),
+        _ => Err(Problem::not_found(format!(
+            "no notification resource at {}",
+            request.path()
+        ))),
+    }
+}
+
+fn list(request: &Request, user: &str) -> Result<Response, Problem> {
+    let query = Query::parse(request.query());
+    query.only(&["limit"])?;
+    let limit = paging::limit(query.get("limit")).map_err(|e| Problem::invalid(vec![e]))?;
+    let Some(user) = mart_domain::parse_uuid(user) else {
+        return Ok(json_response(200, &serde_json::json!({ "items": [] })));
+    };
+    let db = pg::connect("notifications")?;
+    let rows = db
+        .query(
+            "SELECT id, kind, channel, subject, body, status, created_at FROM notifications \
+             WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+            &[uuid(&user), ParameterValue::Int64(i64::from(limit))],
+        )
+        .map_err(|e| pg::failed("notifications", e))?;
+    let items = rows
+        .rows
+        .iter()
+        .map(|r| {
+            Ok(Notification {
+                id: uuid_text(&r[0])?,
+                kind: decode(&r[1])?,
+                channel: decode(&r[2])?,
+                subject: decode(&r[3])?,
+                body: decode(&r[4])?,
+                status: decode(&r[5])?,
+                created_at: timestamp(&r[6])?,
+            })
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    Ok(json_response(200, &serde_json::json!({ "items": items })))
+}

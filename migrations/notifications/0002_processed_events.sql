@@ -1,0 +1,1 @@
+../processed_events.sql

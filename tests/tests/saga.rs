@@ -1,0 +1,356 @@
+//! The checkout saga end to end: the real host with every service, the
+//! outbox relay, Kafka triggers over a real broker, and PostgreSQL.
+//! register → log in → cart → order → reserved → paid, and the ways it can
+//! go otherwise.
+
+use std::time::Duration;
+
+use mart_integration_tests::{admin_token, eventually, postgres, Host};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn host() -> Host {
+    Host::start("spin.toml", &[])
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        mart_integration_tests::free_port()
+    )
+}
+
+/// A new customer's token.
+fn customer(host: &Host) -> String {
+    let email = format!("{}@example.com", unique("buyer"));
+    let password = "correct horse battery";
+    let r = host.send_json(
+        "POST",
+        "/users",
+        &json!({"email": email, "name": "Buyer", "password": password}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({"email": email, "password": password}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// A product priced `price` with `on_hand` units in stock.
+fn product(host: &Host, price: i64, on_hand: i32) -> String {
+    let body = json!({"name": unique("teapot"), "description": "d", "category": "saga", "price_minor": price, "currency": "EUR"});
+    let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = host.send_json_as(
+        &admin_token(),
+        "PUT",
+        &format!("/inventory/{id}"),
+        &json!({"on_hand": on_hand}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    id
+}
+
+fn stock(host: &Host, product: &str) -> (i64, i64) {
+    let s = host.get(&format!("/inventory/{product}")).json();
+    (
+        s["on_hand"].as_i64().unwrap(),
+        s["reserved"].as_i64().unwrap(),
+    )
+}
+
+fn order_body(items: Value, token: &str) -> Value {
+    json!({
+        "items": items,
+        "shipping_address": {"name": "Buyer", "line1": "1 Tea Street", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "payment": {"provider": "fake", "token": token}
+    })
+}
+
+fn place(host: &Host, user: &str, key: &str, body: &Value) -> mart_integration_tests::Resp {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let auth = format!("Bearer {user}");
+    host.request(
+        "POST",
+        "/orders",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+            ("idempotency-key", key),
+        ],
+        Some(&bytes),
+    )
+}
+
+/// Waits until the order reaches `status`; returns the order.
+fn wait_for(host: &Host, user: &str, order: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    eventually(WAIT, &format!("order {order} to become {status}"), || {
+        last = host.get_as(user, &format!("/orders/{order}")).json();
+        (last["status"] == status).then(|| last.clone())
+    })
+}
+
+fn history(order: &Value) -> Vec<String> {
+    order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
+    let host = host();
+    let user = customer(&host);
+    let teapot = product(&host, 2500, 10);
+    let cup = product(&host, 400, 10);
+    let cart = host
+        .send_json_as(&user, "POST", "/carts", &json!({}))
+        .json();
+    let cart_id = cart["id"].as_str().unwrap();
+    for (p, q) in [(&teapot, 1), (&cup, 4)] {
+        let r = host.send_json_as(
+            &user,
+            "POST",
+            &format!("/carts/{cart_id}/items"),
+            &json!({"product_id": p, "quantity": q}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut body = order_body(json!(null), "tok_visa");
+    body.as_object_mut().unwrap().remove("items");
+    body["cart_id"] = json!(cart_id);
+
+    let key = unique("key");
+    let created = place(&host, &user, &key, &body);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let order = created.json();
+    assert_eq!(order["status"], "pending");
+    assert_eq!(
+        order["total_minor"],
+        2500 + 4 * 400,
+        "prices snapshotted at placement"
+    );
+    let id = order["id"].as_str().unwrap().to_string();
+
+    // The same key and body: the same order, not a second one.
+    let again = place(&host, &user, &key, &body);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["id"], id.as_str());
+    // The same key with another body is refused.
+    let other = place(
+        &host,
+        &user,
+        &key,
+        &order_body(json!([{"product_id": cup, "quantity": 1}]), "tok_visa"),
+    );
+    assert_eq!(
+        other.problem(422)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("different request"),
+        true
+    );
+
+    let paid = wait_for(&host, &user, &id, "paid");
+    assert_eq!(history(&paid), ["pending", "reserved", "paid"]);
+    eventually(WAIT, "stock to be committed", || {
+        (stock(&host, &teapot) == (9, 0) && stock(&host, &cup) == (6, 0)).then_some(())
+    });
+    let payments = host
+        .get_as(&user, &format!("/payments?order_id={id}"))
+        .json();
+    assert_eq!(payments["items"][0]["status"], "succeeded");
+    assert_eq!(payments["items"][0]["amount_minor"], 4100);
+    eventually(WAIT, "the order_paid notification", || {
+        let notes = host.get_as(&user, "/notifications").json();
+        let kinds: Vec<&str> = notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["kind"].as_str().unwrap())
+            .collect();
+        (kinds.contains(&"order_paid") && kinds.contains(&"welcome")).then_some(())
+    });
+
+    // Another customer sees none of it.
+    let stranger = customer(&host);
+    assert_eq!(host.get_as(&stranger, &format!("/orders/{id}")).status, 404);
+    assert_eq!(
+        host.get_as(&stranger, &format!("/payments?order_id={id}"))
+            .json()["items"],
+        json!([])
+    );
+    let listed = host.get_as(&stranger, "/orders").json();
+    assert_eq!(listed["items"], json!([]));
+    let mine = host.get_as(&user, "/orders").json();
+    assert_eq!(mine["items"][0]["id"], id.as_str());
+}
+
+#[test]
+fn out_of_stock_cancels_the_order_and_leaves_stock_alone() {
+    let host = host();
+    let user = customer(&host);
+    let rare = product(&host, 1000, 2);
+    let r = place(
+        &host,
+        &user,
+        &unique("k"),
+        &order_body(json!([{"product_id": rare, "quantity": 3}]), "tok_visa"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let cancelled = wait_for(&host, &user, &id, "cancelled");
+    let reason = cancelled["history"].as_array().unwrap().last().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.starts_with("out of stock"), "{reason}");
+    assert_eq!(stock(&host, &rare), (2, 0));
+}
+
+#[test]
+fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
+    let host = host();
+    let user = customer(&host);
+    let item = product(&host, 1000, 5);
+    let r = place(
+        &host,
+        &user,
+        &unique("k"),
+        &order_body(
+            json!([{"product_id": item, "quantity": 2}]),
+            "tok_chargeDeclined",
+        ),
+    );
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let cancelled = wait_for(&host, &user, &id, "cancelled");
+    assert_eq!(history(&cancelled), ["pending", "reserved", "cancelled"]);
+    let reason = cancelled["history"][2]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("payment declined"), "{reason}");
+    eventually(WAIT, "the reservation to be released", || {
+        (stock(&host, &item) == (5, 0)).then_some(())
+    });
+    let payments = host
+        .get_as(&user, &format!("/payments?order_id={id}"))
+        .json();
+    assert_eq!(payments["items"][0]["status"], "failed");
+}
+
+#[test]
+fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
+    let host = host();
+    let user = customer(&host);
+    let item = product(&host, 1500, 5);
+    let r = place(
+        &host,
+        &user,
+        &unique("k"),
+        &order_body(json!([{"product_id": item, "quantity": 2}]), "tok_visa"),
+    );
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    wait_for(&host, &user, &id, "paid");
+    eventually(WAIT, "stock to be committed", || {
+        (stock(&host, &item) == (3, 0)).then_some(())
+    });
+
+    let r = host.request(
+        "POST",
+        &format!("/orders/{id}/cancel"),
+        &[("authorization", &format!("Bearer {user}"))],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "refunded");
+    eventually(
+        WAIT,
+        "the charge to be refunded and the stock returned",
+        || {
+            let payment = host
+                .get_as(&user, &format!("/payments?order_id={id}"))
+                .json();
+            (payment["items"][0]["status"] == "refunded" && stock(&host, &item) == (5, 0))
+                .then_some(())
+        },
+    );
+    // Shipped orders can no longer be cancelled.
+    let r = place(
+        &host,
+        &user,
+        &unique("k"),
+        &order_body(json!([{"product_id": item, "quantity": 1}]), "tok_visa"),
+    );
+    let second = r.json()["id"].as_str().unwrap().to_string();
+    wait_for(&host, &user, &second, "paid");
+    let r = host.send_json_as(
+        &admin_token(),
+        "PUT",
+        &format!("/orders/{second}/status"),
+        &json!({"status": "shipped"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = host.request(
+        "POST",
+        &format!("/orders/{second}/cancel"),
+        &[("authorization", &format!("Bearer {user}"))],
+        None,
+    );
+    assert!(r.problem(409)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("shipped"));
+}
+
+#[test]
+fn a_host_killed_mid_saga_completes_it_after_restart_without_doubling() {
+    let mut first = host();
+    let user = customer(&first);
+    let item = product(&first, 700, 50);
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let r = place(
+            &first,
+            &user,
+            &unique("k"),
+            &order_body(json!([{"product_id": item, "quantity": 2}]), "tok_visa"),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    first.kill();
+    let second = host();
+    for id in &ids {
+        wait_for(&second, &user, id, "paid");
+    }
+    eventually(WAIT, "16 units committed, none reserved", || {
+        (stock(&second, &item) == (34, 0)).then_some(())
+    });
+    // One charge per order, one reservation per order.
+    let list = ids
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let charges: i64 = postgres().query(
+        "payments",
+        &format!(
+            "SELECT count(*) FROM payments WHERE order_id IN ({list}) AND status = 'succeeded'"
+        ),
+    )[0]
+    .get(0);
+    assert_eq!(charges, 8);
+    let reservations: i64 = postgres().query(
+        "inventory",
+        &format!("SELECT count(*) FROM reservations WHERE order_id IN ({list})"),
+    )[0]
+    .get(0);
+    assert_eq!(reservations, 8);
+}
