@@ -44,7 +44,7 @@ fmt: ## Format the code
 
 lint: ## rustfmt check and clippy (host and components), warnings are errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --exclude catalog --exclude users --exclude inventory --exclude carts --exclude probe --exclude unsupported --all-targets -- -D warnings
+	$(CARGO) clippy --workspace $(addprefix --exclude ,$(COMPONENTS)) --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS)) -- -D warnings
 
 up: ## Start everything with docker compose (Kong on :8000); needs a .env

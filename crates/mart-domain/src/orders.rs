@@ -227,7 +227,8 @@ fn validate_items(items: &[ItemRequest], errors: &mut Vec<FieldError>) -> Option
             continue;
         }
         match merged.iter_mut().find(|m| m.product_id == id) {
-            Some(m) => m.quantity = (m.quantity + item.quantity).min(i32::MAX),
+            // At most MAX_LINES × MAX_QUANTITY in all: no overflow.
+            Some(m) => m.quantity += item.quantity,
             None => merged.push(ItemRequest {
                 product_id: id,
                 quantity: item.quantity,

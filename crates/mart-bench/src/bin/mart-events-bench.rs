@@ -1,0 +1,314 @@
+//! `make bench`, event side: throughput of the Kafka trigger, and the
+//! checkout saga end to end (orders/s, placed → paid latency, outbox →
+//! handler latency). Prints figures; asserts nothing.
+//!
+//! Needs a running broker, a host serving `tests/fixtures/bench-events.toml`
+//! (`--trigger-admin`) and a host serving `spin.toml` (`--app`), both started
+//! by scripts/bench.sh.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    brokers: String,
+    /// Admin listener of the host running bench-events.toml.
+    #[arg(long)]
+    trigger_admin: String,
+    /// The host running spin.toml.
+    #[arg(long)]
+    app: String,
+    /// PostgreSQL server of the app.
+    #[arg(long)]
+    database_url: String,
+    /// An admin token for the app.
+    #[arg(long, env = "BENCH_ADMIN_TOKEN")]
+    admin_token: String,
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    #[arg(long, default_value_t = 400)]
+    orders: usize,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    trigger_throughput(&args).await?;
+    saga(&args).await?;
+    Ok(())
+}
+
+/// Messages the trigger host handled (`outcome="ok"`), from its metrics.
+fn handled(admin: &str) -> anyhow::Result<u64> {
+    let text = ureq::get(&format!("{admin}/metrics"))
+        .call()?
+        .into_string()?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("mart_kafka_messages_total") && l.contains("outcome=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
+}
+
+async fn trigger_throughput(args: &Args) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("linger.ms", "5")
+        .create()?;
+    let before = handled(&args.trigger_admin)?;
+    let started = Instant::now();
+    let payload = br#"{"id":"x","action":"noop"}"#;
+    let mut deliveries = Vec::with_capacity(args.events);
+    for i in 0..args.events {
+        let key = format!("k{}", i % 64);
+        let record = FutureRecord::to("bench.events")
+            .key(&key)
+            .payload(&payload[..]);
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((e, _)) => bail!("producing: {e}"),
+        }
+    }
+    for d in deliveries {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    let produced = started.elapsed();
+    let target = before + args.events as u64;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while handled(&args.trigger_admin)? < target {
+        if Instant::now() > deadline {
+            bail!("the trigger did not finish {} events in 300 s", args.events);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    println!();
+    println!("Kafka trigger, no-op handler (batch_size 100, concurrency 4), {} events over 4 partitions:", args.events);
+    println!("| | events/s | time |");
+    println!("|---|---:|---:|");
+    println!(
+        "| produce (acks=1) | {:.0} | {:.2} s |",
+        args.events as f64 / produced.as_secs_f64(),
+        produced.as_secs_f64()
+    );
+    println!(
+        "| produce → handled by the trigger | {:.0} | {:.2} s |",
+        args.events as f64 / total.as_secs_f64(),
+        total.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn post(
+    app: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Value> {
+    let mut request = ureq::post(&format!("{app}{path}"))
+        .set("authorization", &format!("Bearer {token}"))
+        .set("content-type", "application/json");
+    for (k, v) in extra {
+        request = request.set(k, v);
+    }
+    let response = request
+        .send_json(body.clone())
+        .with_context(|| format!("POST {path}"))?;
+    Ok(response.into_json()?)
+}
+
+async fn saga(args: &Args) -> anyhow::Result<()> {
+    // A customer and a product with stock for every order.
+    let suffix = std::process::id();
+    let email = format!(
+        "bench-{suffix}-{}@example.com",
+        Instant::now().elapsed().as_nanos()
+    );
+    ureq::post(&format!("{}/users", args.app))
+        .send_json(json!({"email": email, "name": "Bench", "password": "bench password 1"}))?;
+    let token = ureq::post(&format!("{}/auth/token", args.app))
+        .send_json(json!({"email": email, "password": "bench password 1"}))?
+        .into_json::<Value>()?["access_token"]
+        .as_str()
+        .context("no token")?
+        .to_string();
+    let product = post(
+        &args.app,
+        "/products",
+        &args.admin_token,
+        &json!({"name": format!("bench-{suffix}"), "description": "", "category": "bench", "price_minor": 100, "currency": "EUR"}),
+        &[],
+    )?;
+    let product_id = product["id"].as_str().context("no product id")?.to_string();
+    ureq::put(&format!("{}/inventory/{product_id}", args.app))
+        .set("authorization", &format!("Bearer {}", args.admin_token))
+        .send_json(json!({"on_hand": args.orders as i32 * 2 + 10}))?;
+
+    let body = json!({
+        "items": [{"product_id": product_id, "quantity": 1}],
+        "shipping_address": {"name": "B", "line1": "1 Road", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "payment": {"provider": "fake", "token": "tok_visa"}
+    });
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    let per_worker = args.orders.div_ceil(args.concurrency);
+    for w in 0..args.concurrency {
+        let (app, token, body) = (args.app.clone(), token.clone(), body.clone());
+        let count = per_worker.min(args.orders.saturating_sub(w * per_worker));
+        handles.push(tokio::task::spawn_blocking(
+            move || -> anyhow::Result<Vec<String>> {
+                (0..count)
+                    .map(|i| {
+                        let key = format!("bench-{w}-{i}-{suffix}");
+                        let order =
+                            post(&app, "/orders", &token, &body, &[("idempotency-key", &key)])?;
+                        Ok(order["id"].as_str().context("no order id")?.to_string())
+                    })
+                    .collect()
+            },
+        ));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.extend(h.await??);
+    }
+    let placed = started.elapsed();
+
+    let orders_db = db(&args.database_url, "orders").await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let paid: i64 = orders_db
+            .query_one(
+                "SELECT count(*) FROM orders WHERE id::text = ANY($1) AND status = 'paid'",
+                &[&ids],
+            )
+            .await?
+            .get(0);
+        if paid as usize == ids.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {paid} of {} orders were paid within 300 s", ids.len());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Latencies from the services' own timestamps (one clock: one machine).
+    let rows = orders_db
+        .query(
+            "SELECT o.id::text, \
+                    (SELECT at FROM order_history h WHERE h.order_id = o.id AND h.status = 'pending'), \
+                    (SELECT at FROM order_history h WHERE h.order_id = o.id AND h.status = 'paid') \
+               FROM orders o WHERE o.id::text = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    let mut placed_to_paid = Vec::new();
+    let (mut first, mut last) = (
+        None::<chrono::DateTime<chrono::Utc>>,
+        None::<chrono::DateTime<chrono::Utc>>,
+    );
+    for r in &rows {
+        let p: chrono::DateTime<chrono::Utc> = r.get(1);
+        let d: chrono::DateTime<chrono::Utc> = r.get(2);
+        placed_to_paid.push((d - p).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        first = Some(first.map_or(p, |f| f.min(p)));
+        last = Some(last.map_or(d, |l| l.max(d)));
+    }
+    let span = (last.unwrap() - first.unwrap()).num_milliseconds() as f64 / 1000.0;
+    let outbox_to_handler = outbox_to_handler_ms(args, &orders_db, &ids).await?;
+    println!();
+    println!(
+        "Checkout saga, {} orders from {} concurrent clients (one line each, fake provider):",
+        ids.len(),
+        args.concurrency
+    );
+    println!("| | value |");
+    println!("|---|---:|");
+    println!(
+        "| POST /orders (201) | {:.0} orders/s |",
+        ids.len() as f64 / placed.as_secs_f64()
+    );
+    println!(
+        "| placed → paid, all orders | {:.0} orders/s |",
+        ids.len() as f64 / span
+    );
+    println!(
+        "| placed → paid p50 | {:.1} ms |",
+        percentile(&mut placed_to_paid, 0.50)
+    );
+    println!(
+        "| placed → paid p99 | {:.1} ms |",
+        percentile(&mut placed_to_paid, 0.99)
+    );
+    let mut o2h = outbox_to_handler;
+    println!(
+        "| outbox write → inventory handler effect p50 | {:.1} ms |",
+        percentile(&mut o2h, 0.50)
+    );
+    println!(
+        "| outbox write → inventory handler effect p99 | {:.1} ms |",
+        percentile(&mut o2h, 0.99)
+    );
+    Ok(())
+}
+
+/// From `order.placed` entering the orders outbox to the reservation the
+/// inventory handler wrote: one relay hop plus one trigger hop.
+async fn outbox_to_handler_ms(
+    args: &Args,
+    orders_db: &tokio_postgres::Client,
+    ids: &[String],
+) -> anyhow::Result<Vec<f64>> {
+    let written: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = orders_db
+        .query(
+            "SELECT aggregate_id, created_at FROM outbox WHERE event_type = 'order.placed' AND aggregate_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let inventory = db(&args.database_url, "inventory").await?;
+    let reserved = inventory
+        .query(
+            "SELECT order_id::text, min(created_at) FROM reservations WHERE order_id::text = ANY($1) GROUP BY order_id",
+            &[&ids],
+        )
+        .await?;
+    Ok(reserved
+        .iter()
+        .filter_map(|r| {
+            let at: chrono::DateTime<chrono::Utc> = r.get(1);
+            let w = written.get(&r.get::<_, String>(0))?;
+            Some((at - *w).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
+        .collect())
+}
+
+async fn db(server: &str, database: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let url = format!(
+        "{}/{database}",
+        server.rsplit_once('/').context("a database URL")?.0
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values[index]
+}
