@@ -11,19 +11,23 @@ PG_PORT=${BENCH_PG_PORT:-54339}
 HOST_PORT=${BENCH_HOST_PORT:-3300}
 NATIVE_PORT=${BENCH_NATIVE_PORT:-3301}
 PRODUCT=00000000-0000-4000-8000-000000000001
+KAFKA_PORT=${BENCH_KAFKA_PORT:-19192}
+EVENTS_HOST_PORT=${BENCH_EVENTS_HOST_PORT:-3302}
+APP_PORT=${BENCH_APP_PORT:-3303}
 
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
   else echo "wrk is missing: sudo apt-get install -y wrk" >&2; exit 1; fi
 fi
 
-make -s components
+make -s components broker
 cargo build -q --release -p mart-host -p mart-bench
 
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  scripts/broker.sh stop "$PWD/.mart/bench-kafka"
   scripts/postgres.sh stop .mart/bench-pg
 }
 trap cleanup EXIT
@@ -80,3 +84,32 @@ echo "host / native, no-op route: $(ratio "$host_noop" "$native_noop")   (target
 echo "host / native, DB read:     $(ratio "$host_db" "$native_db")   (target >= 80 %)"
 echo
 target/release/mart-overhead --manifest tests/fixtures/bench.toml --path /probe/noop
+
+# --- events: the Kafka trigger and the checkout saga ---------------------------
+rm -rf .mart/bench-kafka
+scripts/broker.sh start "$PWD/.mart/bench-kafka" "$KAFKA_PORT"
+export MART_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+SPIN_VARIABLE_PG_PORT=$PG_PORT RUST_LOG=warn target/release/mart up --from tests/fixtures/bench-events.toml \
+  --listen "127.0.0.1:$EVENTS_HOST_PORT" --admin-listen 127.0.0.1:9391 --no-outbox-relay 2>/dev/null &
+pids+=($!)
+mkdir -p .mart/bench-jwt
+if [ ! -f .mart/bench-jwt/private.pem ]; then
+  openssl ecparam -genkey -name prime256v1 -noout | openssl pkcs8 -topk8 -nocrypt -out .mart/bench-jwt/private.pem
+  openssl ec -in .mart/bench-jwt/private.pem -pubout -out .mart/bench-jwt/public.pem 2>/dev/null
+fi
+SPIN_VARIABLE_PG_PORT=$PG_PORT SPIN_VARIABLE_JWT_PRIVATE_KEY="$(cat .mart/bench-jwt/private.pem)" \
+  SPIN_VARIABLE_JWT_PUBLIC_KEY="$(cat .mart/bench-jwt/public.pem)" \
+  SPIN_VARIABLE_ADMIN_EMAIL=admin@bench.local SPIN_VARIABLE_ADMIN_PASSWORD=bench-admin-password \
+  MART_DATABASE_URL="$server" RUST_LOG=warn target/release/mart up --from spin.toml \
+  --listen "127.0.0.1:$APP_PORT" --admin-listen 127.0.0.1:9392 2>/dev/null &
+pids+=($!)
+wait_for "127.0.0.1:$EVENTS_HOST_PORT/.well-known/spin/health"
+wait_for "127.0.0.1:$APP_PORT/.well-known/spin/health"
+BENCH_ADMIN_TOKEN=$(curl -sf "127.0.0.1:$APP_PORT/auth/token" -H 'content-type: application/json' \
+  -d '{"email":"admin@bench.local","password":"bench-admin-password"}' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+export BENCH_ADMIN_TOKEN
+sleep 3 # let both consumer groups settle before measuring
+target/release/mart-events-bench --brokers "$MART_KAFKA_BROKERS" --trigger-admin http://127.0.0.1:9391 \
+  --app "http://127.0.0.1:$APP_PORT" --database-url "$server"
+echo
+echo "Metrics during the run: curl 127.0.0.1:9392/metrics (kafka lag, handler outcomes, outbox backlog)"

@@ -352,9 +352,24 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        // Graceful, as in production: the host leaves its consumer groups
+        // (so the broker need not wait for its session to expire) and
+        // finishes what it started. Killed only if it does not stop in time.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
+        if std::thread::panicking() {
+            // Kept for the post-mortem; the path is in the test's output.
+            eprintln!("host log kept at {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 

@@ -3,107 +3,21 @@
 //! register → log in → cart → order → reserved → paid, and the ways it can
 //! go otherwise.
 
-use std::time::Duration;
+mod saga_support;
 
-use mart_integration_tests::{admin_token, eventually, postgres, Host};
+use mart_integration_tests::{admin_token, eventually};
+use saga_support::*;
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(60);
-
-fn host() -> Host {
-    Host::start("spin.toml", &[])
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        mart_integration_tests::free_port()
-    )
-}
-
-/// A new customer's token.
-fn customer(host: &Host) -> String {
-    let email = format!("{}@example.com", unique("buyer"));
-    let password = "correct horse battery";
-    let r = host.send_json(
-        "POST",
-        "/users",
-        &json!({"email": email, "name": "Buyer", "password": password}),
+/// The order went through one of `paths`. Events from different topics can
+/// cross: when the payment's outcome reaches orders before the reservation
+/// does, `reserved` is skipped (the machine allows pending → paid).
+fn assert_paths(order: &Value, paths: &[&[&str]]) {
+    let went = history(order);
+    assert!(
+        paths.iter().any(|p| went == *p),
+        "history {went:?} is none of {paths:?}"
     );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = host.send_json(
-        "POST",
-        "/auth/token",
-        &json!({"email": email, "password": password}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["access_token"].as_str().unwrap().to_string()
-}
-
-/// A product priced `price` with `on_hand` units in stock.
-fn product(host: &Host, price: i64, on_hand: i32) -> String {
-    let body = json!({"name": unique("teapot"), "description": "d", "category": "saga", "price_minor": price, "currency": "EUR"});
-    let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let r = host.send_json_as(
-        &admin_token(),
-        "PUT",
-        &format!("/inventory/{id}"),
-        &json!({"on_hand": on_hand}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    id
-}
-
-fn stock(host: &Host, product: &str) -> (i64, i64) {
-    let s = host.get(&format!("/inventory/{product}")).json();
-    (
-        s["on_hand"].as_i64().unwrap(),
-        s["reserved"].as_i64().unwrap(),
-    )
-}
-
-fn order_body(items: Value, token: &str) -> Value {
-    json!({
-        "items": items,
-        "shipping_address": {"name": "Buyer", "line1": "1 Tea Street", "city": "Berlin", "postal_code": "10115", "country": "DE"},
-        "payment": {"provider": "fake", "token": token}
-    })
-}
-
-fn place(host: &Host, user: &str, key: &str, body: &Value) -> mart_integration_tests::Resp {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let auth = format!("Bearer {user}");
-    host.request(
-        "POST",
-        "/orders",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &auth),
-            ("idempotency-key", key),
-        ],
-        Some(&bytes),
-    )
-}
-
-/// Waits until the order reaches `status`; returns the order.
-fn wait_for(host: &Host, user: &str, order: &str, status: &str) -> Value {
-    let mut last = Value::Null;
-    eventually(WAIT, &format!("order {order} to become {status}"), || {
-        last = host.get_as(user, &format!("/orders/{order}")).json();
-        (last["status"] == status).then(|| last.clone())
-    })
-}
-
-fn history(order: &Value) -> Vec<String> {
-    order["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -156,7 +70,16 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
     assert!(detail.contains("different request"), "{detail}");
 
     let paid = wait_for(&host, &user, &id, "paid");
-    assert_eq!(history(&paid), ["pending", "reserved", "paid"]);
+    assert_paths(
+        &paid,
+        &[&["pending", "reserved", "paid"], &["pending", "paid"]],
+    );
+    eventually(WAIT, "the cart to be closed", || {
+        let cart = host.get_as(&user, &format!("/carts/{cart_id}")).json();
+        (cart["status"] == "checked_out").then_some(())
+    });
+    // Retrying the placement still answers with the order, cart closed or not.
+    assert_eq!(place(&host, &user, &key, &body).json()["id"], id.as_str());
     eventually(WAIT, "stock to be committed", || {
         (stock(&host, &teapot) == (9, 0) && stock(&host, &cup) == (6, 0)).then_some(())
     });
@@ -228,8 +151,16 @@ fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
     );
     let id = r.json()["id"].as_str().unwrap().to_string();
     let cancelled = wait_for(&host, &user, &id, "cancelled");
-    assert_eq!(history(&cancelled), ["pending", "reserved", "cancelled"]);
-    let reason = cancelled["history"][2]["reason"].as_str().unwrap();
+    assert_paths(
+        &cancelled,
+        &[
+            &["pending", "reserved", "cancelled"],
+            &["pending", "cancelled"],
+        ],
+    );
+    let reason = cancelled["history"].as_array().unwrap().last().unwrap()["reason"]
+        .as_str()
+        .unwrap();
     assert!(reason.starts_with("payment declined"), "{reason}");
     eventually(WAIT, "the reservation to be released", || {
         (stock(&host, &item) == (5, 0)).then_some(())
@@ -302,50 +233,4 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
         .as_str()
         .unwrap()
         .contains("shipped"));
-}
-
-#[test]
-fn a_host_killed_mid_saga_completes_it_after_restart_without_doubling() {
-    let mut first = host();
-    let user = customer(&first);
-    let item = product(&first, 700, 50);
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        let r = place(
-            &first,
-            &user,
-            &unique("k"),
-            &order_body(json!([{"product_id": item, "quantity": 2}]), "tok_visa"),
-        );
-        assert_eq!(r.status, 201, "{}", r.text());
-        ids.push(r.json()["id"].as_str().unwrap().to_string());
-    }
-    first.kill();
-    let second = host();
-    for id in &ids {
-        wait_for(&second, &user, id, "paid");
-    }
-    eventually(WAIT, "16 units committed, none reserved", || {
-        (stock(&second, &item) == (34, 0)).then_some(())
-    });
-    // One charge per order, one reservation per order.
-    let list = ids
-        .iter()
-        .map(|i| format!("'{i}'"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let charges: i64 = postgres().query(
-        "payments",
-        &format!(
-            "SELECT count(*) FROM payments WHERE order_id IN ({list}) AND status = 'succeeded'"
-        ),
-    )[0]
-    .get(0);
-    assert_eq!(charges, 8);
-    let reservations: i64 = postgres().query(
-        "inventory",
-        &format!("SELECT count(*) FROM reservations WHERE order_id IN ({list})"),
-    )[0]
-    .get(0);
-    assert_eq!(reservations, 8);
 }

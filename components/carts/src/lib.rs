@@ -6,6 +6,7 @@
 //! Another user's cart answers 404, so cart ids cannot be probed.
 
 mod db;
+mod events;
 mod services;
 
 use mart_domain::auth::Claims;

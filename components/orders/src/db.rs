@@ -178,6 +178,7 @@ impl Db {
                 &OrderPlaced {
                     order_id: created.id.clone(),
                     user_id: created.user_id.clone(),
+                    cart_id: new.cart_id.map(str::to_string),
                     lines: new.lines.to_vec(),
                     total_minor: total,
                     currency: created.currency.clone(),
@@ -190,7 +191,7 @@ impl Db {
         })
     }
 
-    fn by_key(&self, user: &str, key: &str) -> Result<Option<Order>, Problem> {
+    pub fn by_key(&self, user: &str, key: &str) -> Result<Option<Order>, Problem> {
         let rows = self
             .connection
             .query(
@@ -376,6 +377,31 @@ impl Db {
             )?;
         }
         Ok(Some(order))
+    }
+}
+
+impl Db {
+    /// Cancels open orders (`pending`, `reserved`) older than `deadline`
+    /// ("payment timed out"), releasing their stock through the saga. Runs
+    /// a few at a time, skipping orders another request is handling.
+    pub fn expire_stale(&self, deadline_secs: i64) -> Result<usize, Problem> {
+        self.transaction(|db| {
+            let rows = db
+                .connection
+                .query(
+                    "SELECT id FROM orders WHERE status IN ('pending', 'reserved') \
+                     AND created_at < now() - ($1::bigint * interval '1 second') \
+                     ORDER BY created_at LIMIT 20 FOR UPDATE SKIP LOCKED",
+                    &[ParameterValue::Int64(deadline_secs)],
+                )
+                .map_err(failed)?;
+            let reason = mart_domain::orders::CancelReason::PaymentTimedOut.as_str();
+            for row in &rows.rows {
+                let id = uuid_text(&row[0])?;
+                db.change_status_in_transaction(&id, Status::Cancelled, Some(reason))?;
+            }
+            Ok(rows.rows.len())
+        })
     }
 }
 

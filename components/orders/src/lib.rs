@@ -31,6 +31,7 @@ async fn handle(request: Request) -> Response {
 
 async fn route(request: &Request) -> Result<Response, Problem> {
     let caller = authenticate(request)?;
+    expire_stale_orders();
     let segments = segments(request, "/orders");
     match (request.method(), segments.as_slice()) {
         (Method::Post, []) => place(request, &caller).await,
@@ -47,6 +48,23 @@ async fn route(request: &Request) -> Result<Response, Problem> {
             "no order resource at {}",
             request.path()
         ))),
+    }
+}
+
+/// Orders left `pending` or `reserved` past `order_deadline_secs` are
+/// cancelled ("payment timed out") and their stock released. There is no
+/// timer trigger yet, so the API does this as it is used: a stale order is
+/// expired at the latest when someone looks at orders. A failure here must
+/// not fail the request; it is logged and retried by the next one.
+fn expire_stale_orders() {
+    let deadline = variable("order_deadline_secs")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(900);
+    match Db::connect().and_then(|db| db.expire_stale(deadline)) {
+        Ok(0) => {}
+        Ok(n) => eprintln!("orders: {n} order(s) passed their deadline and were cancelled"),
+        Err(problem) => eprintln!("orders: expiring stale orders failed: {}", problem.detail),
     }
 }
 
@@ -80,6 +98,16 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
         serde_json::to_vec(&input).expect("serialisable"),
     ));
     let db = Db::connect()?;
+    // A repeated key answers from what it created, without reading the
+    // cart again (it is closed once the order is placed).
+    if let Some(existing) = key
+        .as_deref()
+        .map(|k| db.by_key(&user, k))
+        .transpose()?
+        .flatten()
+    {
+        return replay(existing, &request_hash);
+    }
     let currency = variable("shop_currency")?;
     let authorization = request.header("authorization").and_then(|v| v.as_str());
     let (items, cart_id) = match &source {
@@ -106,20 +134,26 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
             response.set_header("location", format!("/orders/{}", order.id));
             Ok(response)
         }
-        Placed::Existing(order) if order.request_hash.as_deref() == Some(request_hash.as_str()) => {
-            let mut response = json_response(200, &order);
-            response.set_header("location", format!("/orders/{}", order.id));
-            Ok(response)
-        }
-        Placed::Existing(order) => Err(Problem::new(
+        Placed::Existing(order) => replay(order, &request_hash),
+    }
+}
+
+/// The answer to a repeated Idempotency-Key: the same order for the same
+/// request, 422 for a different one.
+fn replay(order: Order, request_hash: &str) -> Result<Response, Problem> {
+    if order.request_hash.as_deref() != Some(request_hash) {
+        return Err(Problem::new(
             422,
             "Unprocessable Content",
             format!(
                 "Idempotency-Key was already used for order {} with a different request",
                 order.id
             ),
-        )),
+        ));
     }
+    let mut response = json_response(200, &order);
+    response.set_header("location", format!("/orders/{}", order.id));
+    Ok(response)
 }
 
 fn list(request: &Request, caller: &Claims) -> Result<Response, Problem> {

@@ -304,6 +304,9 @@ pub fn total_minor(lines: &[OrderLine]) -> i64 {
 pub struct OrderPlaced {
     pub order_id: String,
     pub user_id: String,
+    /// The cart it was placed from, which the carts service then closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cart_id: Option<String>,
     pub lines: Vec<OrderLine>,
     pub total_minor: i64,
     pub currency: String,

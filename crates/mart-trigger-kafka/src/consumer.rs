@@ -81,6 +81,10 @@ impl TriggerConsumer {
             .set("fetch.wait.max.ms", "10")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // Also the rebalance timeout: how long a rebalance waits for a
+            // member that does not rejoin. The poll thread polls every 50 ms
+            // and blocks only while draining revoked partitions (REVOKE_GRACE).
+            .set("max.poll.interval.ms", "45000")
             .set("statistics.interval.ms", "1000")
             .create_with_context(context)
             .with_context(|| format!("creating the Kafka consumer for `{component}`"))?;

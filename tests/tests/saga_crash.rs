@@ -1,0 +1,56 @@
+//! The saga survives a host killed in the middle of it. In a test binary of
+//! its own (so its own broker): the killed host stays a member of the
+//! consumer groups until the broker expires it, which would stall the
+//! partitions it held for every other test sharing that broker.
+
+mod saga_support;
+
+use mart_integration_tests::{eventually, postgres};
+use saga_support::*;
+use serde_json::json;
+
+#[test]
+fn a_host_killed_mid_saga_completes_it_after_restart_without_doubling() {
+    let mut first = host();
+    let user = customer(&first);
+    let item = product(&first, 700, 50);
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let r = place(
+            &first,
+            &user,
+            &unique("k"),
+            &order_body(json!([{"product_id": item, "quantity": 2}]), "tok_visa"),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    first.kill();
+    let second = host();
+    for id in &ids {
+        wait_for(&second, &user, id, "paid");
+    }
+    eventually(WAIT, "16 units committed, none reserved", || {
+        (stock(&second, &item) == (34, 0)).then_some(())
+    });
+    // One charge per order, one reservation per order.
+    let list = ids
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let charges: i64 = postgres().query(
+        "payments",
+        &format!(
+            "SELECT count(*) FROM payments WHERE order_id IN ({list}) AND status = 'succeeded'"
+        ),
+    )[0]
+    .get(0);
+    assert_eq!(charges, 8);
+    let reservations: i64 = postgres().query(
+        "inventory",
+        &format!("SELECT count(*) FROM reservations WHERE order_id IN ({list})"),
+    )[0]
+    .get(0);
+    assert_eq!(reservations, 8);
+}

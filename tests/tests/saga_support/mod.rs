@@ -1,0 +1,114 @@
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+//! What the saga tests share: a host with the whole app, customers,
+//! products with stock, orders, and waiting for an order's status.
+
+use std::time::Duration;
+
+use mart_integration_tests::{admin_token, Host};
+use serde_json::{json, Value};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn host() -> Host {
+    Host::start("spin.toml", &[])
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        mart_integration_tests::free_port()
+    )
+}
+
+/// A new customer's token.
+pub fn customer(host: &Host) -> String {
+    let email = format!("{}@example.com", unique("buyer"));
+    let password = "correct horse battery";
+    let r = host.send_json(
+        "POST",
+        "/users",
+        &json!({"email": email, "name": "Buyer", "password": password}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({"email": email, "password": password}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// A product priced `price` with `on_hand` units in stock.
+pub fn product(host: &Host, price: i64, on_hand: i32) -> String {
+    let body = json!({"name": unique("teapot"), "description": "d", "category": "saga", "price_minor": price, "currency": "EUR"});
+    let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = host.send_json_as(
+        &admin_token(),
+        "PUT",
+        &format!("/inventory/{id}"),
+        &json!({"on_hand": on_hand}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    id
+}
+
+pub fn stock(host: &Host, product: &str) -> (i64, i64) {
+    let s = host.get(&format!("/inventory/{product}")).json();
+    (
+        s["on_hand"].as_i64().unwrap(),
+        s["reserved"].as_i64().unwrap(),
+    )
+}
+
+pub fn order_body(items: Value, token: &str) -> Value {
+    json!({
+        "items": items,
+        "shipping_address": {"name": "Buyer", "line1": "1 Tea Street", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "payment": {"provider": "fake", "token": token}
+    })
+}
+
+pub fn place(host: &Host, user: &str, key: &str, body: &Value) -> mart_integration_tests::Resp {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let auth = format!("Bearer {user}");
+    host.request(
+        "POST",
+        "/orders",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+            ("idempotency-key", key),
+        ],
+        Some(&bytes),
+    )
+}
+
+/// Waits until the order reaches `status`; returns the order.
+pub fn wait_for(host: &Host, user: &str, order: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let last = host.get_as(user, &format!("/orders/{order}")).json();
+        if last["status"] == status {
+            return last;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("order {order} did not become {status} within {WAIT:?}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn history(order: &Value) -> Vec<String> {
+    order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap().to_string())
+        .collect()
+}
