@@ -123,4 +123,23 @@ fn events_survive_a_broker_outage_and_keep_their_order() {
         metrics.contains("mart_outbox_backlog{database=\"catalog\"} 0"),
         "{metrics}"
     );
+
+    // Sent rows are pruned after the retention period (0 hours here): the
+    // next relay to take over the database prunes as it starts.
+    drop(host);
+    let _pruner = Host::start(
+        "spin.toml",
+        &[
+            ("MART_KAFKA_BROKERS", broker.bootstrap()),
+            ("MART_EVENT_RETENTION_HOURS", "0".into()),
+        ],
+    );
+    eventually(WAIT, "sent outbox rows to be pruned", || {
+        let sent: i64 = postgres().query(
+            "catalog",
+            "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+        )[0]
+        .get(0);
+        (sent == 0).then_some(())
+    });
 }
