@@ -19,6 +19,11 @@ struct Setup {
 }
 
 fn setup(name: &str, trigger_settings: &str) -> Setup {
+    setup_with(name, trigger_settings, "")
+}
+
+/// `component_settings`: extra lines for `[component.probe.tool.mart]`.
+fn setup_with(name: &str, trigger_settings: &str, component_settings: &str) -> Setup {
     let pg = postgres();
     let db = format!("kafka_{name}");
     pg.query("postgres", &format!("CREATE DATABASE {db}"));
@@ -58,6 +63,9 @@ topics = ["{topic}"]
 source = "{wasm}"
 allowed_outbound_hosts = ["postgres://127.0.0.1:{{{{ pg_port }}}}"]
 variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{db}" }}
+
+[component.probe.tool.mart]
+{component_settings}
 "#,
             wasm = wasm.display()
         ),
@@ -330,5 +338,39 @@ fn two_hosts_share_the_partitions_and_hand_them_over() {
     assert!(
         applied.values().all(|n| *n == 1),
         "applied twice: {applied:?}"
+    );
+}
+
+#[test]
+fn components_publish_only_to_the_topics_their_manifest_lists() {
+    let s = setup_with(
+        "publish",
+        "",
+        "kafka_publish_topics = [\"test.publish.out\"]",
+    );
+    let _host = start_host(&s);
+    broker().produce(
+        &s.topic,
+        &[
+            (
+                "k",
+                json!({"id": "allowed", "action": {"publish": "test.publish.out"}}),
+            ),
+            (
+                "k",
+                json!({"id": "refused", "action": {"publish": "test.publish.secret"}}),
+            ),
+        ],
+    );
+    let published = broker().read("test.publish.out", 1, WAIT);
+    assert_eq!(published[0].key.as_deref(), Some("allowed"));
+    assert_eq!(published[0].header("published-by"), Some("kafka-probe"));
+    assert_eq!(published[0].json()["id"], "allowed");
+    let letters = broker().read(&format!("{}.dlq", s.topic), 1, WAIT);
+    assert_eq!(letters[0].json()["id"], "refused");
+    let error = letters[0].header("mart-dlq-error").unwrap();
+    assert!(
+        error.contains("`test.publish.secret` is not in this component's kafka_publish_topics"),
+        "{error}"
     );
 }

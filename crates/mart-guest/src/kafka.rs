@@ -29,7 +29,7 @@ pub mod bindings {
 pub use bindings::export_kafka_handler;
 pub use bindings::exports::mart::kafka::handler::Header;
 pub use bindings::exports::mart::kafka::handler::{Failure, Guest as Handler, Message};
-pub use bindings::mart::kafka::producer::publish;
+pub use bindings::mart::kafka::producer::{self, publish};
 
 /// Why one message could not be handled.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,9 @@
 //! - `"poison"`: fail permanently (straight to the dead-letter topic),
 //! - `{"sleep_ms": n}`: wait in the database, then record the effect,
 //! - `"trap"`: panic (the instance traps),
-//! - `"noop"`: nothing at all (for measuring the trigger).
+//! - `"noop"`: nothing at all (for measuring the trigger),
+//! - `{"publish": topic}`: publish the message's value to `topic` through
+//!   `mart:kafka/producer`; a refusal is a permanent failure.
 //!
 //! Every attempt is logged in `attempts`; effects in `effects`. Tables live in
 //! the database named by the `db_url` variable (the test creates them).
@@ -54,6 +56,15 @@ fn handle_one(db: &Connection, message: &Message) -> Result<(), HandlerError> {
     }
     if action == "trap" {
         panic!("{id} asked to trap");
+    }
+    if let Some(topic) = action["publish"].as_str() {
+        let value = message.value.clone().unwrap_or_default();
+        let header = kafka::producer::Header {
+            key: "published-by".into(),
+            value: b"kafka-probe".to_vec(),
+        };
+        kafka::publish(topic, Some(id.as_bytes()), &value, &[header])
+            .map_err(HandlerError::permanent)?;
     }
     if let Some(times) = action["fail_times"].as_i64() {
         let attempts = db
