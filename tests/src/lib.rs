@@ -364,7 +364,7 @@ impl Drop for Host {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("MART_TEST_KEEP_LOGS").is_some() {
             // Kept for the post-mortem; the path is in the test's output.
             eprintln!("host log kept at {}", self.log.display());
         } else {

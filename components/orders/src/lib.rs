@@ -91,7 +91,8 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
     let user = caller_id(caller)?;
     let key = idempotency_key(request)?;
     let input: PlaceOrder = json_body(request, MAX_BODY_BYTES)?;
-    let source = input.validate()?;
+    let providers = variable("payment_providers")?;
+    let source = input.validate(&mart_domain::orders::enabled_providers(&providers))?;
     // The request as understood (not its bytes): key order and spacing do
     // not make a different request.
     let request_hash = hex::encode(Sha256::digest(

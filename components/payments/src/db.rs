@@ -4,9 +4,7 @@
 
 use mart_domain::events::EventType;
 use mart_domain::orders::OrderPlaced;
-use mart_domain::payments::{
-    Charge, ChargeOutcome, FakeProvider, PaymentChanged, PaymentStatus, Provider,
-};
+use mart_domain::payments::{Charge, ChargeOutcome, PaymentChanged, PaymentStatus};
 use mart_domain::Problem;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
@@ -69,14 +67,7 @@ fn payment(row: &[DbValue]) -> Result<Payment, Problem> {
     })
 }
 
-/// The provider an order named. Only the fake one exists so far (see
-/// mart_domain::orders::PAYMENT_PROVIDERS).
-fn provider(name: &str) -> Option<&'static dyn Provider> {
-    match name {
-        "fake" => Some(&FakeProvider),
-        _ => None,
-    }
-}
+use crate::providers::provider;
 
 pub struct Db {
     pub connection: Connection,
@@ -193,6 +184,9 @@ impl Db {
             ChargeOutcome::Succeeded { reference } => {
                 self.settle(&p, PaymentStatus::Succeeded, None, Some(&reference))
             }
+            // Not final yet: keep the reference, never charge again; the
+            // provider's webhook settles it.
+            ChargeOutcome::Pending { reference } => self.attempted(&p, &reference),
             ChargeOutcome::Declined { reason } => {
                 self.settle(&p, PaymentStatus::Failed, Some(&reason), None)
             }
@@ -216,6 +210,9 @@ impl Db {
             return Ok(());
         };
         match p.status() {
+            // A charge in flight (the provider has not settled it) must not
+            // be forgotten: its webhook refunds it if it succeeds.
+            PaymentStatus::Pending if p.provider_ref.is_some() => Ok(()),
             PaymentStatus::Pending => {
                 self.settle(&p, PaymentStatus::Cancelled, Some("order cancelled"), None)
             }
@@ -253,6 +250,59 @@ impl Db {
             )
             .map_err(|e| Problem::service_unavailable(format!("the refund failed: {e}")))?;
         self.settle(p, PaymentStatus::Refunded, Some(reason), None)
+    }
+
+    /// A charge the provider accepted but has not settled.
+    fn attempted(&self, p: &Payment, reference: &str) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "UPDATE payments SET provider_ref = $2, token = NULL, updated_at = now() WHERE id = $1",
+                &[uuid(&p.id), text(reference)],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// The provider's final word on a charge that was pending (a webhook):
+    /// `Ok(false)` if the payment was no longer pending (already settled).
+    pub fn settle_pending(
+        &self,
+        order: &str,
+        succeeded: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, Problem> {
+        let Some(p) = self.locked(order)? else {
+            return Ok(false);
+        };
+        if p.status() != PaymentStatus::Pending {
+            return Ok(false);
+        }
+        let status = if succeeded {
+            PaymentStatus::Succeeded
+        } else {
+            PaymentStatus::Failed
+        };
+        self.settle(&p, status, reason, None)?;
+        if succeeded && p.order_cancelled {
+            // The order was cancelled while the charge was processing.
+            let settled = self
+                .locked(order)?
+                .ok_or_else(|| failed("payment vanished"))?;
+            self.refund(&settled, "order cancelled after payment")?;
+        }
+        Ok(true)
+    }
+
+    /// The payment whose provider reference is `reference`.
+    pub fn by_reference(&self, reference: &str) -> Result<Option<Payment>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                &format!("SELECT {COLUMNS} FROM payments WHERE provider_ref = $1"),
+                &[text(reference)],
+            )
+            .map_err(failed)?;
+        rows.rows.first().map(|r| payment(r)).transpose()
     }
 
     /// Records the new status (and the event other services react to).

@@ -1,9 +1,11 @@
 //! Payments: `GET /payments/{id}`, `GET /payments?order_id=` (the payer or
-//! an admin), admin `POST /payments/{id}/refund`; and, as a Kafka handler
-//! (`events`), the payment side of the checkout saga.
+//! an admin), admin `POST /payments/{id}/refund`, Stripe's webhook
+//! `POST /payments/webhooks/stripe` (public: signature only); and, as a
+//! Kafka handler (`events`), the payment side of the checkout saga.
 
 mod db;
 mod events;
+mod providers;
 
 use mart_domain::auth::Claims;
 use mart_domain::{parse_uuid, FieldError, Problem};
@@ -20,6 +22,13 @@ fn handle(request: Request) -> Response {
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {
+    // Webhooks carry no token: the provider's signature authenticates them.
+    if request.path() == "/payments/webhooks/stripe" {
+        return match request.method() {
+            Method::Post => stripe_webhook(request),
+            _ => Err(Problem::method_not_allowed("webhooks are POSTed")),
+        };
+    }
     let caller = authenticate(request)?;
     let segments = segments(request, "/payments");
     match (request.method(), segments.as_slice()) {
@@ -73,4 +82,59 @@ fn refund(caller: &Claims, id: &str) -> Result<Response, Problem> {
         .transaction(|db| db.refund_order(&payment.order_id, "refunded by an admin"))?
         .ok_or_else(not_found)?;
     Ok(json_response(200, &refunded))
+}
+
+/// Stripe's final word on a payment intent. Verified by `Stripe-Signature`
+/// (with `stripe_webhook_secret`), applied once per Stripe event id, and
+/// answered 200 for events that need nothing, so Stripe stops resending.
+fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
+    let secret = mart_guest::config::optional_variable("stripe_webhook_secret")
+        .ok_or_else(|| Problem::not_found("Stripe webhooks are not enabled here"))?;
+    let signature = request
+        .header("stripe-signature")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Problem::bad_request("the Stripe-Signature header is missing"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    mart_domain::stripe::verify_signature(signature, request.body(), &secret, now)
+        .map_err(Problem::bad_request)?;
+    let event = mart_domain::stripe::parse_webhook(request.body()).map_err(Problem::bad_request)?;
+    let succeeded = match event.kind.as_str() {
+        "payment_intent.succeeded" => true,
+        "payment_intent.payment_failed" => false,
+        _ => return Ok(json_response(200, &serde_json::json!({ "received": true }))),
+    };
+    let db = Db::connect()?;
+    db.transaction(|db| -> Result<(), Problem> {
+        let first = db
+            .connection
+            .execute(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ('stripe-webhook', $1) \
+                 ON CONFLICT DO NOTHING",
+                &[mart_guest::db::text(&event.id)],
+            )
+            .map_err(|e| mart_guest::db::failed("payments", e))?;
+        if first == 0 {
+            return Ok(()); // a resent webhook
+        }
+        let payment = match db.by_reference(&event.payment_intent)? {
+            Some(p) => Some(p),
+            None => match event.order_id.as_deref().and_then(parse_uuid) {
+                Some(order) => db.by_order(&order)?,
+                None => None,
+            },
+        };
+        match payment {
+            Some(p) => {
+                db.settle_pending(&p.order_id, succeeded, event.failure.as_deref())?;
+            }
+            None => eprintln!(
+                "payments: Stripe event {} names payment intent {} that is not ours",
+                event.id, event.payment_intent
+            ),
+        }
+        Ok(())
+    })?;
+    Ok(json_response(200, &serde_json::json!({ "received": true })))
 }

@@ -14,6 +14,7 @@ pub mod paging;
 pub mod password;
 pub mod payments;
 pub mod problem;
+pub mod stripe;
 pub mod users;
 
 pub use problem::{FieldError, Problem};

@@ -7,10 +7,20 @@ use crate::{parse_uuid, FieldError, Problem};
 
 /// Most distinct lines in one order.
 pub const MAX_LINES: usize = 100;
-/// Providers an order may name. Only the built-in `fake` provider exists so
-/// far; real adapters (Stripe, PayFast) are added here when they land, so an
-/// order is never accepted for a provider that cannot charge it.
-pub const PAYMENT_PROVIDERS: [&str; 1] = ["fake"];
+/// Providers the payments service implements. A deployment enables some of
+/// them (the `payment_providers` variable); an order naming another is
+/// refused, so no order is accepted that nobody can charge.
+pub const PAYMENT_PROVIDERS: [&str; 2] = ["fake", "stripe"];
+
+/// The enabled providers from a `payment_providers` setting (`fake,stripe`),
+/// keeping only those the payments service implements.
+pub fn enabled_providers(setting: &str) -> Vec<&str> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|p| PAYMENT_PROVIDERS.contains(p))
+        .collect()
+}
 
 /// An order's status. Allowed moves are listed in `Status::can_become`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -162,8 +172,9 @@ pub enum LineSource {
 
 impl PlaceOrder {
     /// Checks everything that needs no other service; every problem found
-    /// is reported at once, each naming its field.
-    pub fn validate(&self) -> Result<LineSource, Problem> {
+    /// is reported at once, each naming its field. `providers`: the payment
+    /// providers this deployment enabled.
+    pub fn validate(&self, providers: &[&str]) -> Result<LineSource, Problem> {
         let mut errors = Vec::new();
         let source = match (&self.cart_id, &self.items) {
             (Some(cart), None) => match parse_uuid(cart) {
@@ -183,10 +194,10 @@ impl PlaceOrder {
             }
         };
         validate_address(&self.shipping_address, &mut errors);
-        if !PAYMENT_PROVIDERS.contains(&self.payment.provider.as_str()) {
+        if !providers.contains(&self.payment.provider.as_str()) {
             errors.push(FieldError::new(
                 "payment.provider",
-                format!("must be one of {}", PAYMENT_PROVIDERS.join(", ")),
+                format!("must be one of {}", providers.join(", ")),
             ));
         }
         if !(1..=200).contains(&self.payment.token.len()) {
@@ -389,7 +400,7 @@ mod tests {
             {"product_id": P1.to_uppercase(), "quantity": 2},
             {"product_id": P2, "quantity": 3}
         ]));
-        let LineSource::Items(items) = r.validate().unwrap() else {
+        let LineSource::Items(items) = r.validate(&["fake"]).unwrap() else {
             panic!("items expected")
         };
         assert_eq!(
@@ -412,7 +423,7 @@ mod tests {
         let mut r = request(serde_json::json!([{"product_id": "nope", "quantity": 0}]));
         r.shipping_address.country = "Germany".into();
         r.payment.provider = "cash".into();
-        let problem = r.validate().unwrap_err();
+        let problem = r.validate(&["fake"]).unwrap_err();
         assert_eq!(problem.status, 422);
         let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
@@ -425,9 +436,30 @@ mod tests {
         );
         let mut both = request(serde_json::json!([{"product_id": P1, "quantity": 1}]));
         both.cart_id = Some(P2.into());
-        assert_eq!(both.validate().unwrap_err().errors[0].field, "cart_id");
+        assert_eq!(
+            both.validate(&["fake"]).unwrap_err().errors[0].field,
+            "cart_id"
+        );
         let empty = request(serde_json::json!([]));
-        assert_eq!(empty.validate().unwrap_err().errors[0].field, "items");
+        assert_eq!(
+            empty.validate(&["fake"]).unwrap_err().errors[0].field,
+            "items"
+        );
+    }
+
+    #[test]
+    fn only_implemented_providers_can_be_enabled() {
+        assert_eq!(
+            enabled_providers("fake, stripe,paypal,"),
+            ["fake", "stripe"]
+        );
+        let r = request(serde_json::json!([{"product_id": P1, "quantity": 1}]));
+        let mut stripe = r.clone();
+        stripe.payment.provider = "stripe".into();
+        assert!(stripe.validate(&["fake", "stripe"]).is_ok());
+        let problem = stripe.validate(&["fake"]).unwrap_err();
+        assert_eq!(problem.errors[0].field, "payment.provider");
+        assert_eq!(problem.errors[0].message, "must be one of fake");
     }
 
     #[test]

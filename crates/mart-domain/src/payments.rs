@@ -57,6 +57,9 @@ pub struct Charge<'a> {
 pub enum ChargeOutcome {
     /// Charged; the provider's reference for refunds.
     Succeeded { reference: String },
+    /// Accepted but not final (e.g. Stripe's `processing`): the provider
+    /// reports the outcome later by webhook.
+    Pending { reference: String },
     /// The provider said no, for good (declined card, bad token).
     Declined { reason: String },
     /// Could not find out (network, 5xx): try again later with the same key.

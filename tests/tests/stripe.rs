@@ -1,0 +1,283 @@
+//! Stripe through the whole saga, against a local fake of Stripe's API that
+//! checks the request shapes (never the internet): the charge is a
+//! PaymentIntent confirmed server-side with the order id as idempotency key;
+//! declines cancel; a `processing` intent is settled by a signed webhook.
+
+mod saga_support;
+
+use std::sync::{Arc, Mutex};
+
+use mart_integration_tests::Host;
+use saga_support::*;
+use serde_json::{json, Value};
+
+const SECRET_KEY: &str = "sk_test_mart";
+const WEBHOOK_SECRET: &str = "whsec_test_mart";
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    path: String,
+    headers: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+}
+
+impl Recorded {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A fake of the two Stripe endpoints Mart calls. It answers by payment
+/// method: `pm_card_visa` succeeds, `pm_card_chargeDeclined` is declined
+/// (402), `pm_processing` stays processing; refunds succeed.
+struct FakeStripe {
+    url: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl FakeStripe {
+    fn start() -> Self {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("a local port");
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = request.as_reader().read_to_string(&mut body);
+                let r = Recorded {
+                    path: request.url().to_string(),
+                    headers: request
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.to_string(), h.value.to_string()))
+                        .collect(),
+                    form: form_urlencoded::parse(body.as_bytes())
+                        .into_owned()
+                        .collect(),
+                };
+                let (status, answer) = answer(&r);
+                recorded.lock().unwrap().push(r);
+                let response = tiny_http::Response::from_string(answer.to_string())
+                    .with_status_code(status)
+                    .with_header(
+                        "content-type: application/json"
+                            .parse::<tiny_http::Header>()
+                            .unwrap(),
+                    );
+                let _ = request.respond(response);
+            }
+        });
+        Self { url, requests }
+    }
+
+    fn requests(&self, path: &str) -> Vec<Recorded> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+fn answer(r: &Recorded) -> (u16, Value) {
+    if r.header("authorization") != Some(&format!("Bearer {SECRET_KEY}")) {
+        return (
+            401,
+            json!({"error": {"message": "Invalid API Key provided"}}),
+        );
+    }
+    if r.header("idempotency-key").is_none() {
+        return (
+            400,
+            json!({"error": {"message": "an Idempotency-Key is expected"}}),
+        );
+    }
+    match r.path.as_str() {
+        "/v1/payment_intents" => {
+            let intent = format!("pi_{}", r.field("metadata[order_id]").unwrap_or("none"));
+            match r.field("payment_method") {
+                Some("pm_card_visa") => (200, json!({"id": intent, "status": "succeeded"})),
+                Some("pm_processing") => (200, json!({"id": intent, "status": "processing"})),
+                _ => (
+                    402,
+                    json!({"error": {"message": "Your card was declined.", "code": "card_declined"}}),
+                ),
+            }
+        }
+        "/v1/refunds" => (200, json!({"id": "re_1", "status": "succeeded"})),
+        _ => (404, json!({"error": {"message": "unknown path"}})),
+    }
+}
+
+/// One fake for the test binary: every host here is in the same consumer
+/// groups, so any of them may charge any order, and all must reach the same
+/// Stripe with the same settings.
+fn stripe() -> &'static FakeStripe {
+    static STRIPE: std::sync::OnceLock<FakeStripe> = std::sync::OnceLock::new();
+    STRIPE.get_or_init(FakeStripe::start)
+}
+
+fn stripe_host(stripe: &FakeStripe) -> Host {
+    Host::start(
+        "spin.toml",
+        &[
+            ("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake,stripe".into()),
+            ("SPIN_VARIABLE_STRIPE_API_BASE", stripe.url.clone()),
+            ("SPIN_VARIABLE_STRIPE_SECRET_KEY", SECRET_KEY.into()),
+            ("SPIN_VARIABLE_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        ],
+    )
+}
+
+fn stripe_order(host: &Host, user: &str, product: &str, method: &str) -> String {
+    let mut body = order_body(json!([{"product_id": product, "quantity": 2}]), method);
+    body["payment"]["provider"] = json!("stripe");
+    let r = place(host, user, &unique("k"), &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+fn webhook(host: &Host, event: &Value, signature: &str) -> u16 {
+    let payload = serde_json::to_vec(event).unwrap();
+    host.request(
+        "POST",
+        "/payments/webhooks/stripe",
+        &[
+            ("content-type", "application/json"),
+            ("stripe-signature", signature),
+        ],
+        Some(&payload),
+    )
+    .status
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn stripe_charges_a_payment_intent_keyed_by_the_order() {
+    let stripe = stripe();
+    let host = stripe_host(stripe);
+    let user = customer(&host);
+    let item = product(&host, 1250, 10);
+    let order = stripe_order(&host, &user, &item, "pm_card_visa");
+    wait_for(&host, &user, &order, "paid");
+
+    let charges: Vec<Recorded> = stripe
+        .requests("/v1/payment_intents")
+        .into_iter()
+        .filter(|r| r.field("metadata[order_id]") == Some(order.as_str()))
+        .collect();
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    let charge = &charges[0];
+    assert_eq!(charge.header("idempotency-key"), Some(order.as_str()));
+    assert_eq!(
+        charge.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(charge.field("amount"), Some("2500"));
+    assert_eq!(charge.field("currency"), Some("eur"));
+    assert_eq!(charge.field("payment_method"), Some("pm_card_visa"));
+    assert_eq!(charge.field("confirm"), Some("true"));
+    assert_eq!(charge.field("metadata[order_id]"), Some(order.as_str()));
+    let payment = host
+        .get_as(&user, &format!("/payments?order_id={order}"))
+        .json();
+    assert_eq!(payment["items"][0]["provider_ref"], format!("pi_{order}"));
+
+    // A declined card cancels the order with Stripe's reason.
+    let declined = stripe_order(&host, &user, &item, "pm_card_chargeDeclined");
+    let cancelled = wait_for(&host, &user, &declined, "cancelled");
+    let reason = cancelled["history"].as_array().unwrap().last().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(reason, "payment declined: Your card was declined.");
+}
+
+#[test]
+fn a_processing_charge_is_settled_by_a_signed_webhook_once() {
+    let stripe = stripe();
+    let host = stripe_host(stripe);
+    let user = customer(&host);
+    let item = product(&host, 1000, 10);
+    let order = stripe_order(&host, &user, &item, "pm_processing");
+    eventually_charged(stripe, &order);
+    let event = json!({
+        "id": format!("evt_{order}"),
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": format!("pi_{order}"), "metadata": {"order_id": order}}}
+    });
+    let payload = serde_json::to_vec(&event).unwrap();
+
+    // Forged, stale or missing signatures are refused.
+    let forged = mart_domain::stripe::sign(&payload, "whsec_wrong", now());
+    assert_eq!(webhook(&host, &event, &forged), 400);
+    let stale = mart_domain::stripe::sign(&payload, WEBHOOK_SECRET, now() - 3600);
+    assert_eq!(webhook(&host, &event, &stale), 400);
+    let status = host.get_as(&user, &format!("/orders/{order}")).json()["status"].clone();
+    assert_ne!(status, "paid", "no payment without a valid signature");
+
+    let signed = mart_domain::stripe::sign(&payload, WEBHOOK_SECRET, now());
+    assert_eq!(webhook(&host, &event, &signed), 200);
+    wait_for(&host, &user, &order, "paid");
+    // Stripe resends webhooks; the second delivery changes nothing.
+    assert_eq!(webhook(&host, &event, &signed), 200);
+    let charges: Vec<Recorded> = stripe
+        .requests("/v1/payment_intents")
+        .into_iter()
+        .filter(|r| r.field("metadata[order_id]") == Some(order.as_str()))
+        .collect();
+    assert_eq!(charges.len(), 1, "charged once: {charges:?}");
+
+    // Cancelling the paid order refunds the intent, with its own key.
+    let r = host.request(
+        "POST",
+        &format!("/orders/{order}/cancel"),
+        &[("authorization", &format!("Bearer {user}"))],
+        None,
+    );
+    assert_eq!(r.json()["status"], "refunded");
+    let intent = format!("pi_{order}");
+    let refund = mart_integration_tests::eventually(WAIT, "the refund request", || {
+        stripe
+            .requests("/v1/refunds")
+            .into_iter()
+            .find(|r| r.field("payment_intent") == Some(intent.as_str()))
+    });
+    assert_eq!(
+        refund.field("payment_intent"),
+        Some(format!("pi_{order}").as_str())
+    );
+    assert_eq!(
+        refund.header("idempotency-key"),
+        Some(format!("refund-pi_{order}").as_str())
+    );
+}
+
+fn eventually_charged(stripe: &FakeStripe, order: &str) {
+    mart_integration_tests::eventually(WAIT, "the charge request", || {
+        stripe
+            .requests("/v1/payment_intents")
+            .iter()
+            .any(|r| r.field("metadata[order_id]") == Some(order))
+            .then_some(())
+    });
+}
