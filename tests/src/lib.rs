@@ -4,6 +4,7 @@
 //! Run through `make test`, which builds the host and the components first.
 
 pub mod broker;
+pub mod fake_http;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -5,8 +5,7 @@
 
 mod saga_support;
 
-use std::sync::{Arc, Mutex};
-
+use mart_integration_tests::fake_http::{FakeHttp, Recorded};
 use mart_integration_tests::Host;
 use saga_support::*;
 use serde_json::{json, Value};
@@ -14,85 +13,19 @@ use serde_json::{json, Value};
 const SECRET_KEY: &str = "sk_test_mart";
 const WEBHOOK_SECRET: &str = "whsec_test_mart";
 
-#[derive(Debug, Clone)]
-struct Recorded {
-    path: String,
-    headers: Vec<(String, String)>,
-    form: Vec<(String, String)>,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn field(&self, name: &str) -> Option<&str> {
-        self.form
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// A fake of the two Stripe endpoints Mart calls. It answers by payment
 /// method: `pm_card_visa` succeeds, `pm_card_chargeDeclined` is declined
 /// (402), `pm_processing` stays processing; refunds succeed.
-struct FakeStripe {
-    url: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
+///
+/// One for the test binary: every host here is in the same consumer
+/// groups, so any of them may charge any order, and all must reach the same
+/// Stripe with the same settings.
+fn stripe() -> &'static FakeHttp {
+    static STRIPE: std::sync::OnceLock<FakeHttp> = std::sync::OnceLock::new();
+    STRIPE.get_or_init(|| FakeHttp::start(answer))
 }
 
-impl FakeStripe {
-    fn start() -> Self {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("a local port");
-        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let recorded = requests.clone();
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let mut body = String::new();
-                let _ = request.as_reader().read_to_string(&mut body);
-                let r = Recorded {
-                    path: request.url().to_string(),
-                    headers: request
-                        .headers()
-                        .iter()
-                        .map(|h| (h.field.to_string(), h.value.to_string()))
-                        .collect(),
-                    form: form_urlencoded::parse(body.as_bytes())
-                        .into_owned()
-                        .collect(),
-                };
-                let (status, answer) = answer(&r);
-                recorded.lock().unwrap().push(r);
-                let response = tiny_http::Response::from_string(answer.to_string())
-                    .with_status_code(status)
-                    .with_header(
-                        "content-type: application/json"
-                            .parse::<tiny_http::Header>()
-                            .unwrap(),
-                    );
-                let _ = request.respond(response);
-            }
-        });
-        Self { url, requests }
-    }
-
-    fn requests(&self, path: &str) -> Vec<Recorded> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-}
-
-fn answer(r: &Recorded) -> (u16, Value) {
+fn answer(r: &Recorded, _before: &[Recorded]) -> (u16, Value) {
     if r.header("authorization") != Some(&format!("Bearer {SECRET_KEY}")) {
         return (
             401,
@@ -122,15 +55,7 @@ fn answer(r: &Recorded) -> (u16, Value) {
     }
 }
 
-/// One fake for the test binary: every host here is in the same consumer
-/// groups, so any of them may charge any order, and all must reach the same
-/// Stripe with the same settings.
-fn stripe() -> &'static FakeStripe {
-    static STRIPE: std::sync::OnceLock<FakeStripe> = std::sync::OnceLock::new();
-    STRIPE.get_or_init(FakeStripe::start)
-}
-
-fn stripe_host(stripe: &FakeStripe) -> Host {
+fn stripe_host(stripe: &FakeHttp) -> Host {
     Host::start(
         "spin.toml",
         &[
@@ -272,7 +197,7 @@ fn a_processing_charge_is_settled_by_a_signed_webhook_once() {
     );
 }
 
-fn eventually_charged(stripe: &FakeStripe, order: &str) {
+fn eventually_charged(stripe: &FakeHttp, order: &str) {
     mart_integration_tests::eventually(WAIT, "the charge request", || {
         stripe
             .requests("/v1/payment_intents")

@@ -128,6 +128,7 @@ fn deliver(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerEr
             "notification to {} ({}): {} — {}",
             note.user_id, note.kind, note.subject, note.body
         ),
+        "http" => send_http(db, event_id, note)?,
         other => {
             return Err(HandlerError::permanent(format!(
                 "notification channel `{other}` is not supported"
@@ -148,4 +149,55 @@ fn deliver(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerEr
     )
     .map_err(|e| HandlerError::from(pg::failed("notifications", e)))?;
     Ok(())
+}
+
+/// The `http` channel: `POST {notification_api_base}/messages` with a JSON
+/// message, the API key as bearer token, and the event id as
+/// `Idempotency-Key`. If the API accepted a message but this transaction
+/// then failed, the event is redelivered and the message sent again with
+/// the same key: an API that honours the key delivers it once, one that
+/// does not may deliver it twice (the at-least-once window).
+fn send_http(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerError> {
+    let base = mart_guest::config::variable("notification_api_base")?;
+    let key = mart_guest::config::optional_variable("notification_api_key").unwrap_or_default();
+    let rows = db
+        .query(
+            "SELECT email, name FROM recipients WHERE user_id = $1",
+            &[uuid(&note.user_id)],
+        )
+        .map_err(HandlerError::retry)?;
+    let Some(row) = rows.rows.first() else {
+        // user.registered travels on another topic and may not be here yet.
+        return Err(HandlerError::retry(format!(
+            "no address for user {} yet",
+            note.user_id
+        )));
+    };
+    let email: String = pg::decode(&row[0])?;
+    let name: String = pg::decode(&row[1])?;
+    let message = serde_json::json!({
+        "to": {"email": email, "name": name},
+        "subject": note.subject,
+        "text": note.body,
+        "kind": note.kind,
+    });
+    let request = spin_sdk::http::Request::builder()
+        .method(spin_sdk::http::Method::Post)
+        .uri(format!("{}/messages", base.trim_end_matches('/')))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .header("idempotency-key", event_id)
+        .body(serde_json::to_vec(&message).map_err(HandlerError::permanent)?)
+        .build();
+    let response: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(request))
+        .map_err(|e| HandlerError::retry(format!("the notification API is unreachable: {e}")))?;
+    match *response.status() {
+        200..=299 => Ok(()),
+        status @ (408 | 429 | 500..=599) => Err(HandlerError::retry(format!(
+            "the notification API answered {status}"
+        ))),
+        status => Err(HandlerError::permanent(format!(
+            "the notification API refused the message ({status})"
+        ))),
+    }
 }

@@ -1,0 +1,117 @@
+//! Notifications through the `http` channel, against a local fake of a
+//! mail API: one message per event, the event id as idempotency key,
+//! retried when the API fails, dead-lettered when it refuses.
+
+mod saga_support;
+
+use mart_integration_tests::broker::broker;
+use mart_integration_tests::fake_http::{FakeHttp, Recorded};
+use mart_integration_tests::{eventually, postgres, Host};
+use saga_support::*;
+use serde_json::{json, Value};
+
+const API_KEY: &str = "mail-key-test";
+
+/// Fails the first attempt for addresses starting `flaky`, refuses
+/// addresses starting `bounce`, accepts the rest.
+fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
+    if r.header("authorization") != Some(&format!("Bearer {API_KEY}")) {
+        return (401, json!({"error": "bad key"}));
+    }
+    let to = r.json()["to"]["email"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let tried = before
+        .iter()
+        .filter(|b| b.header("idempotency-key") == r.header("idempotency-key"))
+        .count();
+    if to.starts_with("bounce") {
+        (422, json!({"error": "undeliverable address"}))
+    } else if to.starts_with("flaky") && tried == 0 {
+        (503, json!({"error": "try later"}))
+    } else {
+        (202, json!({"id": format!("msg-{tried}")}))
+    }
+}
+
+fn mail() -> &'static FakeHttp {
+    static MAIL: std::sync::OnceLock<FakeHttp> = std::sync::OnceLock::new();
+    MAIL.get_or_init(|| FakeHttp::start(answer))
+}
+
+fn mail_host() -> Host {
+    Host::start(
+        "spin.toml",
+        &[
+            ("SPIN_VARIABLE_NOTIFICATION_CHANNEL", "http".into()),
+            ("SPIN_VARIABLE_NOTIFICATION_API_BASE", mail().url.clone()),
+            ("SPIN_VARIABLE_NOTIFICATION_API_KEY", API_KEY.into()),
+        ],
+    )
+}
+
+fn register(host: &Host, email: &str) {
+    let r = host.send_json(
+        "POST",
+        "/users",
+        &json!({"email": email, "name": "Mia", "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+fn messages_to(email: &str) -> Vec<Recorded> {
+    mail()
+        .requests("/messages")
+        .into_iter()
+        .filter(|r| r.json()["to"]["email"] == email)
+        .collect()
+}
+
+#[test]
+fn a_welcome_message_goes_out_once_even_when_the_api_fails_first() {
+    let host = mail_host();
+    let email = format!("{}@example.com", unique("flaky"));
+    register(&host, &email);
+    let sent = eventually(WAIT, "the welcome message to be accepted", || {
+        let sent = messages_to(&email);
+        (sent.len() == 2).then_some(sent)
+    });
+    // The retry carries the same idempotency key: the event id.
+    let key = sent[0].header("idempotency-key").unwrap().to_string();
+    assert_eq!(sent[1].header("idempotency-key"), Some(key.as_str()));
+    assert_eq!(sent[1].json()["subject"], "Welcome to Mart");
+    assert_eq!(sent[1].header("content-type"), Some("application/json"));
+    let recorded: Vec<String> = postgres()
+        .query(
+            "notifications",
+            &format!(
+                "SELECT event_id FROM notifications WHERE kind = 'welcome' AND event_id = '{key}'"
+            ),
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(recorded, [key], "recorded once, under the event id");
+}
+
+#[test]
+fn a_refused_message_is_dead_lettered_with_the_reason() {
+    let host = mail_host();
+    let email = format!("{}@example.com", unique("bounce"));
+    register(&host, &email);
+    let letters = broker().read("mart.users.dlq", 1, WAIT);
+    let letter = letters
+        .iter()
+        .find(|l| l.json()["email"] == email)
+        .expect("the refused event in the dead-letter topic");
+    assert_eq!(
+        letter.header("mart-dlq-error"),
+        Some("the notification API refused the message (422)")
+    );
+    assert_eq!(
+        letter.header("mart-dlq-component"),
+        Some("notifications-events")
+    );
+    assert_eq!(messages_to(&email).len(), 1, "a refusal is not retried");
+}
