@@ -2,7 +2,7 @@
 //! and the small Kafka client the tests use to produce and read records.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -61,21 +61,7 @@ impl Broker {
             std::env::temp_dir().join(format!("mart-test-kafka-{}-{port}", std::process::id()));
         let broker = Broker { port, dir };
         broker.start();
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; '{script}' stop '{dir}'; rm -rf '{dir}'",
-            pid = std::process::id(),
-            script = script().display(),
-            dir = broker.dir.display(),
-        );
-        // Deliberately never waited for: it must outlive this process.
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .args(["-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the broker watchdog");
+        crate::stop_when_this_process_exits(&script(), &broker.dir);
         broker
     }
 

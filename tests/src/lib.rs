@@ -69,25 +69,31 @@ pub fn postgres() -> &'static Postgres {
             .status()
             .expect("running scripts/postgres.sh");
         assert!(status.success(), "PostgreSQL did not start");
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; '{script}' stop '{dir}'; rm -rf '{dir}'",
-            pid = std::process::id(),
-            script = script.display(),
-            dir = dir.display(),
-        );
-        // Deliberately never waited for: it must outlive this process.
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .args(["-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the PostgreSQL watchdog");
+        stop_when_this_process_exits(&script, &dir);
         let pg = Postgres { port, dir };
         pg.migrate();
         pg
     })
+}
+
+/// Starts a watchdog that runs `script stop dir` and deletes `dir` once
+/// this test process has exited, however it exits.
+pub fn stop_when_this_process_exits(script: &Path, dir: &Path) {
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; '{script}' stop '{dir}'; rm -rf '{dir}'",
+        pid = std::process::id(),
+        script = script.display(),
+        dir = dir.display(),
+    );
+    // Deliberately never waited for: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting a watchdog");
 }
 
 impl Postgres {

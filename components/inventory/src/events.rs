@@ -22,11 +22,7 @@ struct Events;
 
 impl kafka::Handler for Events {
     fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-        let db = Db::connect().map_err(|p| Failure {
-            index: 0,
-            retry: true,
-            reason: p.detail,
-        })?;
+        let db = Db::connect()?;
         kafka::each(&messages, |message| apply(&db, message))
     }
 }

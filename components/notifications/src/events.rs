@@ -19,11 +19,7 @@ struct Events;
 
 impl kafka::Handler for Events {
     fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-        let db = pg::connect("notifications").map_err(|p| Failure {
-            index: 0,
-            retry: true,
-            reason: p.detail,
-        })?;
+        let db = pg::connect("notifications")?;
         kafka::each(&messages, |message| apply(&db, message))
     }
 }

@@ -158,3 +158,15 @@ impl From<mart_domain::Problem> for HandlerError {
         }
     }
 }
+
+/// A problem before any message was looked at (the database is down, a
+/// variable is missing): the whole batch failed, retryably if it is ours.
+impl From<mart_domain::Problem> for Failure {
+    fn from(problem: mart_domain::Problem) -> Self {
+        Failure {
+            index: 0,
+            retry: problem.status >= 500,
+            reason: problem.detail,
+        }
+    }
+}
