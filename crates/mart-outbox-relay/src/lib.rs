@@ -242,6 +242,7 @@ impl DatabaseRelay {
         }
         let source = format!("/mart/{}", self.db.name);
         let mut pending = Vec::with_capacity(rows.len());
+        let mut enqueue_failure = None;
         for row in &rows {
             let created: chrono::DateTime<chrono::Utc> = row.get(6);
             let aggregate_type: String = row.get(2);
@@ -260,17 +261,22 @@ impl DatabaseRelay {
                 value: envelope.data,
             };
             let seq: i64 = row.get(0);
-            pending.push((seq, created, self.publisher.enqueue(&record)));
+            match self.publisher.enqueue(&record) {
+                Ok(delivery) => pending.push((seq, created, delivery)),
+                Err(e) => {
+                    // Stop here: a later row of the same aggregate must not
+                    // overtake this one. The rest go out next round, in order.
+                    tracing::warn!(database = %self.db.name, error = %e, "cannot queue outbox row");
+                    enqueue_failure = Some(e);
+                    break;
+                }
+            }
         }
         let mut acknowledged = Vec::with_capacity(pending.len());
         let mut oldest = None;
-        let mut failure = None;
+        let mut failure = enqueue_failure;
         for (seq, created, delivery) in pending {
-            let result = match delivery {
-                Ok(delivery) => Publisher::acknowledged(delivery).await,
-                Err(e) => Err(e),
-            };
-            match result {
+            match Publisher::acknowledged(delivery).await {
                 Ok(_) => {
                     acknowledged.push(seq);
                     oldest.get_or_insert(created);
