@@ -15,6 +15,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::dead_letter::DeadLetter;
 use crate::invoke::{Handler, Outcome};
 
+/// How long a dead letter being published is waited for after a stop.
+const DEAD_LETTER_GRACE: Duration = Duration::from_secs(10);
+
 /// A partition of a topic.
 pub type TopicPartition = (String, i32);
 
@@ -163,9 +166,16 @@ impl Worker {
         let record = letter.record(&dlq);
         let mut attempt = 1;
         loop {
-            let published = tokio::select! {
-                published = ctx.dead_letters.publish(&record) => published,
-                _ = self.stop.wait_for(|stop| *stop) => return false,
+            // A dead letter on its way is waited for even when the worker is
+            // asked to stop (for a while: the broker may be down), so that
+            // the partition's next owner does not handle the message again.
+            let mut delivery = std::pin::pin!(ctx.dead_letters.publish(&record));
+            let published = match tokio::time::timeout(DEAD_LETTER_GRACE, &mut delivery).await {
+                Ok(published) => published,
+                Err(_) => tokio::select! {
+                    published = &mut delivery => published,
+                    _ = self.stop.wait_for(|stop| *stop) => return false,
+                },
             };
             match published {
                 Ok(_) => {
