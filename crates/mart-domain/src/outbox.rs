@@ -13,3 +13,7 @@
 pub const INSERT_SQL: &str =
     "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload) \
      VALUES (gen_random_uuid(), $1, $2, $3, $4)";
+
+/// The largest event payload the outbox accepts: well under the 1 MB Kafka
+/// brokers and librdkafka accept by default, leaving room for headers.
+pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;

@@ -95,6 +95,20 @@ pub fn record_event(
     payload: &serde_json::Value,
 ) -> Result<(), Problem> {
     let payload = serde_json::to_vec(payload).map_err(|e| failed(service, e))?;
+    // The relay publishes rows in order; a row the broker would refuse
+    // (librdkafka's default message.max.bytes is 1 MB) would hold back every
+    // later event of the database. Refuse it here, inside the change's
+    // transaction, so the change itself fails instead.
+    if payload.len() > outbox::MAX_PAYLOAD_BYTES {
+        return Err(failed(
+            service,
+            format!(
+                "an event of {} bytes exceeds the outbox limit of {} bytes",
+                payload.len(),
+                outbox::MAX_PAYLOAD_BYTES
+            ),
+        ));
+    }
     let params = [
         ParameterValue::Str(service.to_string()),
         ParameterValue::Str(aggregate_id.to_string()),

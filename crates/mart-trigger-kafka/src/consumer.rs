@@ -199,13 +199,20 @@ impl Progress for Partitions {
 }
 
 impl Partitions {
-    /// Finished offsets not yet committed, marked as committed.
-    fn take_uncommitted(&self, only: Option<&[TopicPartition]>) -> TopicPartitionList {
+    /// Finished offsets to commit, marked as committed: those not committed
+    /// yet, or all of them (`everything`, for the synchronous commits on
+    /// revoke and shutdown: an earlier asynchronous commit may have failed
+    /// without telling us).
+    fn take_uncommitted(
+        &self,
+        only: Option<&[TopicPartition]>,
+        everything: bool,
+    ) -> TopicPartitionList {
         let mut list = TopicPartitionList::new();
         let mut finished = self.finished.lock().expect("not poisoned");
         for ((topic, partition), f) in finished.iter_mut() {
             let wanted = only.is_none_or(|o| o.iter().any(|(t, p)| t == topic && p == partition));
-            if wanted && !f.committed {
+            if wanted && (everything || !f.committed) {
                 f.committed = true;
                 let _ = list.add_partition_offset(topic, *partition, Offset::Offset(f.next_offset));
             }
@@ -297,7 +304,7 @@ impl ConsumerContext for GroupContext {
         tracing::info!(group = %self.group, ?revoked, "partitions revoked");
         let _entered = self.runtime.enter();
         self.partitions.stop_workers(&revoked, REVOKE_GRACE);
-        let offsets = self.partitions.take_uncommitted(Some(&revoked));
+        let offsets = self.partitions.take_uncommitted(Some(&revoked), true);
         if offsets.count() > 0 {
             if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
                 tracing::warn!(group = %self.group, error = %e, "commit on revoke failed");
@@ -310,9 +317,15 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
+                // librdkafka keeps a partition paused by the application
+                // paused across revoke and re-assignment; this member has no
+                // worker (and so no backlog) for it any more.
+                if let Err(e) = consumer.resume(list) {
+                    tracing::warn!(group = %self.group, error = %e, "resuming assigned partitions failed");
+                }
                 let assigned: Vec<_> = list
                     .elements()
                     .iter()
@@ -445,7 +458,8 @@ impl Poller {
     }
 
     fn commit(&self, mode: CommitMode) {
-        let offsets = self.partitions.take_uncommitted(None);
+        let everything = matches!(mode, CommitMode::Sync);
+        let offsets = self.partitions.take_uncommitted(None, everything);
         if offsets.count() == 0 {
             return;
         }

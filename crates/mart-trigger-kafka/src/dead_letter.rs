@@ -205,6 +205,7 @@ fn read_pending(client: &KafkaClient, topic: &str) -> anyhow::Result<Pending> {
         .set("group.id", redrive_group(topic))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
         .create()
         .context("creating the dead-letter reader")?;
     let metadata = consumer
@@ -226,11 +227,12 @@ fn read_pending(client: &KafkaClient, topic: &str) -> anyhow::Result<Pending> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
     for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
+        // Records below `low` are gone (retention); start at what exists.
         let start = match committed.find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => consumer.fetch_watermarks(topic, *p, timeout)?.0,
+            Some(Offset::Offset(o)) => o.max(low),
+            _ => low,
         };
-        let high = consumer.fetch_watermarks(topic, *p, timeout)?.1;
         if start < high {
             assignment.add_partition_offset(topic, *p, Offset::Offset(start))?;
             ends.push((*p, high));

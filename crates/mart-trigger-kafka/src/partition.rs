@@ -107,8 +107,16 @@ impl Worker {
         let mut rest = batch;
         let mut attempt = 1u32;
         while let Some(first) = rest.first() {
+            // A stopped worker starts nothing new: its partition may already
+            // belong to another member.
+            if self.stopped() {
+                return false;
+            }
             let outcome = {
-                let _permit = ctx.permits.acquire().await.expect("never closed");
+                let _permit = tokio::select! {
+                    permit = ctx.permits.acquire() => permit.expect("never closed"),
+                    _ = self.stop.wait_for(|stop| *stop) => return false,
+                };
                 ctx.handler.invoke(rest).await
             };
             let (index, retry, reason) = match outcome {
