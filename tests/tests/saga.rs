@@ -234,3 +234,55 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
         .unwrap()
         .contains("shipped"));
 }
+
+#[test]
+fn one_trace_follows_an_order_across_services() {
+    let host = host();
+    let user = customer(&host);
+    let item = product(&host, 900, 5);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let body = serde_json::to_vec(&order_body(
+        json!([{"product_id": item, "quantity": 1}]),
+        "tok_visa",
+    ))
+    .unwrap();
+    let auth = format!("Bearer {user}");
+    let r = host.request(
+        "POST",
+        "/orders",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+            ("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01")),
+        ],
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let order = r.json()["id"].as_str().unwrap().to_string();
+    wait_for(&host, &user, &order, "paid");
+    // Every service's event about this order carries the caller's trace:
+    // orders (the HTTP request), inventory and payments (Kafka handlers
+    // continuing it from the records they handled).
+    for database in ["orders", "inventory", "payments"] {
+        let traces: Vec<Option<String>> = mart_integration_tests::postgres()
+            .query(
+                database,
+                &format!("SELECT traceparent FROM outbox WHERE aggregate_id = '{order}'"),
+            )
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            !traces.is_empty(),
+            "{database} recorded no event for {order}"
+        );
+        for trace in traces {
+            let trace = trace.unwrap_or_else(|| panic!("an event in {database} has no trace"));
+            assert_eq!(
+                trace.split('-').nth(1),
+                Some(trace_id),
+                "{database}: {trace}"
+            );
+        }
+    }
+}

@@ -24,6 +24,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
+    mart_guest::trace::continue_from(&request);
     mart_guest::respond(route(&request).await)
 }
 

@@ -15,6 +15,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    mart_guest::trace::continue_from(&request);
     mart_guest::respond(route(&request))
 }
 

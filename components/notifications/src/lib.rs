@@ -26,6 +26,7 @@ struct Notification {
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    mart_guest::trace::continue_from(&request);
     mart_guest::respond(route(&request))
 }
 

@@ -18,6 +18,7 @@ use crate::db::{Db, Payment};
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    mart_guest::trace::continue_from(&request);
     mart_guest::respond(route(&request))
 }
 

@@ -17,6 +17,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    mart_guest::trace::continue_from(&request);
     mart_guest::respond(route(&request))
 }
 

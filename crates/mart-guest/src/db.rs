@@ -114,6 +114,7 @@ pub fn record_event(
         ParameterValue::Str(aggregate_id.to_string()),
         ParameterValue::Str(event_type.to_string()),
         ParameterValue::Jsonb(payload),
+        crate::trace::current().map_or(ParameterValue::DbNull, ParameterValue::Str),
     ];
     connection
         .execute(outbox::INSERT_SQL, &params)

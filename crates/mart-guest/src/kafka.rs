@@ -58,6 +58,14 @@ pub fn each(
     mut handle_one: impl FnMut(&Message) -> Result<(), HandlerError>,
 ) -> Result<(), Failure> {
     for (index, message) in messages.iter().enumerate() {
+        // Events this message causes continue its trace.
+        crate::trace::set(
+            message
+                .headers
+                .iter()
+                .find(|h| h.key == "traceparent")
+                .and_then(|h| String::from_utf8(h.value.clone()).ok()),
+        );
         if let Err(error) = handle_one(message) {
             let (retry, reason) = match error {
                 HandlerError::Retry(r) => (true, r),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod kafka;
+pub mod trace;
 
 pub use http::{
     json_body, json_response, problem_response, require_json, segments, subpath, Query,

@@ -229,7 +229,7 @@ impl DatabaseRelay {
         let rows = client
             .query(
                 "SELECT seq, id::text, aggregate_type, aggregate_id, event_type, payload::text, \
-                        created_at \
+                        created_at, traceparent \
                    FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
                 &[&self.options.batch_size],
             )
@@ -254,10 +254,15 @@ impl DatabaseRelay {
                 subject: row.get(3),
                 data: row.get::<_, String>(5).into_bytes(),
             };
+            let mut headers = envelope.headers();
+            // The trace of the change that wrote the event, for the handlers.
+            if let Some(traceparent) = row.get::<_, Option<String>>(7) {
+                headers.push(("traceparent".into(), traceparent.into_bytes()));
+            }
             let record = Record {
                 topic: events::topic(&aggregate_type),
                 key: Some(envelope.subject.clone().into_bytes()),
-                headers: envelope.headers(),
+                headers,
                 value: envelope.data,
             };
             let seq: i64 = row.get(0);
