@@ -126,7 +126,7 @@ impl Metrics {
         let outbox_latency = HistogramVec::new(
             HistogramOpts::new(
                 "outbox_relay_latency_seconds",
-                "From the outbox write to the broker's acknowledgement, per database",
+                "Per relay round: from the write of its oldest row to the broker's acknowledgement, per database",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["database"],
