@@ -131,22 +131,20 @@ impl Postgres {
 
     /// Runs a script of several statements (no results).
     pub fn execute_script(&self, database: &str, sql: &str) {
-        let url = self.database_url(database);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.unwrap()
-        })
+        self.with_client(database, async |client| client.batch_execute(sql).await)
     }
 
     /// Runs one SQL statement, for checks the API cannot make.
     pub fn query(&self, database: &str, sql: &str) -> Vec<tokio_postgres::Row> {
+        self.with_client(database, async |client| client.query(sql, &[]).await)
+    }
+
+    /// A connection to `database` for one piece of work; panics on errors.
+    fn with_client<T>(
+        &self,
+        database: &str,
+        work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> T {
         let url = self.database_url(database);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -157,7 +155,7 @@ impl Postgres {
                 .await
                 .unwrap();
             tokio::spawn(conn);
-            client.query(sql, &[]).await.unwrap()
+            work(&client).await.unwrap()
         })
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use mart_integration_tests::{postgres, Host};
 use saga_support::*;
-use serde_json::json;
 
 #[test]
 fn an_order_stuck_past_its_deadline_is_cancelled() {
@@ -23,14 +22,7 @@ fn an_order_stuck_past_its_deadline_is_cancelled() {
     );
     let user = customer(&host);
     let item = product(&host, 1000, 5);
-    let r = place(
-        &host,
-        &user,
-        &unique("k"),
-        &order_body(json!([{"product_id": item, "quantity": 1}]), "tok_visa"),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["id"].as_str().unwrap().to_string();
+    let id = place_items(&host, &user, &item, 1, "tok_visa");
     std::thread::sleep(Duration::from_millis(1500));
     let order = host.get_as(&user, &format!("/orders/{id}")).json();
     assert_eq!(order["status"], "cancelled");

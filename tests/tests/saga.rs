@@ -118,14 +118,7 @@ fn out_of_stock_cancels_the_order_and_leaves_stock_alone() {
     let host = host();
     let user = customer(&host);
     let rare = product(&host, 1000, 2);
-    let r = place(
-        &host,
-        &user,
-        &unique("k"),
-        &order_body(json!([{"product_id": rare, "quantity": 3}]), "tok_visa"),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["id"].as_str().unwrap().to_string();
+    let id = place_items(&host, &user, &rare, 3, "tok_visa");
     let cancelled = wait_for(&host, &user, &id, "cancelled");
     let reason = cancelled["history"].as_array().unwrap().last().unwrap()["reason"]
         .as_str()
@@ -140,16 +133,7 @@ fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
     let host = host();
     let user = customer(&host);
     let item = product(&host, 1000, 5);
-    let r = place(
-        &host,
-        &user,
-        &unique("k"),
-        &order_body(
-            json!([{"product_id": item, "quantity": 2}]),
-            "tok_chargeDeclined",
-        ),
-    );
-    let id = r.json()["id"].as_str().unwrap().to_string();
+    let id = place_items(&host, &user, &item, 2, "tok_chargeDeclined");
     let cancelled = wait_for(&host, &user, &id, "cancelled");
     assert_paths(
         &cancelled,
@@ -176,13 +160,7 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
     let host = host();
     let user = customer(&host);
     let item = product(&host, 1500, 5);
-    let r = place(
-        &host,
-        &user,
-        &unique("k"),
-        &order_body(json!([{"product_id": item, "quantity": 2}]), "tok_visa"),
-    );
-    let id = r.json()["id"].as_str().unwrap().to_string();
+    let id = place_items(&host, &user, &item, 2, "tok_visa");
     wait_for(&host, &user, &id, "paid");
     eventually(WAIT, "stock to be committed", || {
         (stock(&host, &item) == (3, 0)).then_some(())
@@ -208,13 +186,7 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
         },
     );
     // Shipped orders can no longer be cancelled.
-    let r = place(
-        &host,
-        &user,
-        &unique("k"),
-        &order_body(json!([{"product_id": item, "quantity": 1}]), "tok_visa"),
-    );
-    let second = r.json()["id"].as_str().unwrap().to_string();
+    let second = place_items(&host, &user, &item, 1, "tok_visa");
     wait_for(&host, &user, &second, "paid");
     let r = host.send_json_as(
         &admin_token(),

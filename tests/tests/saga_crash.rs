@@ -7,7 +7,6 @@ mod saga_support;
 
 use mart_integration_tests::{eventually, postgres};
 use saga_support::*;
-use serde_json::json;
 
 #[test]
 fn a_host_killed_mid_saga_completes_it_after_restart_without_doubling() {
@@ -16,14 +15,7 @@ fn a_host_killed_mid_saga_completes_it_after_restart_without_doubling() {
     let item = product(&first, 700, 50);
     let mut ids = Vec::new();
     for _ in 0..8 {
-        let r = place(
-            &first,
-            &user,
-            &unique("k"),
-            &order_body(json!([{"product_id": item, "quantity": 2}]), "tok_visa"),
-        );
-        assert_eq!(r.status, 201, "{}", r.text());
-        ids.push(r.json()["id"].as_str().unwrap().to_string());
+        ids.push(place_items(&first, &user, &item, 2, "tok_visa"));
     }
     first.kill();
     let second = host();

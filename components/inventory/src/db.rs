@@ -292,19 +292,7 @@ impl Db {
     pub fn finish_reservation(&self, order: &str, commit: bool) -> Result<Outcome, Problem> {
         let target = if commit { "committed" } else { "released" };
         self.transaction(|db| {
-            let rows = db
-                .connection
-                .query(
-                    "UPDATE reservations SET status = $2, updated_at = now()
-                     WHERE order_id = $1 AND status = 'reserved' RETURNING product_id, quantity",
-                    &[uuid(order), text(target)],
-                )
-                .map_err(failed)?;
-            let mut lines = rows
-                .rows
-                .iter()
-                .map(|r| Ok(Line { product_id: uuid_text(&r[0])?, quantity: decode(&r[1])? }))
-                .collect::<Result<Vec<_>, Problem>>()?;
+            let lines = db.move_reservation(order, "reserved", target)?;
             if lines.is_empty() {
                 let existing = db.reservation_lines(order)?;
                 let Some((_, status)) = existing.first() else {
@@ -318,7 +306,6 @@ impl Db {
                     Outcome::Rejected(format!("the reservation for order {order} is already {status}"))
                 });
             }
-            lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
             for line in &lines {
                 let sql = if commit {
                     "UPDATE stock SET reserved = reserved - $2, on_hand = on_hand - $2, updated_at = now() WHERE product_id = $1"
@@ -340,26 +327,39 @@ impl Db {
 }
 
 impl Db {
+    /// Moves an order's reservation lines from status `from` to `to` and
+    /// returns them sorted by product id, the order in which stock rows are
+    /// then locked; empty when no line was in `from`.
+    fn move_reservation(&self, order: &str, from: &str, to: &str) -> Result<Vec<Line>, Problem> {
+        let rows = self
+            .connection
+            .query(
+                "UPDATE reservations SET status = $3, updated_at = now()
+                 WHERE order_id = $1 AND status = $2 RETURNING product_id, quantity",
+                &[uuid(order), text(from), text(to)],
+            )
+            .map_err(failed)?;
+        let mut lines = rows
+            .rows
+            .iter()
+            .map(|r| {
+                Ok(Line {
+                    product_id: uuid_text(&r[0])?,
+                    quantity: decode(&r[1])?,
+                })
+            })
+            .collect::<Result<Vec<_>, Problem>>()?;
+        lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+        Ok(lines)
+    }
+
     /// Puts a refunded order's committed units back on hand, once.
     pub fn return_stock(&self, order: &str) -> Result<Outcome, Problem> {
         self.transaction(|db| {
-            let rows = db
-                .connection
-                .query(
-                    "UPDATE reservations SET status = 'returned', updated_at = now()
-                     WHERE order_id = $1 AND status = 'committed' RETURNING product_id, quantity",
-                    &[uuid(order)],
-                )
-                .map_err(failed)?;
-            let mut lines = rows
-                .rows
-                .iter()
-                .map(|r| Ok(Line { product_id: uuid_text(&r[0])?, quantity: decode(&r[1])? }))
-                .collect::<Result<Vec<_>, Problem>>()?;
+            let lines = db.move_reservation(order, "committed", "returned")?;
             if lines.is_empty() {
                 return Ok(Outcome::Rejected(format!("order {order} has no committed stock to return")));
             }
-            lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
             for line in &lines {
                 db.connection
                     .execute(

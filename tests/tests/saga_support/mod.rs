@@ -89,6 +89,18 @@ pub fn place(host: &Host, user: &str, key: &str, body: &Value) -> mart_integrati
     )
 }
 
+/// Places an order of `quantity` × `product`, paid with the fake
+/// provider's `token`, under a fresh Idempotency-Key; the new order's id.
+pub fn place_items(host: &Host, user: &str, product: &str, quantity: i32, token: &str) -> String {
+    let body = order_body(
+        json!([{"product_id": product, "quantity": quantity}]),
+        token,
+    );
+    let r = place(host, user, &unique("k"), &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
 /// Waits until the order reaches `status`; returns the order.
 pub fn wait_for(host: &Host, user: &str, order: &str, status: &str) -> Value {
     let deadline = std::time::Instant::now() + WAIT;
