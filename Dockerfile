@@ -1,12 +1,17 @@
 # syntax=docker/dockerfile:1
 # Mart host image: the `mart` binary, the app's Wasm components, spin.toml,
-# runtime-config.toml and migrations. Built with the same make targets CI uses.
+# runtime-config.toml, migrations, the API document and the web pages. Built
+# with the same make targets CI uses.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-RUN rustup target add wasm32-wasip2
+# npm vendors the docs page's UI (`make web`); nothing is fetched at run time.
+RUN rustup target add wasm32-wasip2 \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN make components-app \
+RUN make components-app web \
  && cargo build --release --locked -p mart-host
 
 FROM debian:bookworm-slim AS runtime
@@ -19,6 +24,9 @@ COPY --from=build /src/target/release/mart /usr/local/bin/mart
 COPY --from=build /src/target/wasm32-wasip2/wasm/*.wasm target/wasm32-wasip2/wasm/
 COPY spin.toml runtime-config.toml ./
 COPY migrations migrations
+COPY openapi openapi
+COPY --from=build /src/web/docs web/docs
+COPY web/dashboard web/dashboard
 COPY docker/entrypoint.sh /usr/local/bin/mart-entrypoint
 USER mart
 ENV MART_LISTEN=0.0.0.0:3000 \

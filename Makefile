@@ -2,16 +2,16 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # The app's Wasm components, and the test-only ones.
-APP_COMPONENTS := catalog users inventory carts orders payments notifications
+APP_COMPONENTS := catalog users inventory carts orders payments notifications static-files
 COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build broker components components-app host release run test bench fmt lint clean up down logs spin-manifest
+.PHONY: help build broker components components-app host web browser release run test bench fmt lint clean up down logs spin-manifest
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-build: components host ## Build the host and every component
+build: components host web ## Build the host, every component and the web assets
 
 components: ## Build the Wasm components (wasm32-wasip2)
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -27,13 +27,33 @@ release: components-app ## Optimised host and components
 broker: ## Build the Kafka-protocol broker used by tests and `make run` (once, cached in ~/.cache)
 	scripts/broker.sh install
 
+# The docs page's UI comes from npm (web/package-lock.json), copied next to
+# the page so the static component serves it: no CDN at run time. Install
+# scripts are skipped (the package's only one is a telemetry ping).
+SWAGGER_UI := web/node_modules/swagger-ui-dist
+web: web/docs/vendor/swagger-ui-bundle.js web/docs/vendor/swagger-ui.css ## Vendor the front-end packages the pages use (npm)
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund
+
+web/docs/vendor/%: web/node_modules/.package-lock.json
+	@mkdir -p web/docs/vendor
+	cp $(SWAGGER_UI)/$* $@
+
+# The browser test drives Debian's Chromium with playwright-core from npm.
+browser: tests/browser/node_modules/.package-lock.json ## Install what the browser test needs (Chromium, playwright-core)
+	@command -v chromium >/dev/null || scripts/install-debian-packages.sh chromium
+
+tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund
+
 host: ## Build the `mart` host
 	$(CARGO) build -p mart-host
 
 run: build broker ## Run the whole app on 127.0.0.1:3000 (starts PostgreSQL and a Kafka broker if needed)
 	scripts/run.sh
 
-test: build broker ## Run every test (unit, integration with PostgreSQL, the broker and the host)
+test: build broker browser ## Run every test (unit, integration with PostgreSQL, the broker and the host)
 	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))
 
 bench: ## Benchmark the host against a native server (prints a table)

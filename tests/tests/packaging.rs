@@ -264,7 +264,7 @@ fn the_image_ships_every_app_component_built_as_ci_builds_it() {
     let components = spin["component"].as_table().unwrap();
     // A Wasm file may serve several components (an HTTP API and its Kafka
     // handler); each file is built from the package of the same name.
-    let mut packages: Vec<&str> = components
+    let mut packages: Vec<String> = components
         .values()
         .map(|component| {
             let source = component["source"].as_str().unwrap();
@@ -272,11 +272,13 @@ fn the_image_ships_every_app_component_built_as_ci_builds_it() {
                 .strip_prefix("target/wasm32-wasip2/wasm/")
                 .and_then(|f| f.strip_suffix(".wasm"))
                 .unwrap_or_else(|| panic!("{source} is not a component CI builds"))
+                .to_string()
         })
         .collect();
     packages.sort();
     packages.dedup();
-    let mut built = app.clone();
+    // Cargo names a package's Wasm file with `_` for `-`.
+    let mut built: Vec<String> = app.iter().map(|p| p.replace('-', "_")).collect();
     built.sort();
     assert_eq!(
         packages, built,

@@ -19,6 +19,15 @@ pub struct HistoryEntry {
     pub at: String,
 }
 
+/// One status change of one order, for the activity feed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Activity {
+    pub order_id: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub at: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Order {
     pub id: String,
@@ -285,6 +294,57 @@ impl Db {
             )
             .map_err(failed)?;
         Ok(())
+    }
+
+    /// How many orders (of `user`, or all) are in each status that has any.
+    pub fn counts_by_status(&self, user: Option<&str>) -> Result<Vec<(String, i64)>, Problem> {
+        let rows = match user {
+            Some(user) => self.connection.query(
+                "SELECT status, count(*) FROM orders WHERE user_id = $1 GROUP BY status",
+                &[uuid(user)],
+            ),
+            None => self
+                .connection
+                .query("SELECT status, count(*) FROM orders GROUP BY status", &[]),
+        }
+        .map_err(failed)?;
+        rows.rows
+            .iter()
+            .map(|r| Ok((decode(&r[0])?, decode(&r[1])?)))
+            .collect()
+    }
+
+    /// The latest `limit` status changes (of `user`'s orders, or all), newest first.
+    pub fn recent_activity(
+        &self,
+        user: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Activity>, Problem> {
+        let limit = ParameterValue::Int64(i64::from(limit));
+        let rows = match user {
+            Some(user) => self.connection.query(
+                "SELECT h.order_id, h.status, h.reason, h.at FROM order_history h \
+                 JOIN orders o ON o.id = h.order_id WHERE o.user_id = $1 \
+                 ORDER BY h.id DESC LIMIT $2",
+                &[uuid(user), limit],
+            ),
+            None => self.connection.query(
+                "SELECT order_id, status, reason, at FROM order_history ORDER BY id DESC LIMIT $1",
+                &[limit],
+            ),
+        }
+        .map_err(failed)?;
+        rows.rows
+            .iter()
+            .map(|r| {
+                Ok(Activity {
+                    order_id: uuid_text(&r[0])?,
+                    status: decode(&r[1])?,
+                    reason: decode(&r[2])?,
+                    at: timestamp(&r[3])?,
+                })
+            })
+            .collect()
     }
 
     /// Orders newest first, after `cursor` (created_at, id), filtered.

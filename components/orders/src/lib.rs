@@ -1,5 +1,6 @@
 //! Orders: `POST /orders`, `GET /orders`, `GET /orders/{id}`,
-//! `POST /orders/{id}/cancel`, admin `PUT /orders/{id}/status`; and, as a
+//! `POST /orders/{id}/cancel`, admin `PUT /orders/{id}/status`, and the
+//! dashboard's `GET /orders/summary` and `GET /orders/activity`; and, as a
 //! Kafka handler (`events`), the order side of the checkout saga.
 //!
 //! A customer sees only their own orders (another's answers 404); admins see
@@ -37,6 +38,8 @@ async fn route(request: &Request) -> Result<Response, Problem> {
     match (request.method(), segments.as_slice()) {
         (Method::Post, []) => place(request, &caller).await,
         (Method::Get, []) => list(request, &caller),
+        (Method::Get, ["summary"]) => summary(request, &caller),
+        (Method::Get, ["activity"]) => activity(request, &caller),
         (Method::Get, [id]) => show(&caller, id),
         (Method::Post, [id, "cancel"]) => cancel(&caller, id),
         (Method::Put, [id, "status"]) => set_status(request, &caller, id),
@@ -206,6 +209,47 @@ fn list(request: &Request, caller: &Claims) -> Result<Response, Problem> {
         200,
         &serde_json::json!({ "items": page, "next_cursor": next }),
     ))
+}
+
+/// The orders a caller's dashboard covers: their own, or all for an admin.
+fn visible_user(caller: &Claims) -> Result<Option<String>, Problem> {
+    if caller.is_admin() {
+        Ok(None)
+    } else {
+        caller_id(caller).map(Some)
+    }
+}
+
+/// `GET /orders/summary`: how many of the caller's orders are in each
+/// status (every status present, zeros included), and the total.
+fn summary(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+    Query::parse(request.query()).only(&[])?;
+    let user = visible_user(caller)?;
+    let counted = Db::connect()?.counts_by_status(user.as_deref())?;
+    let mut counts = serde_json::Map::new();
+    for status in Status::ALL {
+        let n = counted
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        counts.insert(status.as_str().into(), n.into());
+    }
+    let total: i64 = counted.iter().map(|(_, n)| n).sum();
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "counts": counts, "total": total }),
+    ))
+}
+
+/// `GET /orders/activity`: the latest status changes of the caller's
+/// orders, newest first: what the dashboard shows as recent events.
+fn activity(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+    let query = Query::parse(request.query());
+    query.only(&["limit"])?;
+    let limit = paging::limit(query.get("limit")).map_err(|e| Problem::invalid(vec![e]))?;
+    let user = visible_user(caller)?;
+    let items = Db::connect()?.recent_activity(user.as_deref(), limit)?;
+    Ok(json_response(200, &serde_json::json!({ "items": items })))
 }
 
 /// The order if the caller may see it; 404 otherwise (ids cannot be probed).

@@ -98,11 +98,12 @@ impl Query {
             .0
             .iter()
             .filter(|(k, _)| !known.contains(&k.as_str()))
-            .map(|(k, _)| {
-                FieldError::new(
+            .map(|(k, _)| match known {
+                [] => FieldError::new(k.clone(), "this resource takes no query parameters"),
+                _ => FieldError::new(
                     k.clone(),
                     format!("unknown query parameter; use one of {}", known.join(", ")),
-                )
+                ),
             })
             .collect();
         if unknown.is_empty() {

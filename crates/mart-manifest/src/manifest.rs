@@ -133,8 +133,10 @@ pub struct Component {
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// Files the component can read at run time (read-only, under `/`).
     #[serde(default)]
-    pub files: Vec<toml::Value>,
+    pub files: Vec<FileMount>,
+    /// Glob patterns (relative to the manifest) left out of `files` patterns.
     #[serde(default)]
     pub exclude_files: Vec<String>,
     #[serde(default)]
@@ -170,6 +172,16 @@ impl Component {
             .iter()
             .chain(&self.allowed_http_hosts)
     }
+}
+
+/// One entry of a component's `files`, as Spin writes it: a glob pattern
+/// relative to the manifest (each match keeps its relative path under `/`),
+/// or a mapping of a host directory or file to a guest path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FileMount {
+    Pattern(String),
+    Mapping { source: String, destination: String },
 }
 
 /// Mart's own per-component knobs (`[component.<id>.tool.mart]`).

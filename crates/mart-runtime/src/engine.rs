@@ -17,7 +17,7 @@ use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
     PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
-use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::{AppComponent, InstanceState, InvocationLimits};
@@ -99,6 +99,12 @@ impl Runtime {
                     format!("component `{id}` imports an interface this host does not provide")
                 })?;
             tracing::info!(component = %id, elapsed_ms = started.elapsed().as_millis() as u64, "component ready");
+            let files = crate::files::stage(
+                &app.base_dir,
+                &manifest_component.files,
+                &manifest_component.exclude_files,
+            )
+            .with_context(|| format!("component `{id}`"))?;
             let allowed = allowed_hosts(id, manifest_component.all_outbound_hosts(), resolver)?;
             let publish_topics = manifest_component
                 .mart_settings()
@@ -120,6 +126,7 @@ impl Runtime {
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
+                    files,
                 }),
             );
         }
@@ -169,11 +176,16 @@ impl Runtime {
         &self,
         component: &AppComponent,
         trace: Option<TraceParent>,
-    ) -> Store<InstanceState> {
+    ) -> anyhow::Result<Store<InstanceState>> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout()
             .inherit_stderr()
             .envs(&component.environment);
+        if let Some(files) = &component.files {
+            wasi.preopened_dir(files.root(), "/", FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component `{}`: mounting its files", component.id))?;
+        }
         let state = InstanceState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -205,7 +217,7 @@ impl Runtime {
             .div_ceil(EPOCH_TICK.as_millis());
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
         store.epoch_deadline_trap();
-        store
+        Ok(store)
     }
 }
 

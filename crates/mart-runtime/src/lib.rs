@@ -6,6 +6,7 @@
 //! Spin's isolation model. The pooling allocator keeps that cheap.
 
 mod engine;
+pub mod files;
 mod limits;
 mod state;
 

@@ -23,6 +23,8 @@ pub struct AppComponent {
     /// Topics the component may publish to (`kafka_publish_topics`).
     pub publish_topics: Arc<std::collections::BTreeSet<String>>,
     pub environment: Vec<(String, String)>,
+    /// The component's `files`, mounted read-only as `/` in every instance.
+    pub files: Option<crate::files::StagedFiles>,
 }
 
 /// Everything one instance owns; dropped with its `Store` after the call.

@@ -58,7 +58,9 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let component = &target.component;
-    let mut store = runtime.new_store(component, trace);
+    let mut store = runtime
+        .new_store(component, trace)
+        .map_err(|e| InvokeError::Failed(format!("{e:#}")))?;
     let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let setup = (|| {
         let req = store
