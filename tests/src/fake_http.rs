@@ -74,10 +74,15 @@ impl FakeHttp {
                     all.push(r);
                     answered
                 };
-                let response = tiny_http::Response::from_string(json.to_string())
+                // A JSON string is answered as plain text (PayFast's `VALID`).
+                let (body, content_type) = match &json {
+                    serde_json::Value::String(text) => (text.clone(), "text/plain"),
+                    other => (other.to_string(), "application/json"),
+                };
+                let response = tiny_http::Response::from_string(body)
                     .with_status_code(status)
                     .with_header(
-                        "content-type: application/json"
+                        format!("content-type: {content_type}")
                             .parse::<tiny_http::Header>()
                             .unwrap(),
                     );

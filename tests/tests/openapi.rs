@@ -12,11 +12,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use mart_integration_tests::fake_http::FakeHttp;
 use mart_integration_tests::{admin_token, eventually, repo_root, Host};
 use saga_support::{unique, wait_for, WAIT};
 use serde_json::{json, Value};
 
 const WEBHOOK_SECRET: &str = "whsec_openapi_test";
+const PAYFAST_MERCHANT: &str = "10000100";
+const PAYFAST_PASSPHRASE: &str = "openapi passphrase";
+
+/// PayFast's ITN validation, answering `VALID` to everything.
+fn payfast_fake() -> FakeHttp {
+    FakeHttp::start(|_, _| (200, json!("VALID")))
+}
 
 fn document() -> Value {
     let path = repo_root().join("openapi/openapi.json");
@@ -84,6 +92,8 @@ struct Call<'a> {
     path: &'a str,
     token: Option<&'a str>,
     body: Option<Value>,
+    /// A form-encoded body instead of JSON (PayFast's ITN).
+    form: Option<String>,
     headers: Vec<(&'a str, String)>,
 }
 
@@ -138,6 +148,7 @@ impl<'h> Conformance<'h> {
             path,
             token,
             body: None,
+            form: None,
             headers: Vec::new(),
         })
     }
@@ -148,6 +159,7 @@ impl<'h> Conformance<'h> {
             path,
             token,
             body,
+            form: None,
             headers: Vec::new(),
         })
     }
@@ -177,11 +189,14 @@ impl<'h> Conformance<'h> {
         for (name, value) in &call.headers {
             request = request.set(name, value);
         }
-        let result = match &call.body {
-            Some(body) => request
+        let result = match (&call.body, &call.form) {
+            (Some(body), _) => request
                 .set("content-type", "application/json")
                 .send_bytes(&serde_json::to_vec(body).unwrap()),
-            None => request.call(),
+            (None, Some(form)) => request
+                .set("content-type", "application/x-www-form-urlencoded")
+                .send_bytes(form.as_bytes()),
+            (None, None) => request.call(),
         };
         let response = match result {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
@@ -406,12 +421,27 @@ fn template_matching_prefers_literal_segments() {
 
 #[test]
 fn every_documented_operation_answers_as_documented() {
+    // Prices in rand, so that every provider (PayFast is ZAR-only) runs.
+    let payfast = payfast_fake();
     let host = Host::start(
         "spin.toml",
-        &[(
-            "SPIN_VARIABLE_STRIPE_WEBHOOK_SECRET",
-            WEBHOOK_SECRET.to_string(),
-        )],
+        &[
+            ("SPIN_VARIABLE_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+            ("SPIN_VARIABLE_SHOP_CURRENCY", "ZAR".into()),
+            ("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake,payfast".into()),
+            ("SPIN_VARIABLE_PAYFAST_MERCHANT_ID", PAYFAST_MERCHANT.into()),
+            ("SPIN_VARIABLE_PAYFAST_MERCHANT_KEY", "key".into()),
+            (
+                "SPIN_VARIABLE_PAYFAST_PASSPHRASE",
+                PAYFAST_PASSPHRASE.into(),
+            ),
+            ("SPIN_VARIABLE_PAYFAST_BASE", payfast.url.clone()),
+            ("SPIN_VARIABLE_PAYFAST_API_BASE", payfast.url.clone()),
+            (
+                "SPIN_VARIABLE_PAYFAST_NOTIFY_URL",
+                "https://shop.example/payments/webhooks/payfast".into(),
+            ),
+        ],
     );
     let api = Conformance::new(&host);
     let admin = admin_token();
@@ -424,6 +454,7 @@ fn every_documented_operation_answers_as_documented() {
     orders_and_payments(&api, &admin, &customer, &user_id, &product, &cart);
     notifications(&api, &customer);
     stripe_webhook(&api);
+    payfast_itn(&api, &customer, &product);
     problems(&api, &customer);
 
     api.assert_every_operation_succeeded();
@@ -443,6 +474,7 @@ fn web_pages(api: &Conformance<'_>) {
         path: "/openapi.json",
         token: None,
         body: None,
+        form: None,
         headers: vec![("if-none-match", etag)],
     });
     assert_eq!(again.status, 304);
@@ -511,7 +543,7 @@ fn catalog(api: &Conformance<'_>, admin: &str) -> (String, String) {
             "POST",
             "/products",
             Some(admin),
-            Some(json!({"name": name, "description": "for the spec", "category": "spec", "price_minor": 1500, "currency": "EUR"})),
+            Some(json!({"name": name, "description": "for the spec", "category": "spec", "price_minor": 1500, "currency": "ZAR"})),
         );
         assert_eq!(r.status, 201);
         r.json()["id"].as_str().unwrap().to_string()
@@ -525,7 +557,7 @@ fn catalog(api: &Conformance<'_>, admin: &str) -> (String, String) {
         "PUT",
         &format!("/products/{product}"),
         Some(admin),
-        Some(json!({"name": unique("kettle"), "description": "renamed", "category": "spec", "price_minor": 1600, "currency": "EUR"})),
+        Some(json!({"name": unique("kettle"), "description": "renamed", "category": "spec", "price_minor": 1600, "currency": "ZAR"})),
     );
     assert_eq!(replaced.status, 200);
     assert_eq!(
@@ -645,6 +677,7 @@ fn place(api: &Conformance<'_>, customer: &str, source: Value) -> Answer {
         path: "/orders",
         token: Some(customer),
         body: Some(body),
+        form: None,
         headers: vec![("idempotency-key", unique("spec-order"))],
     })
 }
@@ -747,6 +780,7 @@ fn stripe_webhook(api: &Conformance<'_>) {
         path: "/payments/webhooks/stripe",
         token: None,
         body: Some(event.clone()),
+        form: None,
         headers: vec![("stripe-signature", signature)],
     });
     assert_eq!(answer.status, 200);
@@ -755,9 +789,50 @@ fn stripe_webhook(api: &Conformance<'_>) {
         path: "/payments/webhooks/stripe",
         token: None,
         body: Some(event),
+        form: None,
         headers: vec![("stripe-signature", format!("t={now},v1=00"))],
     });
     assert_eq!(forged.status, 400);
+}
+
+/// A PayFast order: the order offers the payment page, the ITN pays it.
+fn payfast_itn(api: &Conformance<'_>, customer: &str, product: &str) {
+    let placed = place(
+        api,
+        customer,
+        json!({"items": [{"product_id": product, "quantity": 1}], "payment": {"provider": "payfast"}}),
+    );
+    assert_eq!(placed.status, 201);
+    let order = placed.json()["id"].as_str().unwrap().to_string();
+    let waiting = eventually(WAIT, "the PayFast payment page", || {
+        let o = api.get(&format!("/orders/{order}"), Some(customer)).json();
+        o.get("payment_redirect_url").is_some().then_some(o)
+    });
+    let amount = mart_domain::payfast::amount_text(waiting["total_minor"].as_i64().unwrap());
+    let fields: Vec<(String, String)> = [
+        ("m_payment_id", order.as_str()),
+        ("pf_payment_id", "4242"),
+        ("payment_status", "COMPLETE"),
+        ("amount_gross", amount.as_str()),
+        ("merchant_id", PAYFAST_MERCHANT),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = mart_domain::payfast::signature(&fields, PAYFAST_PASSPHRASE);
+    let answer = api.call(Call {
+        method: "POST",
+        path: "/payments/webhooks/payfast",
+        token: None,
+        body: None,
+        form: Some(format!(
+            "{}&signature={signature}",
+            mart_domain::payfast::param_string(&fields)
+        )),
+        headers: Vec::new(),
+    });
+    assert_eq!(answer.status, 200);
+    wait_for(api.host, customer, &order, "paid");
 }
 
 /// Errors are documented too: each of these must match its operation's
@@ -779,6 +854,21 @@ fn problems(api: &Conformance<'_>, customer: &str) {
             .status,
         403
     );
+    // A method the document does not list on a path it does is 405 in
+    // every service (not 404: the resource exists).
+    let auth = format!("Bearer {customer}");
+    for (method, path) in [
+        ("PATCH", format!("/inventory/{missing}")),
+        ("PATCH", format!("/carts/{missing}")),
+        ("PUT", format!("/payments/{missing}")),
+        ("DELETE", "/orders".to_string()),
+        ("GET", "/payments/webhooks/payfast".to_string()),
+    ] {
+        let r = api
+            .host
+            .request(method, &path, &[("authorization", &auth)], None);
+        r.problem(405);
+    }
 }
 
 fn fake_uuid() -> String {

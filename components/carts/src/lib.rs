@@ -40,6 +40,13 @@ async fn route(request: &Request) -> Result<Response, Problem> {
             set_quantity(request, &caller, cart, product).await
         }
         (Method::Delete, [cart, "items", product]) => remove_item(&caller, cart, product),
+        (_, [] | [_] | [_, "items"] | [_, "items", _]) => {
+            Err(Problem::method_not_allowed(format!(
+                "{} is not supported on {}",
+                request.method(),
+                request.path()
+            )))
+        }
         _ => Err(Problem::not_found(format!(
             "no cart resource at /carts/{}",
             segments.join("/")

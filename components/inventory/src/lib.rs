@@ -37,6 +37,18 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Put, [product]) => set(request, product),
         (Method::Post, [product, "adjustments"]) => adjust(request, product),
         (Method::Get, [product, "adjustments"]) => history(request, product),
+        (
+            _,
+            []
+            | ["reservations"]
+            | ["reservations", _, "release" | "commit"]
+            | [_]
+            | [_, "adjustments"],
+        ) => Err(Problem::method_not_allowed(format!(
+            "{} is not supported on {}",
+            request.method(),
+            request.path()
+        ))),
         _ => Err(Problem::not_found(format!(
             "no inventory resource at /inventory/{}",
             segments.join("/")

@@ -37,6 +37,10 @@ pub struct Order {
     pub total_minor: i64,
     pub shipping_address: serde_json::Value,
     pub payment_provider: String,
+    /// Redirect providers (PayFast): the page where the buyer pays, while
+    /// the order waits for payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_redirect_url: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,14 +77,22 @@ pub enum Placed {
 }
 
 const COLUMNS: &str = "id, user_id, status, currency, total_minor, shipping_address::text, \
-                       payment_provider, created_at, updated_at, request_hash";
+                       payment_provider, created_at, updated_at, request_hash, payment_redirect_url";
 
 fn order(row: &[DbValue]) -> Result<Order, Problem> {
     let address: String = decode(&row[5])?;
+    let status: String = decode(&row[2])?;
+    // The payment page matters only while the order waits for payment.
+    let awaiting_payment = matches!(
+        Status::parse(&status),
+        Some(Status::Pending | Status::Reserved)
+    );
+    let redirect: Option<String> = decode(&row[10])?;
     Ok(Order {
+        payment_redirect_url: redirect.filter(|_| awaiting_payment),
         id: uuid_text(&row[0])?,
         user_id: uuid_text(&row[1])?,
-        status: decode(&row[2])?,
+        status,
         currency: decode(&row[3])?,
         total_minor: decode(&row[4])?,
         shipping_address: serde_json::from_str(&address).map_err(failed)?,
@@ -291,6 +303,18 @@ impl Db {
                     text(status.as_str()),
                     reason.map_or(ParameterValue::DbNull, text),
                 ],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// `payment.action_required`: where the buyer pays (in the caller's
+    /// transaction).
+    pub fn set_payment_redirect(&self, order: &str, url: &str) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "UPDATE orders SET payment_redirect_url = $2, updated_at = now() WHERE id = $1",
+                &[uuid(order), text(url)],
             )
             .map_err(failed)?;
         Ok(())

@@ -56,6 +56,17 @@ fn apply(db: &Db, message: &Message) -> Result<(), HandlerError> {
             let data: PaymentChanged = event.data_as().map_err(HandlerError::permanent)?;
             (data.order_id, Status::Refunded, data.reason)
         }
+        EventType::PaymentActionRequired => {
+            let data: PaymentChanged = event.data_as().map_err(HandlerError::permanent)?;
+            let url = data
+                .redirect_url
+                .ok_or_else(|| HandlerError::permanent("payment.action_required without a URL"))?;
+            kafka::apply_once(&db.connection, CONSUMER, &event.id, || {
+                db.set_payment_redirect(&data.order_id, &url)
+                    .map_err(HandlerError::from)
+            })?;
+            return Ok(());
+        }
         _ => return Ok(()),
     };
     kafka::apply_once(&db.connection, CONSUMER, &event.id, || {

@@ -25,6 +25,9 @@ pub struct Payment {
     pub status: String,
     pub reason: Option<String>,
     pub provider_ref: Option<String>,
+    /// Where the buyer pays, while a redirect provider's payment is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip)]
@@ -42,7 +45,8 @@ impl Payment {
 }
 
 const COLUMNS: &str = "id, order_id, user_id, amount_minor, currency, provider, status, reason, \
-                       provider_ref, created_at, updated_at, token, stock_reserved, order_cancelled";
+                       provider_ref, created_at, updated_at, token, stock_reserved, order_cancelled, \
+                       redirect_url";
 
 fn payment(row: &[DbValue]) -> Result<Payment, Problem> {
     let optional_uuid = |v: &DbValue| match v {
@@ -64,6 +68,7 @@ fn payment(row: &[DbValue]) -> Result<Payment, Problem> {
         token: decode(&row[11])?,
         stock_reserved: decode(&row[12])?,
         order_cancelled: decode(&row[13])?,
+        redirect_url: decode(&row[14])?,
     })
 }
 
@@ -187,6 +192,7 @@ impl Db {
             // Not final yet: keep the reference, never charge again; the
             // provider's webhook settles it.
             ChargeOutcome::Pending { reference } => self.attempted(&p, &reference),
+            ChargeOutcome::Redirect { reference, url } => self.awaiting_buyer(&p, &reference, &url),
             ChargeOutcome::Declined { reason } => {
                 self.settle(&p, PaymentStatus::Failed, Some(&reason), None)
             }
@@ -263,13 +269,34 @@ impl Db {
         Ok(())
     }
 
+    /// A redirect provider's charge: the buyer pays on `url`. The orders
+    /// service learns it from `payment.action_required` and shows it.
+    fn awaiting_buyer(&self, p: &Payment, reference: &str, url: &str) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "UPDATE payments SET provider_ref = $2, redirect_url = $3, token = NULL, \
+                   updated_at = now() WHERE id = $1",
+                &[uuid(&p.id), text(reference), text(url)],
+            )
+            .map_err(failed)?;
+        self.record(
+            p,
+            EventType::PaymentActionRequired,
+            PaymentStatus::Pending,
+            None,
+            Some(url),
+        )
+    }
+
     /// The provider's final word on a charge that was pending (a webhook):
     /// `Ok(false)` if the payment was no longer pending (already settled).
+    /// `reference` replaces the provider reference (PayFast's payment id).
     pub fn settle_pending(
         &self,
         order: &str,
         succeeded: bool,
         reason: Option<&str>,
+        reference: Option<&str>,
     ) -> Result<bool, Problem> {
         let Some(p) = self.locked(order)? else {
             return Ok(false);
@@ -282,7 +309,7 @@ impl Db {
         } else {
             PaymentStatus::Failed
         };
-        self.settle(&p, status, reason, None)?;
+        self.settle(&p, status, reason, reference)?;
         if succeeded && p.order_cancelled {
             // The order was cancelled while the charge was processing.
             let settled = self
@@ -316,7 +343,8 @@ impl Db {
         self.connection
             .execute(
                 "UPDATE payments SET status = $2, reason = $3, \
-                   provider_ref = COALESCE($4, provider_ref), token = NULL, updated_at = now() \
+                   provider_ref = COALESCE($4, provider_ref), token = NULL, redirect_url = NULL, \
+                   updated_at = now() \
                  WHERE id = $1",
                 &[
                     uuid(&p.id),
@@ -332,6 +360,18 @@ impl Db {
             PaymentStatus::Refunded => EventType::PaymentRefunded,
             PaymentStatus::Pending | PaymentStatus::Cancelled => return Ok(()),
         };
+        self.record(p, event, status, reason, None)
+    }
+
+    /// Writes `event` about `p` to the outbox, in the caller's transaction.
+    fn record(
+        &self,
+        p: &Payment,
+        event: EventType,
+        status: PaymentStatus,
+        reason: Option<&str>,
+        redirect_url: Option<&str>,
+    ) -> Result<(), Problem> {
         let payload = PaymentChanged {
             payment_id: p.id.clone(),
             order_id: p.order_id.clone(),
@@ -340,6 +380,7 @@ impl Db {
             amount_minor: p.amount_minor.unwrap_or(0),
             currency: p.currency.clone().unwrap_or_default(),
             reason: reason.map(str::to_string),
+            redirect_url: redirect_url.map(str::to_string),
         };
         let payload = serde_json::to_value(&payload).map_err(failed)?;
         pg::record_event(

@@ -1,6 +1,7 @@
 //! Payments: `GET /payments/{id}`, `GET /payments?order_id=` (the payer or
 //! an admin), admin `POST /payments/{id}/refund`, Stripe's webhook
-//! `POST /payments/webhooks/stripe` (public: signature only); and, as a
+//! `POST /payments/webhooks/stripe` and PayFast's ITN
+//! `POST /payments/webhooks/payfast` (public: signatures only); and, as a
 //! Kafka handler (`events`), the payment side of the checkout saga.
 
 mod db;
@@ -24,9 +25,14 @@ fn handle(request: Request) -> Response {
 
 fn route(request: &Request) -> Result<Response, Problem> {
     // Webhooks carry no token: the provider's signature authenticates them.
-    if request.path() == "/payments/webhooks/stripe" {
+    let webhook = match request.path() {
+        "/payments/webhooks/stripe" => Some(stripe_webhook as fn(&Request) -> _),
+        "/payments/webhooks/payfast" => Some(payfast_itn as fn(&Request) -> _),
+        _ => None,
+    };
+    if let Some(webhook) = webhook {
         return match request.method() {
-            Method::Post => stripe_webhook(request),
+            Method::Post => webhook(request),
             _ => Err(Problem::method_not_allowed("webhooks are POSTed")),
         };
     }
@@ -36,6 +42,11 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Get, []) => by_order(request, &caller),
         (Method::Get, [id]) => show(&caller, id),
         (Method::Post, [id, "refund"]) => refund(&caller, id),
+        (_, [] | [_] | [_, "refund"]) => Err(Problem::method_not_allowed(format!(
+            "{} is not supported on {}",
+            request.method(),
+            request.path()
+        ))),
         _ => Err(Problem::not_found(format!(
             "no payment resource at {}",
             request.path()
@@ -128,7 +139,7 @@ fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
         };
         match payment {
             Some(p) => {
-                db.settle_pending(&p.order_id, succeeded, event.failure.as_deref())?;
+                db.settle_pending(&p.order_id, succeeded, event.failure.as_deref(), None)?;
             }
             None => eprintln!(
                 "payments: Stripe event {} names payment intent {} that is not ours",
@@ -138,4 +149,78 @@ fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
         Ok(())
     })?;
     Ok(json_response(200, &serde_json::json!({ "received": true })))
+}
+
+/// PayFast's ITN, accepted only when its signature matches (with
+/// `payfast_passphrase`), it names our merchant and one of our PayFast
+/// payments, its amount is that payment's, and PayFast confirms it sent it.
+/// Applied once per PayFast payment id and status; answered 200 with an
+/// empty body, as PayFast expects.
+fn payfast_itn(request: &Request) -> Result<Response, Problem> {
+    let payfast = providers::PayFast::from_variables()
+        .ok_or_else(|| Problem::not_found("PayFast is not enabled here"))?;
+    let form = request
+        .header("content-type")
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(Problem::unsupported_media_type(
+            "an ITN is application/x-www-form-urlencoded",
+        ));
+    }
+    let itn = mart_domain::payfast::Itn::verify(request.body(), &payfast.merchant.passphrase)
+        .map_err(Problem::bad_request)?;
+    if itn.merchant_id != payfast.merchant.merchant_id {
+        return Err(Problem::bad_request("the ITN is for another merchant"));
+    }
+    let not_ours = || {
+        Problem::bad_request(format!(
+            "m_payment_id {} is not a PayFast payment of ours",
+            itn.m_payment_id
+        ))
+    };
+    let order = parse_uuid(&itn.m_payment_id).ok_or_else(not_ours)?;
+    let db = Db::connect()?;
+    let payment = db
+        .by_order(&order)?
+        .filter(|p| p.provider.as_deref() == Some("payfast"))
+        .ok_or_else(not_ours)?;
+    let expected = payment.amount_minor.unwrap_or(-1);
+    if !itn.amount_is(expected) {
+        return Err(Problem::bad_request(format!(
+            "amount_gross {} is not the payment's amount {}",
+            itn.amount_gross,
+            mart_domain::payfast::amount_text(expected)
+        )));
+    }
+    match payfast.confirm(&itn) {
+        Ok(true) => {}
+        Ok(false) => return Err(Problem::bad_request("PayFast did not confirm this ITN")),
+        // PayFast resends an ITN that was not answered 200.
+        Err(e) => return Err(Problem::service_unavailable(e)),
+    }
+    let outcome = match itn.payment_status.as_str() {
+        "COMPLETE" => Some((true, None)),
+        "FAILED" => Some((false, Some("PayFast: the payment failed"))),
+        "CANCELLED" => Some((false, Some("PayFast: the buyer cancelled the payment"))),
+        _ => None, // e.g. PENDING: the final ITN follows
+    };
+    if let Some((succeeded, reason)) = outcome {
+        db.transaction(|db| -> Result<(), Problem> {
+            let key = format!("{}:{}", itn.pf_payment_id, itn.payment_status);
+            let first = db
+                .connection
+                .execute(
+                    "INSERT INTO processed_events (consumer, event_id) VALUES ('payfast-itn', $1) \
+                     ON CONFLICT DO NOTHING",
+                    &[mart_guest::db::text(&key)],
+                )
+                .map_err(|e| mart_guest::db::failed("payments", e))?;
+            if first > 0 {
+                db.settle_pending(&order, succeeded, reason, Some(&itn.pf_payment_id))?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(Response::builder().status(200).build())
 }

@@ -1,7 +1,8 @@
-//! The providers a payment can go through: the built-in `fake` one, and
-//! Stripe over outbound HTTP (host in `allowed_outbound_hosts` from the
-//! `stripe_api_base` variable, key in the secret `stripe_secret_key`).
+//! The providers a payment can go through: the built-in `fake` one, Stripe
+//! and PayFast over outbound HTTP (hosts in `allowed_outbound_hosts` from
+//! the `*_base` variables, keys in secret variables).
 
+use mart_domain::payfast::{self, Itn, Merchant};
 use mart_domain::payments::{Charge, ChargeOutcome, FakeProvider, Provider};
 use mart_domain::stripe;
 use mart_guest::config::optional_variable;
@@ -12,8 +13,14 @@ pub fn provider(name: &str) -> Option<Box<dyn Provider>> {
     match name {
         "fake" => Some(Box::new(FakeProvider)),
         "stripe" => Stripe::from_variables().map(|s| Box::new(s) as Box<dyn Provider>),
+        "payfast" => PayFast::from_variables().map(|p| Box::new(p) as Box<dyn Provider>),
         _ => None,
     }
+}
+
+fn send(request: Request, to: &str) -> Result<Response, String> {
+    spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request))
+        .map_err(|e| format!("cannot reach {to}: {e}"))
 }
 
 struct Stripe {
@@ -46,8 +53,7 @@ impl Stripe {
             .header("idempotency-key", key)
             .body(body)
             .build();
-        spin_sdk::http::run(spin_sdk::http::send::<_, Response>(request))
-            .map_err(|e| format!("cannot reach Stripe: {e}"))
+        send(request, "Stripe")
     }
 }
 
@@ -69,6 +75,99 @@ impl Provider for Stripe {
         match *response.status() {
             200..=299 => Ok(()),
             status => Err(format!("Stripe refused the refund ({status})")),
+        }
+    }
+}
+
+/// PayFast's redirect flow (`mart_domain::payfast`): a charge is a signed
+/// link to PayFast's payment page; the ITN settles it.
+pub struct PayFast {
+    pub merchant: Merchant,
+    /// Payment page and ITN validation (`…/eng/process`, `…/eng/query/validate`).
+    base: String,
+    /// The refunds API.
+    api_base: String,
+}
+
+impl PayFast {
+    /// Configured when the merchant id, key and notify URL are set.
+    pub fn from_variables() -> Option<Self> {
+        let base = |name: &str, default: &str| {
+            optional_variable(name)
+                .unwrap_or_else(|| default.into())
+                .trim_end_matches('/')
+                .to_string()
+        };
+        Some(Self {
+            merchant: Merchant {
+                merchant_id: optional_variable("payfast_merchant_id")?,
+                merchant_key: optional_variable("payfast_merchant_key")?,
+                passphrase: optional_variable("payfast_passphrase").unwrap_or_default(),
+                notify_url: optional_variable("payfast_notify_url")?,
+                return_url: optional_variable("payfast_return_url").unwrap_or_default(),
+                cancel_url: optional_variable("payfast_cancel_url").unwrap_or_default(),
+            },
+            base: base("payfast_base", "https://www.payfast.co.za"),
+            api_base: base("payfast_api_base", "https://api.payfast.co.za"),
+        })
+    }
+
+    /// PayFast's server confirmation: the ITN's fields go back to PayFast,
+    /// which answers `VALID` only for a notification it sent.
+    pub fn confirm(&self, itn: &Itn) -> Result<bool, String> {
+        let request = Request::builder()
+            .method(Method::Post)
+            .uri(format!("{}/eng/query/validate", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(itn.confirmation_body.clone())
+            .build();
+        let response = send(request, "PayFast")?;
+        if !(200..300).contains(response.status()) {
+            return Err(format!(
+                "PayFast's validation answered {}",
+                response.status()
+            ));
+        }
+        Ok(String::from_utf8_lossy(response.body()).trim() == "VALID")
+    }
+}
+
+impl Provider for PayFast {
+    fn charge(&self, charge: &Charge<'_>) -> ChargeOutcome {
+        let process = format!("{}/eng/process", self.base);
+        match payfast::checkout_url(&process, &self.merchant, charge) {
+            // The order id is PayFast's m_payment_id until the ITN brings
+            // PayFast's own payment id.
+            Ok(url) => ChargeOutcome::Redirect {
+                reference: charge.order_id.to_string(),
+                url,
+            },
+            Err(reason) => ChargeOutcome::Declined { reason },
+        }
+    }
+
+    fn refund(&self, reference: &str, amount_minor: i64) -> Result<(), String> {
+        let timestamp = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S+00:00")
+            .to_string();
+        let (headers, body) = payfast::refund_request(
+            &self.merchant,
+            amount_minor,
+            "Mart order refunded",
+            &timestamp,
+        );
+        let mut request = Request::builder();
+        request
+            .method(Method::Post)
+            .uri(format!("{}/refunds/{reference}", self.api_base))
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (name, value) in &headers {
+            request.header(name.as_str(), value.as_str());
+        }
+        let response = send(request.body(body).build(), "PayFast")?;
+        match *response.status() {
+            200..=299 => Ok(()),
+            status => Err(format!("PayFast refused the refund ({status})")),
         }
     }
 }

@@ -34,11 +34,13 @@ pub enum EventType {
     PaymentSucceeded,
     PaymentFailed,
     PaymentRefunded,
+    /// The buyer must finish paying on the provider's page (PayFast).
+    PaymentActionRequired,
     NotificationSent,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 19] = [
         EventType::UserRegistered,
         EventType::ProductCreated,
         EventType::ProductUpdated,
@@ -56,6 +58,7 @@ impl EventType {
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentRefunded,
+        EventType::PaymentActionRequired,
         EventType::NotificationSent,
     ];
 
@@ -79,6 +82,7 @@ impl EventType {
             EventType::PaymentSucceeded => "payment.succeeded",
             EventType::PaymentFailed => "payment.failed",
             EventType::PaymentRefunded => "payment.refunded",
+            EventType::PaymentActionRequired => "payment.action_required",
             EventType::NotificationSent => "notification.sent",
         }
     }
@@ -104,9 +108,10 @@ impl EventType {
             | EventType::InventoryRejected
             | EventType::InventoryReleased
             | EventType::InventoryCommitted => "inventory",
-            EventType::PaymentSucceeded | EventType::PaymentFailed | EventType::PaymentRefunded => {
-                "payments"
-            }
+            EventType::PaymentSucceeded
+            | EventType::PaymentFailed
+            | EventType::PaymentRefunded
+            | EventType::PaymentActionRequired => "payments",
             EventType::NotificationSent => "notifications",
         }
     }

@@ -12,6 +12,7 @@ pub mod orders;
 pub mod outbox;
 pub mod paging;
 pub mod password;
+pub mod payfast;
 pub mod payments;
 pub mod problem;
 pub mod stripe;

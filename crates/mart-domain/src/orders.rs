@@ -10,7 +10,10 @@ pub const MAX_LINES: usize = 100;
 /// Providers the payments service implements. A deployment enables some of
 /// them (the `payment_providers` variable); an order naming another is
 /// refused, so no order is accepted that nobody can charge.
-pub const PAYMENT_PROVIDERS: [&str; 2] = ["fake", "stripe"];
+pub const PAYMENT_PROVIDERS: [&str; 3] = ["fake", "stripe", "payfast"];
+/// Providers whose buyer pays on the provider's own page: the order names
+/// no token, and answers with the page's URL once the stock is held.
+pub const REDIRECT_PROVIDERS: [&str; 1] = ["payfast"];
 
 /// The enabled providers from a `payment_providers` setting (`fake,stripe`),
 /// keeping only those the payments service implements.
@@ -135,11 +138,13 @@ pub struct Address {
     pub country: String,
 }
 
-/// How the customer pays: a provider and its token (never card numbers).
+/// How the customer pays: a provider and its token (never card numbers);
+/// no token for a redirect provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethod {
     pub provider: String,
+    #[serde(default)]
     pub token: String,
 }
 
@@ -200,7 +205,13 @@ impl PlaceOrder {
                 format!("must be one of {}", providers.join(", ")),
             ));
         }
-        if !(1..=200).contains(&self.payment.token.len()) {
+        let redirect = REDIRECT_PROVIDERS.contains(&self.payment.provider.as_str());
+        if redirect && !self.payment.token.is_empty() {
+            errors.push(FieldError::new(
+                "payment.token",
+                "must be left out: the buyer pays on the provider's page",
+            ));
+        } else if !redirect && !(1..=200).contains(&self.payment.token.len()) {
             errors.push(FieldError::new(
                 "payment.token",
                 "must be 1 to 200 characters",
@@ -460,6 +471,26 @@ mod tests {
         let problem = stripe.validate(&["fake"]).unwrap_err();
         assert_eq!(problem.errors[0].field, "payment.provider");
         assert_eq!(problem.errors[0].message, "must be one of fake");
+    }
+
+    #[test]
+    fn a_redirect_provider_takes_no_token() {
+        let r = request(serde_json::json!([{"product_id": P1, "quantity": 1}]));
+        let mut payfast = r.clone();
+        payfast.payment = PaymentMethod {
+            provider: "payfast".into(),
+            token: String::new(),
+        };
+        assert!(payfast.validate(&["payfast"]).is_ok());
+        payfast.payment.token = "tok_visa".into();
+        let problem = payfast.validate(&["payfast"]).unwrap_err();
+        assert_eq!(problem.errors[0].field, "payment.token");
+        let mut fake = r;
+        fake.payment.token = String::new();
+        assert_eq!(
+            fake.validate(&["fake"]).unwrap_err().errors[0].field,
+            "payment.token"
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub enum ChargeOutcome {
     /// Accepted but not final (e.g. Stripe's `processing`): the provider
     /// reports the outcome later by webhook.
     Pending { reference: String },
+    /// The buyer finishes on the provider's page at `url` (PayFast's
+    /// redirect flow); the provider reports the outcome later (its ITN).
+    Redirect { reference: String, url: String },
     /// The provider said no, for good (declined card, bad token).
     Declined { reason: String },
     /// Could not find out (network, 5xx): try again later with the same key.
@@ -117,6 +120,9 @@ pub struct PaymentChanged {
     pub currency: String,
     #[serde(default)]
     pub reason: Option<String>,
+    /// `payment.action_required`: where the buyer goes to pay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
 }
 
 #[cfg(test)]

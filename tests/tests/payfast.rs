@@ -1,0 +1,304 @@
+//! PayFast through the whole saga, against a local fake of PayFast (payment
+//! page, ITN validation, refunds API) that checks the request shapes; never
+//! the internet. The order answers with PayFast's payment page once its
+//! stock is held; the ITN completes or cancels it after its signature, the
+//! amount and PayFast's confirmation were checked.
+
+mod saga_support;
+
+use mart_domain::payfast;
+use mart_integration_tests::fake_http::{FakeHttp, Recorded};
+use mart_integration_tests::{admin_token, eventually, Host};
+use saga_support::*;
+use serde_json::{json, Value};
+
+const MERCHANT_ID: &str = "10000100";
+const MERCHANT_KEY: &str = "46f0cd694581a";
+const PASSPHRASE: &str = "jt7NOE43FZPn";
+const NOTIFY_URL: &str = "https://shop.example/payments/webhooks/payfast";
+/// An ITN PayFast's validation does not vouch for.
+const FORGED_PAYMENT_ID: &str = "999999";
+
+/// PayFast's validation answers `VALID` for the ITNs the tests send as
+/// PayFast (and checks that no signature is sent back); refunds need the
+/// merchant headers and a signature.
+fn answer(r: &Recorded, _before: &[Recorded]) -> (u16, Value) {
+    if r.path == "/eng/query/validate" {
+        let genuine = r.field("signature").is_none()
+            && r.field("m_payment_id").is_some()
+            && r.field("pf_payment_id") != Some(FORGED_PAYMENT_ID);
+        return (200, json!(if genuine { "VALID" } else { "INVALID" }));
+    }
+    if r.path.starts_with("/refunds/") {
+        let signed = ["merchant-id", "version", "timestamp", "signature"]
+            .iter()
+            .all(|h| r.header(h).is_some());
+        if r.header("merchant-id") != Some(MERCHANT_ID) || !signed {
+            return (
+                401,
+                json!({"status": "failed", "data": {"message": "unauthorised"}}),
+            );
+        }
+        return (
+            200,
+            json!({"code": 200, "status": "success", "data": {"response": true}}),
+        );
+    }
+    (404, json!({"message": "unknown path"}))
+}
+
+fn payfast_fake() -> &'static FakeHttp {
+    static FAKE: std::sync::OnceLock<FakeHttp> = std::sync::OnceLock::new();
+    FAKE.get_or_init(|| FakeHttp::start(answer))
+}
+
+fn payfast_host() -> Host {
+    let fake = payfast_fake();
+    Host::start(
+        "spin.toml",
+        &[
+            ("SPIN_VARIABLE_SHOP_CURRENCY", "ZAR".into()),
+            ("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake,payfast".into()),
+            ("SPIN_VARIABLE_PAYFAST_MERCHANT_ID", MERCHANT_ID.into()),
+            ("SPIN_VARIABLE_PAYFAST_MERCHANT_KEY", MERCHANT_KEY.into()),
+            ("SPIN_VARIABLE_PAYFAST_PASSPHRASE", PASSPHRASE.into()),
+            ("SPIN_VARIABLE_PAYFAST_BASE", fake.url.clone()),
+            ("SPIN_VARIABLE_PAYFAST_API_BASE", fake.url.clone()),
+            ("SPIN_VARIABLE_PAYFAST_NOTIFY_URL", NOTIFY_URL.into()),
+            (
+                "SPIN_VARIABLE_PAYFAST_RETURN_URL",
+                "https://shop.example/orders".into(),
+            ),
+        ],
+    )
+}
+
+/// A product priced in rand, with stock.
+fn rand_product(host: &Host, price: i64, on_hand: i32) -> String {
+    let body = json!({"name": unique("braai tongs"), "category": "payfast", "price_minor": price, "currency": "ZAR"});
+    let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = host.send_json_as(
+        &admin_token(),
+        "PUT",
+        &format!("/inventory/{id}"),
+        &json!({"on_hand": on_hand}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    id
+}
+
+fn payfast_order(host: &Host, user: &str, product: &str, quantity: i32) -> String {
+    let mut body = order_body(json!([{"product_id": product, "quantity": quantity}]), "");
+    body["payment"] = json!({"provider": "payfast"});
+    let r = place(host, user, &unique("k"), &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// The order once it offers PayFast's payment page.
+fn redirect_url(host: &Host, user: &str, order: &str) -> String {
+    eventually(WAIT, "the order's payment page", || {
+        let o = host.get_as(user, &format!("/orders/{order}")).json();
+        o["payment_redirect_url"].as_str().map(String::from)
+    })
+}
+
+/// An ITN as PayFast sends it, signed with `passphrase`.
+fn itn(order: &str, pf_payment_id: &str, status: &str, amount: &str, passphrase: &str) -> String {
+    let fields: Vec<(String, String)> = [
+        ("m_payment_id", order),
+        ("pf_payment_id", pf_payment_id),
+        ("payment_status", status),
+        ("item_name", "Mart order"),
+        ("amount_gross", amount),
+        ("amount_fee", "-2.30"),
+        ("amount_net", "47.70"),
+        ("name_first", "Test"),
+        ("email_address", "buyer@example.com"),
+        ("merchant_id", MERCHANT_ID),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = payfast::signature(&fields, passphrase);
+    format!("{}&signature={signature}", payfast::param_string(&fields))
+}
+
+fn send_itn(host: &Host, body: &str) -> mart_integration_tests::Resp {
+    host.request(
+        "POST",
+        "/payments/webhooks/payfast",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    )
+}
+
+fn status(host: &Host, user: &str, order: &str) -> Value {
+    host.get_as(user, &format!("/orders/{order}")).json()["status"].clone()
+}
+
+#[test]
+fn the_order_offers_payfasts_page_and_a_verified_itn_pays_it_once() {
+    let host = payfast_host();
+    let fake = payfast_fake();
+    let user = customer(&host);
+    let tongs = rand_product(&host, 2500, 10);
+    let order = payfast_order(&host, &user, &tongs, 2);
+
+    // Once the stock is held, the order answers with a signed link to
+    // PayFast's payment page for exactly this order and amount.
+    let url = redirect_url(&host, &user, &order);
+    let (page, query) = url.split_once('?').unwrap();
+    assert_eq!(page, format!("{}/eng/process", fake.url));
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(field("merchant_id"), Some(MERCHANT_ID));
+    assert_eq!(field("merchant_key"), Some(MERCHANT_KEY));
+    assert_eq!(field("m_payment_id"), Some(order.as_str()));
+    assert_eq!(field("amount"), Some("50.00"));
+    assert_eq!(field("notify_url"), Some(NOTIFY_URL));
+    let (signed, signature) = pairs.split_at(pairs.len() - 1);
+    assert_eq!(signature[0].0, "signature");
+    assert_eq!(signature[0].1, payfast::signature(signed, PASSPHRASE));
+    let payment = host
+        .get_as(&user, &format!("/payments?order_id={order}"))
+        .json()["items"][0]
+        .clone();
+    assert_eq!(payment["status"], "pending");
+    assert_eq!(payment["redirect_url"], url.as_str());
+
+    // Refused: a wrong signature, a signed ITN with another amount, and a
+    // well-signed ITN PayFast does not confirm.
+    let forged = itn(&order, "1089250", "COMPLETE", "50.00", "not the passphrase");
+    assert_eq!(
+        send_itn(&host, &forged).problem(400)["detail"],
+        "the ITN's signature does not match"
+    );
+    let cheap = itn(&order, "1089250", "COMPLETE", "1.00", PASSPHRASE);
+    let problem = send_itn(&host, &cheap).problem(400);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("amount"),
+        "{problem}"
+    );
+    let unconfirmed = itn(&order, FORGED_PAYMENT_ID, "COMPLETE", "50.00", PASSPHRASE);
+    send_itn(&host, &unconfirmed).problem(400);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        status(&host, &user, &order),
+        "reserved",
+        "nothing paid it yet"
+    );
+
+    // The genuine ITN pays the order, once, however often PayFast sends it.
+    let genuine = itn(&order, "1089250", "COMPLETE", "50.00", PASSPHRASE);
+    for _ in 0..2 {
+        let r = send_itn(&host, &genuine);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.body.is_empty(), "PayFast expects an empty 200");
+    }
+    let paid = wait_for(&host, &user, &order, "paid");
+    assert!(paid.get("payment_redirect_url").is_none(), "{paid}");
+    assert_eq!(history(&paid).iter().filter(|s| *s == "paid").count(), 1);
+    let confirmations = fake.requests("/eng/query/validate");
+    let confirmed = confirmations
+        .iter()
+        .find(|r| {
+            r.field("pf_payment_id") == Some("1089250") && r.field("amount_gross") == Some("50.00")
+        })
+        .expect("the genuine ITN was confirmed with PayFast");
+    assert_eq!(
+        confirmed.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let payment = host
+        .get_as(&user, &format!("/payments?order_id={order}"))
+        .json()["items"][0]
+        .clone();
+    assert_eq!(payment["status"], "succeeded");
+    assert_eq!(payment["provider_ref"], "1089250");
+    assert!(payment.get("redirect_url").is_none(), "{payment}");
+    assert_eq!(stock(&host, &tongs), (8, 0), "stock committed");
+
+    // An admin refund goes through PayFast's refunds API for that payment.
+    let id = payment["id"].as_str().unwrap();
+    let r = host.send_json_as(
+        &admin_token(),
+        "POST",
+        &format!("/payments/{id}/refund"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let refund = &fake.requests("/refunds/1089250")[0];
+    assert_eq!(refund.field("amount"), Some("5000"), "cents");
+    assert_eq!(refund.header("version"), Some("v1"));
+    let timestamp = refund.header("timestamp").unwrap();
+    let merchant = payfast::Merchant {
+        merchant_id: MERCHANT_ID.into(),
+        merchant_key: MERCHANT_KEY.into(),
+        passphrase: PASSPHRASE.into(),
+        return_url: String::new(),
+        cancel_url: String::new(),
+        notify_url: NOTIFY_URL.into(),
+    };
+    let reason = refund.field("reason").unwrap();
+    let (expected, _) = payfast::refund_request(&merchant, 5000, reason, timestamp);
+    let signature = expected.iter().find(|(k, _)| k == "signature").unwrap();
+    assert_eq!(refund.header("signature"), Some(signature.1.as_str()));
+    wait_for(&host, &user, &order, "refunded");
+}
+
+#[test]
+fn a_cancelled_payfast_payment_cancels_the_order_and_releases_the_stock() {
+    let host = payfast_host();
+    let user = customer(&host);
+    let tongs = rand_product(&host, 1000, 5);
+    let order = payfast_order(&host, &user, &tongs, 5);
+    redirect_url(&host, &user, &order);
+    assert_eq!(stock(&host, &tongs), (5, 5), "held while the buyer pays");
+
+    let cancelled = itn(&order, "1089300", "CANCELLED", "50.00", PASSPHRASE);
+    assert_eq!(send_itn(&host, &cancelled).status, 200);
+    let o = wait_for(&host, &user, &order, "cancelled");
+    let reason = o["history"].as_array().unwrap().last().unwrap()["reason"].clone();
+    assert!(
+        reason.as_str().unwrap().contains("cancelled the payment"),
+        "{reason}"
+    );
+    eventually(WAIT, "the stock released", || {
+        (stock(&host, &tongs) == (5, 0)).then_some(())
+    });
+}
+
+#[test]
+fn a_payfast_order_takes_no_token_and_itns_need_payfast() {
+    let host = payfast_host();
+    let user = customer(&host);
+    let tongs = rand_product(&host, 1000, 5);
+    let mut body = order_body(json!([{"product_id": tongs, "quantity": 1}]), "tok_visa");
+    body["payment"]["provider"] = json!("payfast");
+    let problem = place(&host, &user, &unique("k"), &body).problem(422);
+    assert_eq!(problem["errors"][0]["field"], "payment.token");
+
+    let r = host.request(
+        "POST",
+        "/payments/webhooks/payfast",
+        &[("content-type", "application/json")],
+        Some(b"{}"),
+    );
+    r.problem(415);
+    let unknown = itn(&fake_order(), "1089400", "COMPLETE", "10.00", PASSPHRASE);
+    send_itn(&host, &unknown).problem(400);
+}
+
+fn fake_order() -> String {
+    format!("00000000-0000-4000-8000-{:012}", std::process::id())
+}
