@@ -238,6 +238,45 @@ impl Host {
         host
     }
 
+    /// One host for the whole test binary, started by the first caller (with
+    /// its `env`; every caller in a binary must pass the same) and stopped
+    /// with SIGTERM when the test process exits.
+    ///
+    /// Why: hosts that come and go in the same consumer groups make the
+    /// broker rebalance, and the test broker (tansu 0.6) can leave a member
+    /// that joins while another leaves without partitions for a minute or
+    /// more. Tests of a binary that share one host cause no such churn.
+    pub fn shared(manifest: &str, env: &[(&str, String)]) -> &'static Host {
+        static SHARED: OnceLock<Host> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let host = Host::start(manifest, env);
+            eprintln!("shared host log: {}", host.log.display());
+            let keep_log = std::env::var_os("MART_TEST_KEEP_LOGS").is_some();
+            let watchdog = format!(
+                "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -TERM {host}; \
+                 for _ in $(seq 100); do kill -0 {host} 2>/dev/null || break; sleep 0.1; done; \
+                 kill -KILL {host} 2>/dev/null; {cleanup}",
+                me = std::process::id(),
+                host = host.pid(),
+                cleanup = if keep_log {
+                    String::new()
+                } else {
+                    format!("rm -f '{}'", host.log.display())
+                },
+            );
+            // Deliberately never waited for: it must outlive this process.
+            #[allow(clippy::zombie_processes)]
+            Command::new("sh")
+                .args(["-c", &watchdog])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the shared host's watchdog");
+            host
+        })
+    }
+
     fn wait_ready(&mut self, timeout: Duration) {
         let started = Instant::now();
         while started.elapsed() < timeout {

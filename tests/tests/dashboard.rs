@@ -19,7 +19,7 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[test]
 fn the_dashboard_shows_a_new_order_turn_paid_without_a_reload() {
-    let host = host();
+    let host = shared_host();
     let product = product(&host, 1299, 5);
     let email = format!("{}@example.com", unique("watcher"));
     let password = "dashboard watcher pass";
@@ -84,7 +84,7 @@ fn the_dashboard_shows_a_new_order_turn_paid_without_a_reload() {
 
 #[test]
 fn summary_and_activity_cover_the_callers_orders_and_everything_for_an_admin() {
-    let host = host();
+    let host = shared_host();
     let product = product(&host, 500, 20);
     let alice = customer(&host);
     let bob = customer(&host);

@@ -40,8 +40,10 @@ fn mail() -> &'static FakeHttp {
     MAIL.get_or_init(|| FakeHttp::start(answer))
 }
 
-fn mail_host() -> Host {
-    Host::start(
+/// The binary's one host, delivering through the fake mail API (see
+/// `Host::shared`).
+fn mail_host() -> &'static Host {
+    Host::shared(
         "spin.toml",
         &[
             ("SPIN_VARIABLE_NOTIFICATION_CHANNEL", "http".into()),

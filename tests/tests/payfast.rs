@@ -52,9 +52,10 @@ fn payfast_fake() -> &'static FakeHttp {
     FAKE.get_or_init(|| FakeHttp::start(answer))
 }
 
-fn payfast_host() -> Host {
+/// The binary's one host, configured for PayFast (see `Host::shared`).
+fn payfast_host() -> &'static Host {
     let fake = payfast_fake();
-    Host::start(
+    Host::shared(
         "spin.toml",
         &[
             ("SPIN_VARIABLE_SHOP_CURRENCY", "ZAR".into()),

@@ -22,7 +22,7 @@ fn assert_paths(order: &Value, paths: &[&[&str]]) {
 
 #[test]
 fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
-    let host = host();
+    let host = shared_host();
     let user = customer(&host);
     let teapot = product(&host, 2500, 10);
     let cup = product(&host, 400, 10);
@@ -115,7 +115,7 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
 
 #[test]
 fn out_of_stock_cancels_the_order_and_leaves_stock_alone() {
-    let host = host();
+    let host = shared_host();
     let user = customer(&host);
     let rare = product(&host, 1000, 2);
     let id = place_items(&host, &user, &rare, 3, "tok_visa");
@@ -130,7 +130,7 @@ fn out_of_stock_cancels_the_order_and_leaves_stock_alone() {
 
 #[test]
 fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
-    let host = host();
+    let host = shared_host();
     let user = customer(&host);
     let item = product(&host, 1000, 5);
     let id = place_items(&host, &user, &item, 2, "tok_chargeDeclined");
@@ -157,7 +157,7 @@ fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
 
 #[test]
 fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
-    let host = host();
+    let host = shared_host();
     let user = customer(&host);
     let item = product(&host, 1500, 5);
     let id = place_items(&host, &user, &item, 2, "tok_visa");
@@ -209,7 +209,7 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
 
 #[test]
 fn one_trace_follows_an_order_across_services() {
-    let host = host();
+    let host = shared_host();
     let user = customer(&host);
     let item = product(&host, 900, 5);
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";

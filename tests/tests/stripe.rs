@@ -55,8 +55,9 @@ fn answer(r: &Recorded, _before: &[Recorded]) -> (u16, Value) {
     }
 }
 
-fn stripe_host(stripe: &FakeHttp) -> Host {
-    Host::start(
+/// The binary's one host, configured for Stripe (see `Host::shared`).
+fn stripe_host(stripe: &FakeHttp) -> &'static Host {
+    Host::shared(
         "spin.toml",
         &[
             ("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake,stripe".into()),

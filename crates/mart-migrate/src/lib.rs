@@ -198,6 +198,16 @@ async fn apply_locked(
             )",
         )
         .await?;
+    let done: std::collections::HashSet<String> = client
+        .query("SELECT version FROM mart_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let pending = migrations
+        .iter()
+        .filter(|m| !done.contains(&m.version))
+        .count();
     let mut applied = Vec::new();
     for migration in migrations {
         let row = client
@@ -217,19 +227,33 @@ async fn apply_locked(
             }
             continue;
         }
-        let sql = format!(
-            "BEGIN;\n{}\n;INSERT INTO mart_migrations (version, checksum) VALUES ('{}', '{}');\nCOMMIT;",
-            migration.sql, migration.version, migration.checksum
-        );
-        if let Err(e) = client.batch_execute(&sql).await {
+        if let Err(e) = apply_one(client, migration).await {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(e)
                 .with_context(|| format!("{database}: applying {}", migration.path.display()));
         }
-        tracing::info!(database, version = %migration.version, "migration applied");
+        tracing::info!(
+            database,
+            version = %migration.version,
+            progress = format!("{}/{}", applied.len() + 1, pending),
+            "migration applied"
+        );
         applied.push(migration.version.clone());
     }
     Ok(applied)
+}
+
+/// One migration and its record, in one transaction.
+async fn apply_one(client: &Client, migration: &Migration) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    client.batch_execute(&migration.sql).await?;
+    client
+        .execute(
+            "INSERT INTO mart_migrations (version, checksum) VALUES ($1, $2)",
+            &[&migration.version, &migration.checksum],
+        )
+        .await?;
+    client.batch_execute("COMMIT").await
 }
 
 /// Whether every migration under `root` is applied (for readiness checks).

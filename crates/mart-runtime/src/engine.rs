@@ -86,7 +86,11 @@ impl Runtime {
         start_epoch_ticker(&engine);
 
         let mut components = HashMap::new();
-        for (id, manifest_component, limits) in settings {
+        let total = settings.len();
+        // The first start compiles each component (seconds each); later
+        // starts load machine code from the cache. Either way, say how far.
+        tracing::info!(components = total, "loading components");
+        for (done, (id, manifest_component, limits)) in settings.into_iter().enumerate() {
             let path = app.component_source_path(manifest_component);
             let started = std::time::Instant::now();
             let component = Component::from_file(&engine, &path)
@@ -98,7 +102,12 @@ impl Runtime {
                 .with_context(|| {
                     format!("component `{id}` imports an interface this host does not provide")
                 })?;
-            tracing::info!(component = %id, elapsed_ms = started.elapsed().as_millis() as u64, "component ready");
+            tracing::info!(
+                component = %id,
+                progress = format!("{}/{total}", done + 1),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "component ready"
+            );
             let files = crate::files::stage(
                 &app.base_dir,
                 &manifest_component.files,

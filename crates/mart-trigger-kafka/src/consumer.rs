@@ -167,6 +167,9 @@ struct Finished {
 
 struct WorkerHandle {
     id: u64,
+    /// The first message handed to the worker: where its partition
+    /// restarts if it dies before finishing anything.
+    first_offset: i64,
     sender: mpsc::UnboundedSender<OwnedMessage>,
     queued: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
@@ -384,12 +387,20 @@ impl Poller {
     fn dispatch(&self, message: OwnedMessage) {
         let key = (message.topic().to_string(), message.partition());
         let mut workers = self.partitions.workers.lock().expect("not poisoned");
+        let offset = message.offset();
         let handle = workers
             .entry(key.clone())
-            .or_insert_with(|| self.spawn_worker(key.clone()));
+            .or_insert_with(|| self.spawn_worker(key.clone(), offset));
         handle.queued.fetch_add(1, Ordering::Relaxed);
         if handle.sender.send(message).is_err() {
-            tracing::warn!(topic = %key.0, partition = key.1, "worker gone; message left uncommitted");
+            // The worker died (a panic in our code): messages it held are
+            // gone from memory but not from Kafka. Forget it and fetch the
+            // partition again from its first unfinished message; the next
+            // message starts a new worker.
+            let lost = workers.remove(&key).expect("just used");
+            drop(workers);
+            self.restart_partition(&key, lost);
+            return;
         }
         if !handle.paused
             && handle.queued.load(Ordering::Relaxed) >= self.high_water()
@@ -399,7 +410,33 @@ impl Poller {
         }
     }
 
-    fn spawn_worker(&self, partition: TopicPartition) -> WorkerHandle {
+    fn restart_partition(&self, key: &TopicPartition, lost: WorkerHandle) {
+        let finished = self
+            .partitions
+            .finished
+            .lock()
+            .expect("not poisoned")
+            .get(key)
+            .map(|f| f.next_offset);
+        let from = restart_offset(finished, lost.first_offset);
+        tracing::error!(
+            topic = %key.0,
+            partition = key.1,
+            offset = from,
+            "a Kafka worker died; its partition restarts from the first unfinished message"
+        );
+        if let Err(e) =
+            self.consumer
+                .seek(&key.0, key.1, Offset::Offset(from), Duration::from_secs(10))
+        {
+            tracing::error!(topic = %key.0, partition = key.1, error = %e, "rewinding the partition failed");
+        }
+        if lost.paused {
+            self.set_paused(key, false);
+        }
+    }
+
+    fn spawn_worker(&self, partition: TopicPartition, first_offset: i64) -> WorkerHandle {
         let id = self.partitions.next_worker.fetch_add(1, Ordering::Relaxed);
         let (sender, messages) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
@@ -414,12 +451,19 @@ impl Poller {
         };
         let context = self.worker_context.clone();
         let progress: Arc<dyn Progress> = self.partitions.clone();
+        let (topic, number) = worker.partition.clone();
         self.runtime.spawn(async move {
-            worker.run(context, progress).await;
+            // A panic must not pass silently: it is logged here, and the
+            // poll thread restarts the partition when it next dispatches.
+            let run = std::panic::AssertUnwindSafe(worker.run(context, progress));
+            if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
+                tracing::error!(%topic, partition = number, panic = %panic_text(&panic), "a Kafka worker panicked");
+            }
             let _ = done_tx.send(());
         });
         WorkerHandle {
             id,
+            first_offset,
             sender,
             queued,
             stop,
@@ -488,5 +532,37 @@ impl Poller {
         self.consumer.unsubscribe();
         tracing::info!(group = %self.group, "Kafka trigger stopped");
         // Dropping the consumer closes it (LeaveGroup); see CLOSE_TIMEOUT.
+    }
+}
+
+/// Where a partition whose worker died starts again: after what was
+/// finished, or at the worker's first message if it finished nothing.
+fn restart_offset(finished: Option<i64>, first_offset: i64) -> i64 {
+    finished.unwrap_or(first_offset)
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_worker_restarts_after_what_was_finished() {
+        assert_eq!(restart_offset(Some(42), 10), 42);
+        assert_eq!(restart_offset(None, 10), 10);
+    }
+
+    #[test]
+    fn panic_messages_are_kept() {
+        let caught = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(panic_text(&*caught), "boom 7");
     }
 }

@@ -81,12 +81,27 @@ impl Handler {
                 .call_handle(&mut store, &messages)
                 .await
         };
+        // A panic in host code during the call fails this batch (retried,
+        // then dead-lettered) instead of killing the partition's worker.
+        let call = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(call));
         let result = tokio::time::timeout(self.component.limits.timeout, call).await;
         metrics.kafka_invocation(&self.component.id, started.elapsed());
         match result {
-            Ok(Ok(Ok(()))) => Outcome::Done,
-            Ok(Ok(Err(failure))) => self.reported(failure, batch.len()),
-            Ok(Err(trap)) => {
+            Ok(Ok(Ok(Ok(())))) => Outcome::Done,
+            Ok(Ok(Ok(Err(failure)))) => self.reported(failure, batch.len()),
+            Ok(Err(panic)) => {
+                let reason = format!(
+                    "the host panicked during the call: {}",
+                    crate::consumer::panic_text(&*panic)
+                );
+                tracing::error!(component = %self.component.id, %reason, "Kafka handler failed");
+                Outcome::Failed {
+                    index: 0,
+                    retry: true,
+                    reason,
+                }
+            }
+            Ok(Ok(Err(trap))) => {
                 let reason = format!("the handler trapped: {trap:#}");
                 tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
                 Outcome::Failed {

@@ -11,8 +11,14 @@ use serde_json::{json, Value};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// A host of its own (for tests that stop or kill it).
 pub fn host() -> Host {
     Host::start("spin.toml", &[])
+}
+
+/// The test binary's one host (see `Host::shared`).
+pub fn shared_host() -> &'static Host {
+    Host::shared("spin.toml", &[])
 }
 
 pub fn unique(prefix: &str) -> String {
