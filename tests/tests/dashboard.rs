@@ -20,7 +20,7 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
 #[test]
 fn the_dashboard_shows_a_new_order_turn_paid_without_a_reload() {
     let host = shared_host();
-    let product = product(&host, 1299, 5);
+    let product = product(host, 1299, 5);
     let email = format!("{}@example.com", unique("watcher"));
     let password = "dashboard watcher pass";
     let r = host.send_json(
@@ -85,15 +85,15 @@ fn the_dashboard_shows_a_new_order_turn_paid_without_a_reload() {
 #[test]
 fn summary_and_activity_cover_the_callers_orders_and_everything_for_an_admin() {
     let host = shared_host();
-    let product = product(&host, 500, 20);
-    let alice = customer(&host);
-    let bob = customer(&host);
-    let paid = place_items(&host, &alice, &product, 1, "tok_visa");
-    let declined = place_items(&host, &alice, &product, 1, "tok_chargeDeclined");
-    let bobs = place_items(&host, &bob, &product, 1, "tok_visa");
-    wait_for(&host, &alice, &paid, "paid");
-    wait_for(&host, &alice, &declined, "cancelled");
-    wait_for(&host, &bob, &bobs, "paid");
+    let product = product(host, 500, 20);
+    let alice = customer(host);
+    let bob = customer(host);
+    let paid = place_items(host, &alice, &product, 1, "tok_visa");
+    let declined = place_items(host, &alice, &product, 1, "tok_chargeDeclined");
+    let bobs = place_items(host, &bob, &product, 1, "tok_visa");
+    wait_for(host, &alice, &paid, "paid");
+    wait_for(host, &alice, &declined, "cancelled");
+    wait_for(host, &bob, &bobs, "paid");
 
     let summary = host.get_as(&alice, "/orders/summary").json();
     assert_eq!(summary["total"], 2, "{summary}");

@@ -74,7 +74,7 @@ fn messages_to(email: &str) -> Vec<Recorded> {
 fn a_welcome_message_goes_out_once_even_when_the_api_fails_first() {
     let host = mail_host();
     let email = format!("{}@example.com", unique("flaky"));
-    register(&host, &email);
+    register(host, &email);
     // The first attempt fails (503) and is retried; the retry is accepted.
     let sent = eventually(WAIT, "the welcome message to be accepted", || {
         let sent = messages_to(&email);
@@ -104,7 +104,7 @@ fn a_welcome_message_goes_out_once_even_when_the_api_fails_first() {
 fn a_refused_message_is_dead_lettered_with_the_reason() {
     let host = mail_host();
     let email = format!("{}@example.com", unique("bounce"));
-    register(&host, &email);
+    register(host, &email);
     let letters = broker().read("mart.users.dlq", 1, WAIT);
     let letter = letters
         .iter()

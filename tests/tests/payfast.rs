@@ -144,13 +144,13 @@ fn status(host: &Host, user: &str, order: &str) -> Value {
 fn the_order_offers_payfasts_page_and_a_verified_itn_pays_it_once() {
     let host = payfast_host();
     let fake = payfast_fake();
-    let user = customer(&host);
-    let tongs = rand_product(&host, 2500, 10);
-    let order = payfast_order(&host, &user, &tongs, 2);
+    let user = customer(host);
+    let tongs = rand_product(host, 2500, 10);
+    let order = payfast_order(host, &user, &tongs, 2);
 
     // Once the stock is held, the order answers with a signed link to
     // PayFast's payment page for exactly this order and amount.
-    let url = redirect_url(&host, &user, &order);
+    let url = redirect_url(host, &user, &order);
     let (page, query) = url.split_once('?').unwrap();
     assert_eq!(page, format!("{}/eng/process", fake.url));
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -181,20 +181,20 @@ fn the_order_offers_payfasts_page_and_a_verified_itn_pays_it_once() {
     // well-signed ITN PayFast does not confirm.
     let forged = itn(&order, "1089250", "COMPLETE", "50.00", "not the passphrase");
     assert_eq!(
-        send_itn(&host, &forged).problem(400)["detail"],
+        send_itn(host, &forged).problem(400)["detail"],
         "the ITN's signature does not match"
     );
     let cheap = itn(&order, "1089250", "COMPLETE", "1.00", PASSPHRASE);
-    let problem = send_itn(&host, &cheap).problem(400);
+    let problem = send_itn(host, &cheap).problem(400);
     assert!(
         problem["detail"].as_str().unwrap().contains("amount"),
         "{problem}"
     );
     let unconfirmed = itn(&order, FORGED_PAYMENT_ID, "COMPLETE", "50.00", PASSPHRASE);
-    send_itn(&host, &unconfirmed).problem(400);
+    send_itn(host, &unconfirmed).problem(400);
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(
-        status(&host, &user, &order),
+        status(host, &user, &order),
         "reserved",
         "nothing paid it yet"
     );
@@ -202,11 +202,11 @@ fn the_order_offers_payfasts_page_and_a_verified_itn_pays_it_once() {
     // The genuine ITN pays the order, once, however often PayFast sends it.
     let genuine = itn(&order, "1089250", "COMPLETE", "50.00", PASSPHRASE);
     for _ in 0..2 {
-        let r = send_itn(&host, &genuine);
+        let r = send_itn(host, &genuine);
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.body.is_empty(), "PayFast expects an empty 200");
     }
-    let paid = wait_for(&host, &user, &order, "paid");
+    let paid = wait_for(host, &user, &order, "paid");
     assert!(paid.get("payment_redirect_url").is_none(), "{paid}");
     assert_eq!(history(&paid).iter().filter(|s| *s == "paid").count(), 1);
     let confirmations = fake.requests("/eng/query/validate");
@@ -227,7 +227,7 @@ fn the_order_offers_payfasts_page_and_a_verified_itn_pays_it_once() {
     assert_eq!(payment["status"], "succeeded");
     assert_eq!(payment["provider_ref"], "1089250");
     assert!(payment.get("redirect_url").is_none(), "{payment}");
-    assert_eq!(stock(&host, &tongs), (8, 0), "stock committed");
+    assert_eq!(stock(host, &tongs), (8, 0), "stock committed");
 
     // An admin refund goes through PayFast's refunds API for that payment.
     let id = payment["id"].as_str().unwrap();
@@ -254,39 +254,39 @@ fn the_order_offers_payfasts_page_and_a_verified_itn_pays_it_once() {
     let (expected, _) = payfast::refund_request(&merchant, 5000, reason, timestamp);
     let signature = expected.iter().find(|(k, _)| k == "signature").unwrap();
     assert_eq!(refund.header("signature"), Some(signature.1.as_str()));
-    wait_for(&host, &user, &order, "refunded");
+    wait_for(host, &user, &order, "refunded");
 }
 
 #[test]
 fn a_cancelled_payfast_payment_cancels_the_order_and_releases_the_stock() {
     let host = payfast_host();
-    let user = customer(&host);
-    let tongs = rand_product(&host, 1000, 5);
-    let order = payfast_order(&host, &user, &tongs, 5);
-    redirect_url(&host, &user, &order);
-    assert_eq!(stock(&host, &tongs), (5, 5), "held while the buyer pays");
+    let user = customer(host);
+    let tongs = rand_product(host, 1000, 5);
+    let order = payfast_order(host, &user, &tongs, 5);
+    redirect_url(host, &user, &order);
+    assert_eq!(stock(host, &tongs), (5, 5), "held while the buyer pays");
 
     let cancelled = itn(&order, "1089300", "CANCELLED", "50.00", PASSPHRASE);
-    assert_eq!(send_itn(&host, &cancelled).status, 200);
-    let o = wait_for(&host, &user, &order, "cancelled");
+    assert_eq!(send_itn(host, &cancelled).status, 200);
+    let o = wait_for(host, &user, &order, "cancelled");
     let reason = o["history"].as_array().unwrap().last().unwrap()["reason"].clone();
     assert!(
         reason.as_str().unwrap().contains("cancelled the payment"),
         "{reason}"
     );
     eventually(WAIT, "the stock released", || {
-        (stock(&host, &tongs) == (5, 0)).then_some(())
+        (stock(host, &tongs) == (5, 0)).then_some(())
     });
 }
 
 #[test]
 fn a_payfast_order_takes_no_token_and_itns_need_payfast() {
     let host = payfast_host();
-    let user = customer(&host);
-    let tongs = rand_product(&host, 1000, 5);
+    let user = customer(host);
+    let tongs = rand_product(host, 1000, 5);
     let mut body = order_body(json!([{"product_id": tongs, "quantity": 1}]), "tok_visa");
     body["payment"]["provider"] = json!("payfast");
-    let problem = place(&host, &user, &unique("k"), &body).problem(422);
+    let problem = place(host, &user, &unique("k"), &body).problem(422);
     assert_eq!(problem["errors"][0]["field"], "payment.token");
 
     let r = host.request(
@@ -297,7 +297,7 @@ fn a_payfast_order_takes_no_token_and_itns_need_payfast() {
     );
     r.problem(415);
     let unknown = itn(&fake_order(), "1089400", "COMPLETE", "10.00", PASSPHRASE);
-    send_itn(&host, &unknown).problem(400);
+    send_itn(host, &unknown).problem(400);
 }
 
 fn fake_order() -> String {

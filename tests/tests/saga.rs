@@ -23,9 +23,9 @@ fn assert_paths(order: &Value, paths: &[&[&str]]) {
 #[test]
 fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
     let host = shared_host();
-    let user = customer(&host);
-    let teapot = product(&host, 2500, 10);
-    let cup = product(&host, 400, 10);
+    let user = customer(host);
+    let teapot = product(host, 2500, 10);
+    let cup = product(host, 400, 10);
     let cart = host
         .send_json_as(&user, "POST", "/carts", &json!({}))
         .json();
@@ -44,7 +44,7 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
     body["cart_id"] = json!(cart_id);
 
     let key = unique("key");
-    let created = place(&host, &user, &key, &body);
+    let created = place(host, &user, &key, &body);
     assert_eq!(created.status, 201, "{}", created.text());
     let order = created.json();
     assert_eq!(order["status"], "pending");
@@ -56,12 +56,12 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
     let id = order["id"].as_str().unwrap().to_string();
 
     // The same key and body: the same order, not a second one.
-    let again = place(&host, &user, &key, &body);
+    let again = place(host, &user, &key, &body);
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["id"], id.as_str());
     // The same key with another body is refused.
     let other = place(
-        &host,
+        host,
         &user,
         &key,
         &order_body(json!([{"product_id": cup, "quantity": 1}]), "tok_visa"),
@@ -69,7 +69,7 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
     let detail = other.problem(422)["detail"].as_str().unwrap().to_string();
     assert!(detail.contains("different request"), "{detail}");
 
-    let paid = wait_for(&host, &user, &id, "paid");
+    let paid = wait_for(host, &user, &id, "paid");
     assert_paths(
         &paid,
         &[&["pending", "reserved", "paid"], &["pending", "paid"]],
@@ -79,9 +79,9 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
         (cart["status"] == "checked_out").then_some(())
     });
     // Retrying the placement still answers with the order, cart closed or not.
-    assert_eq!(place(&host, &user, &key, &body).json()["id"], id.as_str());
+    assert_eq!(place(host, &user, &key, &body).json()["id"], id.as_str());
     eventually(WAIT, "stock to be committed", || {
-        (stock(&host, &teapot) == (9, 0) && stock(&host, &cup) == (6, 0)).then_some(())
+        (stock(host, &teapot) == (9, 0) && stock(host, &cup) == (6, 0)).then_some(())
     });
     let payments = host
         .get_as(&user, &format!("/payments?order_id={id}"))
@@ -100,7 +100,7 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
     });
 
     // Another customer sees none of it.
-    let stranger = customer(&host);
+    let stranger = customer(host);
     assert_eq!(host.get_as(&stranger, &format!("/orders/{id}")).status, 404);
     assert_eq!(
         host.get_as(&stranger, &format!("/payments?order_id={id}"))
@@ -116,25 +116,25 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
 #[test]
 fn out_of_stock_cancels_the_order_and_leaves_stock_alone() {
     let host = shared_host();
-    let user = customer(&host);
-    let rare = product(&host, 1000, 2);
-    let id = place_items(&host, &user, &rare, 3, "tok_visa");
-    let cancelled = wait_for(&host, &user, &id, "cancelled");
+    let user = customer(host);
+    let rare = product(host, 1000, 2);
+    let id = place_items(host, &user, &rare, 3, "tok_visa");
+    let cancelled = wait_for(host, &user, &id, "cancelled");
     let reason = cancelled["history"].as_array().unwrap().last().unwrap()["reason"]
         .as_str()
         .unwrap()
         .to_string();
     assert!(reason.starts_with("out of stock"), "{reason}");
-    assert_eq!(stock(&host, &rare), (2, 0));
+    assert_eq!(stock(host, &rare), (2, 0));
 }
 
 #[test]
 fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
     let host = shared_host();
-    let user = customer(&host);
-    let item = product(&host, 1000, 5);
-    let id = place_items(&host, &user, &item, 2, "tok_chargeDeclined");
-    let cancelled = wait_for(&host, &user, &id, "cancelled");
+    let user = customer(host);
+    let item = product(host, 1000, 5);
+    let id = place_items(host, &user, &item, 2, "tok_chargeDeclined");
+    let cancelled = wait_for(host, &user, &id, "cancelled");
     assert_paths(
         &cancelled,
         &[
@@ -147,7 +147,7 @@ fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
         .unwrap();
     assert!(reason.starts_with("payment declined"), "{reason}");
     eventually(WAIT, "the reservation to be released", || {
-        (stock(&host, &item) == (5, 0)).then_some(())
+        (stock(host, &item) == (5, 0)).then_some(())
     });
     let payments = host
         .get_as(&user, &format!("/payments?order_id={id}"))
@@ -158,12 +158,12 @@ fn a_declined_payment_cancels_the_order_and_releases_the_stock() {
 #[test]
 fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
     let host = shared_host();
-    let user = customer(&host);
-    let item = product(&host, 1500, 5);
-    let id = place_items(&host, &user, &item, 2, "tok_visa");
-    wait_for(&host, &user, &id, "paid");
+    let user = customer(host);
+    let item = product(host, 1500, 5);
+    let id = place_items(host, &user, &item, 2, "tok_visa");
+    wait_for(host, &user, &id, "paid");
     eventually(WAIT, "stock to be committed", || {
-        (stock(&host, &item) == (3, 0)).then_some(())
+        (stock(host, &item) == (3, 0)).then_some(())
     });
 
     let r = host.request(
@@ -181,13 +181,13 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
             let payment = host
                 .get_as(&user, &format!("/payments?order_id={id}"))
                 .json();
-            (payment["items"][0]["status"] == "refunded" && stock(&host, &item) == (5, 0))
+            (payment["items"][0]["status"] == "refunded" && stock(host, &item) == (5, 0))
                 .then_some(())
         },
     );
     // Shipped orders can no longer be cancelled.
-    let second = place_items(&host, &user, &item, 1, "tok_visa");
-    wait_for(&host, &user, &second, "paid");
+    let second = place_items(host, &user, &item, 1, "tok_visa");
+    wait_for(host, &user, &second, "paid");
     let r = host.send_json_as(
         &admin_token(),
         "PUT",
@@ -210,8 +210,8 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
 #[test]
 fn one_trace_follows_an_order_across_services() {
     let host = shared_host();
-    let user = customer(&host);
-    let item = product(&host, 900, 5);
+    let user = customer(host);
+    let item = product(host, 900, 5);
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let body = serde_json::to_vec(&order_body(
         json!([{"product_id": item, "quantity": 1}]),
@@ -231,7 +231,7 @@ fn one_trace_follows_an_order_across_services() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let order = r.json()["id"].as_str().unwrap().to_string();
-    wait_for(&host, &user, &order, "paid");
+    wait_for(host, &user, &order, "paid");
     // Every service's event about this order carries the caller's trace:
     // orders (the HTTP request), inventory and payments (Kafka handlers
     // continuing it from the records they handled).

@@ -101,10 +101,10 @@ fn now() -> i64 {
 fn stripe_charges_a_payment_intent_keyed_by_the_order() {
     let stripe = stripe();
     let host = stripe_host(stripe);
-    let user = customer(&host);
-    let item = product(&host, 1250, 10);
-    let order = stripe_order(&host, &user, &item, "pm_card_visa");
-    wait_for(&host, &user, &order, "paid");
+    let user = customer(host);
+    let item = product(host, 1250, 10);
+    let order = stripe_order(host, &user, &item, "pm_card_visa");
+    wait_for(host, &user, &order, "paid");
 
     let charges: Vec<Recorded> = stripe
         .requests("/v1/payment_intents")
@@ -129,8 +129,8 @@ fn stripe_charges_a_payment_intent_keyed_by_the_order() {
     assert_eq!(payment["items"][0]["provider_ref"], format!("pi_{order}"));
 
     // A declined card cancels the order with Stripe's reason.
-    let declined = stripe_order(&host, &user, &item, "pm_card_chargeDeclined");
-    let cancelled = wait_for(&host, &user, &declined, "cancelled");
+    let declined = stripe_order(host, &user, &item, "pm_card_chargeDeclined");
+    let cancelled = wait_for(host, &user, &declined, "cancelled");
     let reason = cancelled["history"].as_array().unwrap().last().unwrap()["reason"]
         .as_str()
         .unwrap()
@@ -142,9 +142,9 @@ fn stripe_charges_a_payment_intent_keyed_by_the_order() {
 fn a_processing_charge_is_settled_by_a_signed_webhook_once() {
     let stripe = stripe();
     let host = stripe_host(stripe);
-    let user = customer(&host);
-    let item = product(&host, 1000, 10);
-    let order = stripe_order(&host, &user, &item, "pm_processing");
+    let user = customer(host);
+    let item = product(host, 1000, 10);
+    let order = stripe_order(host, &user, &item, "pm_processing");
     eventually_charged(stripe, &order);
     let event = json!({
         "id": format!("evt_{order}"),
@@ -155,17 +155,17 @@ fn a_processing_charge_is_settled_by_a_signed_webhook_once() {
 
     // Forged, stale or missing signatures are refused.
     let forged = mart_domain::stripe::sign(&payload, "whsec_wrong", now());
-    assert_eq!(webhook(&host, &event, &forged), 400);
+    assert_eq!(webhook(host, &event, &forged), 400);
     let stale = mart_domain::stripe::sign(&payload, WEBHOOK_SECRET, now() - 3600);
-    assert_eq!(webhook(&host, &event, &stale), 400);
+    assert_eq!(webhook(host, &event, &stale), 400);
     let status = host.get_as(&user, &format!("/orders/{order}")).json()["status"].clone();
     assert_ne!(status, "paid", "no payment without a valid signature");
 
     let signed = mart_domain::stripe::sign(&payload, WEBHOOK_SECRET, now());
-    assert_eq!(webhook(&host, &event, &signed), 200);
-    wait_for(&host, &user, &order, "paid");
+    assert_eq!(webhook(host, &event, &signed), 200);
+    wait_for(host, &user, &order, "paid");
     // Stripe resends webhooks; the second delivery changes nothing.
-    assert_eq!(webhook(&host, &event, &signed), 200);
+    assert_eq!(webhook(host, &event, &signed), 200);
     let charges: Vec<Recorded> = stripe
         .requests("/v1/payment_intents")
         .into_iter()
