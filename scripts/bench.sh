@@ -62,6 +62,8 @@ measure() {
 }
 to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
 
+# BENCH_ONLY=events skips the HTTP part (for working on the saga).
+if [ "${BENCH_ONLY:-}" != events ]; then
 native_noop=$(measure "http://127.0.0.1:$NATIVE_PORT/noop")
 host_noop=$(measure "http://127.0.0.1:$HOST_PORT/probe/noop")
 native_db=$(measure "http://127.0.0.1:$NATIVE_PORT/products/$PRODUCT")
@@ -84,6 +86,7 @@ echo "host / native, no-op route: $(ratio "$host_noop" "$native_noop")   (target
 echo "host / native, DB read:     $(ratio "$host_db" "$native_db")   (target >= 80 %)"
 echo
 target/release/mart-overhead --manifest tests/fixtures/bench.toml --path /probe/noop
+fi
 
 # --- events: the Kafka trigger and the checkout saga ---------------------------
 rm -rf .mart/bench-kafka

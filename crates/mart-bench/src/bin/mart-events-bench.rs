@@ -1,14 +1,16 @@
 //! `make bench`, event side: throughput of the Kafka trigger, and the
-//! checkout saga end to end (orders/s, placed → paid latency, outbox →
-//! handler latency). Prints figures; asserts nothing.
+//! checkout saga end to end (orders/s, placed → paid latency, and the
+//! time of each hop). Prints figures; asserts nothing.
 //!
 //! Needs a running broker, a host serving `tests/fixtures/bench-events.toml`
 //! (`--trigger-admin`) and a host serving `spin.toml` (`--app`), both started
 //! by scripts/bench.sh.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -225,7 +227,7 @@ async fn saga(args: &Args) -> anyhow::Result<()> {
         last = Some(last.map_or(d, |l| l.max(d)));
     }
     let span = (last.unwrap() - first.unwrap()).num_milliseconds() as f64 / 1000.0;
-    let outbox_to_handler = outbox_to_handler_ms(args, &orders_db, &ids).await?;
+    let hops = hops(args, &orders_db, &ids).await?;
     println!();
     println!(
         "Checkout saga, {} orders from {} concurrent clients (one line each, fake provider):",
@@ -258,15 +260,17 @@ async fn saga(args: &Args) -> anyhow::Result<()> {
         "| placed → paid, one order at a time (client view) p99 | {:.1} ms |",
         percentile(&mut unloaded, 0.99)
     );
-    let mut o2h = outbox_to_handler;
-    println!(
-        "| outbox write → inventory handler effect p50 | {:.1} ms |",
-        percentile(&mut o2h, 0.50)
-    );
-    println!(
-        "| outbox write → inventory handler effect p99 | {:.1} ms |",
-        percentile(&mut o2h, 0.99)
-    );
+    println!();
+    println!("Where the time goes under that burst (per order, from the services' timestamps):");
+    println!("| hop | p50 | p99 |");
+    println!("|---|---:|---:|");
+    for (hop, mut values) in hops {
+        println!(
+            "| {hop} | {:.1} ms | {:.1} ms |",
+            percentile(&mut values, 0.50),
+            percentile(&mut values, 0.99)
+        );
+    }
     Ok(())
 }
 
@@ -305,35 +309,86 @@ fn one_at_a_time(args: &Args, token: &str, body: &Value, suffix: u32) -> anyhow:
 
 /// From `order.placed` entering the orders outbox to the reservation the
 /// inventory handler wrote: one relay hop plus one trigger hop.
-async fn outbox_to_handler_ms(
+/// Where the time goes, hop by hop, from the services' own timestamps: an
+/// outbox row's `created_at` (its transaction's start: the effect) and
+/// `sent_at` (set after the broker acknowledged it, so a consumer can be
+/// a little ahead of it), and the order's `paid` history entry.
+async fn hops(
     args: &Args,
     orders_db: &tokio_postgres::Client,
     ids: &[String],
-) -> anyhow::Result<Vec<f64>> {
-    let written: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = orders_db
+) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+    type Stamps = HashMap<String, (DateTime<Utc>, DateTime<Utc>)>;
+    async fn outbox(
+        client: &tokio_postgres::Client,
+        event: &str,
+        ids: &[String],
+    ) -> anyhow::Result<Stamps> {
+        Ok(client
+            .query(
+                "SELECT aggregate_id, created_at, sent_at FROM outbox \
+                  WHERE event_type = $1 AND aggregate_id = ANY($2) AND sent_at IS NOT NULL",
+                &[&event, &ids],
+            )
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect())
+    }
+    let placed = outbox(orders_db, "order.placed", ids).await?;
+    let reserved = outbox(
+        &db(&args.database_url, "inventory").await?,
+        "inventory.reserved",
+        ids,
+    )
+    .await?;
+    let charged = outbox(
+        &db(&args.database_url, "payments").await?,
+        "payment.succeeded",
+        ids,
+    )
+    .await?;
+    let paid: HashMap<String, DateTime<Utc>> = orders_db
         .query(
-            "SELECT aggregate_id, created_at FROM outbox WHERE event_type = 'order.placed' AND aggregate_id = ANY($1)",
+            "SELECT order_id::text, at FROM order_history WHERE status = 'paid' AND order_id::text = ANY($1)",
             &[&ids],
         )
         .await?
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let inventory = db(&args.database_url, "inventory").await?;
-    let reserved = inventory
-        .query(
-            "SELECT order_id::text, min(created_at) FROM reservations WHERE order_id::text = ANY($1) GROUP BY order_id",
-            &[&ids],
-        )
-        .await?;
-    Ok(reserved
-        .iter()
-        .filter_map(|r| {
-            let at: chrono::DateTime<chrono::Utc> = r.get(1);
-            let w = written.get(&r.get::<_, String>(0))?;
-            Some((at - *w).num_microseconds().unwrap_or(0) as f64 / 1000.0)
-        })
-        .collect())
+    let ms = |a: DateTime<Utc>, b: DateTime<Utc>| {
+        (b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0
+    };
+    let mut rows: Vec<(&'static str, Vec<f64>)> = vec![
+        ("orders outbox → broker (relay)", vec![]),
+        ("broker → inventory reserves", vec![]),
+        ("inventory outbox → broker (relay)", vec![]),
+        ("broker → payments charges", vec![]),
+        ("payments outbox → broker (relay)", vec![]),
+        ("broker → orders marks paid", vec![]),
+    ];
+    for id in ids {
+        let (Some(p), Some(r), Some(c), Some(done)) = (
+            placed.get(id),
+            reserved.get(id),
+            charged.get(id),
+            paid.get(id),
+        ) else {
+            continue;
+        };
+        for (row, value) in rows.iter_mut().zip([
+            ms(p.0, p.1),
+            ms(p.1, r.0),
+            ms(r.0, r.1),
+            ms(r.1, c.0),
+            ms(c.0, c.1),
+            ms(c.1, *done),
+        ]) {
+            row.1.push(value);
+        }
+    }
+    Ok(rows)
 }
 
 async fn db(server: &str, database: &str) -> anyhow::Result<tokio_postgres::Client> {
