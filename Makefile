@@ -21,7 +21,7 @@ components-app: ## Build only the app's components (what the container ships)
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(APP_COMPONENTS))
 
-release: components-app ## Optimised host and components
+release: components-app web ## Optimised host and components (and the web assets)
 	$(CARGO) build --release -p mart-host
 
 broker: ## Build the Kafka-protocol broker used by tests and `make run` (once, cached in ~/.cache)

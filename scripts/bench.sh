@@ -113,6 +113,6 @@ BENCH_ADMIN_TOKEN=$(curl -sf "127.0.0.1:$APP_PORT/auth/token" -H 'content-type: 
 export BENCH_ADMIN_TOKEN
 sleep 3 # let both consumer groups settle before measuring
 target/release/mart-events-bench --brokers "$MART_KAFKA_BROKERS" --trigger-admin http://127.0.0.1:9391 \
-  --app "http://127.0.0.1:$APP_PORT" --database-url "$server"
+  --app "http://127.0.0.1:$APP_PORT" --database-url "$server" --orders "${BENCH_ORDERS:-400}"
 echo
 echo "Metrics during the run: curl 127.0.0.1:9392/metrics (kafka lag, handler outcomes, outbox backlog)"

@@ -247,22 +247,19 @@ impl Host {
     /// that joins while another leaves without partitions for a minute or
     /// more. Tests of a binary that share one host cause no such churn.
     pub fn shared(manifest: &str, env: &[(&str, String)]) -> &'static Host {
-        static SHARED: OnceLock<Host> = OnceLock::new();
-        SHARED.get_or_init(|| {
+        static SHARED: OnceLock<(Host, String)> = OnceLock::new();
+        let config = format!("{manifest} {env:?}");
+        let (host, started_with) = SHARED.get_or_init(|| {
             let host = Host::start(manifest, env);
             eprintln!("shared host log: {}", host.log.display());
-            let keep_log = std::env::var_os("MART_TEST_KEEP_LOGS").is_some();
+            // The log stays (this process cannot tell the watchdog whether a
+            // test failed); it is small, and a fresh CI machine starts empty.
             let watchdog = format!(
                 "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -TERM {host}; \
                  for _ in $(seq 100); do kill -0 {host} 2>/dev/null || break; sleep 0.1; done; \
-                 kill -KILL {host} 2>/dev/null; {cleanup}",
+                 kill -KILL {host} 2>/dev/null",
                 me = std::process::id(),
                 host = host.pid(),
-                cleanup = if keep_log {
-                    String::new()
-                } else {
-                    format!("rm -f '{}'", host.log.display())
-                },
             );
             // Deliberately never waited for: it must outlive this process.
             #[allow(clippy::zombie_processes)]
@@ -273,8 +270,13 @@ impl Host {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("starting the shared host's watchdog");
-            host
-        })
+            (host, config.clone())
+        });
+        assert_eq!(
+            *started_with, config,
+            "every test of a binary must ask for the same shared host"
+        );
+        host
     }
 
     fn wait_ready(&mut self, timeout: Duration) {

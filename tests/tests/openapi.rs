@@ -819,7 +819,7 @@ fn payfast_itn(api: &Conformance<'_>, customer: &str, product: &str) {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let signature = mart_domain::payfast::signature(&fields, PAYFAST_PASSPHRASE);
+    let signature = mart_domain::payfast::itn_signature(&fields, PAYFAST_PASSPHRASE);
     let answer = api.call(Call {
         method: "POST",
         path: "/payments/webhooks/payfast",
@@ -827,7 +827,7 @@ fn payfast_itn(api: &Conformance<'_>, customer: &str, product: &str) {
         body: None,
         form: Some(format!(
             "{}&signature={signature}",
-            mart_domain::payfast::param_string(&fields)
+            mart_domain::payfast::itn_string(&fields)
         )),
         headers: Vec::new(),
     });

@@ -15,6 +15,9 @@ let token = sessionStorage.getItem(TOKEN_KEY);
 let selectedOrder = null;
 let knownStatuses = new Map();
 let timer = null;
+// One polling loop at a time: a refresh started while another is in flight
+// (sign-in, tab shown again) replaces it, and the old one stops.
+let generation = 0;
 
 class ApiError extends Error {
   constructor(status, detail) {
@@ -55,6 +58,7 @@ async function signIn(event) {
 }
 
 function signOut(message = "") {
+  generation++;
   token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   clearTimeout(timer);
@@ -86,6 +90,7 @@ async function showBoard() {
 
 async function refresh() {
   clearTimeout(timer);
+  const mine = ++generation;
   try {
     const [summary, orders, activity, detail] = await Promise.all([
       api("/orders/summary"),
@@ -93,6 +98,7 @@ async function refresh() {
       api("/orders/activity?limit=15"),
       selectedOrder ? api(`/orders/${selectedOrder}`) : null,
     ]);
+    if (mine !== generation) return; // a newer refresh took over
     renderCounts(summary);
     renderOrders(orders.items);
     renderEvents(activity.items);
@@ -100,6 +106,7 @@ async function refresh() {
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("error").textContent = "";
   } catch (error) {
+    if (mine !== generation) return;
     if (error.status === 401) return signOut("Your session has ended; sign in again.");
     $("error").textContent = `Could not refresh: ${error.message}`;
   }

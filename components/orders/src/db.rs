@@ -349,11 +349,12 @@ impl Db {
             Some(user) => self.connection.query(
                 "SELECT h.order_id, h.status, h.reason, h.at FROM order_history h \
                  JOIN orders o ON o.id = h.order_id WHERE o.user_id = $1 \
-                 ORDER BY h.id DESC LIMIT $2",
+                 ORDER BY h.at DESC, h.id DESC LIMIT $2",
                 &[uuid(user), limit],
             ),
             None => self.connection.query(
-                "SELECT order_id, status, reason, at FROM order_history ORDER BY id DESC LIMIT $1",
+                "SELECT order_id, status, reason, at FROM order_history \
+                 ORDER BY at DESC, id DESC LIMIT $1",
                 &[limit],
             ),
         }

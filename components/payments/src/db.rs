@@ -4,7 +4,7 @@
 
 use mart_domain::events::EventType;
 use mart_domain::orders::OrderPlaced;
-use mart_domain::payments::{Charge, ChargeOutcome, PaymentChanged, PaymentStatus};
+use mart_domain::payments::{Charge, ChargeOutcome, PaymentChanged, PaymentStatus, RefundDue};
 use mart_domain::Problem;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
@@ -217,8 +217,17 @@ impl Db {
         };
         match p.status() {
             // A charge in flight (the provider has not settled it) must not
-            // be forgotten: its webhook refunds it if it succeeds.
-            PaymentStatus::Pending if p.provider_ref.is_some() => Ok(()),
+            // be forgotten: if it succeeds, payment.succeeded refunds it.
+            // The payment page is withdrawn.
+            PaymentStatus::Pending if p.provider_ref.is_some() => {
+                self.connection
+                    .execute(
+                        "UPDATE payments SET redirect_url = NULL, updated_at = now() WHERE id = $1",
+                        &[uuid(&p.id)],
+                    )
+                    .map_err(failed)?;
+                Ok(())
+            }
             PaymentStatus::Pending => {
                 self.settle(&p, PaymentStatus::Cancelled, Some("order cancelled"), None)
             }
@@ -309,15 +318,63 @@ impl Db {
         } else {
             PaymentStatus::Failed
         };
+        // A success for an order cancelled meanwhile is refunded by this
+        // service's own handler of payment.succeeded (`refund_if_cancelled`),
+        // with the trigger's retries, not here: a provider's webhook must
+        // not fail because its refund does.
         self.settle(&p, status, reason, reference)?;
-        if succeeded && p.order_cancelled {
-            // The order was cancelled while the charge was processing.
-            let settled = self
-                .locked(order)?
-                .ok_or_else(|| failed("payment vanished"))?;
-            self.refund(&settled, "order cancelled after payment")?;
-        }
         Ok(true)
+    }
+
+    /// `payment.succeeded` (our own): refunds it if its order was cancelled
+    /// while the charge was in flight.
+    pub fn refund_if_cancelled(&self, order: &str) -> Result<(), Problem> {
+        match self.locked(order)? {
+            Some(p) if p.status() == PaymentStatus::Succeeded && p.order_cancelled => {
+                self.refund(&p, "order cancelled after payment")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A provider charge that is not the order's payment (the buyer paid
+    /// twice): `payment.refund_due`, refunded by this service's handler.
+    pub fn refund_due(&self, p: &Payment, reference: &str, reason: &str) -> Result<(), Problem> {
+        let due = RefundDue {
+            order_id: p.order_id.clone(),
+            provider: p.provider.clone().unwrap_or_default(),
+            reference: reference.to_string(),
+            amount_minor: p.amount_minor.unwrap_or(0),
+            reason: reason.to_string(),
+        };
+        let payload = serde_json::to_value(&due).map_err(failed)?;
+        let event = EventType::PaymentRefundDue;
+        pg::record_event(
+            &self.connection,
+            event.aggregate(),
+            &p.order_id,
+            event.as_str(),
+            &payload,
+        )
+    }
+
+    /// Carries out a `payment.refund_due`.
+    pub fn refund_stray(&self, due: &RefundDue) -> Result<(), Problem> {
+        let provider = provider(&due.provider)
+            .ok_or_else(|| failed(format!("no provider `{}`", due.provider)))?;
+        provider
+            .refund(&due.reference, due.amount_minor)
+            .map_err(|e| Problem::service_unavailable(format!("the refund failed: {e}")))?;
+        eprintln!(
+            "payments: refunded {} charge {} for order {}: {}",
+            due.provider, due.reference, due.order_id, due.reason
+        );
+        Ok(())
+    }
+
+    /// The payment of `order`, locked for the caller's transaction.
+    pub fn for_update(&self, order: &str) -> Result<Option<Payment>, Problem> {
+        self.locked(order)
     }
 
     /// The payment whose provider reference is `reference`.

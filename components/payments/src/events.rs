@@ -1,5 +1,7 @@
 //! The payment side of the checkout saga, as a Kafka handler (Mart's
-//! `mart:kafka/handler`) on `mart.orders` and `mart.inventory`.
+//! `mart:kafka/handler`) on `mart.orders` and `mart.inventory`, and on its
+//! own `mart.payments` for refunds that must not hold up a provider's
+//! webhook (a late success for a cancelled order, a second payment).
 //!
 //! `order.placed` and `inventory.reserved` come from different topics and
 //! may arrive in either order; the charge happens when both are in. A
@@ -8,6 +10,7 @@
 
 use mart_domain::events::{EventType, InventoryChanged};
 use mart_domain::orders::{OrderChanged, OrderPlaced};
+use mart_domain::payments::{PaymentChanged, RefundDue};
 use mart_guest::kafka::{self, Failure, HandlerError, Message};
 
 use crate::db::Db;
@@ -36,6 +39,8 @@ fn apply(db: &Db, message: &Message) -> Result<(), HandlerError> {
             | EventType::InventoryReserved
             | EventType::OrderCancelled
             | EventType::OrderRefunded
+            | EventType::PaymentSucceeded
+            | EventType::PaymentRefundDue
     ) {
         return Ok(());
     }
@@ -68,6 +73,14 @@ fn apply(db: &Db, message: &Message) -> Result<(), HandlerError> {
                         other?;
                     }
                 }
+            }
+            EventType::PaymentSucceeded => {
+                let changed: PaymentChanged = event.data_as().map_err(HandlerError::permanent)?;
+                db.refund_if_cancelled(&changed.order_id)?;
+            }
+            EventType::PaymentRefundDue => {
+                let due: RefundDue = event.data_as().map_err(HandlerError::permanent)?;
+                db.refund_stray(&due)?;
             }
             _ => {}
         }

@@ -90,7 +90,9 @@ pub struct PayFast {
 }
 
 impl PayFast {
-    /// Configured when the merchant id, key and notify URL are set.
+    /// Configured when the merchant id, key, passphrase and notify URL are
+    /// set. The passphrase is required: without it PayFast's MD5 signature
+    /// has no secret in it, and anyone could sign an ITN.
     pub fn from_variables() -> Option<Self> {
         let base = |name: &str, default: &str| {
             optional_variable(name)
@@ -102,7 +104,7 @@ impl PayFast {
             merchant: Merchant {
                 merchant_id: optional_variable("payfast_merchant_id")?,
                 merchant_key: optional_variable("payfast_merchant_key")?,
-                passphrase: optional_variable("payfast_passphrase").unwrap_or_default(),
+                passphrase: optional_variable("payfast_passphrase")?,
                 notify_url: optional_variable("payfast_notify_url")?,
                 return_url: optional_variable("payfast_return_url").unwrap_or_default(),
                 cancel_url: optional_variable("payfast_cancel_url").unwrap_or_default(),

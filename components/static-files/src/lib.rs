@@ -64,7 +64,7 @@ fn serve(request: &Request) -> Result<Response, Problem> {
         let csp = std::env::var("CONTENT_SECURITY_POLICY").unwrap_or_else(|_| DEFAULT_CSP.into());
         builder.header("content-security-policy", csp);
     }
-    builder.header("content-length", file.bytes.len().to_string());
+    // No Content-Length without a body: the outgoing body would not match it.
     if head || not_modified {
         return Ok(builder.build());
     }

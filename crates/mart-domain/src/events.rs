@@ -36,11 +36,14 @@ pub enum EventType {
     PaymentRefunded,
     /// The buyer must finish paying on the provider's page (PayFast).
     PaymentActionRequired,
+    /// Money the provider took that must go back (a second payment for
+    /// one order); payments' own handler refunds it, with retries.
+    PaymentRefundDue,
     NotificationSent,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         EventType::UserRegistered,
         EventType::ProductCreated,
         EventType::ProductUpdated,
@@ -59,6 +62,7 @@ impl EventType {
         EventType::PaymentFailed,
         EventType::PaymentRefunded,
         EventType::PaymentActionRequired,
+        EventType::PaymentRefundDue,
         EventType::NotificationSent,
     ];
 
@@ -83,6 +87,7 @@ impl EventType {
             EventType::PaymentFailed => "payment.failed",
             EventType::PaymentRefunded => "payment.refunded",
             EventType::PaymentActionRequired => "payment.action_required",
+            EventType::PaymentRefundDue => "payment.refund_due",
             EventType::NotificationSent => "notification.sent",
         }
     }
@@ -111,7 +116,8 @@ impl EventType {
             EventType::PaymentSucceeded
             | EventType::PaymentFailed
             | EventType::PaymentRefunded
-            | EventType::PaymentActionRequired => "payments",
+            | EventType::PaymentActionRequired
+            | EventType::PaymentRefundDue => "payments",
             EventType::NotificationSent => "notifications",
         }
     }

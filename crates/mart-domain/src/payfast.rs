@@ -44,8 +44,9 @@ pub fn urlencode(text: &str) -> String {
     out
 }
 
-/// `name=value&…` in the given order, values trimmed and encoded, empty
-/// values left out (as PayFast builds its own string).
+/// `name=value&…` for a payment request (checkout page, API): values
+/// trimmed and encoded, empty values left out, as PayFast's request
+/// signatures are defined. ITNs are signed differently: see `itn_string`.
 pub fn param_string(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
@@ -55,9 +56,30 @@ pub fn param_string(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
-/// The signature of `pairs` (in their order), with the passphrase appended.
+/// An ITN's signed string, as PayFast's ITN guide builds it: every posted
+/// field in the order received, up to `signature`, empty ones included and
+/// values as posted (not trimmed).
+pub fn itn_string(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .take_while(|(k, _)| k != "signature")
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The signature of a request's `pairs` (in their order), with the
+/// passphrase appended.
 pub fn signature(pairs: &[(String, String)], passphrase: &str) -> String {
-    let mut text = param_string(pairs);
+    sign(param_string(pairs), passphrase)
+}
+
+/// The signature of an ITN's fields (see `itn_string`).
+pub fn itn_signature(pairs: &[(String, String)], passphrase: &str) -> String {
+    sign(itn_string(pairs), passphrase)
+}
+
+fn sign(mut text: String, passphrase: &str) -> String {
     if !passphrase.is_empty() {
         text.push_str(&format!("&passphrase={}", urlencode(passphrase.trim())));
     }
@@ -114,8 +136,8 @@ pub struct Itn {
     pub payment_status: String,
     pub amount_gross: String,
     pub merchant_id: String,
-    /// The posted fields without the signature, encoded in the order they
-    /// came: what goes back to PayFast for server confirmation.
+    /// The signed part of the ITN (`itn_string`): what goes back to
+    /// PayFast for server confirmation.
     pub confirmation_body: String,
 }
 
@@ -131,13 +153,17 @@ impl Itn {
             .find(|(k, _)| k == "signature")
             .map(|(_, v)| v.clone())
             .ok_or("the ITN has no signature")?;
-        let fields: Vec<(String, String)> = pairs
-            .into_iter()
-            .filter(|(k, _)| k != "signature")
-            .collect();
-        if !constant_time_eq(signature(&fields, passphrase).as_bytes(), given.as_bytes()) {
+        if !constant_time_eq(
+            itn_signature(&pairs, passphrase).as_bytes(),
+            given.as_bytes(),
+        ) {
             return Err("the ITN's signature does not match".into());
         }
+        // Only what the signature covers counts.
+        let fields: Vec<(String, String)> = pairs
+            .into_iter()
+            .take_while(|(k, _)| k != "signature")
+            .collect();
         let field = |name: &str| {
             fields
                 .iter()
@@ -151,7 +177,7 @@ impl Itn {
             payment_status: field("payment_status")?,
             amount_gross: field("amount_gross")?,
             merchant_id: field("merchant_id")?,
-            confirmation_body: param_string(&fields),
+            confirmation_body: itn_string(&fields),
         })
     }
 
@@ -303,8 +329,38 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let sig = signature(&fields, passphrase);
-        format!("{}&signature={sig}", param_string(&fields)).into_bytes()
+        let sig = itn_signature(&fields, passphrase);
+        format!("{}&signature={sig}", itn_string(&fields)).into_bytes()
+    }
+
+    #[test]
+    fn an_itn_is_signed_over_every_field_as_posted_blank_ones_included() {
+        // Written out by hand from PayFast's ITN guide: fields in the order
+        // posted, blanks kept, PHP urlencode, then the passphrase.
+        let signed = "m_payment_id=01AB&pf_payment_id=1089250&payment_status=COMPLETE\
+                      &item_name=Tea+cup&amount_gross=5.00&name_last=&custom_str1=\
+                      &email_address=a%40b.example&merchant_id=10000100";
+        let expected = hex::encode(Md5::digest(format!("{signed}&passphrase=pass+word")));
+        let body = format!("{signed}&signature={expected}");
+        let itn = Itn::verify(body.as_bytes(), "pass word").unwrap();
+        assert_eq!(itn.confirmation_body, signed);
+        assert_eq!(itn.amount_gross, "5.00");
+        // Dropping the blank fields (as request signatures do) would not match.
+        let request_style = signature(
+            &form_urlencoded::parse(signed.as_bytes())
+                .into_owned()
+                .collect::<Vec<_>>(),
+            "pass word",
+        );
+        assert_ne!(request_style, expected);
+    }
+
+    #[test]
+    fn fields_after_the_signature_are_not_trusted() {
+        let mut body = itn("p", "5.00");
+        body.extend_from_slice(b"&amount_gross=0.01");
+        let itn = Itn::verify(&body, "p").unwrap();
+        assert_eq!(itn.amount_gross, "5.00");
     }
 
     #[test]

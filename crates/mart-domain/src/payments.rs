@@ -109,6 +109,18 @@ impl Provider for FakeProvider {
     }
 }
 
+/// `payment.refund_due`: a provider charge outside the order's payment
+/// (e.g. the buyer paid twice) that must be refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundDue {
+    pub order_id: String,
+    pub provider: String,
+    /// The provider's reference of the charge to refund.
+    pub reference: String,
+    pub amount_minor: i64,
+    pub reason: String,
+}
+
 /// `payment.succeeded`, `payment.failed`, `payment.refunded`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentChanged {

@@ -36,14 +36,20 @@ pub fn stage(
         .iter()
         .map(|p| glob::Pattern::new(p).with_context(|| format!("exclude_files: bad pattern `{p}`")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    remove_stale_staging();
     let dir = tempfile::Builder::new()
-        .prefix("mart-files-")
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
         .tempdir()
         .context("creating a folder for the component's files")?;
+    let stage = Stage {
+        base_dir,
+        excluded: &excluded,
+    };
     for mount in mounts {
         match mount {
             FileMount::Pattern(pattern) => {
-                stage_pattern(base_dir, pattern, &excluded, dir.path())
+                stage
+                    .pattern(pattern, dir.path())
                     .with_context(|| format!("files: `{pattern}`"))?;
             }
             FileMount::Mapping {
@@ -52,7 +58,10 @@ pub fn stage(
             } => {
                 let target = guest_path(dir.path(), destination)
                     .with_context(|| format!("files: destination `{destination}`"))?;
-                copy_tree(&base_dir.join(source), &target)
+                let relative =
+                    inside_app(source).with_context(|| format!("files: source `{source}`"))?;
+                stage
+                    .tree(&relative, &target)
                     .with_context(|| format!("files: source `{source}`"))?;
             }
         }
@@ -60,29 +69,100 @@ pub fn stage(
     Ok(Some(StagedFiles { dir }))
 }
 
-/// Every file matching `pattern` keeps its path relative to `base_dir`.
-fn stage_pattern(
-    base_dir: &Path,
-    pattern: &str,
-    excluded: &[glob::Pattern],
-    root: &Path,
-) -> anyhow::Result<()> {
-    let full = base_dir.join(pattern);
-    let full = full.to_str().context("the path is not UTF-8")?;
-    for entry in glob::glob(full).context("bad glob pattern")? {
-        let path = entry.context("reading a matched path")?;
-        if !path.is_file() {
+const STAGING_PREFIX: &str = "mart-files-";
+
+/// Staging folders of hosts that are gone (killed before they could
+/// remove theirs). Named `mart-files-<pid>-…`; only dead pids are removed.
+fn remove_stale_staging() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
             continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
-        let relative = path
-            .strip_prefix(base_dir)
-            .context("a match outside the app folder")?;
-        if excluded.iter().any(|p| p.matches_path(relative)) {
-            continue;
-        }
-        copy_file(&path, &root.join(relative))?;
     }
-    Ok(())
+}
+
+/// A path from the manifest, relative to the app folder and inside it: no
+/// absolute paths, no `..` (Spin's files are the app's own).
+fn inside_app(path: &str) -> anyhow::Result<PathBuf> {
+    let relative = Path::new(path);
+    anyhow::ensure!(
+        relative.components().all(|c| matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )),
+        "must be a path inside the app's folder (relative, without `..`)"
+    );
+    Ok(relative.to_path_buf())
+}
+
+/// Copies into the staging folder, leaving out `exclude_files` matches.
+struct Stage<'a> {
+    base_dir: &'a Path,
+    excluded: &'a [glob::Pattern],
+}
+
+impl Stage<'_> {
+    /// Every match of `pattern` keeps its path relative to the app folder;
+    /// a folder that matches is copied whole. A pattern without wildcards
+    /// must exist, as in Spin.
+    fn pattern(&self, pattern: &str, root: &Path) -> anyhow::Result<()> {
+        inside_app(pattern)?;
+        let full = self.base_dir.join(pattern);
+        let full = full.to_str().context("the path is not UTF-8")?;
+        let mut matched = false;
+        for entry in glob::glob(full).context("bad glob pattern")? {
+            let path = entry.context("reading a matched path")?;
+            let relative = path
+                .strip_prefix(self.base_dir)
+                .context("a match outside the app folder")?
+                .to_path_buf();
+            matched = true;
+            self.tree(&relative, &root.join(&relative))?;
+        }
+        let wildcard = pattern.contains(['*', '?', '[']);
+        anyhow::ensure!(matched || wildcard, "no such file or folder");
+        Ok(())
+    }
+
+    /// Copies `relative` (a file or a folder, relative to the app folder)
+    /// to `target`. Symbolic links to files are followed; links to folders
+    /// are refused (they could loop).
+    fn tree(&self, relative: &Path, target: &Path) -> anyhow::Result<()> {
+        if self.excluded.iter().any(|p| p.matches_path(relative)) {
+            return Ok(());
+        }
+        let source = self.base_dir.join(relative);
+        let link = std::fs::symlink_metadata(&source)
+            .with_context(|| format!("cannot read {}", relative.display()))?;
+        let meta = std::fs::metadata(&source)
+            .with_context(|| format!("cannot read {}", relative.display()))?;
+        if meta.is_file() {
+            return copy_file(&source, target);
+        }
+        anyhow::ensure!(
+            !link.file_type().is_symlink(),
+            "{} links to a folder; copy it instead",
+            relative.display()
+        );
+        std::fs::create_dir_all(target)?;
+        for entry in std::fs::read_dir(&source)? {
+            let name = entry?.file_name();
+            self.tree(&relative.join(&name), &target.join(&name))?;
+        }
+        Ok(())
+    }
 }
 
 /// `destination` (absolute, in the guest) as a path under `root`; refuses
@@ -97,19 +177,6 @@ fn guest_path(root: &Path, destination: &str) -> anyhow::Result<PathBuf> {
         path.push(part);
     }
     Ok(path)
-}
-
-fn copy_tree(source: &Path, target: &Path) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(source).context("cannot read it")?;
-    if meta.is_file() {
-        return copy_file(source, target);
-    }
-    std::fs::create_dir_all(target)?;
-    for entry in std::fs::read_dir(source)? {
-        let entry = entry?;
-        copy_tree(&entry.path(), &target.join(entry.file_name()))?;
-    }
-    Ok(())
 }
 
 fn copy_file(source: &Path, target: &Path) -> anyhow::Result<()> {
@@ -206,6 +273,55 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{climbing:#}").contains(".."), "{climbing:#}");
+    }
+
+    #[test]
+    fn paths_outside_the_app_folder_are_refused() {
+        let app = app_dir();
+        for mount in [
+            FileMount::Pattern("../*".into()),
+            FileMount::Pattern("/etc/*".into()),
+            FileMount::Mapping {
+                source: "../".into(),
+                destination: "/".into(),
+            },
+            FileMount::Mapping {
+                source: "/etc".into(),
+                destination: "/".into(),
+            },
+        ] {
+            let err = stage(app.path(), std::slice::from_ref(&mount), &[]).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("inside the app"),
+                "{mount:?}: {err:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_folder_pattern_copies_the_folder_and_exclusions_apply_to_mappings() {
+        let app = app_dir();
+        let staged = stage(app.path(), &[FileMount::Pattern("web".into())], &[])
+            .unwrap()
+            .unwrap();
+        assert!(staged.root().join("web/css/site.css").is_file());
+        let staged = stage(
+            app.path(),
+            &[FileMount::Mapping {
+                source: "web".into(),
+                destination: "/".into(),
+            }],
+            &["web/*.md".into()],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(staged.root().join("index.html").is_file());
+        assert!(!staged.root().join("notes.md").exists());
+        let missing = stage(app.path(), &[FileMount::Pattern("nope.txt".into())], &[]).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("no such file"),
+            "{missing:#}"
+        );
     }
 
     #[test]

@@ -377,6 +377,7 @@ impl Poller {
                 last_commit = Instant::now();
             }
             if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
+                self.restart_dead_workers();
                 self.resume_drained();
                 last_housekeeping = Instant::now();
             }
@@ -407,6 +408,25 @@ impl Poller {
             && self.set_paused(&key, true)
         {
             handle.paused = true;
+        }
+    }
+
+    /// Workers that died (their receiver is gone) without a message
+    /// arriving since: a paused or quiet partition would otherwise wait.
+    fn restart_dead_workers(&self) {
+        let dead: Vec<(TopicPartition, WorkerHandle)> = {
+            let mut workers = self.partitions.workers.lock().expect("not poisoned");
+            let keys: Vec<TopicPartition> = workers
+                .iter()
+                .filter(|(_, w)| w.sender.is_closed())
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| workers.remove(&k).map(|w| (k, w)))
+                .collect()
+        };
+        for (key, lost) in dead {
+            self.restart_partition(&key, lost);
         }
     }
 
