@@ -163,6 +163,30 @@ fn an_unsupported_import_fails_at_load_naming_the_interface() {
     assert!(stderr.contains("key-value"), "{stderr}");
 }
 
+#[test]
+fn a_timer_on_a_component_without_the_timer_export_fails_at_start() {
+    let output = Command::new(mart_bin())
+        .current_dir(repo_root())
+        .args([
+            "up",
+            "--from",
+            "tests/fixtures/timer-without-export.toml",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--admin-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env_remove("MART_KAFKA_BROKERS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("component `probe` does not export mart:timer/handler"),
+        "{stderr}"
+    );
+}
+
 /// A one-shot HTTP server on loopback answering "pong".
 fn upstream() -> (u16, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,7 +6,7 @@ mod saga_support;
 
 use std::time::Duration;
 
-use mart_integration_tests::{postgres, Host};
+use mart_integration_tests::{eventually, postgres, Host};
 use saga_support::*;
 
 #[test]
@@ -17,14 +17,35 @@ fn an_order_stuck_past_its_deadline_is_cancelled() {
         "spin.toml",
         &[
             ("MART_NO_OUTBOX_RELAY", "true".into()),
-            ("SPIN_VARIABLE_ORDER_DEADLINE_SECS", "1".into()),
+            ("SPIN_VARIABLE_ORDER_DEADLINE_SECS", "2".into()),
+            ("SPIN_VARIABLE_ORDER_SWEEP_SECS", "1".into()),
         ],
     );
     let user = customer(&host);
     let item = product(&host, 1000, 5);
     let id = place_items(&host, &user, &item, 1, "tok_visa");
-    std::thread::sleep(Duration::from_millis(1500));
-    let order = host.get_as(&user, &format!("/orders/{id}")).json();
+    let path = format!("/orders/{id}");
+    assert_eq!(host.get_as(&user, &path).json()["status"], "pending");
+    // Nobody reads orders meanwhile: the timer trigger alone expires it.
+    let since = std::time::Instant::now();
+    let expired = || {
+        let cancelled: i64 = postgres().query(
+            "orders",
+            &format!("SELECT count(*) FROM orders WHERE id = '{id}' AND status = 'cancelled'"),
+        )[0]
+        .get(0);
+        (cancelled == 1).then_some(())
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the timer to expire the order",
+        expired,
+    );
+    assert!(
+        since.elapsed() >= Duration::from_millis(900),
+        "not before its deadline"
+    );
+    let order = host.get_as(&user, &path).json();
     assert_eq!(order["status"], "cancelled");
     assert_eq!(order["history"][1]["reason"], "payment timed out");
     let cancelled: i64 = postgres().query(

@@ -33,7 +33,6 @@ async fn handle(request: Request) -> Response {
 
 async fn route(request: &Request) -> Result<Response, Problem> {
     let caller = authenticate(request)?;
-    expire_stale_orders();
     let segments = segments(request, "/orders");
     match (request.method(), segments.as_slice()) {
         (Method::Post, []) => place(request, &caller).await,
@@ -56,21 +55,30 @@ async fn route(request: &Request) -> Result<Response, Problem> {
 }
 
 /// Orders left `pending` or `reserved` past `order_deadline_secs` are
-/// cancelled ("payment timed out") and their stock released. There is no
-/// timer trigger yet, so the API does this as it is used: a stale order is
-/// expired at the latest when someone looks at orders. A failure here must
-/// not fail the request; it is logged and retried by the next one.
-fn expire_stale_orders() {
-    let deadline = variable("order_deadline_secs")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(900);
-    match Db::connect().and_then(|db| db.expire_stale(deadline)) {
-        Ok(0) => {}
-        Ok(n) => eprintln!("orders: {n} order(s) passed their deadline and were cancelled"),
-        Err(problem) => eprintln!("orders: expiring stale orders failed: {}", problem.detail),
+/// cancelled ("payment timed out") and their stock released (through
+/// `order.cancelled`). Mart's timer trigger ticks this (`orders-expiry` in
+/// spin.toml, every `order_sweep_secs`); every host ticks, and cancelling
+/// is idempotent (the status machine refuses a second cancellation).
+struct Expiry;
+
+impl mart_guest::timer::Timer for Expiry {
+    fn tick(_scheduled_ms: i64) -> Result<(), String> {
+        let deadline = variable("order_deadline_secs")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(900);
+        match Db::connect().and_then(|db| db.expire_stale(deadline)) {
+            Ok(0) => Ok(()),
+            Ok(n) => {
+                eprintln!("orders: {n} order(s) passed their deadline and were cancelled");
+                Ok(())
+            }
+            Err(problem) => Err(format!("expiring stale orders: {}", problem.detail)),
+        }
     }
 }
+
+mart_guest::timer::export_timer_handler!(Expiry);
 
 fn caller_id(caller: &Claims) -> Result<String, Problem> {
     parse_uuid(&caller.sub)

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod kafka;
+pub mod timer;
 pub mod trace;
 
 pub use http::{

@@ -169,6 +169,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let runtime = Arc::new(Runtime::load(&app, &resolver, &options)?);
     let trigger = HttpTrigger::new(&app, runtime.clone(), ServeOptions::default())?;
     let events = start_events(&app, &runtime, kafka.as_ref(), &args).await?;
+    let timers = mart_trigger_timer::TimerTriggers::start(&app, runtime.clone(), &resolver)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -177,6 +178,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
     print_routes(&trigger, listener.local_addr()?, loading.elapsed());
     events.print(kafka.as_ref());
+    for (component, every) in &timers.timers {
+        eprintln!("Timer: {component} every {} s", every.as_secs());
+    }
     eprintln!(
         "Admin on http://{}/{{healthz,readyz,metrics}}",
         admin_listener.local_addr()?
@@ -188,6 +192,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let _ = admin_stopped.await;
     }));
     let served = trigger.serve(listener, shutdown_signal()).await;
+    timers.shutdown().await;
     events.shutdown().await;
     let _ = stop_admin.send(());
     let _ = admin_task.await;

@@ -9,11 +9,13 @@ mod export;
 mod kafka;
 mod manifest;
 mod runtime_config;
+mod timer;
 
 pub use export::http_only;
 pub use kafka::*;
 pub use manifest::*;
 pub use runtime_config::*;
+pub use timer::*;
 
 /// Why a manifest or runtime config could not be used.
 #[derive(Debug, thiserror::Error)]

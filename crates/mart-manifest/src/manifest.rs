@@ -219,6 +219,21 @@ impl Manifest {
             .collect()
     }
 
+    /// Mart's `[[trigger.timer]]` entries.
+    pub fn timer_triggers(&self) -> Result<Vec<crate::TimerTrigger>, String> {
+        let Some(tables) = self.trigger.other.get("timer") else {
+            return Ok(Vec::new());
+        };
+        tables
+            .iter()
+            .map(|t| {
+                toml::Value::Table(t.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("[[trigger.timer]]: {}", e.message()))
+            })
+            .collect()
+    }
+
     /// Checks that go beyond the shape: references resolve and names are legal.
     pub fn validate(&self) -> Result<(), String> {
         if self.spin_manifest_version != 2 {
@@ -251,6 +266,15 @@ impl Manifest {
             if !self.component.contains_key(&trigger.component) {
                 return Err(format!(
                     "Kafka trigger names component `{}`, which is not defined",
+                    trigger.component
+                ));
+            }
+        }
+        for trigger in self.timer_triggers()? {
+            trigger.validate()?;
+            if !self.component.contains_key(&trigger.component) {
+                return Err(format!(
+                    "timer trigger names component `{}`, which is not defined",
                     trigger.component
                 ));
             }

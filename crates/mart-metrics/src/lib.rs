@@ -28,6 +28,7 @@ pub struct Metrics {
     outbox_backlog: IntGaugeVec,
     outbox_published: IntCounterVec,
     outbox_latency: HistogramVec,
+    timer_ticks: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -132,6 +133,14 @@ impl Metrics {
             &["database"],
         )
         .expect("valid metric");
+        let timer_ticks = IntCounterVec::new(
+            Opts::new(
+                "timer_ticks_total",
+                "Timer trigger ticks by component and outcome (ok, failed)",
+            ),
+            &["component", "outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -145,6 +154,7 @@ impl Metrics {
             Box::new(outbox_backlog.clone()),
             Box::new(outbox_published.clone()),
             Box::new(outbox_latency.clone()),
+            Box::new(timer_ticks.clone()),
         ] {
             registry
                 .register(collector)
@@ -164,7 +174,15 @@ impl Metrics {
             outbox_backlog,
             outbox_published,
             outbox_latency,
+            timer_ticks,
         }
+    }
+
+    /// `outcome`: `ok` or `failed`.
+    pub fn timer_tick(&self, component: &str, outcome: &str) {
+        self.timer_ticks
+            .with_label_values(&[component, outcome])
+            .inc();
     }
 
     /// `outcome`: `ok`, `retried` or `dead_lettered`; counted per message.
