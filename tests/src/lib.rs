@@ -79,11 +79,18 @@ pub fn postgres() -> &'static Postgres {
 /// Starts a watchdog that runs `script stop dir` and deletes `dir` once
 /// this test process has exited, however it exits.
 pub fn stop_when_this_process_exits(script: &Path, dir: &Path) {
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; '{script}' stop '{dir}'; rm -rf '{dir}'",
-        pid = std::process::id(),
+    after_this_process_exits(&format!(
+        "'{script}' stop '{dir}'; rm -rf '{dir}'",
         script = script.display(),
         dir = dir.display(),
+    ));
+}
+
+/// Runs the shell command `then` once this test process has exited.
+fn after_this_process_exits(then: &str) {
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {then}",
+        pid = std::process::id(),
     );
     // Deliberately never waited for: it must outlive this process.
     #[allow(clippy::zombie_processes)]
@@ -254,22 +261,12 @@ impl Host {
             eprintln!("shared host log: {}", host.log.display());
             // The log stays (this process cannot tell the watchdog whether a
             // test failed); it is small, and a fresh CI machine starts empty.
-            let watchdog = format!(
-                "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -TERM {host}; \
+            after_this_process_exits(&format!(
+                "kill -TERM {host}; \
                  for _ in $(seq 100); do kill -0 {host} 2>/dev/null || break; sleep 0.1; done; \
                  kill -KILL {host} 2>/dev/null",
-                me = std::process::id(),
                 host = host.pid(),
-            );
-            // Deliberately never waited for: it must outlive this process.
-            #[allow(clippy::zombie_processes)]
-            Command::new("sh")
-                .args(["-c", &watchdog])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting the shared host's watchdog");
+            ));
             (host, config.clone())
         });
         assert_eq!(

@@ -74,20 +74,9 @@ fn payfast_host() -> &'static Host {
     )
 }
 
-/// A product priced in rand, with stock.
+/// A product priced in rand (cents), with stock.
 fn rand_product(host: &Host, price: i64, on_hand: i32) -> String {
-    let body = json!({"name": unique("braai tongs"), "category": "payfast", "price_minor": price, "currency": "ZAR"});
-    let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let r = host.send_json_as(
-        &admin_token(),
-        "PUT",
-        &format!("/inventory/{id}"),
-        &json!({"on_hand": on_hand}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    id
+    product_in(host, "ZAR", price, on_hand)
 }
 
 fn payfast_order(host: &Host, user: &str, product: &str, quantity: i32) -> String {
@@ -322,10 +311,32 @@ fn fake_order() -> String {
     format!("00000000-0000-4000-8000-{:012}", std::process::id())
 }
 
+/// Sends PayFast's ITN for `order` (R 20.00) and expects it accepted.
+fn itn_accepted(host: &Host, order: &str, pf_payment_id: &str, status: &str) {
+    let r = send_itn(
+        host,
+        &itn(order, pf_payment_id, status, "20.00", PASSPHRASE),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Waits until PayFast was asked to refund `pf_payment_id`.
+fn refunded_at_payfast(pf_payment_id: &str) {
+    let path = format!("/refunds/{pf_payment_id}");
+    eventually(WAIT, &format!("a refund of {pf_payment_id}"), || {
+        (!payfast_fake().requests(&path).is_empty()).then_some(())
+    });
+}
+
+fn payment_of(host: &Host, user: &str, order: &str) -> Value {
+    host.get_as(user, &format!("/payments?order_id={order}"))
+        .json()["items"][0]
+        .clone()
+}
+
 #[test]
 fn a_second_payment_or_one_after_cancellation_goes_back_and_odd_itns_are_refused() {
     let host = payfast_host();
-    let fake = payfast_fake();
     let user = customer(host);
     let tongs = rand_product(host, 2000, 10);
 
@@ -333,29 +344,12 @@ fn a_second_payment_or_one_after_cancellation_goes_back_and_odd_itns_are_refused
     // stays paid once, and the second charge is refunded.
     let order = payfast_order(host, &user, &tongs, 1);
     redirect_url(host, &user, &order);
-    assert_eq!(
-        send_itn(
-            host,
-            &itn(&order, "2000001", "COMPLETE", "20.00", PASSPHRASE)
-        )
-        .status,
-        200
-    );
+    itn_accepted(host, &order, "2000001", "COMPLETE");
     wait_for(host, &user, &order, "paid");
-    assert_eq!(
-        send_itn(
-            host,
-            &itn(&order, "2000002", "COMPLETE", "20.00", PASSPHRASE)
-        )
-        .status,
-        200
-    );
-    eventually(WAIT, "the second charge refunded", || {
-        let refunds = fake.requests("/refunds/2000002");
-        (!refunds.is_empty()).then_some(())
-    });
+    itn_accepted(host, &order, "2000002", "COMPLETE");
+    refunded_at_payfast("2000002");
     assert!(
-        fake.requests("/refunds/2000001").is_empty(),
+        payfast_fake().requests("/refunds/2000001").is_empty(),
         "the counted charge stays"
     );
     assert_eq!(status(host, &user, &order), "paid");
@@ -364,26 +358,10 @@ fn a_second_payment_or_one_after_cancellation_goes_back_and_odd_itns_are_refused
     // (the buyer tried again) is refunded.
     let failed = payfast_order(host, &user, &tongs, 1);
     redirect_url(host, &user, &failed);
-    assert_eq!(
-        send_itn(
-            host,
-            &itn(&failed, "2000003", "FAILED", "20.00", PASSPHRASE)
-        )
-        .status,
-        200
-    );
+    itn_accepted(host, &failed, "2000003", "FAILED");
     wait_for(host, &user, &failed, "cancelled");
-    assert_eq!(
-        send_itn(
-            host,
-            &itn(&failed, "2000004", "COMPLETE", "20.00", PASSPHRASE)
-        )
-        .status,
-        200
-    );
-    eventually(WAIT, "the late charge refunded", || {
-        (!fake.requests("/refunds/2000004").is_empty()).then_some(())
-    });
+    itn_accepted(host, &failed, "2000004", "COMPLETE");
+    refunded_at_payfast("2000004");
 
     // Cancelled by the buyer while PayFast's page was open: the page is
     // withdrawn, and a payment that still lands is refunded.
@@ -397,29 +375,15 @@ fn a_second_payment_or_one_after_cancellation_goes_back_and_odd_itns_are_refused
     );
     assert_eq!(r.status, 200, "{}", r.text());
     eventually(WAIT, "the payment page withdrawn", || {
-        let p = host
-            .get_as(&user, &format!("/payments?order_id={abandoned}"))
-            .json()["items"][0]
-            .clone();
-        p.get("redirect_url").is_none().then_some(())
+        payment_of(host, &user, &abandoned)
+            .get("redirect_url")
+            .is_none()
+            .then_some(())
     });
-    assert_eq!(
-        send_itn(
-            host,
-            &itn(&abandoned, "2000005", "COMPLETE", "20.00", PASSPHRASE)
-        )
-        .status,
-        200
-    );
-    eventually(WAIT, "the charge after cancellation refunded", || {
-        (!fake.requests("/refunds/2000005").is_empty()).then_some(())
-    });
+    itn_accepted(host, &abandoned, "2000005", "COMPLETE");
+    refunded_at_payfast("2000005");
     eventually(WAIT, "the payment recorded as refunded", || {
-        let p = host
-            .get_as(&user, &format!("/payments?order_id={abandoned}"))
-            .json()["items"][0]
-            .clone();
-        (p["status"] == "refunded").then_some(())
+        (payment_of(host, &user, &abandoned)["status"] == "refunded").then_some(())
     });
     assert_eq!(status(host, &user, &abandoned), "cancelled");
 

@@ -347,15 +347,7 @@ impl Db {
             amount_minor: p.amount_minor.unwrap_or(0),
             reason: reason.to_string(),
         };
-        let payload = serde_json::to_value(&due).map_err(failed)?;
-        let event = EventType::PaymentRefundDue;
-        pg::record_event(
-            &self.connection,
-            event.aggregate(),
-            &p.order_id,
-            event.as_str(),
-            &payload,
-        )
+        self.outbox(&p.order_id, EventType::PaymentRefundDue, &due)
     }
 
     /// Carries out a `payment.refund_due`.
@@ -439,11 +431,21 @@ impl Db {
             reason: reason.map(str::to_string),
             redirect_url: redirect_url.map(str::to_string),
         };
-        let payload = serde_json::to_value(&payload).map_err(failed)?;
+        self.outbox(&p.order_id, event, &payload)
+    }
+
+    /// Writes an event about `order`'s payment to the outbox.
+    fn outbox(
+        &self,
+        order: &str,
+        event: EventType,
+        payload: &impl serde::Serialize,
+    ) -> Result<(), Problem> {
+        let payload = serde_json::to_value(payload).map_err(failed)?;
         pg::record_event(
             &self.connection,
             event.aggregate(),
-            &p.order_id,
+            order,
             event.as_str(),
             &payload,
         )

@@ -206,22 +206,17 @@ impl Manifest {
 
     /// Mart's `[[trigger.kafka]]` entries.
     pub fn kafka_triggers(&self) -> Result<Vec<crate::KafkaTrigger>, String> {
-        let Some(tables) = self.trigger.other.get("kafka") else {
-            return Ok(Vec::new());
-        };
-        tables
-            .iter()
-            .map(|t| {
-                toml::Value::Table(t.clone())
-                    .try_into()
-                    .map_err(|e: toml::de::Error| format!("[[trigger.kafka]]: {}", e.message()))
-            })
-            .collect()
+        self.mart_triggers("kafka")
     }
 
     /// Mart's `[[trigger.timer]]` entries.
     pub fn timer_triggers(&self) -> Result<Vec<crate::TimerTrigger>, String> {
-        let Some(tables) = self.trigger.other.get("timer") else {
+        self.mart_triggers("timer")
+    }
+
+    /// The `[[trigger.<kind>]]` tables of one of Mart's own trigger types.
+    fn mart_triggers<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, String> {
+        let Some(tables) = self.trigger.other.get(kind) else {
             return Ok(Vec::new());
         };
         tables
@@ -229,7 +224,7 @@ impl Manifest {
             .map(|t| {
                 toml::Value::Table(t.clone())
                     .try_into()
-                    .map_err(|e: toml::de::Error| format!("[[trigger.timer]]: {}", e.message()))
+                    .map_err(|e: toml::de::Error| format!("[[trigger.{kind}]]: {}", e.message()))
             })
             .collect()
     }

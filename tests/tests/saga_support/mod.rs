@@ -48,9 +48,14 @@ pub fn customer(host: &Host) -> String {
     r.json()["access_token"].as_str().unwrap().to_string()
 }
 
-/// A product priced `price` with `on_hand` units in stock.
+/// A product priced `price` (euro cents) with `on_hand` units in stock.
 pub fn product(host: &Host, price: i64, on_hand: i32) -> String {
-    let body = json!({"name": unique("teapot"), "description": "d", "category": "saga", "price_minor": price, "currency": "EUR"});
+    product_in(host, "EUR", price, on_hand)
+}
+
+/// A product priced `price` in `currency` (the shop's) with `on_hand` units.
+pub fn product_in(host: &Host, currency: &str, price: i64, on_hand: i32) -> String {
+    let body = json!({"name": unique("teapot"), "description": "d", "category": "saga", "price_minor": price, "currency": currency});
     let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
