@@ -1,7 +1,8 @@
 //! Orders: `POST /orders`, `GET /orders`, `GET /orders/{id}`,
 //! `POST /orders/{id}/cancel`, admin `PUT /orders/{id}/status`, and the
-//! dashboard's `GET /orders/summary` and `GET /orders/activity`; and, as a
-//! Kafka handler (`events`), the order side of the checkout saga.
+//! dashboard's `GET /orders/summary` and `GET /orders/activity`; as a
+//! Kafka handler (`events`), the order side of the checkout saga; and, as a
+//! timer (`Expiry`, Mart's `mart:timer`), the deadline of unpaid orders.
 //!
 //! A customer sees only their own orders (another's answers 404); admins see
 //! all and may filter by user.
