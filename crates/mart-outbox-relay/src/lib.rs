@@ -279,25 +279,18 @@ impl DatabaseRelay {
         }
         let mut acknowledged = Vec::with_capacity(pending.len());
         let mut oldest = None;
-        // Only the acknowledged prefix is marked sent: after a row that
-        // failed, later rows (maybe of the same aggregate) stay unsent and go
-        // out again after it next round. Duplicates are deduped by handlers;
-        // an event marked sent ahead of an earlier failed one would not be.
-        // (Rows queued before an enqueue failure come before it in order.)
-        let mut delivery_failed = None;
+        let mut failure = enqueue_failure;
         for (seq, created, delivery) in pending {
             match Publisher::acknowledged(delivery).await {
-                Ok(_) if delivery_failed.is_none() => {
+                Ok(_) => {
                     acknowledged.push(seq);
                     oldest.get_or_insert(created);
                 }
-                Ok(_) => {}
                 Err(e) => {
-                    delivery_failed.get_or_insert(e);
+                    failure.get_or_insert(e);
                 }
             }
         }
-        let failure = delivery_failed.or(enqueue_failure);
         if !acknowledged.is_empty() {
             client
                 .execute(
