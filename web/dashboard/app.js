@@ -158,7 +158,8 @@ function renderOrders(orders) {
     const row = element("tr");
     row.dataset.orderId = order.id;
     row.tabIndex = 0;
-    row.setAttribute("aria-selected", String(order.id === selectedOrder));
+    // aria-current, not aria-selected: this is a table, not a grid widget.
+    if (order.id === selectedOrder) row.setAttribute("aria-current", "true");
     row.append(
       cell(element("code", order.id.slice(0, 8), null), order.id),
       element("td", when(order.created_at)),
@@ -214,7 +215,10 @@ async function select(id) {
   selectedOrder = id;
   document
     .querySelectorAll("#orders tr")
-    .forEach((row) => row.setAttribute("aria-selected", String(row.dataset.orderId === id)));
+    .forEach((row) => {
+      if (row.dataset.orderId === id) row.setAttribute("aria-current", "true");
+      else row.removeAttribute("aria-current");
+    });
   try {
     renderDetail(await api(`/orders/${id}`));
   } catch (error) {
