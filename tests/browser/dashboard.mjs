@@ -83,9 +83,18 @@ async function dashboardShowsAnOrderTurnPaid() {
   await row.locator(".status", { hasText: /^paid$/ }).waitFor({ timeout: 60_000 });
   console.log("the order turned paid on the page");
 
-  // Counts, recent events and the history follow.
-  const paidCount = Number(await page.locator("#counts .count-paid strong").textContent());
-  expect(paidCount >= 1, `the paid count shows ${paidCount}`);
+  // Counts, recent events and the history follow. The counts come from a
+  // request made beside the orders list, so they may catch up one refresh
+  // (1 s) later; the page promises updates within 2 s.
+  const paidCounted = await page
+    .waitForFunction(
+      () => Number(document.querySelector("#counts .count-paid strong")?.textContent) >= 1,
+      null,
+      { timeout: 2_000 },
+    )
+    .then(() => true, () => false);
+  const paidCount = await page.locator("#counts .count-paid strong").textContent();
+  expect(paidCounted, `the paid count still shows ${paidCount} 2 s after the order turned paid`);
   await page.locator("#events li", { hasText: order.id.slice(0, 8) }).first().waitFor({ timeout: 5_000 });
   await row.click();
   await page.locator(`#detail[data-order-id="${order.id}"]`).waitFor({ timeout: 5_000 });
