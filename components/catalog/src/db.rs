@@ -100,13 +100,7 @@ fn write_with_event<T>(
             return Ok(None);
         };
         let (aggregate_id, event_type, payload) = event(&value);
-        pg::record_event(
-            &connection,
-            event_type.aggregate(),
-            &aggregate_id,
-            event_type.as_str(),
-            &payload,
-        )?;
+        pg::record(&connection, &aggregate_id, event_type, &payload)?;
         Ok(Some(value))
     })
 }

@@ -85,21 +85,6 @@ impl Db {
         pg::nested_transaction(&self.connection, "inventory", &self.depth, || work(self))
     }
 
-    fn record_event(
-        &self,
-        order: &str,
-        event: EventType,
-        payload: &serde_json::Value,
-    ) -> Result<(), Problem> {
-        pg::record_event(
-            &self.connection,
-            event.aggregate(),
-            order,
-            event.as_str(),
-            payload,
-        )
-    }
-
     pub fn stock(&self, product: &str) -> Result<Option<StockItem>, Problem> {
         let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = $1");
         let rows = self
@@ -268,7 +253,7 @@ impl Db {
                 }
             }
             let body = lines_json(order, "reserved", lines);
-            db.record_event(order, EventType::InventoryReserved, &body)?;
+            pg::record(&db.connection, order, EventType::InventoryReserved, &body)?;
             Ok(body)
         });
         match result {
@@ -281,7 +266,9 @@ impl Db {
             }
             Err(Abort::Short(reason)) => {
                 let body = serde_json::json!({ "order_id": order, "reason": reason });
-                self.transaction(|db| db.record_event(order, EventType::InventoryRejected, &body))?;
+                self.transaction(|db| {
+                    pg::record(&db.connection, order, EventType::InventoryRejected, &body)
+                })?;
                 Ok(Outcome::Rejected(reason))
             }
             Err(Abort::Failed(problem)) => Err(problem),
@@ -320,7 +307,7 @@ impl Db {
             }
             let body = lines_json(order, target, &lines);
             let event = if commit { EventType::InventoryCommitted } else { EventType::InventoryReleased };
-            db.record_event(order, event, &body)?;
+            pg::record(&db.connection, order, event, &body)?;
             Ok(Outcome::Done(body))
         })
     }
@@ -371,7 +358,7 @@ impl Db {
                 db.audit(&line.product_id, line.quantity, after, &format!("order {order} refunded"), "orders")?;
             }
             let body = lines_json(order, "returned", &lines);
-            db.record_event(order, EventType::InventoryReleased, &body)?;
+            pg::record(&db.connection, order, EventType::InventoryReleased, &body)?;
             Ok(Outcome::Done(body))
         })
     }

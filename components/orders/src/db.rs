@@ -123,22 +123,6 @@ impl Db {
         pg::transaction(&self.connection, "orders", || work(self))
     }
 
-    fn record_event(
-        &self,
-        order: &str,
-        event: EventType,
-        payload: &impl Serialize,
-    ) -> Result<(), Problem> {
-        let payload = serde_json::to_value(payload).map_err(failed)?;
-        pg::record_event(
-            &self.connection,
-            event.aggregate(),
-            order,
-            event.as_str(),
-            &payload,
-        )
-    }
-
     /// Creates the order as `pending` with `order.placed`, or returns the
     /// order an earlier request with the same Idempotency-Key created.
     pub fn place(&self, new: &NewOrder<'_>) -> Result<Placed, Problem> {
@@ -193,7 +177,8 @@ impl Db {
                     .map_err(failed)?;
             }
             db.add_history(&created.id, Status::Pending, None)?;
-            db.record_event(
+            pg::record(
+                &db.connection,
                 &created.id,
                 EventType::OrderPlaced,
                 &OrderPlaced {
@@ -448,7 +433,8 @@ impl Db {
         self.add_history(id, next, reason)?;
         order.status = next.as_str().to_string();
         if let Some(event) = event_for(next) {
-            self.record_event(
+            pg::record(
+                &self.connection,
                 id,
                 event,
                 &OrderChanged {

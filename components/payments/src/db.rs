@@ -347,7 +347,12 @@ impl Db {
             amount_minor: p.amount_minor.unwrap_or(0),
             reason: reason.to_string(),
         };
-        self.outbox(&p.order_id, EventType::PaymentRefundDue, &due)
+        pg::record(
+            &self.connection,
+            &p.order_id,
+            EventType::PaymentRefundDue,
+            &due,
+        )
     }
 
     /// Carries out a `payment.refund_due`.
@@ -431,23 +436,6 @@ impl Db {
             reason: reason.map(str::to_string),
             redirect_url: redirect_url.map(str::to_string),
         };
-        self.outbox(&p.order_id, event, &payload)
-    }
-
-    /// Writes an event about `order`'s payment to the outbox.
-    fn outbox(
-        &self,
-        order: &str,
-        event: EventType,
-        payload: &impl serde::Serialize,
-    ) -> Result<(), Problem> {
-        let payload = serde_json::to_value(payload).map_err(failed)?;
-        pg::record_event(
-            &self.connection,
-            event.aggregate(),
-            order,
-            event.as_str(),
-            &payload,
-        )
+        pg::record(&self.connection, &p.order_id, event, &payload)
     }
 }

@@ -1,6 +1,7 @@
 //! The users database: every statement parameterised.
 
 use mart_domain::auth::Role;
+use mart_domain::events::EventType;
 use mart_domain::{users, Problem};
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid_text};
 use serde::Serialize;
@@ -94,10 +95,10 @@ impl Db {
     pub fn record_event(
         &self,
         user_id: &str,
-        event_type: &str,
+        event: EventType,
         payload: &serde_json::Value,
     ) -> Result<(), Problem> {
-        pg::record_event(&self.connection, "users", user_id, event_type, payload)
+        pg::record(&self.connection, user_id, event, payload)
     }
 
     pub fn user_by_email(&self, email: &str) -> Result<Option<User>, Problem> {

@@ -86,6 +86,24 @@ pub fn nested_transaction<T, E: From<Problem>>(
     }
 }
 
+/// Records `event` about `aggregate_id` in the outbox, its aggregate type
+/// and name from the event type; call it inside the change's transaction.
+pub fn record(
+    connection: &Connection,
+    aggregate_id: &str,
+    event: mart_domain::events::EventType,
+    payload: &impl serde::Serialize,
+) -> Result<(), Problem> {
+    let payload = serde_json::to_value(payload).map_err(|e| failed(event.aggregate(), e))?;
+    record_event(
+        connection,
+        event.aggregate(),
+        aggregate_id,
+        event.as_str(),
+        &payload,
+    )
+}
+
 /// Records an event in the outbox; call it inside the state change's transaction.
 pub fn record_event(
     connection: &Connection,
