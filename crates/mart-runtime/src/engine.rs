@@ -85,6 +85,7 @@ impl Runtime {
         let linker = build_linker(&engine)?;
         start_epoch_ticker(&engine);
 
+        crate::files::remove_stale_staging();
         let mut components = HashMap::new();
         let total = settings.len();
         // The first start compiles each component (seconds each); later

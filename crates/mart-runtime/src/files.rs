@@ -36,7 +36,6 @@ pub fn stage(
         .iter()
         .map(|p| glob::Pattern::new(p).with_context(|| format!("exclude_files: bad pattern `{p}`")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    remove_stale_staging();
     let dir = tempfile::Builder::new()
         .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
         .tempdir()
@@ -71,9 +70,10 @@ pub fn stage(
 
 const STAGING_PREFIX: &str = "mart-files-";
 
-/// Staging folders of hosts that are gone (killed before they could
-/// remove theirs). Named `mart-files-<pid>-…`; only dead pids are removed.
-fn remove_stale_staging() {
+/// Removes the staging folders of hosts that are gone (killed before they
+/// could remove theirs). Named `mart-files-<pid>-…`; only dead pids' go.
+/// Called once per load, before any component is staged.
+pub fn remove_stale_staging() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
