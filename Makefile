@@ -6,7 +6,7 @@ APP_COMPONENTS := catalog users inventory carts orders payments notifications st
 COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build broker components components-app host web browser release run test bench fmt lint clean up down logs spin-manifest
+.PHONY: help build broker components components-app host web browser release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,7 +51,14 @@ host: ## Build the `mart` host
 	$(CARGO) build -p mart-host
 
 run: build broker ## Run the whole app on 127.0.0.1:3000 (starts PostgreSQL and a Kafka broker if needed)
-	scripts/run.sh
+	scripts/run.sh mart
+
+spin-plugins: ## Package trigger-kafka and trigger-timer as Fermyon Spin plugins (target/spin-plugins/*.json)
+	$(CARGO) build --release -p mart-host --bin trigger-kafka --bin trigger-timer
+	scripts/spin-plugins.sh target/release target/spin-plugins
+
+spin-up: components web host spin-plugins broker ## Run the whole app with Fermyon Spin (`spin up` and Mart's plugins)
+	scripts/run.sh spin
 
 test: build broker browser ## Run every test (unit, integration with PostgreSQL, the broker and the host)
 	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))

@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# `make run`: the whole app on this machine. Without MART_DATABASE_URL it
-# starts a throwaway PostgreSQL cluster under .mart/ (stopped on exit); without
-# MART_KAFKA_BROKERS it starts a Kafka-protocol broker (tansu) under .mart/kafka.
+# `make run` (scripts/run.sh mart) and `make spin-up` (scripts/run.sh spin):
+# the whole app on this machine, on Mart's host or on Fermyon Spin with Mart's
+# trigger plugins. Without MART_DATABASE_URL it starts a throwaway PostgreSQL
+# cluster under .mart/ (stopped on exit); without SPIN_VARIABLE_KAFKA_BROKERS
+# it starts a Kafka-protocol broker (tansu) under .mart/kafka.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+runner=${1:-mart}
+
+if [ "$runner" = spin ]; then
+  if ! command -v spin >/dev/null; then
+    echo "make spin-up needs Fermyon Spin 4 on PATH (https://spinframework.dev/install);" >&2
+    echo "without it, run the same app with Mart's host: make run" >&2
+    exit 1
+  fi
+  # Mart's triggers as Spin plugins, from this checkout's build.
+  for plugin in trigger-kafka trigger-timer; do
+    spin plugins install --file "target/spin-plugins/$plugin.json" --yes
+  done
+fi
 
 PG_PORT=${MART_PG_PORT:-54329}
 KAFKA_PORT=${MART_KAFKA_PORT:-19092}
@@ -17,10 +32,10 @@ if [ -z "${MART_DATABASE_URL:-}" ]; then
   export MART_DATABASE_URL="postgres://mart@127.0.0.1:$PG_PORT/postgres"
   export SPIN_VARIABLE_PG_PORT=$PG_PORT
 fi
-if [ -z "${MART_KAFKA_BROKERS:-}" ]; then
+if [ -z "${SPIN_VARIABLE_KAFKA_BROKERS:-}" ]; then
   scripts/broker.sh start "$PWD/.mart/kafka" "$KAFKA_PORT"
   started_kafka=1
-  export MART_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+  export SPIN_VARIABLE_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 fi
 cleanup() {
   [ -n "$started_kafka" ] && scripts/broker.sh stop "$PWD/.mart/kafka"
@@ -50,7 +65,14 @@ export SPIN_VARIABLE_ADMIN_PASSWORD=${SPIN_VARIABLE_ADMIN_PASSWORD:-admin-passwo
 target/debug/mart migrate --database-url "$MART_DATABASE_URL" --migrations migrations
 scripts/seed.sh "$MART_DATABASE_URL"
 
-target/debug/mart up --from spin.toml --runtime-config-file runtime-config.toml --listen "$LISTEN" &
+if [ "$runner" = spin ]; then
+  # spin up's own HTTP trigger serves the HTTP components; it starts the
+  # plugins for [[trigger.kafka]] and [[trigger.timer]] and forwards to each
+  # the flags it declared (--runtime-config-file to all three).
+  spin up --from spin.toml --runtime-config-file runtime-config.toml --listen "$LISTEN" &
+else
+  target/debug/mart up --from spin.toml --runtime-config-file runtime-config.toml --listen "$LISTEN" &
+fi
 host=$!
 trap 'kill -TERM $host 2>/dev/null; wait $host 2>/dev/null; cleanup' EXIT INT TERM
 wait $host

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod fake_http;
+pub mod spin;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -189,6 +190,13 @@ pub fn admin_token() -> String {
     )
 }
 
+/// Sends SIGTERM to `pid` (a graceful stop, as in production).
+pub fn signal_term(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
 /// A running `mart up`, stopped when dropped.
 pub struct Host {
     child: Child,
@@ -312,9 +320,7 @@ impl Host {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        signal_term(self.child.id());
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -398,9 +404,7 @@ impl Drop for Host {
         // Graceful, as in production: the host leaves its consumer groups
         // (so the broker need not wait for its session to expire) and
         // finishes what it started. Killed only if it does not stop in time.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        signal_term(self.child.id());
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(20));

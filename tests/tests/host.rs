@@ -250,8 +250,43 @@ fn postgres_is_limited_to_allowed_hosts() {
 }
 
 #[test]
-fn postgres_values_round_trip_for_every_type() {
+fn postgres_refuses_what_spin_4_0_cannot_do_by_default() {
+    // Fermyon Spin 4.0.x fails any query returning timestamptz and hangs on
+    // any query returning no rows: the host fails both loudly, so a
+    // component that would break under `spin up` breaks in these tests.
     let host = probe_host(&[]);
+    let url = format!("postgres://mart@127.0.0.1:{}/postgres", postgres().port);
+    let query = |sql: &str| {
+        host.get(&format!(
+            "/probe/pg-query?url={url}&sql={}",
+            form_urlencoded::byte_serialize(sql.as_bytes()).collect::<String>()
+        ))
+    };
+    let r = query("SELECT now() AS created_at");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.text().contains("Postgres type `timestamptz`"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("AT TIME ZONE 'UTC'"),
+        "says what to do: {}",
+        r.text()
+    );
+    let r = query("SELECT 1 WHERE false");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("spin#3671"), "{}", r.text());
+    // What Spin 4.0.x can do still works.
+    assert_eq!(query("SELECT now() AT TIME ZONE 'UTC'").text(), "1 row(s)");
+    assert_eq!(query("SELECT 1 UNION ALL SELECT 2").text(), "2 row(s)");
+}
+
+#[test]
+fn postgres_values_round_trip_for_every_type() {
+    // Every value the interface can express (timestamptz included): the
+    // host's full mode, beyond what Spin 4.0.x's host can return.
+    let host = probe_host(&[("MART_PG_COMPATIBILITY", "full".into())]);
     let pg = postgres();
     let r = host.get(&format!(
         "/probe/pg?url=postgres://mart@127.0.0.1:{}/postgres",

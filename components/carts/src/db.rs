@@ -2,8 +2,9 @@
 
 use mart_domain::carts::{total_minor, Line};
 use mart_domain::Problem;
+use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, decode, uuid, uuid_text};
-use spin_sdk::pg4::{Connection, ParameterValue};
+use spin_sdk::pg4::ParameterValue;
 
 pub struct Cart {
     pub id: String,

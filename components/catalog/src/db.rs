@@ -3,9 +3,10 @@
 use mart_domain::catalog::ValidProduct;
 use mart_domain::events::EventType;
 use mart_domain::Problem;
+use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, ParameterValue, RowSet};
+use spin_sdk::pg4::{ParameterValue, RowSet};
 
 /// A product as the API returns it.
 #[derive(Debug, Serialize)]
@@ -20,8 +21,8 @@ pub struct Product {
     pub updated_at: String,
 }
 
-const COLUMNS: &str =
-    "id, name, description, category, price_minor, currency, created_at, updated_at";
+const COLUMNS: &str = "id, name, description, category, price_minor, currency, \
+     (created_at AT TIME ZONE 'UTC') AS created_at, (updated_at AT TIME ZONE 'UTC') AS updated_at";
 
 pub struct ListFilter<'a> {
     pub text: Option<&'a str>,

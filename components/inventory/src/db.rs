@@ -4,9 +4,10 @@
 use mart_domain::events::EventType;
 use mart_domain::inventory::{Line, Stock};
 use mart_domain::Problem;
+use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
+use spin_sdk::pg4::{DbValue, ParameterValue};
 
 #[derive(Serialize)]
 pub struct StockItem {
@@ -34,7 +35,9 @@ pub enum Outcome {
     Rejected(String),
 }
 
-const STOCK_COLUMNS: &str = "product_id, on_hand, reserved, updated_at";
+// Timestamps as UTC `timestamp`: Spin 4.0.x cannot return `timestamptz` (see mart_domain::sql).
+const STOCK_COLUMNS: &str =
+    "product_id, on_hand, reserved, (updated_at AT TIME ZONE 'UTC') AS updated_at";
 
 pub struct Db {
     pub connection: Connection,
@@ -176,7 +179,7 @@ impl Db {
         let rows = self
             .connection
             .query(
-                "SELECT delta, on_hand_after, reason, actor, created_at FROM stock_adjustments
+                "SELECT delta, on_hand_after, reason, actor, (created_at AT TIME ZONE 'UTC') AS created_at FROM stock_adjustments
                  WHERE product_id = $1 ORDER BY id DESC LIMIT 100",
                 &[uuid(product)],
             )

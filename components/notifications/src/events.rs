@@ -9,9 +9,9 @@
 
 use mart_domain::events::{EventType, UserRegistered};
 use mart_domain::orders::OrderChanged;
+use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, text, uuid};
 use mart_guest::kafka::{self, Failure, HandlerError, Message};
-use spin_sdk::pg4::Connection;
 
 const CONSUMER: &str = "notifications";
 

@@ -57,7 +57,7 @@ fn list(request: &Request, user: &str) -> Result<Response, Problem> {
     let db = pg::connect("notifications")?;
     let rows = db
         .query(
-            "SELECT id, kind, channel, subject, body, status, created_at FROM notifications \
+            "SELECT id, kind, channel, subject, body, status, (created_at AT TIME ZONE 'UTC') AS created_at FROM notifications \
              WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
             &[uuid(&user), ParameterValue::Int64(i64::from(limit))],
         )

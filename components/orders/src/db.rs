@@ -4,9 +4,10 @@
 use mart_domain::events::EventType;
 use mart_domain::orders::{Address, OrderChanged, OrderLine, OrderPlaced, Status};
 use mart_domain::Problem;
+use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
+use spin_sdk::pg4::{DbValue, ParameterValue};
 
 fn failed(e: impl std::fmt::Display) -> Problem {
     pg::failed("orders", e)
@@ -77,7 +78,8 @@ pub enum Placed {
 }
 
 const COLUMNS: &str = "id, user_id, status, currency, total_minor, shipping_address::text, \
-                       payment_provider, created_at, updated_at, request_hash, payment_redirect_url";
+                       payment_provider, (created_at AT TIME ZONE 'UTC') AS created_at, \
+                       (updated_at AT TIME ZONE 'UTC') AS updated_at, request_hash, payment_redirect_url";
 
 fn order(row: &[DbValue]) -> Result<Order, Problem> {
     let address: String = decode(&row[5])?;
@@ -263,7 +265,7 @@ impl Db {
         let rows = self
             .connection
             .query(
-                "SELECT status, reason, at FROM order_history WHERE order_id = $1 ORDER BY id",
+                "SELECT status, reason, (at AT TIME ZONE 'UTC') AS at FROM order_history WHERE order_id = $1 ORDER BY id",
                 &[uuid(id)],
             )
             .map_err(failed)?;
@@ -332,13 +334,13 @@ impl Db {
         let limit = ParameterValue::Int64(i64::from(limit));
         let rows = match user {
             Some(user) => self.connection.query(
-                "SELECT h.order_id, h.status, h.reason, h.at FROM order_history h \
+                "SELECT h.order_id, h.status, h.reason, (h.at AT TIME ZONE 'UTC') AS at FROM order_history h \
                  JOIN orders o ON o.id = h.order_id WHERE o.user_id = $1 \
                  ORDER BY h.at DESC, h.id DESC LIMIT $2",
                 &[uuid(user), limit],
             ),
             None => self.connection.query(
-                "SELECT order_id, status, reason, at FROM order_history \
+                "SELECT order_id, status, reason, (at AT TIME ZONE 'UTC') AS at FROM order_history \
                  ORDER BY at DESC, id DESC LIMIT $1",
                 &[limit],
             ),
@@ -379,7 +381,7 @@ impl Db {
             params.push(text(at));
             params.push(uuid(id));
             conditions.push(format!(
-                "(created_at, id) < (${}::timestamptz, ${})",
+                "(created_at, id) < (${}::text::timestamptz, ${})",
                 params.len() - 1,
                 params.len()
             ));

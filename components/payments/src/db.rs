@@ -6,9 +6,10 @@ use mart_domain::events::EventType;
 use mart_domain::orders::OrderPlaced;
 use mart_domain::payments::{Charge, ChargeOutcome, PaymentChanged, PaymentStatus, RefundDue};
 use mart_domain::Problem;
+use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
+use spin_sdk::pg4::{DbValue, ParameterValue};
 
 fn failed(e: impl std::fmt::Display) -> Problem {
     pg::failed("payments", e)
@@ -44,9 +45,11 @@ impl Payment {
     }
 }
 
+// Timestamps as UTC `timestamp`: Spin 4.0.x cannot return `timestamptz` (see mart_domain::sql).
 const COLUMNS: &str = "id, order_id, user_id, amount_minor, currency, provider, status, reason, \
-                       provider_ref, created_at, updated_at, token, stock_reserved, order_cancelled, \
-                       redirect_url";
+                       provider_ref, (created_at AT TIME ZONE 'UTC') AS created_at, \
+                       (updated_at AT TIME ZONE 'UTC') AS updated_at, token, stock_reserved, \
+                       order_cancelled, redirect_url";
 
 fn payment(row: &[DbValue]) -> Result<Payment, Problem> {
     let optional_uuid = |v: &DbValue| match v {

@@ -3,9 +3,10 @@
 use mart_domain::auth::Role;
 use mart_domain::events::EventType;
 use mart_domain::{users, Problem};
+use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid_text};
 use serde::Serialize;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
+use spin_sdk::pg4::{DbValue, ParameterValue};
 
 pub struct User {
     pub id: String,
@@ -39,7 +40,9 @@ impl User {
     }
 }
 
-const COLUMNS: &str = "id, email, name, password_hash, role, token_version, created_at";
+// Timestamps as UTC `timestamp`: Spin 4.0.x cannot return `timestamptz` (see mart_domain::sql).
+const COLUMNS: &str =
+    "id, email, name, password_hash, role, token_version, (created_at AT TIME ZONE 'UTC') AS created_at";
 
 pub struct Db {
     connection: Connection,

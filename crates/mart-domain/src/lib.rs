@@ -15,6 +15,7 @@ pub mod password;
 pub mod payfast;
 pub mod payments;
 pub mod problem;
+pub mod sql;
 pub mod stripe;
 pub mod users;
 

@@ -2,8 +2,32 @@
 //! the connection from the `db_url` variable, transactions, the outbox, and
 //! value decoding with failures mapped to 500 problems (logged, not leaked).
 
-use mart_domain::{outbox, Problem};
-use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError, QueryError};
+use mart_domain::{outbox, sql, Problem};
+use spin_sdk::pg4::{DbValue, Decode, ParameterValue, PgError, QueryError, RowSet};
+
+/// A `spin:postgres` connection whose `query` also works on Fermyon Spin
+/// 4.0.0–4.0.2, whose host never answers a query without rows
+/// (spinframework/spin#3671): every query is sent wrapped so its result has
+/// a row (`mart_domain::sql::at_least_one_row`), and the padding is removed
+/// here. Components use this type, never spin-sdk's connection directly.
+pub struct Connection(spin_sdk::pg4::Connection);
+
+impl Connection {
+    pub fn open(address: &str) -> Result<Self, PgError> {
+        spin_sdk::pg4::Connection::open(address).map(Self)
+    }
+
+    pub fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<RowSet, PgError> {
+        let mut result = self.0.query(&sql::at_least_one_row(statement), params)?;
+        result.columns.pop();
+        result.rows = sql::without_padding(result.rows, |v| matches!(v, DbValue::DbNull));
+        Ok(result)
+    }
+
+    pub fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, PgError> {
+        self.0.execute(statement, params)
+    }
+}
 
 /// A database failure: logged with `service`'s name, answered as a generic 500.
 pub fn failed(service: &str, error: impl std::fmt::Display) -> Problem {

@@ -12,8 +12,9 @@
 //! mart_guest::kafka::export_kafka_handler!(Handler);
 //! ```
 
+use crate::db::Connection;
 use mart_domain::events::{Envelope, EnvelopeError};
-use spin_sdk::pg4::{Connection, ParameterValue};
+use spin_sdk::pg4::ParameterValue;
 
 #[doc(hidden)]
 pub mod bindings {

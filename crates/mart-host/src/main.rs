@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use mart_manifest::{App, RuntimeConfig, VariablesProvider};
+use mart_host::config;
+use mart_host::events::{EventOptions, Events};
+use mart_manifest::App;
 use mart_runtime::{Runtime, RuntimeOptions};
 use mart_trigger_http::{HttpTrigger, ServeOptions};
-use mart_variables::{EnvProvider, Resolver};
 
 #[derive(Parser)]
 #[command(
@@ -83,19 +84,45 @@ struct UpArgs {
     /// Database server for readiness checks (a database that exists, e.g. `postgres`).
     #[arg(long, env = "MART_DATABASE_URL")]
     database_url: Option<String>,
-    /// Migrations the readiness check expects to be applied; their
-    /// databases' outboxes are relayed to Kafka.
+    /// Migrations the readiness check expects to be applied.
     #[arg(long, default_value = "migrations")]
     migrations: PathBuf,
-    /// Kafka brokers (`host:port,...`); overrides `[kafka] brokers` in the runtime config.
+    /// Kafka brokers (`host:port,...`); overrides `brokers` in the
+    /// manifest's `[application.trigger.kafka]`.
     #[arg(long, env = "MART_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
-    /// Do not relay the databases' outboxes to Kafka from this host.
+    /// Do not relay the outboxes of `[application.trigger.kafka] outbox` from this host.
     #[arg(long, env = "MART_NO_OUTBOX_RELAY")]
     no_outbox_relay: bool,
+    /// `spin-4.0`: refuse what Fermyon Spin 4.0.x's PostgreSQL host cannot do
+    /// (timestamptz results, queries without rows), so an app that runs here
+    /// runs under `spin up`; `full`: everything spin:postgres can express.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "spin-4.0",
+        env = "MART_PG_COMPATIBILITY"
+    )]
+    pg_compatibility: PgCompatibilityArg,
     /// Hours sent outbox rows and processed-event records are kept.
     #[arg(long, default_value_t = 168, env = "MART_EVENT_RETENTION_HOURS")]
     event_retention_hours: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PgCompatibilityArg {
+    #[value(name = "spin-4.0")]
+    Spin40,
+    Full,
+}
+
+impl From<PgCompatibilityArg> for mart_runtime::PgCompatibility {
+    fn from(arg: PgCompatibilityArg) -> Self {
+        match arg {
+            PgCompatibilityArg::Spin40 => Self::Spin40,
+            PgCompatibilityArg::Full => Self::Full,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -105,10 +132,13 @@ struct DeadLettersArgs {
     /// Send the listed messages back to their original topics.
     #[arg(long)]
     redrive: bool,
-    /// Kafka brokers (`host:port,...`).
+    /// Kafka brokers (`host:port,...`); overrides the manifest's.
     #[arg(long, env = "MART_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
-    /// Spin runtime config with a `[kafka]` table.
+    /// The Spin manifest whose `[application.trigger.kafka]` says how to reach Kafka.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Spin runtime config (variable providers).
     #[arg(long, env = "MART_RUNTIME_CONFIG")]
     runtime_config_file: Option<PathBuf>,
 }
@@ -125,7 +155,7 @@ struct MigrateArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    config::init_logging(matches!(cli.log_format, LogFormat::Json));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,35 +170,30 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
-    let runtime_config = match &args.runtime_config_file {
-        Some(path) => RuntimeConfig::load(path)?,
-        None => RuntimeConfig::default(),
-    };
-    let resolver = resolver(&app, &runtime_config, args.runtime_config_file.as_deref())?;
-    let kafka = kafka_client(&runtime_config, args.kafka_brokers.clone(), &resolver)?;
+    let config_path = args.runtime_config_file.as_deref();
+    let runtime_config = config::runtime_config(config_path)?;
+    let resolver = config::resolver(&app, &runtime_config, config_path)?;
+    let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?;
     let options = RuntimeOptions {
-        cache_dir: cache_dir(&args),
+        cache_dir: config::cache_dir(!args.no_cache, args.cache_dir.clone()),
+        pg_compatibility: args.pg_compatibility.into(),
         ..RuntimeOptions::default()
     };
     let loading = std::time::Instant::now();
     let runtime = Arc::new(Runtime::load(&app, &resolver, &options)?);
     let trigger = HttpTrigger::new(&app, runtime.clone(), ServeOptions::default())?;
-    let events = start_events(&app, &runtime, kafka.as_ref(), &args).await?;
+    let events = Events::start(
+        &app,
+        &runtime,
+        kafka.as_ref(),
+        &EventOptions {
+            relay: !args.no_outbox_relay,
+            retention: std::time::Duration::from_secs(args.event_retention_hours * 3600),
+        },
+    )
+    .await?;
     let timers = mart_trigger_timer::TimerTriggers::start(&app, runtime.clone(), &resolver)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -177,7 +202,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
     print_routes(&trigger, listener.local_addr()?, loading.elapsed());
-    events.print(kafka.as_ref());
+    events.print();
     for (component, every) in &timers.timers {
         eprintln!("Timer: {component} every {} s", every.as_secs());
     }
@@ -191,7 +216,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let admin_task = tokio::spawn(admin.serve(admin_listener, async {
         let _ = admin_stopped.await;
     }));
-    let served = trigger.serve(listener, shutdown_signal()).await;
+    let served = trigger.serve(listener, config::shutdown_signal()).await;
     timers.shutdown().await;
     events.shutdown().await;
     let _ = stop_admin.send(());
@@ -199,175 +224,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     served
 }
 
-/// Kafka settings: `[kafka]` from the runtime config with `{{ variable }}`
-/// templates rendered, brokers overridden by `--kafka-brokers`.
-fn kafka_client(
-    config: &RuntimeConfig,
-    brokers: Option<String>,
-    resolver: &Resolver,
-) -> anyhow::Result<Option<mart_kafka::KafkaClient>> {
-    let render = |value: &Option<String>, key: &str| -> anyhow::Result<Option<String>> {
-        value
-            .as_deref()
-            .map(|v| {
-                let template =
-                    mart_variables::Template::parse(v).with_context(|| format!("[kafka] {key}"))?;
-                resolver
-                    .render(&template)
-                    .with_context(|| format!("[kafka] {key}"))
-            })
-            .transpose()
-    };
-    let mut kafka = config.kafka.clone();
-    kafka.brokers = match brokers {
-        Some(b) => Some(b),
-        None => render(&kafka.brokers, "brokers")?,
-    };
-    kafka.security_protocol = render(&kafka.security_protocol, "security_protocol")?;
-    kafka.sasl_mechanism = render(&kafka.sasl_mechanism, "sasl_mechanism")?;
-    kafka.sasl_username = render(&kafka.sasl_username, "sasl_username")?;
-    kafka.sasl_password = render(&kafka.sasl_password, "sasl_password")?;
-    Ok(mart_kafka::KafkaClient::new(kafka))
-}
-
-/// The event side of the app: Kafka triggers, the outbox relay and the
-/// producer components publish through.
-struct Events {
-    triggers: Option<mart_trigger_kafka::KafkaTriggers>,
-    relay: Option<mart_outbox_relay::OutboxRelay>,
-    relayed: Vec<String>,
-    publisher: Option<mart_kafka::Publisher>,
-}
-
-async fn start_events(
-    app: &App,
-    runtime: &Arc<Runtime>,
-    kafka: Option<&mart_kafka::KafkaClient>,
-    args: &UpArgs,
-) -> anyhow::Result<Events> {
-    let has_triggers = !app
-        .manifest
-        .kafka_triggers()
-        .map_err(anyhow::Error::msg)?
-        .is_empty();
-    let Some(kafka) = kafka else {
-        anyhow::ensure!(
-            !has_triggers,
-            "spin.toml has [[trigger.kafka]] entries but no Kafka brokers are configured: \
-             set `brokers` under [kafka] in the runtime config, or MART_KAFKA_BROKERS"
-        );
-        return Ok(Events {
-            triggers: None,
-            relay: None,
-            relayed: Vec::new(),
-            publisher: None,
-        });
-    };
-    mart_kafka::ensure_topics(kafka, &topics_to_create(app)?).await?;
-    let publisher = mart_kafka::Publisher::new(kafka, "mart-host")?;
-    runtime.set_publisher(publisher.clone());
-    let triggers = mart_trigger_kafka::KafkaTriggers::start(app, runtime.clone(), kafka)?;
-    let mut relayed = Vec::new();
-    let mut relay = None;
-    if let (Some(url), false) = (&args.database_url, args.no_outbox_relay) {
-        let databases = mart_migrate::discover(&args.migrations)?
-            .into_iter()
-            .map(|(name, _)| {
-                Ok(mart_outbox_relay::Database {
-                    url: mart_migrate::database_url(url, &name)?,
-                    name,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        relayed = databases.iter().map(|d| d.name.clone()).collect();
-        let options = mart_outbox_relay::RelayOptions {
-            retention: std::time::Duration::from_secs(args.event_retention_hours * 3600),
-            ..Default::default()
-        };
-        relay = Some(mart_outbox_relay::OutboxRelay::start(
-            databases,
-            publisher.clone(),
-            runtime.metrics().clone(),
-            options,
-        ));
-    }
-    Ok(Events {
-        triggers: Some(triggers),
-        relay,
-        relayed,
-        publisher: Some(publisher),
-    })
-}
-
-/// Every topic the app touches: one per aggregate type, what the triggers
-/// read and dead-letter to, and what components may publish to.
-fn topics_to_create(app: &App) -> anyhow::Result<Vec<String>> {
-    let mut topics = mart_trigger_kafka::KafkaTriggers::topics(app)?;
-    topics.extend(
-        mart_domain::events::EventType::ALL
-            .iter()
-            .map(|t| t.topic()),
-    );
-    for component in app.manifest.component.values() {
-        let settings = component.mart_settings().map_err(anyhow::Error::msg)?;
-        topics.extend(settings.kafka_publish_topics);
-    }
-    topics.sort();
-    topics.dedup();
-    Ok(topics)
-}
-
-impl Events {
-    fn print(&self, kafka: Option<&mart_kafka::KafkaClient>) {
-        let Some(kafka) = kafka else {
-            eprintln!("Kafka: not configured (HTTP only)");
-            return;
-        };
-        let mut table = format!("Kafka at {}\n", kafka.brokers());
-        for t in self.triggers.iter().flat_map(|t| t.summary()) {
-            table.push_str(&format!(
-                "  {:<32} -> {} (group {})\n",
-                t.topics.join(","),
-                t.component,
-                t.group
-            ));
-        }
-        if !self.relayed.is_empty() {
-            table.push_str(&format!(
-                "  outbox relay for databases: {}\n",
-                self.relayed.join(", ")
-            ));
-        }
-        eprint!("{table}");
-    }
-
-    /// Stops consuming (running invocations finish and are committed),
-    /// then the relay, then flushes what components published.
-    async fn shutdown(self) {
-        let grace = std::time::Duration::from_secs(10);
-        if let Some(triggers) = self.triggers {
-            triggers.shutdown(grace).await;
-        }
-        if let Some(relay) = self.relay {
-            relay.shutdown(grace).await;
-        }
-        if let Some(publisher) = self.publisher {
-            let _ = tokio::task::spawn_blocking(move || publisher.flush(grace)).await;
-        }
-    }
-}
-
 async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
-    let runtime_config = match &args.runtime_config_file {
-        Some(path) => RuntimeConfig::load(path)?,
-        None => RuntimeConfig::default(),
-    };
-    let resolver = Resolver::new(
-        Default::default(),
-        vec![EnvProvider::new(None, std::env::vars())],
-    );
-    let kafka = kafka_client(&runtime_config, args.kafka_brokers.clone(), &resolver)?
-        .context("no Kafka brokers: pass --kafka-brokers or set MART_KAFKA_BROKERS")?;
+    let app = App::load(&args.manifest)?;
+    let config_path = args.runtime_config_file.as_deref();
+    let resolver = config::resolver(&app, &config::runtime_config(config_path)?, config_path)?;
+    let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?.context(
+        "no Kafka brokers: set them in [application.trigger.kafka], or pass --kafka-brokers",
+    )?;
     let letters = mart_trigger_kafka::redrive(&kafka, &args.topic, args.redrive).await?;
     for l in &letters {
         println!(
@@ -446,57 +309,6 @@ fn admin(
     }
 }
 
-/// Providers in runtime-config order, then Spin's default environment provider.
-fn resolver(
-    app: &App,
-    config: &RuntimeConfig,
-    config_path: Option<&std::path::Path>,
-) -> anyhow::Result<Resolver> {
-    let mut providers = Vec::new();
-    for provider in &config.variables_provider {
-        match provider {
-            VariablesProvider::Env {
-                prefix,
-                dotenv_path,
-            } => {
-                let mut vars: Vec<(String, String)> = std::env::vars().collect();
-                if let Some(dotenv) = dotenv_path {
-                    let base = config_path
-                        .and_then(|p| p.parent())
-                        .unwrap_or(std::path::Path::new("."));
-                    vars.extend(read_dotenv(&base.join(dotenv))?);
-                }
-                providers.push(EnvProvider::new(prefix.as_deref(), vars));
-            }
-        }
-    }
-    providers.push(EnvProvider::new(None, std::env::vars()));
-    Ok(Resolver::new(app.manifest.variables.clone(), providers))
-}
-
-/// `KEY=value` lines; the process environment wins over the file.
-fn read_dotenv(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| std::env::var_os(k.trim()).is_none())
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        .collect())
-}
-
-fn cache_dir(args: &UpArgs) -> Option<PathBuf> {
-    if args.no_cache {
-        return None;
-    }
-    args.cache_dir.clone().or_else(|| {
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/mart/wasmtime"))
-    })
-}
-
 fn print_routes(trigger: &HttpTrigger, addr: SocketAddr, took: std::time::Duration) {
     let mut table = format!("Serving http://{addr} (ready in {} ms)\n", took.as_millis());
     for (route, component) in trigger.router().routes() {
@@ -504,22 +316,6 @@ fn print_routes(trigger: &HttpTrigger, addr: SocketAddr, took: std::time::Durati
     }
     eprint!("{table}");
     tracing::info!(%addr, "serving");
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown signal received");
 }
 
 fn spin_manifest(manifest: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {

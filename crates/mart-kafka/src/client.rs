@@ -27,6 +27,11 @@ impl KafkaClient {
         self.config.brokers.as_deref().unwrap_or_default()
     }
 
+    /// The outbox relay's server and databases, templates rendered.
+    pub fn outbox(&self) -> Option<&mart_manifest::OutboxConfig> {
+        self.config.outbox.as_ref()
+    }
+
     pub fn partitions(&self) -> i32 {
         self.config.partitions.unwrap_or(DEFAULT_PARTITIONS)
     }

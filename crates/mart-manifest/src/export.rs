@@ -19,6 +19,12 @@ pub fn http_only(text: &str) -> Result<String, String> {
             }
         }
     }
+    if let Some(toml::Value::Table(settings)) = doc
+        .get_mut("application")
+        .and_then(|a| a.get_mut("trigger"))
+    {
+        settings.retain(|kind, _| kind == "http");
+    }
     if let Some(toml::Value::Table(components)) = doc.get_mut("component") {
         components.retain(|id, _| used.contains(id));
     }
@@ -39,6 +45,8 @@ mod tests {
 spin_manifest_version = 2
 [application]
 name = "a"
+[application.trigger.kafka]
+brokers = "b:9092"
 [[trigger.http]]
 route = "/x"
 component = "web"
@@ -55,6 +63,7 @@ source = "worker.wasm"
         m.validate().unwrap();
         assert_eq!(m.trigger.http.len(), 1);
         assert!(m.trigger.other.is_empty());
+        assert!(m.application.trigger.is_empty());
         assert_eq!(m.component.keys().collect::<Vec<_>>(), ["web"]);
     }
 }

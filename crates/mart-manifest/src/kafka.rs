@@ -1,7 +1,10 @@
 //! Mart's Kafka trigger configuration. Spin has no Kafka trigger: these
-//! tables are Mart's own, placed where Spin's conventions put trigger and
-//! runtime settings (`[[trigger.kafka]]` in `spin.toml`, `[kafka]` in
-//! `runtime-config.toml`).
+//! tables are Mart's own, placed where Spin puts a trigger's settings:
+//! `[[trigger.kafka]]` per handler and `[application.trigger.kafka]` for the
+//! trigger as a whole, both in `spin.toml`. Spin carries both into the locked
+//! app it hands a trigger plugin (`trigger_config`, `metadata.triggers.kafka`);
+//! its runtime config refuses keys it does not know, so nothing of Mart's
+//! lives in `runtime-config.toml`.
 
 use std::collections::BTreeMap;
 
@@ -144,9 +147,10 @@ pub fn is_topic_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// `[kafka]` in `runtime-config.toml`: where the brokers are and how to talk
-/// to them. String values may use `{{ variable }}` templates, so secrets come
-/// from Spin variables (`SPIN_VARIABLE_*`) rather than the file.
+/// `[application.trigger.kafka]` in `spin.toml`: where the brokers are, how to
+/// talk to them, and which databases' outboxes the trigger relays. String
+/// values may use `{{ variable }}` templates, so addresses and secrets come
+/// from Spin variables (`SPIN_VARIABLE_*`) rather than the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -170,6 +174,17 @@ pub struct KafkaConfig {
     /// Further librdkafka properties, passed through as given.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// The outbox relay: the PostgreSQL server (a URL without a database)
+    /// and the service databases on it whose outboxes go to Kafka.
+    #[serde(default)]
+    pub outbox: Option<OutboxConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    pub server: String,
+    pub databases: Vec<String>,
 }
 
 #[cfg(test)]

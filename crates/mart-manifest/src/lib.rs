@@ -7,12 +7,14 @@
 
 mod export;
 mod kafka;
+mod locked;
 mod manifest;
 mod runtime_config;
 mod timer;
 
 pub use export::http_only;
 pub use kafka::*;
+pub use locked::LockedApp;
 pub use manifest::*;
 pub use runtime_config::*;
 pub use timer::*;

@@ -36,6 +36,56 @@ impl App {
         Ok(Self { manifest, base_dir })
     }
 
+    /// The app in a Spin lock file (what `spin up` hands a trigger plugin);
+    /// `app_dir` is the folder its `files` were staged in.
+    pub fn load_locked(path: &Path, app_dir: &Path) -> Result<Self, ManifestError> {
+        let at = || path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ManifestError::Read { path: at(), source })?;
+        let manifest = crate::LockedApp::parse(&text)
+            .and_then(|lock| lock.into_manifest(app_dir))
+            .map_err(|message| ManifestError::Parse {
+                path: at(),
+                message,
+            })?;
+        manifest
+            .validate()
+            .map_err(|message| ManifestError::Invalid {
+                path: at(),
+                message,
+            })?;
+        Ok(Self {
+            manifest,
+            base_dir: app_dir.to_path_buf(),
+        })
+    }
+
+    /// Only the triggers of `kinds` and the components they run: what one
+    /// trigger process needs (Spin starts one process per trigger type).
+    pub fn retain_trigger_types(&mut self, kinds: &[&str]) {
+        let m = &mut self.manifest;
+        if !kinds.contains(&"http") {
+            m.trigger.http.clear();
+        }
+        m.trigger
+            .other
+            .retain(|kind, _| kinds.contains(&kind.as_str()));
+        let used: std::collections::BTreeSet<String> = m
+            .trigger
+            .http
+            .iter()
+            .map(|t| t.component.clone())
+            .chain(
+                m.trigger
+                    .other
+                    .values()
+                    .flatten()
+                    .filter_map(|t| t.get("component")?.as_str().map(String::from)),
+            )
+            .collect();
+        m.component.retain(|id, _| used.contains(id));
+    }
+
     pub fn component_source_path(&self, component: &Component) -> PathBuf {
         self.base_dir.join(&component.source)
     }
@@ -209,6 +259,21 @@ impl Manifest {
         self.mart_triggers("kafka")
     }
 
+    /// `[application.trigger.kafka]`: the Kafka trigger's connection and
+    /// outbox settings (defaults when the table is absent).
+    pub fn kafka_config(&self) -> Result<crate::KafkaConfig, String> {
+        match self.application.trigger.get("kafka") {
+            None => Ok(crate::KafkaConfig::default()),
+            Some(table) => {
+                toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        format!("[application.trigger.kafka]: {}", e.message())
+                    })
+            }
+        }
+    }
+
     /// Mart's `[[trigger.timer]]` entries.
     pub fn timer_triggers(&self) -> Result<Vec<crate::TimerTrigger>, String> {
         self.mart_triggers("timer")
@@ -256,6 +321,7 @@ impl Manifest {
                 .mart_settings()
                 .map_err(|e| format!("component `{id}`: {e}"))?;
         }
+        self.kafka_config()?;
         for trigger in self.kafka_triggers()? {
             trigger.validate()?;
             if !self.component.contains_key(&trigger.component) {

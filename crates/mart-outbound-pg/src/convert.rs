@@ -12,6 +12,8 @@ use crate::bindings::spin::postgres::postgres::{
     Column, DbDataType, DbValue, Interval, ParameterValue, RangeBoundKind,
 };
 
+use crate::PgCompatibility;
+
 type BoxError = Box<dyn StdError + Sync + Send>;
 pub(crate) type SqlParam = Box<dyn ToSql + Sync + Send>;
 
@@ -89,7 +91,10 @@ fn decimal_bound(
 }
 
 /// The column's type as the interface names it.
-pub(crate) fn data_type(ty: &Type) -> DbDataType {
+pub(crate) fn data_type(ty: &Type, compatibility: PgCompatibility) -> DbDataType {
+    if compatibility == PgCompatibility::Spin40 && crate::spin40::is_unsupported(ty) {
+        return DbDataType::Other(ty.name().to_string());
+    }
     match *ty {
         Type::BOOL => DbDataType::Boolean,
         Type::CHAR => DbDataType::Int8,
@@ -120,25 +125,44 @@ pub(crate) fn data_type(ty: &Type) -> DbDataType {
     }
 }
 
-pub(crate) fn columns(columns: &[tokio_postgres::Column]) -> Vec<Column> {
+pub(crate) fn columns(
+    columns: &[tokio_postgres::Column],
+    compatibility: PgCompatibility,
+) -> Vec<Column> {
     columns
         .iter()
         .map(|c| Column {
             name: c.name().to_string(),
-            data_type: data_type(c.type_()),
+            data_type: data_type(c.type_(), compatibility),
         })
         .collect()
 }
 
 /// Converts every value of a row; `Err` names the column that failed.
-pub(crate) fn row(row: &tokio_postgres::Row) -> Result<Vec<DbValue>, String> {
+pub(crate) fn row(
+    row: &tokio_postgres::Row,
+    compatibility: PgCompatibility,
+) -> Result<Vec<DbValue>, String> {
     (0..row.len())
         .map(|i| {
             let column = &row.columns()[i];
-            value(row, i, column.type_())
-                .map_err(|e| format!("column `{}` ({}): {e}", column.name(), column.type_()))
+            let ty = column.type_();
+            let converted =
+                if compatibility == PgCompatibility::Spin40 && crate::spin40::is_unsupported(ty) {
+                    unsupported(row, i)
+                } else {
+                    value(row, i, ty)
+                };
+            converted.map_err(|e| format!("column `{}` ({ty}): {e}", column.name()))
         })
         .collect()
+}
+
+fn unsupported(row: &tokio_postgres::Row, i: usize) -> Result<DbValue, BoxError> {
+    Ok(row
+        .try_get::<_, Option<Raw>>(i)?
+        .map(|Raw(bytes)| DbValue::Unsupported(bytes))
+        .unwrap_or(DbValue::DbNull))
 }
 
 fn value(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result<DbValue, BoxError> {

@@ -10,7 +10,7 @@ use crate::bindings::spin::postgres::postgres::{
 };
 use crate::client::{Connection, OpenError};
 use crate::convert::{self, SqlParam};
-use crate::PgHost;
+use crate::{spin40, PgCompatibility, PgHost};
 
 impl pg::Host for PgHost {}
 
@@ -39,18 +39,26 @@ impl HostConnection for PgHost {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> Result<RowSet, Error> {
+        let compatibility = self.compatibility;
+        let spin40 = compatibility == PgCompatibility::Spin40;
         let (client, prepared, params) = self.prepare(&connection, &statement, params).await?;
+        if spin40 {
+            spin40::check_columns(prepared.columns())?;
+        }
         let rows = client
             .query(&prepared, &param_refs(&params))
             .await
             .map_err(query_failed)?;
+        if spin40 && rows.is_empty() {
+            return Err(spin40::no_rows());
+        }
         let rows = rows
             .iter()
-            .map(convert::row)
+            .map(|row| convert::row(row, compatibility))
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::ValueConversionFailed)?;
         Ok(RowSet {
-            columns: convert::columns(prepared.columns()),
+            columns: convert::columns(prepared.columns(), compatibility),
             rows,
         })
     }

@@ -4,12 +4,15 @@
 //!   instances; statements are prepared once per pooled connection.
 //! - `host.rs`: the WIT trait implementation and nothing else.
 //! - `convert.rs`: WIT values to and from PostgreSQL's binary format.
+//! - `spin40.rs`: what Fermyon Spin 4.0.x's host cannot do, refused alike
+//!   (the default; see [`PgCompatibility`]).
 //! - `txn.rs`: knows whether a connection was left inside a transaction, so a
 //!   trapped instance never hands an open transaction to the next one.
 
 mod client;
 mod convert;
 mod host;
+mod spin40;
 mod txn;
 
 use std::sync::Arc;
@@ -36,19 +39,44 @@ pub(crate) mod bindings {
     });
 }
 
+/// How closely the host follows Fermyon Spin 4.0.x's PostgreSQL host.
+///
+/// The default is [`PgCompatibility::Spin40`]: Mart's components (and any
+/// Spin app) must run under `spin up` too, and Spin 4.0.0–4.0.2 cannot do
+/// two things the interface allows. Refusing them here, loudly, makes a
+/// query that would fail or hang under Spin fail in Mart's own tests instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PgCompatibility {
+    /// Refuse what Spin 4.0.x cannot do: results with a `timestamptz` column
+    /// (its host decodes them as naive date-times and fails) and queries
+    /// that return no rows (its host never answers them,
+    /// spinframework/spin#3671); `json`, `name` and `"char"` columns come
+    /// back as `unsupported`, as there.
+    #[default]
+    Spin40,
+    /// Everything the interface can express.
+    Full,
+}
+
 /// One instance's PostgreSQL state: its open connections and what it may reach.
 pub struct PgHost {
     pools: Arc<PgPools>,
     allowed: Arc<AllowedHosts>,
     table: ResourceTable,
+    compatibility: PgCompatibility,
 }
 
 impl PgHost {
-    pub fn new(pools: Arc<PgPools>, allowed: Arc<AllowedHosts>) -> Self {
+    pub fn new(
+        pools: Arc<PgPools>,
+        allowed: Arc<AllowedHosts>,
+        compatibility: PgCompatibility,
+    ) -> Self {
         Self {
             pools,
             allowed,
             table: ResourceTable::new(),
+            compatibility,
         }
     }
 }

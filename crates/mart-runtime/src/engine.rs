@@ -10,7 +10,7 @@ use mart_metrics::Metrics;
 use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, OutboundHttp};
 use mart_outbound_networking::AllowedHosts;
-use mart_outbound_pg::{PgHost, PgPools, PoolSettings};
+use mart_outbound_pg::{PgCompatibility, PgHost, PgPools, PoolSettings};
 use mart_variables::{ComponentVariables, Resolver, Template, VariablesHost};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -37,6 +37,8 @@ pub struct RuntimeOptions {
     /// Limits for components that do not set their own.
     pub default_limits: InvocationLimits,
     pub pg_pool: PoolSettings,
+    /// How closely `spin:postgres` follows Fermyon Spin 4.0.x's host.
+    pub pg_compatibility: PgCompatibility,
     /// Where the runtime and the triggers record what they do.
     pub metrics: Arc<Metrics>,
 }
@@ -48,6 +50,7 @@ impl Default for RuntimeOptions {
             max_instances: 1000,
             default_limits: InvocationLimits::DEFAULT,
             pg_pool: PoolSettings::default(),
+            pg_compatibility: PgCompatibility::default(),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -58,6 +61,7 @@ pub struct Runtime {
     engine: Engine,
     components: HashMap<String, Arc<AppComponent>>,
     pg_pools: Arc<PgPools>,
+    pg_compatibility: PgCompatibility,
     local_dispatch: OnceLock<Arc<dyn LocalDispatch>>,
     publisher: OnceLock<Publisher>,
     metrics: Arc<Metrics>,
@@ -144,6 +148,7 @@ impl Runtime {
             engine,
             components,
             pg_pools: Arc::new(PgPools::new(options.pg_pool)),
+            pg_compatibility: options.pg_compatibility,
             local_dispatch: OnceLock::new(),
             publisher: OnceLock::new(),
             metrics: options.metrics.clone(),
@@ -206,7 +211,11 @@ impl Runtime {
                 self.local_dispatch.get().cloned(),
             )
             .with_trace(trace),
-            pg: PgHost::new(self.pg_pools.clone(), component.allowed_hosts.clone()),
+            pg: PgHost::new(
+                self.pg_pools.clone(),
+                component.allowed_hosts.clone(),
+                self.pg_compatibility,
+            ),
             variables: VariablesHost::new(component.variables.clone()),
             kafka: ProducerHost::new(
                 self.publisher.get().cloned(),

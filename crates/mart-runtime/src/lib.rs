@@ -12,4 +12,5 @@ mod state;
 
 pub use engine::{Runtime, RuntimeOptions};
 pub use limits::InvocationLimits;
+pub use mart_outbound_pg::PgCompatibility;
 pub use state::{AppComponent, InstanceState};

@@ -13,7 +13,8 @@
 //! the database named by the `db_url` variable (the test creates them).
 
 use mart_guest::kafka::{self, Failure, HandlerError, Message};
-use spin_sdk::pg4::{Connection, ParameterValue};
+use mart_guest::db::Connection;
+use spin_sdk::pg4::ParameterValue;
 
 struct Probe;
 

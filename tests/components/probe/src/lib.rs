@@ -37,6 +37,7 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
         "/http" => outbound(&param("url")).await,
         "/chain" => outbound("http://probe-callee.spin.internal/headers?from=chain").await,
         "/pg" => pg_round_trip(&param("url")),
+        "/pg-query" => pg_query(&param("url"), &param("sql")),
         "/pg-open" => match Connection::open(&param("url")) {
             Ok(_) => text(200, "opened"),
             Err(e) => text(502, &format!("{e:?}")),
@@ -106,6 +107,16 @@ async fn outbound(url: &str) -> Response {
             text(200, &format!("{} {}", response.status(), body))
         }
         Err(e) => text(502, &format!("{e:?}")),
+    }
+}
+
+/// Runs `sql` as given (no parameters): 200 with the row count, or 500
+/// with the host's error.
+fn pg_query(url: &str, sql: &str) -> Response {
+    let result = Connection::open(url).and_then(|c| c.query(sql, &[]));
+    match result {
+        Ok(rows) => text(200, &format!("{} row(s)", rows.rows.len())),
+        Err(e) => text(500, &format!("{e:?}")),
     }
 }
 

@@ -1,0 +1,142 @@
+//! Settings every entry point reads the same way: the runtime config, the
+//! variable providers, the Kafka client and the compile cache.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use mart_manifest::{App, RuntimeConfig, VariablesProvider};
+use mart_variables::{EnvProvider, Resolver};
+
+/// The runtime config at `path`, or the empty one.
+pub fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
+    let config = match path {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    for key in &config.ignored {
+        tracing::warn!(key = %key, "runtime config: a Spin feature Mart's host does not provide; ignored");
+    }
+    Ok(config)
+}
+
+/// Providers in runtime-config order, then Spin's default environment provider.
+pub fn resolver(
+    app: &App,
+    config: &RuntimeConfig,
+    config_path: Option<&Path>,
+) -> anyhow::Result<Resolver> {
+    let mut providers = Vec::new();
+    for provider in &config.variables_provider {
+        match provider {
+            VariablesProvider::Env {
+                prefix,
+                dotenv_path,
+            } => {
+                let mut vars: Vec<(String, String)> = std::env::vars().collect();
+                if let Some(dotenv) = dotenv_path {
+                    let base = config_path
+                        .and_then(|p| p.parent())
+                        .unwrap_or(Path::new("."));
+                    vars.extend(read_dotenv(&base.join(dotenv))?);
+                }
+                providers.push(EnvProvider::new(prefix.as_deref(), vars));
+            }
+        }
+    }
+    providers.push(EnvProvider::new(None, std::env::vars()));
+    Ok(Resolver::new(app.manifest.variables.clone(), providers))
+}
+
+/// `KEY=value` lines; the process environment wins over the file.
+fn read_dotenv(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| std::env::var_os(k.trim()).is_none())
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect())
+}
+
+/// The Kafka trigger's settings: `[application.trigger.kafka]` with its
+/// `{{ variable }}` templates rendered; `brokers_override` (the
+/// `--kafka-brokers` flag or `MART_KAFKA_BROKERS`) wins over `brokers`.
+/// `None` when no brokers are configured.
+pub fn kafka_client(
+    app: &App,
+    brokers_override: Option<String>,
+    resolver: &Resolver,
+) -> anyhow::Result<Option<mart_kafka::KafkaClient>> {
+    let render = |value: Option<String>, key: &str| -> anyhow::Result<Option<String>> {
+        value
+            .map(|v| {
+                render(resolver, &v).with_context(|| format!("[application.trigger.kafka] {key}"))
+            })
+            .transpose()
+    };
+    let mut kafka = app.manifest.kafka_config().map_err(anyhow::Error::msg)?;
+    kafka.brokers = match brokers_override {
+        Some(b) => Some(b),
+        None => render(kafka.brokers, "brokers")?,
+    };
+    kafka.security_protocol = render(kafka.security_protocol, "security_protocol")?;
+    kafka.sasl_mechanism = render(kafka.sasl_mechanism, "sasl_mechanism")?;
+    kafka.sasl_username = render(kafka.sasl_username, "sasl_username")?;
+    kafka.sasl_password = render(kafka.sasl_password, "sasl_password")?;
+    if let Some(outbox) = kafka.outbox.as_mut() {
+        outbox.server = render(Some(outbox.server.clone()), "outbox.server")?.unwrap_or_default();
+    }
+    Ok(mart_kafka::KafkaClient::new(kafka))
+}
+
+/// A `{{ variable }}` template rendered with the app's variables.
+pub fn render(resolver: &Resolver, text: &str) -> anyhow::Result<String> {
+    let template = mart_variables::Template::parse(text)?;
+    Ok(resolver.render(&template)?)
+}
+
+/// Where compiled components are cached: `dir`, or `~/.cache/mart/wasmtime`;
+/// `None` turns the cache off.
+pub fn cache_dir(enabled: bool, dir: Option<PathBuf>) -> Option<PathBuf> {
+    if !enabled {
+        return None;
+    }
+    dir.or_else(|| {
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/mart/wasmtime"))
+    })
+}
+
+/// Logs to stderr, as text or one JSON object per line; `RUST_LOG` filters.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (Spin stops its trigger processes with either).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}

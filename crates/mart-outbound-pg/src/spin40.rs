@@ -1,0 +1,41 @@
+//! What Fermyon Spin 4.0.x's PostgreSQL host (`crates/factor-outbound-pg`
+//! at v4.0.2) cannot do, refused the same way here under
+//! [`PgCompatibility::Spin40`](crate::PgCompatibility).
+
+use postgres_types::Type;
+
+use crate::bindings::spin::postgres::postgres::{Error, QueryError};
+
+/// Spin reads a `timestamptz` column as a naive date-time, which
+/// tokio-postgres refuses for that type: the whole query fails, with this
+/// error (the column index counts from 0).
+pub(crate) fn check_columns(columns: &[tokio_postgres::Column]) -> Result<(), Error> {
+    match columns.iter().position(|c| *c.type_() == Type::TIMESTAMPTZ) {
+        None => Ok(()),
+        Some(i) => Err(Error::QueryFailed(QueryError::Text(format!(
+            "error deserializing column {i}: cannot convert between the Rust type \
+             `core::option::Option<chrono::naive::datetime::NaiveDateTime>` and the Postgres \
+             type `timestamptz` (Fermyon Spin 4.0.x cannot return timestamptz column `{}`; \
+             select it as `({0} AT TIME ZONE 'UTC') AS {0}`)",
+            columns[i].name()
+        )))),
+    }
+}
+
+/// Spin sends a query's columns with its first row, and its `query` waits
+/// for them: a query that returns no rows never returns. Refused with an
+/// error rather than a hang.
+pub(crate) fn no_rows() -> Error {
+    Error::QueryFailed(QueryError::Text(
+        "the query returned no rows, which Fermyon Spin 4.0.0-4.0.2 never answers \
+         (spinframework/spin#3671: the request hangs); wrap it so it returns a row \
+         (mart_domain::sql::at_least_one_row)"
+            .into(),
+    ))
+}
+
+/// Types Spin's host has no mapping for: their values come back as
+/// `unsupported` bytes and their column type as `other`.
+pub(crate) fn is_unsupported(ty: &Type) -> bool {
+    matches!(*ty, Type::JSON | Type::NAME | Type::CHAR | Type::NAME_ARRAY)
+}
