@@ -231,7 +231,8 @@ fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
 
 fn dead_letters(topic: &str, redrive: bool) -> String {
     let mut command = std::process::Command::new(mart_bin());
-    command.args([
+    // Next to spin.toml, whose [application.trigger.kafka] says how to reach Kafka.
+    command.current_dir(repo_root()).args([
         "dead-letters",
         topic,
         "--kafka-brokers",

@@ -19,13 +19,20 @@ pub fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
     Ok(config)
 }
 
-/// Providers in runtime-config order, then Spin's default environment provider.
+/// `--variable` values first (Spin's static provider), then providers in
+/// runtime-config order, then Spin's default environment provider.
 pub fn resolver(
     app: &App,
     config: &RuntimeConfig,
     config_path: Option<&Path>,
+    cli_variables: &[String],
 ) -> anyhow::Result<Resolver> {
-    let mut providers = Vec::new();
+    let mut providers = vec![EnvProvider::with_values(
+        cli_variables
+            .iter()
+            .map(|v| parse_variable_flag(v))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    )];
     for provider in &config.variables_provider {
         match provider {
             VariablesProvider::Env {
@@ -43,8 +50,30 @@ pub fn resolver(
             }
         }
     }
-    providers.push(EnvProvider::new(None, std::env::vars()));
+    // Spin's default provider, always last: SPIN_VARIABLE_<NAME>, then a
+    // `.env` file in the working directory for names the environment lacks
+    // (Spin 4: crates/variables-env).
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    let dotenv = Path::new(".env");
+    if dotenv.is_file() {
+        vars.extend(read_dotenv(dotenv)?);
+    }
+    providers.push(EnvProvider::new(None, vars));
     Ok(Resolver::new(app.manifest.variables.clone(), providers))
+}
+
+/// One `--variable` as Spin reads it: `name=value`, or `name=@file` for a
+/// file's contents.
+fn parse_variable_flag(flag: &str) -> anyhow::Result<(String, String)> {
+    let (name, value) = flag
+        .split_once('=')
+        .with_context(|| format!("--variable `{flag}`: expected name=value or name=@file"))?;
+    let value = match value.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("--variable {name}: reading {file}"))?,
+        None => value.to_string(),
+    };
+    Ok((name.trim().to_ascii_lowercase(), value))
 }
 
 /// `KEY=value` lines; the process environment wins over the file.

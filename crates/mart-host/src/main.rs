@@ -69,6 +69,10 @@ struct UpArgs {
     /// Spin runtime config.
     #[arg(long, env = "MART_RUNTIME_CONFIG")]
     runtime_config_file: Option<PathBuf>,
+    /// An application variable, `name=value` or `name=@file` (as Spin's
+    /// `--variable`); wins over every other provider.
+    #[arg(long = "variable", value_name = "NAME=VALUE")]
+    variables: Vec<String>,
     /// Address for the HTTP trigger.
     #[arg(long, default_value = "127.0.0.1:3000", env = "MART_LISTEN")]
     listen: SocketAddr,
@@ -174,7 +178,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
     let config_path = args.runtime_config_file.as_deref();
     let runtime_config = config::runtime_config(config_path)?;
-    let resolver = config::resolver(&app, &runtime_config, config_path)?;
+    let resolver = config::resolver(&app, &runtime_config, config_path, &args.variables)?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?;
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.no_cache, args.cache_dir.clone()),
@@ -227,7 +231,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
     let config_path = args.runtime_config_file.as_deref();
-    let resolver = config::resolver(&app, &config::runtime_config(config_path)?, config_path)?;
+    let resolver = config::resolver(
+        &app,
+        &config::runtime_config(config_path)?,
+        config_path,
+        &[],
+    )?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?.context(
         "no Kafka brokers: set them in [application.trigger.kafka], or pass --kafka-brokers",
     )?;

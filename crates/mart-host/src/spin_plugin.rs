@@ -60,6 +60,10 @@ pub struct PluginArgs {
     /// so `spin up --state-dir` works with them.
     #[arg(long = "state-dir")]
     pub state_dir: Option<String>,
+    /// An application variable, `name=value` or `name=@file` (Spin's
+    /// `--variable`); wins over every other provider.
+    #[arg(long = "variable", value_name = "NAME=VALUE")]
+    pub variables: Vec<String>,
     /// Do not cache compiled components on disk (`~/.cache/mart/wasmtime`).
     #[arg(long = "disable-cache", env = "DISABLE_WASMTIME_CACHE")]
     pub disable_cache: bool,
@@ -163,7 +167,7 @@ async fn run(trigger: TriggerType, args: PluginArgs) -> anyhow::Result<()> {
     let app = load_app(trigger, &spin.locked_file, &spin.working_dir)?;
     let config_path = args.runtime_config_file.as_deref();
     let runtime_config = config::runtime_config(config_path)?;
-    let resolver = config::resolver(&app, &runtime_config, config_path)?;
+    let resolver = config::resolver(&app, &runtime_config, config_path, &args.variables)?;
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.disable_cache, None),
         ..RuntimeOptions::default()
@@ -227,6 +231,7 @@ mod tests {
             "--runtime-config-file",
             "--state-dir",
             "--disable-cache",
+            "--variable",
             "--help-args-only",
             "--launch-metadata-only",
         ] {

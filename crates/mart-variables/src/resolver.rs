@@ -42,6 +42,15 @@ impl EnvProvider {
         Self { prefix, values }
     }
 
+    /// Values given directly (`--variable name=value`, Spin's static
+    /// provider), by variable name.
+    pub fn with_values(values: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            prefix: String::new(),
+            values: values.into_iter().collect(),
+        }
+    }
+
     pub fn env_name(&self, variable: &str) -> String {
         format!("{}{}", self.prefix, variable.to_ascii_uppercase())
     }
@@ -76,9 +85,10 @@ impl Resolver {
             return Ok(value.to_string());
         }
         decl.default.clone().ok_or_else(|| {
+            // The last provider is Spin's default environment provider.
             let hint = self
                 .providers
-                .first()
+                .last()
                 .map(|p| p.env_name(name))
                 .unwrap_or_else(|| "a provider".to_string());
             VariableError::RequiredMissing(name.to_string(), hint)

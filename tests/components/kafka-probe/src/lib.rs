@@ -12,8 +12,8 @@
 //! Every attempt is logged in `attempts`; effects in `effects`. Tables live in
 //! the database named by the `db_url` variable (the test creates them).
 
-use mart_guest::kafka::{self, Failure, HandlerError, Message};
 use mart_guest::db::Connection;
+use mart_guest::kafka::{self, Failure, HandlerError, Message};
 use spin_sdk::pg4::ParameterValue;
 
 struct Probe;
