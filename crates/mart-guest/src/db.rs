@@ -12,6 +12,8 @@ use spin_sdk::pg4::{DbValue, Decode, ParameterValue, PgError, QueryError, RowSet
 /// here. Components use this type, never spin-sdk's connection directly.
 pub struct Connection(spin_sdk::pg4::Connection);
 
+// spin-sdk's own error type, kept so the wrapper is a drop-in for its connection.
+#[allow(clippy::result_large_err)]
 impl Connection {
     pub fn open(address: &str) -> Result<Self, PgError> {
         spin_sdk::pg4::Connection::open(address).map(Self)

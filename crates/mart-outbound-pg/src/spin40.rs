@@ -2,6 +2,9 @@
 //! at v4.0.2) cannot do, refused the same way here under
 //! [`PgCompatibility::Spin40`](crate::PgCompatibility).
 
+// The error type is the interface's (`spin:postgres` `error`); its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 use postgres_types::Type;
 
 use crate::bindings::spin::postgres::postgres::{Error, QueryError};
