@@ -258,3 +258,31 @@ fn one_trace_follows_an_order_across_services() {
         }
     }
 }
+
+#[test]
+fn a_customers_orders_page_newest_first_through_the_cursor() {
+    let host = shared_host();
+    let user = customer(host);
+    let item = product(host, 100, 10);
+    let placed: Vec<String> = (0..3)
+        .map(|_| place_items(host, &user, &item, 1, "tok_visa"))
+        .collect();
+    let first = host.get_as(&user, "/orders?limit=2").json();
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let second = host
+        .get_as(&user, &format!("/orders?limit=2&cursor={cursor}"))
+        .json();
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let listed: Vec<&str> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = placed.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first);
+}

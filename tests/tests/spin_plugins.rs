@@ -69,6 +69,65 @@ fn plugins_answer_spins_launch_queries_without_an_app() {
 }
 
 #[test]
+fn make_spin_plugins_writes_manifests_spin_plugins_install_accepts() {
+    // The packaging script on this build's binaries (`make spin-plugins`
+    // runs it on release builds).
+    let out = tempfile_dir("spin-plugin-packages");
+    let bins = plugin_bin("trigger-kafka").parent().unwrap().to_path_buf();
+    let status = Command::new(repo_root().join("scripts/spin-plugins.sh"))
+        .arg(&bins)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let host_crate: toml::Table = toml::from_str(
+        &std::fs::read_to_string(repo_root().join("crates/mart-host/Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    let version = host_crate["package"]["version"].as_str().unwrap();
+    for name in PLUGINS {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        // The fields Spin 4's `PluginManifest` requires (camelCase).
+        assert_eq!(manifest["name"], name);
+        assert_eq!(manifest["version"], version);
+        assert_eq!(manifest["spinCompatibility"], ">=4.0");
+        assert_eq!(manifest["license"], "Apache-2.0");
+        let package = &manifest["packages"][0];
+        assert_eq!(package["os"], "linux");
+        assert!(["amd64", "aarch64"].contains(&package["arch"].as_str().unwrap()));
+        let tarball = package["url"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("file://")
+            .unwrap();
+        let bytes = std::fs::read(tarball).unwrap();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        assert_eq!(
+            package["sha256"],
+            sha.as_str(),
+            "Spin compares the exact hash"
+        );
+        // Spin unpacks the tarball and runs `<name>` from its root.
+        let unpacked = out.join(format!("{name}-unpacked"));
+        std::fs::create_dir_all(&unpacked).unwrap();
+        let status = Command::new("tar")
+            .args(["-xzf", tarball, "-C"])
+            .arg(&unpacked)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let meta = Command::new(unpacked.join(name))
+            .arg("--launch-metadata-only")
+            .output()
+            .unwrap();
+        assert!(meta.status.success(), "{name} from the tarball runs");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn the_checkout_runs_on_the_spin_plugins() {
     // The HTTP side: the HTTP-only manifest (`make spin-manifest`), which has
     // no Kafka or timer trigger and relays nothing.

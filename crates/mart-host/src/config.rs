@@ -169,3 +169,24 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variable_flags_read_as_spin_reads_them() {
+        assert_eq!(
+            parse_variable_flag("Kafka_Brokers=b:9092,c:9092").unwrap(),
+            ("kafka_brokers".into(), "b:9092,c:9092".into())
+        );
+        let file = std::env::temp_dir().join(format!("mart-var-{}", std::process::id()));
+        std::fs::write(&file, "-----BEGIN KEY-----").unwrap();
+        let (_, value) =
+            parse_variable_flag(&format!("jwt_public_key=@{}", file.display())).unwrap();
+        assert_eq!(value, "-----BEGIN KEY-----");
+        std::fs::remove_file(&file).unwrap();
+        let err = parse_variable_flag("no_value").unwrap_err().to_string();
+        assert!(err.contains("expected name=value"), "{err}");
+    }
+}
