@@ -140,6 +140,48 @@ fn each_message_is_applied_once_in_partition_order() {
 }
 
 #[test]
+fn by_default_a_retryable_failure_holds_its_partition_until_it_succeeds() {
+    // No retry settings: a failure that outlasts any fixed number of quick
+    // attempts (a database restart, a provider outage) is retried, with the
+    // partition held, until it succeeds; nothing is dead-lettered or skipped.
+    let s = setup("patient", "");
+    let host = start_host(&s);
+    broker().produce(
+        &s.topic,
+        &[
+            ("k", json!({"id": "outage", "action": {"fail_times": 7}})),
+            ("k", json!({"id": "after", "action": "ok"})),
+        ],
+    );
+    // While it fails, the partition is reported as stalled.
+    let metrics = format!("{}/metrics", host.admin);
+    let stalled_seconds = || -> Option<i64> {
+        let text = ureq::get(&metrics).call().ok()?.into_string().ok()?;
+        text.lines()
+            .filter(|l| l.starts_with("mart_kafka_partition_stalled_seconds{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+            .max()
+    };
+    eventually(WAIT, "the stalled-seconds gauge to rise", || {
+        stalled_seconds().filter(|s| *s >= 2).map(|_| ())
+    });
+    eventually(WAIT, "the message after the outage", || {
+        effects(&s.db).contains_key("after").then_some(())
+    });
+    let attempts = count(&s.db, "SELECT count(*) FROM attempts WHERE id = 'outage'");
+    assert_eq!(attempts, 8, "seven failures, then success");
+    let order: Vec<String> = postgres()
+        .query(&s.db, "SELECT id FROM effects ORDER BY seq")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(order, ["outage", "after"], "in partition order, each once");
+    eventually(WAIT, "the gauge back to 0", || {
+        (stalled_seconds() == Some(0)).then_some(())
+    });
+}
+
+#[test]
 fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
     let s = setup(
         "retry",

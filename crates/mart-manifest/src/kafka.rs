@@ -57,23 +57,37 @@ impl StartPosition {
     }
 }
 
-/// Exponential backoff with full jitter between attempts.
+/// Retries of a retryable failure: exponential backoff with jitter, capped.
+///
+/// By default a retryable failure is retried for as long as it stays
+/// retryable, holding its partition (as AWS Lambda's Kafka event source
+/// does): a database restart or a provider outage longer than a few seconds
+/// must delay the saga, never skip a step of it. Only a permanent failure
+/// goes to the dead-letter topic, unless `max_attempts` bounds the retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// Attempts in total, the first included; 1 means no retry.
-    #[serde(default = "defaults::max_attempts")]
-    pub max_attempts: u32,
+    /// Attempts in total, the first included (1 means no retry); none: retry
+    /// retryable failures until they succeed or turn permanent.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
     #[serde(default = "defaults::initial_backoff_ms")]
     pub initial_backoff_ms: u64,
     #[serde(default = "defaults::max_backoff_ms")]
     pub max_backoff_ms: u64,
 }
 
+impl RetryPolicy {
+    /// Whether a message that failed `attempts` times may be tried again.
+    pub fn allows_another(&self, attempts: u32) -> bool {
+        self.max_attempts.is_none_or(|max| attempts < max)
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: defaults::max_attempts(),
+            max_attempts: None,
             initial_backoff_ms: defaults::initial_backoff_ms(),
             max_backoff_ms: defaults::max_backoff_ms(),
         }
@@ -90,14 +104,13 @@ mod defaults {
     pub fn concurrency() -> u32 {
         4
     }
-    pub fn max_attempts() -> u32 {
-        5
-    }
     pub fn initial_backoff_ms() -> u64 {
         100
     }
+    /// Long enough not to hammer a dependency that is down, short enough
+    /// that the saga resumes soon after it is back.
     pub fn max_backoff_ms() -> u64 {
-        10_000
+        30_000
     }
 }
 
@@ -122,7 +135,7 @@ impl KafkaTrigger {
         if let Some(bad) = self.topics.iter().find(|t| !is_topic_name(t)) {
             return Err(format!("{who}: `{bad}` is not a valid Kafka topic name"));
         }
-        if self.batch_size == 0 || self.concurrency == 0 || self.retry.max_attempts == 0 {
+        if self.batch_size == 0 || self.concurrency == 0 || self.retry.max_attempts == Some(0) {
             return Err(format!(
                 "{who}: batch_size, concurrency and retry.max_attempts must be at least 1"
             ));
@@ -202,7 +215,12 @@ mod tests {
         let t = trigger("component = \"c\"\ntopics = [\"mart.orders\"]").unwrap();
         assert_eq!(t.batch_size, 1);
         assert_eq!(t.start, StartPosition::Earliest);
-        assert_eq!(t.retry.max_attempts, 5);
+        assert_eq!(t.retry.max_attempts, None, "retry until permanent");
+        assert!(t.retry.allows_another(1_000_000));
+        assert_eq!(t.retry.max_backoff_ms, 30_000);
+        let bounded =
+            trigger("component = \"c\"\ntopics = [\"t\"]\nretry = { max_attempts = 3 }").unwrap();
+        assert!(bounded.retry.allows_another(2) && !bounded.retry.allows_another(3));
         assert_eq!(t.group_id("mart"), "mart.c");
         assert_eq!(t.dead_letter_topic_for("mart.orders"), "mart.orders.dlq");
     }

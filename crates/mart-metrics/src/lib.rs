@@ -25,6 +25,7 @@ pub struct Metrics {
     kafka_handled: IntCounterVec,
     kafka_handler_duration: HistogramVec,
     kafka_lag: IntGaugeVec,
+    kafka_stalled: IntGaugeVec,
     outbox_backlog: IntGaugeVec,
     outbox_published: IntCounterVec,
     outbox_latency: HistogramVec,
@@ -108,6 +109,14 @@ impl Metrics {
             &["group", "topic", "partition"],
         )
         .expect("valid metric");
+        let kafka_stalled = IntGaugeVec::new(
+            Opts::new(
+                "kafka_partition_stalled_seconds",
+                "How long a partition's next message has been failing and retried (0 when it moves)",
+            ),
+            &["group", "topic", "partition"],
+        )
+        .expect("valid metric");
         let outbox_backlog = IntGaugeVec::new(
             Opts::new(
                 "outbox_backlog",
@@ -151,6 +160,7 @@ impl Metrics {
             Box::new(kafka_handled.clone()),
             Box::new(kafka_handler_duration.clone()),
             Box::new(kafka_lag.clone()),
+            Box::new(kafka_stalled.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(outbox_published.clone()),
             Box::new(outbox_latency.clone()),
@@ -171,6 +181,7 @@ impl Metrics {
             kafka_handled,
             kafka_handler_duration,
             kafka_lag,
+            kafka_stalled,
             outbox_backlog,
             outbox_published,
             outbox_latency,
@@ -202,6 +213,13 @@ impl Metrics {
         self.kafka_lag
             .with_label_values(&[group, topic, &partition.to_string()])
             .set(lag);
+    }
+
+    /// How long the partition's next message has been failing (0: it moves).
+    pub fn kafka_stalled(&self, group: &str, topic: &str, partition: i32, stalled: Duration) {
+        self.kafka_stalled
+            .with_label_values(&[group, topic, &partition.to_string()])
+            .set(stalled.as_secs() as i64);
     }
 
     /// Drops the lag series of a partition this host no longer owns.

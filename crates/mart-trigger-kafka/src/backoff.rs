@@ -26,7 +26,7 @@ mod tests {
     use rand::SeedableRng;
 
     const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 10,
+        max_attempts: Some(10),
         initial_backoff_ms: 100,
         max_backoff_ms: 1_000,
     };

@@ -18,6 +18,10 @@ use crate::invoke::{Handler, Outcome};
 /// How long a dead letter being published is waited for after a stop.
 const DEAD_LETTER_GRACE: Duration = Duration::from_secs(10);
 
+/// From how long a message has been failing its partition is reported as
+/// stalled (a warning per further attempt; the stalled-seconds gauge always).
+const STALLED_AFTER: Duration = Duration::from_secs(60);
+
 /// A partition of a topic.
 pub type TopicPartition = (String, i32);
 
@@ -106,6 +110,15 @@ impl Worker {
         let topic = self.partition.0.clone();
         let mut rest = batch;
         let mut attempt = 1u32;
+        // Since when the partition's next message has been failing.
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        let partition = self.partition.1;
+        let stalled = |since: Option<tokio::time::Instant>| {
+            let elapsed = since.map(|t| t.elapsed()).unwrap_or_default();
+            ctx.metrics
+                .kafka_stalled(&ctx.group, &topic, partition, elapsed);
+            elapsed
+        };
         while let Some(first) = rest.first() {
             // A stopped worker starts nothing new: its partition may already
             // belong to another member.
@@ -121,6 +134,9 @@ impl Worker {
             };
             let (index, retry, reason) = match outcome {
                 Outcome::Done => {
+                    if failing_since.is_some() {
+                        stalled(None);
+                    }
                     let last = rest.last().expect("non-empty");
                     ctx.metrics
                         .kafka_messages(&component, &topic, "ok", rest.len() as u64);
@@ -139,15 +155,26 @@ impl Worker {
                 progress.finished(&self.partition, self.id, rest[index].offset());
                 rest = &rest[index..];
                 attempt = 1;
+                failing_since = None;
             }
             let failing = rest.first().unwrap_or(first);
-            if retry && attempt < ctx.trigger.retry.max_attempts {
+            let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+            let stalled_for = stalled(Some(since));
+            if retry && ctx.trigger.retry.allows_another(attempt) {
                 ctx.metrics.kafka_messages(&component, &topic, "retried", 1);
                 let delay = crate::backoff::delay(&ctx.trigger.retry, attempt, &mut rand::rng());
-                tracing::info!(
-                    component, topic, partition = self.partition.1, offset = failing.offset(),
-                    attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying"
-                );
+                if stalled_for >= STALLED_AFTER {
+                    tracing::warn!(
+                        component, topic, partition = self.partition.1, offset = failing.offset(),
+                        attempt, stalled_s = stalled_for.as_secs(), %reason,
+                        "partition stalled: its next message keeps failing and is retried"
+                    );
+                } else {
+                    tracing::info!(
+                        component, topic, partition = self.partition.1, offset = failing.offset(),
+                        attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying"
+                    );
+                }
                 if !self.sleep(delay).await {
                     return false;
                 }
@@ -163,6 +190,8 @@ impl Worker {
             progress.finished(&self.partition, self.id, failing.offset() + 1);
             rest = &rest[1..];
             attempt = 1;
+            failing_since = None;
+            stalled(None);
         }
         true
     }
