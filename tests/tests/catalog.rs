@@ -181,8 +181,12 @@ fn bad_list_queries_are_422_naming_the_parameter() {
         ("limit=ten", "limit"),
         ("offset=-1", "offset"),
         ("cursor=garbage!", "cursor"),
+        // A cursor that decodes but was tampered with: not a database error.
+        ("cursor=WyJhIiwiMTsgRFJPUCJd", "cursor"),
         ("category=Not%20A%20Slug", "category"),
         ("colour=red", "colour"),
+        // PostgreSQL cannot store NUL in text: the client's error, not ours.
+        ("q=tea%00pot", "q"),
     ] {
         let problem = host.get(&format!("/products?{query}")).problem(422);
         assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
@@ -265,7 +269,28 @@ fn unknown_ids_and_methods() {
         .problem(404);
     host.get("/products/not-a-uuid").problem(404);
     host.get("/products/1;DROP").problem(404);
-    host.request("PATCH", "/products", &[], None).problem(405);
+    // RFC 9110: a 405 names what the resource accepts.
+    let r = host.request("PATCH", "/products", &[], None);
+    r.problem(405);
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    let r = host.request(
+        "TRACE",
+        "/products/00000000-0000-4000-8000-00000000dead",
+        &[],
+        None,
+    );
+    r.problem(405);
+    assert_eq!(r.header("allow"), Some("GET, PUT, DELETE"));
+}
+
+#[test]
+fn text_with_nul_characters_is_the_clients_error() {
+    let host = host();
+    let body = product("tea\u{0}pot", &unique_category(), 100);
+    let problem = host
+        .send_json_as(&admin_token(), "POST", "/products", &body)
+        .problem(422);
+    assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use mart_domain::carts::{self, AddItem, SetQuantity};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
 use mart_guest::config::variable;
-use mart_guest::{json_body, json_response, segments};
+use mart_guest::{json_body, json_response, method_not_allowed, segments};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -40,13 +40,10 @@ async fn route(request: &Request) -> Result<Response, Problem> {
             set_quantity(request, &caller, cart, product).await
         }
         (Method::Delete, [cart, "items", product]) => remove_item(&caller, cart, product),
-        (_, [] | [_] | [_, "items"] | [_, "items", _]) => {
-            Err(Problem::method_not_allowed(format!(
-                "{} is not supported on {}",
-                request.method(),
-                request.path()
-            )))
-        }
+        (_, []) => Err(method_not_allowed(request, &["POST"])),
+        (_, [_]) => Err(method_not_allowed(request, &["GET", "DELETE"])),
+        (_, [_, "items"]) => Err(method_not_allowed(request, &["POST"])),
+        (_, [_, "items", _]) => Err(method_not_allowed(request, &["PUT", "DELETE"])),
         _ => Err(Problem::not_found(format!(
             "no cart resource at /carts/{}",
             segments.join("/")

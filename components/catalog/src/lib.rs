@@ -6,7 +6,7 @@
 mod db;
 
 use mart_domain::{catalog, paging, FieldError, Problem};
-use mart_guest::{auth, json_body, json_response, subpath, Query};
+use mart_guest::{auth, json_body, json_response, method_not_allowed, subpath, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -29,16 +29,16 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Get, id) => get(id),
         (Method::Put, id) => replace(request, id),
         (Method::Delete, id) => delete(request, id),
-        (_, "") => Err(Problem::method_not_allowed("use GET or POST on /products")),
-        _ => Err(Problem::method_not_allowed(
-            "use GET, PUT or DELETE on /products/{id}",
-        )),
+        (_, "") => Err(method_not_allowed(request, &["GET", "POST"])),
+        _ => Err(method_not_allowed(request, &["GET", "PUT", "DELETE"])),
     }
 }
 
 fn list(request: &Request) -> Result<Response, Problem> {
-    let query = Query::parse(request.query());
-    query.only(&["limit", "cursor", "offset", "q", "category"])?;
+    let query = Query::parse(
+        request.query(),
+        &["limit", "cursor", "offset", "q", "category"],
+    )?;
     let mut errors = Vec::new();
     let limit = paging::limit(query.get("limit"))
         .map_err(|e| errors.push(e))
@@ -47,7 +47,7 @@ fn list(request: &Request) -> Result<Response, Problem> {
         .map_err(|e| errors.push(e))
         .unwrap_or(0);
     let after = match query.get("cursor") {
-        Some(cursor) => paging::decode_cursor::<(String, String)>(cursor)
+        Some(cursor) => paging::decode_keyset(cursor, paging::SortKey::Text)
             .map_err(|e| errors.push(e))
             .ok(),
         None => None,

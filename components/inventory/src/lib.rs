@@ -12,7 +12,7 @@ mod events;
 use mart_domain::inventory::{self, Adjustment, ReservationRequest, SetStock};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::require_admin;
-use mart_guest::{json_body, json_response, segments, Query};
+use mart_guest::{json_body, json_response, method_not_allowed, segments, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -37,18 +37,12 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Put, [product]) => set(request, product),
         (Method::Post, [product, "adjustments"]) => adjust(request, product),
         (Method::Get, [product, "adjustments"]) => history(request, product),
-        (
-            _,
-            []
-            | ["reservations"]
-            | ["reservations", _, "release" | "commit"]
-            | [_]
-            | [_, "adjustments"],
-        ) => Err(Problem::method_not_allowed(format!(
-            "{} is not supported on {}",
-            request.method(),
-            request.path()
-        ))),
+        (_, []) => Err(method_not_allowed(request, &["GET"])),
+        (_, ["reservations"] | ["reservations", _, "release" | "commit"]) => {
+            Err(method_not_allowed(request, &["POST"]))
+        }
+        (_, [_]) => Err(method_not_allowed(request, &["GET", "PUT"])),
+        (_, [_, "adjustments"]) => Err(method_not_allowed(request, &["GET", "POST"])),
         _ => Err(Problem::not_found(format!(
             "no inventory resource at /inventory/{}",
             segments.join("/")
@@ -72,8 +66,7 @@ fn get(product: &str) -> Result<Response, Problem> {
 }
 
 fn list(request: &Request) -> Result<Response, Problem> {
-    let query = Query::parse(request.query());
-    query.only(&["product_ids"])?;
+    let query = Query::parse(request.query(), &["product_ids"])?;
     let raw = query.get("product_ids").ok_or_else(|| {
         Problem::invalid(vec![FieldError::new(
             "product_ids",

@@ -7,7 +7,7 @@ mod events;
 use mart_domain::{paging, Problem};
 use mart_guest::auth::authenticate;
 use mart_guest::db::{self as pg, decode, timestamp, uuid, uuid_text};
-use mart_guest::{json_response, segments, Query};
+use mart_guest::{json_response, method_not_allowed, segments, Query};
 use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -37,9 +37,7 @@ fn route(request: &Request) -> Result<Response, Problem> {
         segments(request, "/notifications").as_slice(),
     ) {
         (Method::Get, []) => list(request, &caller.sub),
-        (_, []) => Err(Problem::method_not_allowed(
-            "only GET is supported on /notifications",
-        )),
+        (_, []) => Err(method_not_allowed(request, &["GET"])),
         _ => Err(Problem::not_found(format!(
             "no notification resource at {}",
             request.path()
@@ -48,8 +46,7 @@ fn route(request: &Request) -> Result<Response, Problem> {
 }
 
 fn list(request: &Request, user: &str) -> Result<Response, Problem> {
-    let query = Query::parse(request.query());
-    query.only(&["limit"])?;
+    let query = Query::parse(request.query(), &["limit"])?;
     let limit = paging::limit(query.get("limit")).map_err(|e| Problem::invalid(vec![e]))?;
     let Some(user) = mart_domain::parse_uuid(user) else {
         return Ok(json_response(200, &serde_json::json!({ "items": [] })));

@@ -16,7 +16,7 @@ use mart_domain::orders::{CancelReason, LineSource, PlaceOrder, Status};
 use mart_domain::{paging, parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
 use mart_guest::config::variable;
-use mart_guest::{json_body, json_response, segments, Query};
+use mart_guest::{json_body, json_response, method_not_allowed, segments, Query};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use spin_sdk::http::{Method, Request, Response};
@@ -43,11 +43,10 @@ async fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Get, [id]) => show(&caller, id),
         (Method::Post, [id, "cancel"]) => cancel(&caller, id),
         (Method::Put, [id, "status"]) => set_status(request, &caller, id),
-        (_, [] | [_] | [_, "cancel"] | [_, "status"]) => Err(Problem::method_not_allowed(format!(
-            "{} is not supported on {}",
-            request.method(),
-            request.path()
-        ))),
+        (_, []) => Err(method_not_allowed(request, &["GET", "POST"])),
+        (_, [_]) => Err(method_not_allowed(request, &["GET"])),
+        (_, [_, "cancel"]) => Err(method_not_allowed(request, &["POST"])),
+        (_, [_, "status"]) => Err(method_not_allowed(request, &["PUT"])),
         _ => Err(Problem::not_found(format!(
             "no order resource at {}",
             request.path()
@@ -171,14 +170,13 @@ fn replay(order: Order, request_hash: &str) -> Result<Response, Problem> {
 }
 
 fn list(request: &Request, caller: &Claims) -> Result<Response, Problem> {
-    let query = Query::parse(request.query());
-    query.only(&["limit", "cursor", "status", "user_id"])?;
+    let query = Query::parse(request.query(), &["limit", "cursor", "status", "user_id"])?;
     let mut errors = Vec::new();
     let limit = paging::limit(query.get("limit"))
         .map_err(|e| errors.push(e))
         .unwrap_or(0);
     let after = match query.get("cursor") {
-        Some(c) => paging::decode_cursor::<(String, String)>(c)
+        Some(c) => paging::decode_keyset(c, paging::SortKey::Time)
             .map_err(|e| errors.push(e))
             .ok(),
         None => None,
@@ -232,7 +230,7 @@ fn visible_user(caller: &Claims) -> Result<Option<String>, Problem> {
 /// `GET /orders/summary`: how many of the caller's orders are in each
 /// status (every status present, zeros included), and the total.
 fn summary(request: &Request, caller: &Claims) -> Result<Response, Problem> {
-    Query::parse(request.query()).only(&[])?;
+    Query::parse(request.query(), &[])?;
     let user = visible_user(caller)?;
     let counted = Db::connect()?.counts_by_status(user.as_deref())?;
     let mut counts = serde_json::Map::new();
@@ -253,8 +251,7 @@ fn summary(request: &Request, caller: &Claims) -> Result<Response, Problem> {
 /// `GET /orders/activity`: the latest status changes of the caller's
 /// orders, newest first: what the dashboard shows as recent events.
 fn activity(request: &Request, caller: &Claims) -> Result<Response, Problem> {
-    let query = Query::parse(request.query());
-    query.only(&["limit"])?;
+    let query = Query::parse(request.query(), &["limit"])?;
     let limit = paging::limit(query.get("limit")).map_err(|e| Problem::invalid(vec![e]))?;
     let user = visible_user(caller)?;
     let items = Db::connect()?.recent_activity(user.as_deref(), limit)?;

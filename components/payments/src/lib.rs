@@ -11,7 +11,7 @@ mod providers;
 use mart_domain::auth::Claims;
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
-use mart_guest::{json_response, segments, Query};
+use mart_guest::{json_response, method_not_allowed, segments, Query};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -33,7 +33,7 @@ fn route(request: &Request) -> Result<Response, Problem> {
     if let Some(webhook) = webhook {
         return match request.method() {
             Method::Post => webhook(request),
-            _ => Err(Problem::method_not_allowed("webhooks are POSTed")),
+            _ => Err(method_not_allowed(request, &["POST"])),
         };
     }
     let caller = authenticate(request)?;
@@ -42,11 +42,8 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Get, []) => by_order(request, &caller),
         (Method::Get, [id]) => show(&caller, id),
         (Method::Post, [id, "refund"]) => refund(&caller, id),
-        (_, [] | [_] | [_, "refund"]) => Err(Problem::method_not_allowed(format!(
-            "{} is not supported on {}",
-            request.method(),
-            request.path()
-        ))),
+        (_, [] | [_]) => Err(method_not_allowed(request, &["GET"])),
+        (_, [_, "refund"]) => Err(method_not_allowed(request, &["POST"])),
         _ => Err(Problem::not_found(format!(
             "no payment resource at {}",
             request.path()
@@ -70,8 +67,7 @@ fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
 }
 
 fn by_order(request: &Request, caller: &Claims) -> Result<Response, Problem> {
-    let query = Query::parse(request.query());
-    query.only(&["order_id"])?;
+    let query = Query::parse(request.query(), &["order_id"])?;
     let order = query.get("order_id").and_then(parse_uuid).ok_or_else(|| {
         Problem::invalid(vec![FieldError::new(
             "order_id",

@@ -13,7 +13,7 @@
 use std::io::Read;
 
 use mart_domain::Problem;
-use mart_guest::problem_response;
+use mart_guest::{method_not_allowed, problem_response};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -29,14 +29,7 @@ fn serve(request: &Request) -> Result<Response, Problem> {
     let head = match request.method() {
         Method::Get => false,
         Method::Head => true,
-        other => {
-            let mut response = problem_response(&Problem::method_not_allowed(format!(
-                "{other} is not supported on {}; these files are read-only",
-                request.path()
-            )));
-            response.set_header("allow", "GET, HEAD");
-            return Ok(response);
-        }
+        _ => return Err(method_not_allowed(request, &["GET", "HEAD"])),
     };
     let path_info = header(request, "spin-path-info").unwrap_or_default();
     if let Some(location) = folder_redirect(request, path_info) {

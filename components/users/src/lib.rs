@@ -7,7 +7,7 @@ use mart_domain::events::EventType;
 use mart_domain::users::{self, Login, ProfileUpdate, Registration};
 use mart_domain::{password, FieldError, Problem};
 use mart_guest::config::{optional_variable, variable};
-use mart_guest::{json_body, json_response, problem_response, subpath};
+use mart_guest::{json_body, json_response, method_not_allowed, problem_response, subpath};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -29,7 +29,7 @@ fn route(request: &Request) -> Result<Response, Problem> {
     if route == "/auth/token" {
         return match request.method() {
             Method::Post => issue_token(request),
-            _ => Err(Problem::method_not_allowed("use POST on /auth/token")),
+            _ => Err(method_not_allowed(request, &["POST"])),
         };
     }
     match (
@@ -42,9 +42,9 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Get, "me") => me(request),
         (Method::Patch, "me") => update_me(request),
         (Method::Get, id) if !id.is_empty() => get_user(request, id),
-        (_, "") => Err(Problem::method_not_allowed("use POST on /users")),
-        (_, "me") => Err(Problem::method_not_allowed("use GET or PATCH on /users/me")),
-        _ => Err(Problem::method_not_allowed("use GET on /users/{id}")),
+        (_, "") => Err(method_not_allowed(request, &["POST"])),
+        (_, "me") => Err(method_not_allowed(request, &["GET", "PATCH"])),
+        _ => Err(method_not_allowed(request, &["GET"])),
     }
 }
 

@@ -5,6 +5,10 @@ use serde::de::DeserializeOwned;
 
 use crate::{FieldError, Problem};
 
+/// Why a text with a NUL character is refused: PostgreSQL cannot store it
+/// in any text column, so it would fail as a server error further in.
+pub const NUL_MESSAGE: &str = "must not contain NUL (\\u0000) characters";
+
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     if body.is_empty() {
         return Err(Problem::bad_request(
@@ -14,6 +18,9 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     // Syntax first, so that a truncated document is a 400, not a 422.
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if let Some(field) = text_with_nul(&value, "") {
+        return Err(Problem::invalid(vec![FieldError::new(field, NUL_MESSAGE)]));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = match e.path().to_string() {
             path if path == "." => "body".to_string(),
@@ -36,6 +43,33 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         };
         Problem::invalid(vec![FieldError::new(field, message)])
     })
+}
+
+/// The JSON path of the first string (value or key) holding a NUL character.
+fn text_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    let at = |key: &str| match path {
+        "" => key.to_string(),
+        _ => format!("{path}.{key}"),
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+            "body".into()
+        } else {
+            path.into()
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| text_with_nul(v, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(at("(a key)"))
+            } else {
+                text_with_nul(v, &at(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn quoted_field<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
@@ -71,6 +105,16 @@ mod tests {
         assert_eq!(p.errors[0].field, "price_minor");
         let p = parse::<Item>(br#"{"name":"a","price_minor":1,"tags":[1]}"#).unwrap_err();
         assert_eq!(p.errors[0].field, "tags[0]");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_the_field() {
+        let p = parse::<Item>(br#"{"name":"a\u0000b","price_minor":1}"#).unwrap_err();
+        assert_eq!(p.status, 422);
+        assert_eq!(p.errors[0].field, "name");
+        let p =
+            parse::<Item>(br#"{"name":"a","price_minor":1,"tags":["x","\u0000"]}"#).unwrap_err();
+        assert_eq!(p.errors[0].field, "tags[1]");
     }
 
     #[test]

@@ -45,14 +45,69 @@ pub fn encode_cursor<K: Serialize>(key: &K) -> String {
 }
 
 pub fn decode_cursor<K: DeserializeOwned>(cursor: &str) -> Result<K, FieldError> {
-    let invalid = || FieldError::new("cursor", "is not a cursor this API returned");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    serde_json::from_slice(&bytes).map_err(|_| invalid())
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| not_a_cursor())?;
+    serde_json::from_slice(&bytes).map_err(|_| not_a_cursor())
+}
+
+fn not_a_cursor() -> FieldError {
+    FieldError::new("cursor", "is not a cursor this API returned")
+}
+
+/// Which sort key a keyset cursor carries.
+#[derive(Debug, Clone, Copy)]
+pub enum SortKey {
+    /// Any text (a name).
+    Text,
+    /// An RFC 3339 time stamp.
+    Time,
+}
+
+/// A keyset cursor (the last row's sort key and id), checked down to its
+/// parts: a cursor that was tampered with is the client's 422, never a
+/// query the database refuses.
+pub fn decode_keyset(cursor: &str, key: SortKey) -> Result<(String, String), FieldError> {
+    let (sort_key, id): (String, String) = decode_cursor(cursor)?;
+    let id = crate::parse_uuid(&id).ok_or_else(not_a_cursor)?;
+    let key_ok = match key {
+        SortKey::Text => !sort_key.contains('\0'),
+        SortKey::Time => chrono::DateTime::parse_from_rfc3339(&sort_key).is_ok(),
+    };
+    key_ok.then_some((sort_key, id)).ok_or_else(not_a_cursor)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyset_cursors_are_checked_to_their_parts() {
+        let id = "0b7c6f0e-5a8e-4e52-9c53-8f2f0f7d9a10";
+        let at = "2026-11-25T17:00:00.123456Z";
+        let good = encode_cursor(&(at, id));
+        assert_eq!(
+            decode_keyset(&good, SortKey::Time).unwrap(),
+            (at.to_string(), id.to_string())
+        );
+        for bad in [
+            encode_cursor(&("yesterday", id)),
+            encode_cursor(&(at, "1; DROP")),
+            encode_cursor(&("a\0b", id)),
+            "!!".to_string(),
+        ] {
+            let kind = if bad.contains('!') {
+                SortKey::Text
+            } else {
+                SortKey::Time
+            };
+            assert_eq!(
+                decode_keyset(&bad, kind).unwrap_err().field,
+                "cursor",
+                "{bad}"
+            );
+        }
+        assert!(decode_keyset(&encode_cursor(&("a\0b", id)), SortKey::Text).is_err());
+        assert!(decode_keyset(&encode_cursor(&("teapot", id)), SortKey::Text).is_ok());
+    }
 
     #[test]
     fn limit_bounds() {

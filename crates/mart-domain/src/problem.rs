@@ -31,6 +31,10 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a 405: the methods the resource accepts (the `Allow` header
+    /// RFC 9110 requires); not part of the body.
+    #[serde(skip)]
+    pub allow: Vec<String>,
 }
 
 impl Problem {
@@ -41,6 +45,7 @@ impl Problem {
             status,
             detail: detail.into(),
             errors: Vec::new(),
+            allow: Vec::new(),
         }
     }
 
@@ -52,8 +57,18 @@ impl Problem {
         Self::new(404, "Not Found", detail)
     }
 
-    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
-        Self::new(405, "Method Not Allowed", detail)
+    /// 405 for `method` on `path`, naming the methods `allowed` there.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &[&str]) -> Self {
+        let mut problem = Self::new(
+            405,
+            "Method Not Allowed",
+            format!(
+                "{method} is not supported on {path}; use {}",
+                allowed.join(" or ")
+            ),
+        );
+        problem.allow = allowed.iter().map(|m| m.to_string()).collect();
+        problem
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {

@@ -21,7 +21,15 @@ pub fn problem_response(problem: &Problem) -> Response {
     if problem.status == 401 {
         builder.header("www-authenticate", "Bearer");
     }
+    if !problem.allow.is_empty() {
+        builder.header("allow", problem.allow.join(", "));
+    }
     builder.body(problem.to_json()).build()
+}
+
+/// 405 for this request: its method is not one of `allowed` on its path.
+pub fn method_not_allowed(request: &Request, allowed: &[&str]) -> Problem {
+    Problem::method_not_allowed(&request.method().to_string(), request.path(), allowed)
 }
 
 /// Parses a JSON body of at most `max_bytes`, after checking its media type.
@@ -77,12 +85,16 @@ pub fn require_json(request: &Request) -> Result<(), Problem> {
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
-    pub fn parse(query: &str) -> Self {
-        Self(
+    /// Decodes `query`, refusing parameters the endpoint does not know (so
+    /// typos are not ignored) and values no text column can store (NUL).
+    pub fn parse(query: &str, known: &[&str]) -> Result<Self, Problem> {
+        let query = Self(
             form_urlencoded::parse(query.as_bytes())
                 .into_owned()
                 .collect(),
-        )
+        );
+        query.check(known)?;
+        Ok(query)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -92,24 +104,30 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Rejects parameters this endpoint does not know, so typos are not ignored.
-    pub fn only(&self, known: &[&str]) -> Result<(), Problem> {
-        let unknown: Vec<FieldError> = self
+    fn check(&self, known: &[&str]) -> Result<(), Problem> {
+        let errors: Vec<FieldError> = self
             .0
             .iter()
-            .filter(|(k, _)| !known.contains(&k.as_str()))
-            .map(|(k, _)| match known {
-                [] => FieldError::new(k.clone(), "this resource takes no query parameters"),
-                _ => FieldError::new(
-                    k.clone(),
-                    format!("unknown query parameter; use one of {}", known.join(", ")),
-                ),
+            .filter_map(|(k, v)| {
+                if !known.contains(&k.as_str()) {
+                    Some(match known {
+                        [] => FieldError::new(k.clone(), "this resource takes no query parameters"),
+                        _ => FieldError::new(
+                            k.clone(),
+                            format!("unknown query parameter; use one of {}", known.join(", ")),
+                        ),
+                    })
+                } else if v.contains('\0') {
+                    Some(FieldError::new(k.clone(), mart_domain::json::NUL_MESSAGE))
+                } else {
+                    None
+                }
             })
             .collect();
-        if unknown.is_empty() {
+        if errors.is_empty() {
             Ok(())
         } else {
-            Err(Problem::invalid(unknown))
+            Err(Problem::invalid(errors))
         }
     }
 }

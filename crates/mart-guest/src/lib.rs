@@ -12,7 +12,8 @@ pub mod timer;
 pub mod trace;
 
 pub use http::{
-    json_body, json_response, problem_response, require_json, segments, subpath, Query,
+    json_body, json_response, method_not_allowed, problem_response, require_json, segments,
+    subpath, Query,
 };
 
 /// The response for a handler's result: the errors become problem+json.
