@@ -58,6 +58,9 @@ if [ -z "${SPIN_VARIABLE_JWT_PRIVATE_KEY:-}" ]; then
   export SPIN_VARIABLE_JWT_PRIVATE_KEY="$(cat .mart/jwt/private.pem)"
   export SPIN_VARIABLE_JWT_PUBLIC_KEY="$(cat .mart/jwt/public.pem)"
 fi
+# The fake payment provider for trying the shop locally (the manifest enables
+# none, so a deployment that forgets it takes no orders).
+export SPIN_VARIABLE_PAYMENT_PROVIDERS=${SPIN_VARIABLE_PAYMENT_PROVIDERS:-fake}
 # A local admin for trying the API (see README); override in the environment.
 export SPIN_VARIABLE_ADMIN_EMAIL=${SPIN_VARIABLE_ADMIN_EMAIL:-admin@mart.local}
 export SPIN_VARIABLE_ADMIN_PASSWORD=${SPIN_VARIABLE_ADMIN_PASSWORD:-admin-password-change-me}

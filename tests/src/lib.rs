@@ -235,6 +235,9 @@ impl Host {
             .env("SPIN_VARIABLE_PG_PORT", pg.port.to_string())
             .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
             .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
+            // The manifest enables no provider (it fails closed); tests pay
+            // with the fake one unless they say otherwise in `env`.
+            .env("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())

@@ -180,6 +180,14 @@ impl PlaceOrder {
     /// is reported at once, each naming its field. `providers`: the payment
     /// providers this deployment enabled.
     pub fn validate(&self, providers: &[&str]) -> Result<LineSource, Problem> {
+        // Fail closed: a deployment that never chose a provider takes no
+        // orders (rather than accepting test tokens as payment).
+        if providers.is_empty() {
+            return Err(Problem::service_unavailable(
+                "this shop takes no orders yet: no payment provider is configured \
+                 (the payment_providers variable)",
+            ));
+        }
         let mut errors = Vec::new();
         let source = match (&self.cart_id, &self.items) {
             (Some(cart), None) => match parse_uuid(cart) {
@@ -471,6 +479,10 @@ mod tests {
         let problem = stripe.validate(&["fake"]).unwrap_err();
         assert_eq!(problem.errors[0].field, "payment.provider");
         assert_eq!(problem.errors[0].message, "must be one of fake");
+        // Nothing configured: no order is taken at all.
+        let none = r.validate(&enabled_providers("")).unwrap_err();
+        assert_eq!(none.status, 503);
+        assert!(none.detail.contains("payment_providers"), "{}", none.detail);
     }
 
     #[test]
