@@ -5,7 +5,7 @@
 
 mod saga_support;
 
-use mart_integration_tests::{admin_token, eventually};
+use mart_integration_tests::{admin_token, eventually, postgres};
 use saga_support::*;
 use serde_json::{json, Value};
 
@@ -285,4 +285,39 @@ fn a_customers_orders_page_newest_first_through_the_cursor() {
         .collect();
     let newest_first: Vec<&str> = placed.iter().rev().map(String::as_str).collect();
     assert_eq!(listed, newest_first);
+}
+
+#[test]
+fn one_cart_becomes_at_most_one_order() {
+    // The cart closes only when carts sees order.placed: a second placement
+    // right after the first, under another key, must not make a second order.
+    let host = shared_host();
+    let user = customer(host);
+    let item = product(host, 700, 10);
+    let cart = host
+        .send_json_as(&user, "POST", "/carts", &json!({}))
+        .json();
+    let cart = cart["id"].as_str().unwrap().to_string();
+    let r = host.send_json_as(
+        &user,
+        "POST",
+        &format!("/carts/{cart}/items"),
+        &json!({"product_id": item, "quantity": 1}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = json!({"cart_id": cart, "shipping_address": order_body(json!([]), "tok_visa")["shipping_address"], "payment": {"provider": "fake", "token": "tok_visa"}});
+    let first = place(host, &user, &unique("k"), &body);
+    assert_eq!(first.status, 201, "{}", first.text());
+    let second = place(host, &user, &unique("k"), &body);
+    let problem = second.problem(409);
+    assert!(
+        problem["detail"].as_str().unwrap().contains(&cart),
+        "{problem}"
+    );
+    let from_cart: i64 = postgres().query(
+        "orders",
+        &format!("SELECT count(*) FROM orders WHERE cart_id = '{cart}'"),
+    )[0]
+    .get(0);
+    assert_eq!(from_cart, 1);
 }

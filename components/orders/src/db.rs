@@ -154,7 +154,15 @@ impl Db {
                         text(new.request_hash),
                     ],
                 )
-                .map_err(failed)?;
+                .map_err(|e| match pg::sql_state(&e) {
+                    // The key's own conflict is DO NOTHING above; the only
+                    // other unique index is one order per cart.
+                    Some("23505") => Problem::conflict(format!(
+                        "cart {} has already been ordered; see GET /orders",
+                        new.cart_id.unwrap_or_default()
+                    )),
+                    _ => failed(e),
+                })?;
             let Some(row) = inserted.rows.first() else {
                 let key = new.idempotency_key.unwrap_or_default();
                 let existing = db
