@@ -15,7 +15,9 @@ const WEBHOOK_SECRET: &str = "whsec_test_mart";
 
 /// A fake of the two Stripe endpoints Mart calls. It answers by payment
 /// method: `pm_card_visa` succeeds, `pm_card_chargeDeclined` is declined
-/// (402), `pm_processing` stays processing; refunds succeed.
+/// (402), `pm_processing` stays processing, `pm_in_flight` is first a 409
+/// (Stripe still working on the key) and succeeds when asked again;
+/// refunds succeed.
 ///
 /// One for the test binary: every host here is in the same consumer
 /// groups, so any of them may charge any order, and all must reach the same
@@ -25,7 +27,7 @@ fn stripe() -> &'static FakeHttp {
     STRIPE.get_or_init(|| FakeHttp::start(answer))
 }
 
-fn answer(r: &Recorded, _before: &[Recorded]) -> (u16, Value) {
+fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
     if r.header("authorization") != Some(&format!("Bearer {SECRET_KEY}")) {
         return (
             401,
@@ -44,6 +46,21 @@ fn answer(r: &Recorded, _before: &[Recorded]) -> (u16, Value) {
             match r.field("payment_method") {
                 Some("pm_card_visa") => (200, json!({"id": intent, "status": "succeeded"})),
                 Some("pm_processing") => (200, json!({"id": intent, "status": "processing"})),
+                Some("pm_in_flight") => {
+                    let asked_before = before.iter().any(|b| {
+                        b.path == r.path
+                            && b.header("idempotency-key") == r.header("idempotency-key")
+                    });
+                    if asked_before {
+                        (200, json!({"id": intent, "status": "succeeded"}))
+                    } else {
+                        (
+                            409,
+                            json!({"error": {"type": "idempotency_error", "code": "idempotency_key_in_use",
+                                             "message": "There is currently another in-progress request using this Idempotency Key"}}),
+                        )
+                    }
+                }
                 _ => (
                     402,
                     json!({"error": {"message": "Your card was declined.", "code": "card_declined"}}),
@@ -196,6 +213,58 @@ fn a_processing_charge_is_settled_by_a_signed_webhook_once() {
         refund.header("idempotency-key"),
         Some(format!("refund-pi_{order}").as_str())
     );
+}
+
+#[test]
+fn a_charge_still_in_flight_at_stripe_is_retried_not_declined() {
+    let stripe = stripe();
+    let host = stripe_host(stripe);
+    let user = customer(host);
+    let item = product(host, 900, 10);
+    let order = stripe_order(host, &user, &item, "pm_in_flight");
+    let paid = wait_for(host, &user, &order, "paid");
+    assert!(!history(&paid).contains(&"cancelled".to_string()), "{paid}");
+    let charges: Vec<Recorded> = stripe
+        .requests("/v1/payment_intents")
+        .into_iter()
+        .filter(|r| r.field("metadata[order_id]") == Some(order.as_str()))
+        .collect();
+    assert_eq!(charges.len(), 2, "asked again after the 409: {charges:?}");
+    assert!(charges
+        .iter()
+        .all(|c| c.header("idempotency-key") == Some(order.as_str())));
+}
+
+#[test]
+fn a_success_arriving_after_the_order_was_cancelled_is_refunded() {
+    let stripe = stripe();
+    let host = stripe_host(stripe);
+    let user = customer(host);
+    let item = product(host, 800, 10);
+    let order = stripe_order(host, &user, &item, "pm_card_chargeDeclined");
+    wait_for(host, &user, &order, "cancelled");
+    // Stripe reports, late, that the intent succeeded after all.
+    let intent = format!("pi_{order}");
+    let event = json!({
+        "id": format!("evt_late_{order}"),
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": intent, "metadata": {"order_id": order}}}
+    });
+    let payload = serde_json::to_vec(&event).unwrap();
+    let signed = mart_domain::stripe::sign(&payload, WEBHOOK_SECRET, now());
+    assert_eq!(webhook(host, &event, &signed), 200);
+    let refund = mart_integration_tests::eventually(WAIT, "the refund of the late charge", || {
+        stripe
+            .requests("/v1/refunds")
+            .into_iter()
+            .find(|r| r.field("payment_intent") == Some(intent.as_str()))
+    });
+    assert_eq!(
+        refund.header("idempotency-key"),
+        Some(format!("refund-{intent}").as_str())
+    );
+    let order = host.get_as(&user, &format!("/orders/{order}")).json();
+    assert_eq!(order["status"], "cancelled", "the order stays cancelled");
 }
 
 fn eventually_charged(stripe: &FakeHttp, order: &str) {

@@ -329,6 +329,40 @@ impl Db {
         Ok(true)
     }
 
+    /// A provider's final word (webhook, ITN) on its charge `reference` for
+    /// `order`: settles the payment if it was pending. A success the payment
+    /// does not count (it was settled otherwise meanwhile, or it is another
+    /// charge) goes back through `payment.refund_due`, so no money stays
+    /// with us for an order that does not have it. `new_reference`: the
+    /// provider names its charge only now (PayFast's payment id).
+    /// `Ok(false)` if the order has no payment here.
+    pub fn provider_outcome(
+        &self,
+        order: &str,
+        succeeded: bool,
+        reason: Option<&str>,
+        reference: &str,
+        new_reference: bool,
+    ) -> Result<bool, Problem> {
+        let Some(current) = self.for_update(order)? else {
+            return Ok(false);
+        };
+        let this_charge = current.provider_ref.as_deref() == Some(reference);
+        if self.settle_pending(order, succeeded, reason, new_reference.then_some(reference))? {
+            return Ok(true);
+        }
+        let counted = this_charge && matches!(current.status.as_str(), "succeeded" | "refunded");
+        if succeeded && !counted {
+            let provider = current.provider.clone().unwrap_or_default();
+            self.refund_due(
+                &current,
+                reference,
+                &format!("a {provider} charge the order does not count"),
+            )?;
+        }
+        Ok(true)
+    }
+
     /// `payment.succeeded` (our own): refunds it if its order was cancelled
     /// while the charge was in flight.
     pub fn refund_if_cancelled(&self, order: &str) -> Result<(), Problem> {

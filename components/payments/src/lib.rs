@@ -135,7 +135,13 @@ fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
         };
         match payment {
             Some(p) => {
-                db.settle_pending(&p.order_id, succeeded, event.failure.as_deref(), None)?;
+                db.provider_outcome(
+                    &p.order_id,
+                    succeeded,
+                    event.failure.as_deref(),
+                    &event.payment_intent,
+                    false,
+                )?;
             }
             None => eprintln!(
                 "payments: Stripe event {} names payment intent {} that is not ours",
@@ -213,25 +219,12 @@ fn payfast_itn(request: &Request) -> Result<Response, Problem> {
             if first == 0 {
                 return Ok(()); // PayFast resent it
             }
-            let Some(current) = db.for_update(&order)? else {
-                return Err(not_ours());
-            };
-            let this_charge = current.provider_ref.as_deref() == Some(itn.pf_payment_id.as_str());
-            if db.settle_pending(&order, succeeded, reason, Some(&itn.pf_payment_id))? {
-                return Ok(());
+            // A completed charge the payment does not count (the buyer paid
+            // twice, or paid after a failed attempt) goes back.
+            match db.provider_outcome(&order, succeeded, reason, &itn.pf_payment_id, true)? {
+                true => Ok(()),
+                false => Err(not_ours()),
             }
-            // Already settled. A completed charge the payment does not count
-            // (the buyer paid twice, or paid after a failed attempt) goes back.
-            let counted =
-                this_charge && matches!(current.status.as_str(), "succeeded" | "refunded");
-            if succeeded && !counted {
-                db.refund_due(
-                    &current,
-                    &itn.pf_payment_id,
-                    "a second PayFast payment for the order",
-                )?;
-            }
-            Ok(())
         })?;
     }
     Ok(Response::builder().status(200).build())

@@ -69,9 +69,12 @@ impl StripeError {
 ///
 /// `succeeded` is charged; `processing` is settled later and reported by
 /// webhook; a 402 card error or `requires_payment_method` is a decline;
-/// 429 and 5xx are worth retrying with the same idempotency key.
+/// 429 and 5xx are worth retrying with the same idempotency key, and so is
+/// 409: Stripe is still working on an earlier request with this key
+/// (`idempotency_key_in_use`), whose charge may yet succeed; taking it as
+/// a decline would cancel an order that is then charged.
 pub fn charge_outcome(status: u16, body: &[u8]) -> ChargeOutcome {
-    if status == 429 || status >= 500 {
+    if status == 409 || status == 429 || status >= 500 {
         return ChargeOutcome::Unavailable {
             reason: format!("Stripe answered {status}"),
         };
@@ -97,6 +100,9 @@ pub fn charge_outcome(status: u16, body: &[u8]) -> ChargeOutcome {
     }
 }
 
+/// Most `v1=` signatures a `Stripe-Signature` header may carry.
+const MAX_SIGNATURES: usize = 8;
+
 /// Checks a `Stripe-Signature` header (`t=<unix>,v1=<hex hmac>[,v1=…]`)
 /// over `payload` with the endpoint's secret, within the tolerance.
 pub fn verify_signature(
@@ -114,20 +120,26 @@ pub fn verify_signature(
             _ => {}
         }
     }
+    // Stripe sends one, two while a secret is rolled: many is an attack on
+    // the CPU, not a delivery.
+    if signatures.len() > MAX_SIGNATURES {
+        return Err(format!(
+            "the Stripe-Signature header has more than {MAX_SIGNATURES} v1 signatures"
+        ));
+    }
     let timestamp = timestamp.ok_or("the Stripe-Signature header has no timestamp")?;
     if (now - timestamp).abs() > SIGNATURE_TOLERANCE_SECS {
         return Err("the Stripe-Signature timestamp is outside the tolerance".into());
     }
+    // The payload is hashed once, whatever the number of candidates: each
+    // check finishes a copy of the state (the outer hash only) and compares
+    // in constant time.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(payload);
     let matches = signatures.iter().any(|candidate| {
-        let Ok(expected) = hex::decode(candidate) else {
-            return false;
-        };
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(payload);
-        // Constant-time comparison.
-        mac.verify_slice(&expected).is_ok()
+        hex::decode(candidate).is_ok_and(|given| mac.clone().verify_slice(&given).is_ok())
     });
     if matches {
         Ok(())
@@ -245,6 +257,14 @@ mod tests {
             charge_outcome(503, b""),
             ChargeOutcome::Unavailable { .. }
         ));
+        // An earlier request with the key is still in flight: not a decline.
+        assert!(matches!(
+            charge_outcome(
+                409,
+                br#"{"error":{"type":"idempotency_error","code":"idempotency_key_in_use"}}"#
+            ),
+            ChargeOutcome::Unavailable { .. }
+        ));
         assert!(matches!(
             charge_outcome(429, b""),
             ChargeOutcome::Unavailable { .. }
@@ -263,6 +283,11 @@ mod tests {
         assert!(verify_signature(&header, br#"{"id":"evt_2"}"#, "whsec_test", 1_100).is_err());
         assert!(verify_signature(&header, payload, "whsec_test", 1_000 + 301).is_err());
         assert!(verify_signature("v1=00", payload, "whsec_test", 1_000).is_err());
+        // Thousands of candidates are refused before any hashing.
+        let flood = format!("{header}{}", ",v1=00".repeat(1000));
+        assert!(verify_signature(&flood, payload, "whsec_test", 1_000)
+            .unwrap_err()
+            .contains("more than 8"));
         // Several v1 signatures (during secret rotation): any may match.
         let two = format!("{header},v1=deadbeef");
         assert_eq!(verify_signature(&two, payload, "whsec_test", 1_000), Ok(()));
