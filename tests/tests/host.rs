@@ -484,3 +484,71 @@ fn trace_context_is_continued_into_components_and_across_chained_calls() {
         "log lines carry the trace id"
     );
 }
+
+/// Opens a connection that sends a request's headers, announcing a body it
+/// never sends; the stream stays open for the caller to read the answer.
+fn slow_body_client(base: &str) -> std::net::TcpStream {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(
+            b"POST /probe/noop HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n",
+        )
+        .unwrap();
+    stream
+}
+
+#[test]
+fn slow_clients_hold_connections_not_instances() {
+    let host = probe_host(&[
+        ("MART_HTTP_BODY_TIMEOUT_SECS", "3".into()),
+        ("MART_HTTP_MAX_CONNECTIONS", "40".into()),
+    ]);
+    let metrics = || {
+        ureq::get(&format!("{}/metrics", host.admin))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let mut slow: Vec<_> = (0..30).map(|_| slow_body_client(&host.base)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Thirty requests wait for bodies that never come; none holds an
+    // instance, and everyone else is served.
+    assert!(
+        metrics().contains("mart_instances_active 0"),
+        "{}",
+        metrics()
+    );
+    let started = Instant::now();
+    assert_eq!(host.get("/probe/noop").status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Connections over the cap are answered 503 at once and closed.
+    let mut extra: Vec<_> = (0..10).map(|_| slow_body_client(&host.base)).collect();
+    let mut refused = String::new();
+    let mut over = std::net::TcpStream::connect(host.base.trim_start_matches("http://")).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = over.read_to_string(&mut refused);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    // The slow ones get a 408 once the body timeout passes.
+    for stream in slow.iter_mut().chain(extra.iter_mut()).take(3) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut answer = [0u8; 64];
+        let n = stream.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let text = metrics();
+    assert!(
+        text.contains(r#"mart_http_refused_total{reason="connections_full"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"mart_http_refused_total{reason="body_timeout"}"#),
+        "{text}"
+    );
+}

@@ -98,6 +98,16 @@ struct UpArgs {
     /// Do not relay the outboxes of `[application.trigger.kafka] outbox` from this host.
     #[arg(long, env = "MART_NO_OUTBOX_RELAY")]
     no_outbox_relay: bool,
+    /// Open HTTP connections at most; further ones are answered 503.
+    #[arg(long, default_value_t = 1000, env = "MART_HTTP_MAX_CONNECTIONS")]
+    http_max_connections: usize,
+    /// HTTP requests running a component at once (the instance pool is
+    /// shared with the Kafka and timer triggers); more wait, then 503.
+    #[arg(long, default_value_t = 500, env = "MART_HTTP_MAX_CONCURRENT_REQUESTS")]
+    http_max_concurrent_requests: usize,
+    /// Seconds a client may take to send a request body (then 408).
+    #[arg(long, default_value_t = 30, env = "MART_HTTP_BODY_TIMEOUT_SECS")]
+    http_body_timeout_secs: u64,
     /// `spin-4.0`: refuse what Fermyon Spin 4.0.x's PostgreSQL host cannot do
     /// (timestamptz results, queries without rows), so an app that runs here
     /// runs under `spin up`; `full`: everything spin:postgres can express.
@@ -187,7 +197,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let loading = std::time::Instant::now();
     let runtime = Arc::new(Runtime::load(&app, &resolver, &options)?);
-    let trigger = HttpTrigger::new(&app, runtime.clone(), ServeOptions::default())?;
+    let serve = ServeOptions {
+        max_connections: args.http_max_connections,
+        max_concurrent_requests: args.http_max_concurrent_requests,
+        body_timeout: std::time::Duration::from_secs(args.http_body_timeout_secs),
+        ..ServeOptions::default()
+    };
+    let trigger = HttpTrigger::new(&app, runtime.clone(), serve)?;
     let events = Events::start(
         &app,
         &runtime,

@@ -18,6 +18,7 @@ pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    http_refused: IntCounterVec,
     instances_active: IntGauge,
     instantiation: Histogram,
     pg_pool_size: IntGaugeVec,
@@ -47,6 +48,15 @@ impl Metrics {
                 "HTTP requests by component, route and status",
             ),
             &["component", "route", "status"],
+        )
+        .expect("valid metric");
+        let http_refused = IntCounterVec::new(
+            Opts::new(
+                "http_refused_total",
+                "HTTP requests and connections the host refused to protect itself, by reason \
+                 (connections_full, busy, body_timeout)",
+            ),
+            &["reason"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
@@ -153,6 +163,7 @@ impl Metrics {
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
+            Box::new(http_refused.clone()),
             Box::new(instances_active.clone()),
             Box::new(instantiation.clone()),
             Box::new(pg_pool_size.clone()),
@@ -174,6 +185,7 @@ impl Metrics {
             registry,
             http_requests,
             http_duration,
+            http_refused,
             instances_active,
             instantiation,
             pg_pool_size,
@@ -240,6 +252,11 @@ impl Metrics {
         self.outbox_latency
             .with_label_values(&[database])
             .observe(oldest_age.as_secs_f64());
+    }
+
+    /// A connection or request refused before any component ran.
+    pub fn http_refused(&self, reason: &str) {
+        self.http_refused.with_label_values(&[reason]).inc();
     }
 
     /// One HTTP request handled; `route` is the manifest route, never the raw path.

@@ -1,6 +1,7 @@
 //! Accept connections, route each request, run the component, answer.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -9,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use mart_manifest::App;
@@ -29,12 +30,27 @@ use crate::{RouteMatch, Router};
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
 
+/// How the listener protects the host from slow and abusive clients. A
+/// client that is slow to send its headers or body holds a connection, never
+/// an instance: bodies are read whole before a component runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Largest request body the host accepts, in bytes.
     pub max_request_body: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers (then the
+    /// connection is closed).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body (then 408).
+    pub body_timeout: Duration,
+    /// Open connections at most; further ones are answered 503 and closed.
+    pub max_connections: usize,
+    /// Requests running a component at once (chained calls not counted);
+    /// the instance pool is shared with the Kafka and timer triggers, which
+    /// keep the rest. Further requests wait up to `queue_wait`, then 503.
+    pub max_concurrent_requests: usize,
+    pub queue_wait: Duration,
 }
 
 impl Default for ServeOptions {
@@ -42,6 +58,11 @@ impl Default for ServeOptions {
         Self {
             max_request_body: 10 << 20,
             shutdown_grace: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1000,
+            max_concurrent_requests: 500,
+            queue_wait: Duration::from_secs(5),
         }
     }
 }
@@ -55,6 +76,8 @@ pub struct HttpTrigger {
     /// Every component with an HTTP trigger (routed or private).
     components: HashMap<String, HttpComponent>,
     options: ServeOptions,
+    /// Permits for requests running a component (`max_concurrent_requests`).
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpTrigger {
@@ -88,6 +111,7 @@ impl HttpTrigger {
             runtime: runtime.clone(),
             router,
             components,
+            running: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_requests)),
             options,
         });
         runtime.set_local_dispatch(Arc::new(Chaining(Arc::downgrade(&trigger))));
@@ -106,7 +130,13 @@ impl HttpTrigger {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let connections = Arc::new(tokio::sync::Semaphore::new(self.options.max_connections));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -121,6 +151,11 @@ impl HttpTrigger {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let Ok(slot) = connections.clone().try_acquire_owned() else {
+                        self.runtime.metrics().http_refused("connections_full");
+                        tokio::spawn(refuse_connection(stream));
+                        continue;
+                    };
                     let this = self.clone();
                     let service = hyper::service::service_fn(move |req| {
                         let this = this.clone();
@@ -132,6 +167,7 @@ impl HttpTrigger {
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
+                        drop(slot);
                     });
                 }
                 () = &mut shutdown => break,
@@ -233,7 +269,27 @@ impl HttpTrigger {
                 .headers
                 .insert(header::HOST, HeaderValue::from_static("localhost"));
         }
-        let body = Limited::new(body, self.options.max_request_body).map_err(body_error);
+        // The whole body first: a client that sends it slowly (or never)
+        // holds its connection, not an instance the others need.
+        let body = match self.read_body(body).await {
+            Ok(bytes) => Full::new(bytes)
+                .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} }),
+            Err(refusal) => return refusal.problem(&self.options, request_id),
+        };
+        let Ok(_running) =
+            tokio::time::timeout(self.options.queue_wait, self.running.acquire()).await
+        else {
+            self.runtime.metrics().http_refused("busy");
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the host is running as many requests as it may; try again shortly",
+                request_id,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        };
         let trace = continue_trace(&mut parts.headers);
         let request = Request::from_parts(parts, body);
         let response = self.run(&route, request, request_id, Some(trace)).await;
@@ -245,6 +301,24 @@ impl HttpTrigger {
             started.elapsed(),
         );
         response
+    }
+
+    /// The request body, whole, within `max_request_body` and `body_timeout`.
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, BodyRefusal>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limited = Limited::new(body, self.options.max_request_body);
+        match tokio::time::timeout(self.options.body_timeout, limited.collect()).await {
+            Err(_) => {
+                self.runtime.metrics().http_refused("body_timeout");
+                Err(BodyRefusal::TimedOut)
+            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyRefusal::TooLarge),
+            Ok(Err(e)) => Err(BodyRefusal::Broken(e.to_string())),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
     }
 
     async fn run<B>(
@@ -405,12 +479,54 @@ fn content_length<B>(request: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-fn body_error(error: Box<dyn std::error::Error + Send + Sync>) -> wasmtime_wasi_http::Error {
-    match error.downcast::<hyper::Error>() {
-        Ok(hyper) => wasmtime_wasi_http::Error::Hyper(*hyper),
-        Err(other) if other.is::<http_body_util::LengthLimitError>() => {
-            wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+/// Why a request body was not taken.
+enum BodyRefusal {
+    TimedOut,
+    TooLarge,
+    Broken(String),
+}
+
+impl BodyRefusal {
+    fn problem(&self, options: &ServeOptions, request_id: &str) -> Response<Body> {
+        match self {
+            BodyRefusal::TimedOut => problem(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {:?}",
+                    options.body_timeout
+                ),
+                request_id,
+            ),
+            BodyRefusal::TooLarge => problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the request body exceeds the limit of {} bytes",
+                    options.max_request_body
+                ),
+                request_id,
+            ),
+            BodyRefusal::Broken(error) => problem(
+                StatusCode::BAD_REQUEST,
+                &format!("the request body could not be read: {error}"),
+                request_id,
+            ),
         }
-        Err(other) => wasmtime_wasi_http::Error::InternalError(Some(other.to_string())),
     }
+}
+
+/// Answers a connection over the cap with a 503 and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many open connections; try again shortly"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+    let _ = stream.shutdown().await;
 }
