@@ -361,6 +361,52 @@ impl Host {
         Resp::read(response)
     }
 
+    /// POSTs JSON from the loopback address `source` (127.0.0.0/8 is all
+    /// loopback), so a test can play several clients: returns the status and
+    /// the body. One request per connection, read to its end.
+    pub fn post_json_from(
+        &self,
+        source: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, String) {
+        let addr: std::net::SocketAddr = self.base.trim_start_matches("http://").parse().unwrap();
+        let body = serde_json::to_vec(body).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let answer = rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+            let mut stream = socket.connect(addr).await.unwrap();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(&body).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
+                .await
+                .expect("an answer within 60 s")
+                .unwrap();
+            String::from_utf8_lossy(&answer).into_owned()
+        });
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     pub fn get(&self, path: &str) -> Resp {
         self.request("GET", path, &[], None)
     }

@@ -193,6 +193,13 @@ fn changing_the_password_revokes_earlier_tokens() {
 #[test]
 fn admin_is_bootstrapped_and_only_admins_read_other_users() {
     let host = host();
+    // Nobody can take the admin's address before the admin first signs in.
+    host.send_json(
+        "POST",
+        "/users",
+        &json!({ "email": ADMIN_EMAIL.to_uppercase(), "name": "Mallory", "password": "squatter password" }),
+    )
+    .problem(409);
     let email = unique_email();
     let user = register(&host, &email, "customer password");
     let id = user["id"].as_str().unwrap();
@@ -248,4 +255,80 @@ fn expired_forged_and_malformed_tokens_are_401() {
         "/users/me",
     )
     .problem(401);
+}
+
+#[test]
+fn another_clients_guessing_never_delays_the_owner() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "correct horse battery");
+    let attempt = |source: &str, password: &str| {
+        host.post_json_from(
+            source,
+            "/auth/token",
+            &json!({ "email": email, "password": password }),
+        )
+        .0
+    };
+    // An attacker on 127.0.0.2 guesses until it is slowed down...
+    for _ in 0..3 {
+        assert_eq!(attempt("127.0.0.2", "guess"), 401);
+    }
+    assert_eq!(attempt("127.0.0.2", "guess"), 429);
+    // ...while the owner on 127.0.0.3 signs in at once.
+    assert_eq!(attempt("127.0.0.3", "correct horse battery"), 200);
+}
+
+#[test]
+fn parallel_guesses_are_each_counted() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "correct horse battery");
+    // Twelve guesses at once from one client: the free attempts and then
+    // the delay apply to all of them, not only to those that came one by one.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let guesses: Vec<_> = (0..12)
+            .map(|_| {
+                s.spawn(|| {
+                    host.post_json_from(
+                        "127.0.0.4",
+                        "/auth/token",
+                        &json!({ "email": email, "password": "guess" }),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        guesses.into_iter().map(|g| g.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 4,
+        "only the free attempts are checked: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn guessing_the_current_password_is_throttled_too() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "first password");
+    let token = login(&host, &email, "first password").unwrap();
+    let change = |current: &str| {
+        host.send_json_as(
+            &token,
+            "PATCH",
+            "/users/me",
+            &json!({ "password": "second password", "current_password": current }),
+        )
+        .status
+    };
+    for _ in 0..3 {
+        assert_eq!(change("guess"), 422);
+    }
+    assert_eq!(change("guess"), 429);
 }

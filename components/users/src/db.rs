@@ -154,42 +154,56 @@ impl Db {
         first_user(&rows.rows)?.ok_or_else(|| Problem::not_found("the account no longer exists"))
     }
 
-    /// Seconds the caller must still wait before trying this email again.
-    pub fn login_wait_secs(&self, email: &str) -> Result<Option<i64>, Problem> {
-        let rows = self
-            .connection
-            .query(
-                "SELECT failures, floor(extract(epoch FROM now() - last_failure_at))::int8
-                 FROM login_failures WHERE email = $1",
-                &[text(email)],
-            )
-            .map_err(failed)?;
-        let Some(row) = rows.rows.first() else {
-            return Ok(None);
-        };
-        let failures: i32 = decode(&row[0])?;
-        let elapsed: i64 = decode(&row[1])?;
-        let wait = users::login_delay_secs(u32::try_from(failures).unwrap_or(0)) - elapsed;
-        Ok((wait > 0).then_some(wait))
+    /// Takes one password attempt for `email` from `client`: `Some(wait)`
+    /// (seconds) while the delay after earlier failures runs, else `None`
+    /// with the attempt already counted as a failure, which a correct
+    /// password then clears (`clear_login_attempts`). Taken under the row's
+    /// lock, so parallel guesses are each counted.
+    pub fn take_login_attempt(&self, email: &str, client: &str) -> Result<Option<i64>, Problem> {
+        self.transaction(|db| {
+            let key = [text(email), text(client)];
+            db.connection
+                .execute(
+                    "INSERT INTO login_throttle (email, client, failures, last_failure_at) \
+                     VALUES ($1, $2, 0, now()) ON CONFLICT DO NOTHING",
+                    &key,
+                )
+                .map_err(failed)?;
+            let rows = db
+                .connection
+                .query(
+                    "SELECT failures, floor(extract(epoch FROM now() - last_failure_at))::int8 \
+                     FROM login_throttle WHERE email = $1 AND client = $2 FOR UPDATE",
+                    &key,
+                )
+                .map_err(failed)?;
+            let row = rows
+                .rows
+                .first()
+                .ok_or_else(|| failed("the throttle row vanished"))?;
+            let failures: i32 = decode(&row[0])?;
+            let elapsed: i64 = decode(&row[1])?;
+            let wait = users::login_delay_secs(u32::try_from(failures).unwrap_or(0)) - elapsed;
+            if wait > 0 {
+                return Ok(Some(wait));
+            }
+            db.connection
+                .execute(
+                    "UPDATE login_throttle SET failures = failures + 1, last_failure_at = now() \
+                     WHERE email = $1 AND client = $2",
+                    &key,
+                )
+                .map_err(failed)?;
+            Ok(None)
+        })
     }
 
-    pub fn record_login_failure(&self, email: &str) -> Result<(), Problem> {
+    /// A correct password: this client's failures for `email` are forgotten.
+    pub fn clear_login_attempts(&self, email: &str, client: &str) -> Result<(), Problem> {
         self.connection
             .execute(
-                "INSERT INTO login_failures (email, failures, last_failure_at) VALUES ($1, 1, now())
-                 ON CONFLICT (email) DO UPDATE
-                 SET failures = login_failures.failures + 1, last_failure_at = now()",
-                &[text(email)],
-            )
-            .map_err(failed)?;
-        Ok(())
-    }
-
-    pub fn clear_login_failures(&self, email: &str) -> Result<(), Problem> {
-        self.connection
-            .execute(
-                "DELETE FROM login_failures WHERE email = $1",
-                &[text(email)],
+                "DELETE FROM login_throttle WHERE email = $1 AND client = $2",
+                &[text(email), text(client)],
             )
             .map_err(failed)?;
         Ok(())

@@ -51,6 +51,15 @@ fn route(request: &Request) -> Result<Response, Problem> {
 fn register(request: &Request) -> Result<Response, Problem> {
     let input: Registration = json_body(request, MAX_BODY_BYTES)?;
     let valid = users::validate_registration(input)?;
+    // The configured admin's address is theirs before they first sign in:
+    // an account registered under it would keep the admin out for good.
+    // Answered as any taken address is.
+    let admin = optional_variable("admin_email").map(|e| users::normalise_email(&e));
+    if admin.as_deref() == Some(valid.email.as_str()) {
+        return Err(Problem::conflict(
+            "an account with this email already exists",
+        ));
+    }
     let hash = password::hash(&valid.password).map_err(Problem::internal)?;
     let db = Db::connect()?;
     let user = db.transaction(|db| {
@@ -70,19 +79,39 @@ fn bad_credentials() -> Problem {
     auth::unauthorized("the email or password is wrong")
 }
 
+/// Who is trying passwords: the client's IP as the host reports it (the
+/// host sets `spin-client-addr` and drops client-sent `spin-*` headers).
+/// Behind a gateway this is the gateway, which rate-limits per client itself.
+fn client_of(request: &Request) -> String {
+    let addr = request
+        .header("spin-client-addr")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(socket) => socket.ip().to_string(),
+        Err(_) => addr.to_string(),
+    }
+}
+
+/// 429 with `Retry-After`: this client must wait before its next password.
+fn too_many_attempts(wait: i64) -> Response {
+    let problem = Problem::new(
+        429,
+        "Too Many Requests",
+        format!("too many failed attempts; retry in {wait} s"),
+    );
+    let mut response = problem_response(&problem);
+    response.set_header("retry-after", wait.to_string());
+    response
+}
+
 fn issue_token(request: &Request) -> Result<Response, Problem> {
     let input: Login = json_body(request, MAX_BODY_BYTES)?;
     let email = users::normalise_email(&input.email);
     let db = Db::connect()?;
-    if let Some(wait) = db.login_wait_secs(&email)? {
-        let problem = Problem::new(
-            429,
-            "Too Many Requests",
-            format!("too many failed attempts; retry in {wait} s"),
-        );
-        let mut response = problem_response(&problem);
-        response.set_header("retry-after", wait.to_string());
-        return Ok(response);
+    let client = client_of(request);
+    if let Some(wait) = db.take_login_attempt(&email, &client)? {
+        return Ok(too_many_attempts(wait));
     }
     bootstrap_admin(&db, &email, &input.password)?;
     let user = db.user_by_email(&email)?;
@@ -92,10 +121,9 @@ fn issue_token(request: &Request) -> Result<Response, Problem> {
         .unwrap_or(password::dummy_hash());
     let matches = password::verify(&input.password, stored_hash);
     let Some(user) = user.filter(|_| matches) else {
-        db.record_login_failure(&email)?;
         return Err(bad_credentials());
     };
-    db.clear_login_failures(&email)?;
+    db.clear_login_attempts(&email, &client)?;
     let signer = signer()?;
     let token = signer
         .sign(&user.id, user.role, user.token_version, auth::now())
@@ -180,8 +208,15 @@ fn update_me(request: &Request) -> Result<Response, Problem> {
     let new_hash = match &update.password {
         None => None,
         Some(new_password) => {
+            // Guessing the current password is throttled as logins are.
+            let client = client_of(request);
+            if let Some(wait) = db.take_login_attempt(&user.email, &client)? {
+                return Ok(too_many_attempts(wait));
+            }
             let current = update.current_password.as_deref().unwrap_or_default();
-            if !password::verify(current, &user.password_hash) {
+            if password::verify(current, &user.password_hash) {
+                db.clear_login_attempts(&user.email, &client)?;
+            } else {
                 errors.push(FieldError::new(
                     "current_password",
                     "must be your current password",
