@@ -77,6 +77,9 @@ pub enum Placed {
     Existing(Order),
 }
 
+/// Orders one expiry transaction cancels at most.
+pub const EXPIRY_BATCH: usize = 100;
+
 const COLUMNS: &str = "id, user_id, status, currency, total_minor, shipping_address::text, \
                        payment_provider, (created_at AT TIME ZONE 'UTC') AS created_at, \
                        (updated_at AT TIME ZONE 'UTC') AS updated_at, request_hash, payment_redirect_url";
@@ -129,6 +132,7 @@ impl Db {
     /// order an earlier request with the same Idempotency-Key created.
     pub fn place(&self, new: &NewOrder<'_>) -> Result<Placed, Problem> {
         self.transaction(|db| {
+            db.ensure_room_for_an_open_order(new)?;
             let total = mart_domain::orders::total_minor(new.lines);
             let address = serde_json::to_vec(new.address).map_err(failed)?;
             let key = new.idempotency_key.map_or(ParameterValue::DbNull, text);
@@ -462,17 +466,51 @@ impl Db {
 }
 
 impl Db {
-    /// Cancels open orders (`pending`, `reserved`) older than `deadline`
-    /// ("payment timed out"), releasing their stock through the saga. Runs
-    /// a few at a time, skipping orders another request is handling.
+    /// Every open order holds stock until it is paid or expires: a customer
+    /// may have `MAX_OPEN_ORDERS` at once (a repeated Idempotency-Key is
+    /// answered before this). The customer's placements are serialised by
+    /// a transaction lock, so parallel requests cannot all pass the count.
+    fn ensure_room_for_an_open_order(&self, new: &NewOrder<'_>) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))",
+                &[text(new.user_id)],
+            )
+            .map_err(failed)?;
+        let rows = self
+            .connection
+            .query(
+                "SELECT count(*) FROM orders WHERE user_id = $1 AND status IN ('pending', 'reserved')",
+                &[uuid(new.user_id)],
+            )
+            .map_err(failed)?;
+        let open: i64 = rows
+            .rows
+            .first()
+            .map(|r| decode(&r[0]))
+            .transpose()?
+            .unwrap_or(0);
+        if open >= mart_domain::orders::MAX_OPEN_ORDERS {
+            return Err(Problem::conflict(format!(
+                "you have {open} orders waiting for stock or payment; pay or cancel one first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Cancels up to `EXPIRY_BATCH` open orders (`pending`, `reserved`)
+    /// older than `deadline` ("payment timed out"), releasing their stock
+    /// through the saga, skipping orders another request is handling.
     pub fn expire_stale(&self, deadline_secs: i64) -> Result<usize, Problem> {
         self.transaction(|db| {
             let rows = db
                 .connection
                 .query(
-                    "SELECT id FROM orders WHERE status IN ('pending', 'reserved') \
-                     AND created_at < now() - ($1::bigint * interval '1 second') \
-                     ORDER BY created_at LIMIT 20 FOR UPDATE SKIP LOCKED",
+                    &format!(
+                        "SELECT id FROM orders WHERE status IN ('pending', 'reserved') \
+                         AND created_at < now() - ($1::bigint * interval '1 second') \
+                         ORDER BY created_at LIMIT {EXPIRY_BATCH} FOR UPDATE SKIP LOCKED"
+                    ),
                     &[ParameterValue::Int64(deadline_secs)],
                 )
                 .map_err(failed)?;

@@ -25,6 +25,8 @@ use spin_sdk::http_component;
 use crate::db::{Db, NewOrder, Order, Placed};
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Expiry batches one timer tick runs at most (the next tick goes on).
+const EXPIRY_BATCHES_PER_TICK: usize = 50;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
@@ -67,7 +69,20 @@ impl mart_guest::timer::Timer for Expiry {
             .ok()
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(900);
-        match Db::connect().and_then(|db| db.expire_stale(deadline)) {
+        // Batches until the backlog is gone (bounded per tick), so the sweep
+        // keeps up with a burst of abandoned orders.
+        let sweep = |db: &Db| {
+            let mut expired = 0;
+            for _ in 0..EXPIRY_BATCHES_PER_TICK {
+                let batch = db.expire_stale(deadline)?;
+                expired += batch;
+                if batch < db::EXPIRY_BATCH {
+                    break;
+                }
+            }
+            Ok(expired)
+        };
+        match Db::connect().and_then(|db| sweep(&db)) {
             Ok(0) => Ok(()),
             Ok(n) => {
                 eprintln!("orders: {n} order(s) passed their deadline and were cancelled");

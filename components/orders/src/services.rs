@@ -71,6 +71,16 @@ pub async fn cart_items(
     if cart.lines.is_empty() {
         return Err(Problem::conflict(format!("cart {cart_id} is empty")));
     }
+    if cart.lines.len() > mart_domain::orders::MAX_LINES {
+        return Err(Problem::invalid(vec![mart_domain::FieldError::new(
+            "cart_id",
+            format!(
+                "the cart holds {} lines; an order holds at most {}",
+                cart.lines.len(),
+                mart_domain::orders::MAX_LINES
+            ),
+        )]));
+    }
     let mut items: Vec<ItemRequest> = cart
         .lines
         .into_iter()

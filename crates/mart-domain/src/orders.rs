@@ -232,6 +232,10 @@ impl PlaceOrder {
     }
 }
 
+/// Most orders one customer may have waiting for stock or payment at once:
+/// each holds stock until it is paid or expires.
+pub const MAX_OPEN_ORDERS: i64 = 5;
+
 fn validate_items(items: &[ItemRequest], errors: &mut Vec<FieldError>) -> Option<Vec<ItemRequest>> {
     if items.is_empty() || items.len() > MAX_LINES {
         errors.push(FieldError::new(
