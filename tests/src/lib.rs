@@ -191,10 +191,26 @@ pub fn admin_token() -> String {
 }
 
 /// Sends SIGTERM to `pid` (a graceful stop, as in production).
-pub fn signal_term(pid: u32) {
+fn signal_term(pid: u32) {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
+}
+
+/// SIGTERM, then waits up to `timeout` for `child` to exit; `None` if it
+/// is still running then.
+pub fn stop_gracefully(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    signal_term(child.id());
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A running `mart up`, stopped when dropped.
@@ -323,18 +339,8 @@ impl Host {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        signal_term(self.child.id());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "mart did not stop within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop_gracefully(&mut self.child, timeout)
+            .unwrap_or_else(|| panic!("mart did not stop within {timeout:?}"))
     }
 
     pub fn request(
@@ -453,11 +459,7 @@ impl Drop for Host {
         // Graceful, as in production: the host leaves its consumer groups
         // (so the broker need not wait for its session to expire) and
         // finishes what it started. Killed only if it does not stop in time.
-        signal_term(self.child.id());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let _ = stop_gracefully(&mut self.child, Duration::from_secs(15));
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() || std::env::var_os("MART_TEST_KEEP_LOGS").is_some() {

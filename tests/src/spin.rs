@@ -173,30 +173,15 @@ impl Plugin {
 
     /// SIGTERM, as `spin up` stops its triggers on Ctrl-C; the exit status.
     pub fn stop(mut self, timeout: Duration) -> std::process::ExitStatus {
-        crate::signal_term(self.child.id());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "plugin did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::stop_gracefully(&mut self.child, timeout)
+            .unwrap_or_else(|| panic!("plugin did not stop:\n{}", self.log()))
     }
 }
 
 impl Drop for Plugin {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            crate::signal_term(self.child.id());
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let _ = crate::stop_gracefully(&mut self.child, Duration::from_secs(15));
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

@@ -11,17 +11,22 @@ use saga_support::*;
 #[test]
 fn a_host_killed_mid_saga_completes_it_after_restart_without_doubling() {
     let mut first = host();
-    let user = customer(&first);
+    // Four customers with two orders each (a customer may have only a few
+    // orders open at once).
+    let users: Vec<String> = (0..4).map(|_| customer(&first)).collect();
     let item = product(&first, 700, 50);
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        ids.push(place_items(&first, &user, &item, 2, "tok_visa"));
+    let mut placed = Vec::new();
+    for user in &users {
+        for _ in 0..2 {
+            placed.push((user, place_items(&first, user, &item, 2, "tok_visa")));
+        }
     }
     first.kill();
     let second = host();
-    for id in &ids {
-        wait_for(&second, &user, id, "paid");
+    for (user, id) in &placed {
+        wait_for(&second, user, id, "paid");
     }
+    let ids: Vec<&String> = placed.iter().map(|(_, id)| id).collect();
     eventually(WAIT, "16 units committed, none reserved", || {
         (stock(&second, &item) == (34, 0)).then_some(())
     });

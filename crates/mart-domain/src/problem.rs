@@ -34,7 +34,7 @@ pub struct Problem {
     /// For a 405: the methods the resource accepts (the `Allow` header
     /// RFC 9110 requires); not part of the body.
     #[serde(skip)]
-    pub allow: Vec<String>,
+    pub allow: &'static [&'static str],
 }
 
 impl Problem {
@@ -45,7 +45,7 @@ impl Problem {
             status,
             detail: detail.into(),
             errors: Vec::new(),
-            allow: Vec::new(),
+            allow: &[],
         }
     }
 
@@ -58,7 +58,7 @@ impl Problem {
     }
 
     /// 405 for `method` on `path`, naming the methods `allowed` there.
-    pub fn method_not_allowed(method: &str, path: &str, allowed: &[&str]) -> Self {
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &'static [&'static str]) -> Self {
         let mut problem = Self::new(
             405,
             "Method Not Allowed",
@@ -67,7 +67,7 @@ impl Problem {
                 allowed.join(" or ")
             ),
         );
-        problem.allow = allowed.iter().map(|m| m.to_string()).collect();
+        problem.allow = allowed;
         problem
     }
 

@@ -28,7 +28,7 @@ pub fn problem_response(problem: &Problem) -> Response {
 }
 
 /// 405 for this request: its method is not one of `allowed` on its path.
-pub fn method_not_allowed(request: &Request, allowed: &[&str]) -> Problem {
+pub fn method_not_allowed(request: &Request, allowed: &'static [&'static str]) -> Problem {
     Problem::method_not_allowed(&request.method().to_string(), request.path(), allowed)
 }
 

@@ -23,20 +23,6 @@ pub const SPIN_RUNTIME_CONFIG_KEYS: &[&str] = &[
     "client_tls",
 ];
 
-/// Keys of Spin's runtime config that configure things Mart's host does not
-/// provide yet (key-value, SQLite, LLM, TLS and networking settings).
-const IGNORED_BY_MART: &[&str] = &[
-    "state_dir",
-    "log_dir",
-    "max_instance_memory",
-    "key_value_store",
-    "sqlite_database",
-    "llm_compute",
-    "outbound_http",
-    "outbound_networking",
-    "client_tls",
-];
-
 /// `runtime-config.toml`: where the app's resources live for this deployment.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
@@ -99,13 +85,11 @@ impl RuntimeConfig {
             .transpose()
             .map_err(|e: toml::de::Error| format!("variables_provider: {}", e.message()))?
             .unwrap_or_default();
+        // What is left configures what Mart's host does not provide yet
+        // (key-value, SQLite, LLM, TLS and networking settings).
         Ok(Self {
             variables_provider: providers,
-            ignored: table
-                .keys()
-                .filter(|k| IGNORED_BY_MART.contains(&k.as_str()))
-                .cloned()
-                .collect(),
+            ignored: table.keys().cloned().collect(),
         })
     }
 }

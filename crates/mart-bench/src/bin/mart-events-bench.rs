@@ -128,21 +128,32 @@ fn post(
     Ok(response.into_json()?)
 }
 
-async fn saga(args: &Args) -> anyhow::Result<()> {
-    // A customer and a product with stock for every order.
-    let suffix = std::process::id();
-    let email = format!(
-        "bench-{suffix}-{}@example.com",
-        Instant::now().elapsed().as_nanos()
-    );
-    ureq::post(&format!("{}/users", args.app))
+/// Orders one bench customer places in the burst: below the orders
+/// service's bound on a customer's open orders (5).
+const ORDERS_PER_CUSTOMER: usize = 4;
+
+/// Registers a customer and signs in; their token.
+fn new_customer(app: &str, name: &str) -> anyhow::Result<String> {
+    let email = format!("{name}@example.com");
+    ureq::post(&format!("{app}/users"))
         .send_json(json!({"email": email, "name": "Bench", "password": "bench password 1"}))?;
-    let token = ureq::post(&format!("{}/auth/token", args.app))
+    Ok(ureq::post(&format!("{app}/auth/token"))
         .send_json(json!({"email": email, "password": "bench password 1"}))?
         .into_json::<Value>()?["access_token"]
         .as_str()
         .context("no token")?
-        .to_string();
+        .to_string())
+}
+
+async fn saga(args: &Args) -> anyhow::Result<()> {
+    // Customers enough that none has more open orders than the service
+    // allows, and a product with stock for every order.
+    let suffix = std::process::id();
+    let customers = args.orders.div_ceil(ORDERS_PER_CUSTOMER).max(1);
+    let tokens = (0..customers)
+        .map(|c| new_customer(&args.app, &format!("bench-{suffix}-{c}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let token = tokens[0].clone();
     let product = post(
         &args.app,
         "/products",
@@ -165,15 +176,16 @@ async fn saga(args: &Args) -> anyhow::Result<()> {
     let mut handles = Vec::new();
     let per_worker = args.orders.div_ceil(args.concurrency);
     for w in 0..args.concurrency {
-        let (app, token, body) = (args.app.clone(), token.clone(), body.clone());
+        let (app, tokens, body) = (args.app.clone(), tokens.clone(), body.clone());
         let count = per_worker.min(args.orders.saturating_sub(w * per_worker));
         handles.push(tokio::task::spawn_blocking(
             move || -> anyhow::Result<Vec<String>> {
                 (0..count)
                     .map(|i| {
                         let key = format!("bench-{w}-{i}-{suffix}");
+                        let token = &tokens[(w * per_worker + i) / ORDERS_PER_CUSTOMER];
                         let order =
-                            post(&app, "/orders", &token, &body, &[("idempotency-key", &key)])?;
+                            post(&app, "/orders", token, &body, &[("idempotency-key", &key)])?;
                         Ok(order["id"].as_str().context("no order id")?.to_string())
                     })
                     .collect()
