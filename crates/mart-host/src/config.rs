@@ -99,7 +99,7 @@ pub fn kafka_client(
     brokers_override: Option<String>,
     resolver: &Resolver,
 ) -> anyhow::Result<Option<mart_kafka::KafkaClient>> {
-    let render = |value: Option<String>, key: &str| -> anyhow::Result<Option<String>> {
+    let render_setting = |value: Option<String>, key: &str| -> anyhow::Result<Option<String>> {
         value
             .map(|v| {
                 render(resolver, &v).with_context(|| format!("[application.trigger.kafka] {key}"))
@@ -109,14 +109,15 @@ pub fn kafka_client(
     let mut kafka = app.manifest.kafka_config().map_err(anyhow::Error::msg)?;
     kafka.brokers = match brokers_override {
         Some(b) => Some(b),
-        None => render(kafka.brokers, "brokers")?,
+        None => render_setting(kafka.brokers, "brokers")?,
     };
-    kafka.security_protocol = render(kafka.security_protocol, "security_protocol")?;
-    kafka.sasl_mechanism = render(kafka.sasl_mechanism, "sasl_mechanism")?;
-    kafka.sasl_username = render(kafka.sasl_username, "sasl_username")?;
-    kafka.sasl_password = render(kafka.sasl_password, "sasl_password")?;
+    kafka.security_protocol = render_setting(kafka.security_protocol, "security_protocol")?;
+    kafka.sasl_mechanism = render_setting(kafka.sasl_mechanism, "sasl_mechanism")?;
+    kafka.sasl_username = render_setting(kafka.sasl_username, "sasl_username")?;
+    kafka.sasl_password = render_setting(kafka.sasl_password, "sasl_password")?;
     if let Some(outbox) = kafka.outbox.as_mut() {
-        outbox.server = render(Some(outbox.server.clone()), "outbox.server")?.unwrap_or_default();
+        outbox.server = render(resolver, &outbox.server)
+            .context("[application.trigger.kafka] outbox.server")?;
     }
     Ok(mart_kafka::KafkaClient::new(kafka))
 }

@@ -74,16 +74,16 @@ pub struct PluginArgs {
 }
 
 /// What `--launch-metadata-only` prints (Spin's `LaunchMetadata`).
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct LaunchMetadata {
     pub all_flags: Vec<LaunchFlag>,
 }
 
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct LaunchFlag {
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub short: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub long: Option<String>,
 }
 
