@@ -52,6 +52,15 @@ enum Command {
     /// List a dead-letter topic's messages not yet redriven, or send them
     /// back to their original topics (`--redrive`).
     DeadLetters(DeadLettersArgs),
+    /// Check the shop's invariants across the service databases (orders
+    /// final, paid orders charged once with stock committed, cancelled ones
+    /// holding neither stock nor money, reserved stock matching reservations).
+    /// Exits 1 on a violation, 2 while orders are unsettled.
+    Check {
+        /// A database URL on the server (its database must exist, e.g. `postgres`).
+        #[arg(long, env = "MART_DATABASE_URL")]
+        database_url: String,
+    },
     /// Write an HTTP-only copy of the manifest that Fermyon Spin can run.
     SpinManifest {
         #[arg(short = 'f', long = "from", default_value = "spin.toml")]
@@ -178,6 +187,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Migrate(args) => migrate(args).await,
+            Command::Check { database_url } => check(&database_url).await,
             Command::DeadLetters(args) => dead_letters(args).await,
             Command::SpinManifest { manifest, out } => spin_manifest(&manifest, &out),
         }
@@ -349,6 +359,18 @@ fn spin_manifest(manifest: &std::path::Path, out: &std::path::Path) -> anyhow::R
     let http_only = mart_manifest::http_only(&text).map_err(anyhow::Error::msg)?;
     std::fs::write(out, http_only).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {} (HTTP triggers only)", out.display());
+    Ok(())
+}
+
+async fn check(database_url: &str) -> anyhow::Result<()> {
+    let report = mart_check::check(database_url).await?;
+    print!("{report}");
+    if !report.violations.is_empty() {
+        std::process::exit(1);
+    }
+    if !report.unsettled.is_empty() {
+        std::process::exit(2);
+    }
     Ok(())
 }
 
