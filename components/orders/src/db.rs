@@ -471,6 +471,7 @@ impl Db {
     /// answered before this). The customer's placements are serialised by
     /// a transaction lock, so parallel requests cannot all pass the count.
     fn ensure_room_for_an_open_order(&self, new: &NewOrder<'_>) -> Result<(), Problem> {
+        // The seed keeps this lock's keys apart from other advisory locks.
         self.connection
             .execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))",

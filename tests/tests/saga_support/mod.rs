@@ -114,14 +114,25 @@ pub fn place_items(host: &Host, user: &str, product: &str, quantity: i32, token:
 
 /// Waits until the order reaches `status`; returns the order.
 pub fn wait_for(host: &Host, user: &str, order: &str, status: &str) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
+    wait_for_within(WAIT, host, user, order, status)
+}
+
+/// `wait_for` with its own timeout.
+pub fn wait_for_within(
+    timeout: Duration,
+    host: &Host,
+    user: &str,
+    order: &str,
+    status: &str,
+) -> Value {
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         let last = host.get_as(user, &format!("/orders/{order}")).json();
         if last["status"] == status {
             return last;
         }
         if std::time::Instant::now() > deadline {
-            panic!("order {order} did not become {status} within {WAIT:?}: {last}");
+            panic!("order {order} did not become {status} within {timeout:?}: {last}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
