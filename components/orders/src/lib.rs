@@ -125,16 +125,12 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
     let request_hash = hex::encode(Sha256::digest(
         serde_json::to_vec(&input).expect("serialisable"),
     ));
-    let db = Db::connect()?;
     // A repeated key answers from what it created, without reading the
     // cart again (it is closed once the order is placed).
-    if let Some(existing) = key
-        .as_deref()
-        .map(|k| db.by_key(&user, k))
-        .transpose()?
-        .flatten()
-    {
-        return replay(existing, &request_hash);
+    if let Some(k) = key.as_deref() {
+        if let Some(existing) = Db::connect()?.by_key(&user, k)? {
+            return replay(existing, &request_hash);
+        }
     }
     let currency = variable("shop_currency")?;
     let authorization = request.header("authorization").and_then(|v| v.as_str());
@@ -146,7 +142,10 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
         ),
     };
     let lines = services::priced_lines(&items, &currency).await?;
-    let placed = db.place(&NewOrder {
+    // Connected only now: no database connection is held across the calls
+    // to carts and the catalog above, so a slow service cannot pin the
+    // pool that the saga's handlers need too.
+    let placed = Db::connect()?.place(&NewOrder {
         user_id: &user,
         currency: &currency,
         lines: &lines,
