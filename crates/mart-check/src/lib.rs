@@ -1,16 +1,17 @@
 //! The shop's invariants, checked across the service databases: what an
 //! operator runs after an incident (`mart check`) and what the fault tests
-//! assert. Money and stock are compared order by order:
+//! assert. Money and stock are compared order by order (`judge`):
 //!
-//! - every order is final (`paid`, `shipped`, `delivered`, `cancelled`,
-//!   `refunded`) once the saga settled; `pending`/`reserved` ones are listed
-//!   as unsettled, not as violations;
-//! - a paid (or shipped, delivered) order has exactly its succeeded payment
-//!   and all its reservations committed;
-//! - a cancelled order holds no stock (no reservation still `reserved` or
-//!   `committed`) and no money (no `succeeded` payment);
+//! - a paid (or shipped, delivered) order has its succeeded payment and all
+//!   its reservations committed;
+//! - a cancelled order holds no stock and no money;
 //! - a refunded order's payment is refunded;
 //! - every product's `reserved` stock is the sum of its open reservations.
+//!
+//! The saga reaches the services one event at a time, so a service may lag
+//! behind the order (a paid order whose stock is not committed yet): that is
+//! reported as *unsettled* (exit 2), and only a state no further step can
+//! repair as a *violation* (exit 1).
 
 use std::collections::HashMap;
 
@@ -52,8 +53,21 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Checks the databases on the server at `server_url`.
+/// Checks the databases on the server at `server_url`. The services are read
+/// one after another, not in one snapshot, so a change between the reads
+/// (a paid order refunded meanwhile) could look like a contradiction: a
+/// violation counts only if a second reading, a second later, finds it too.
 pub async fn check(server_url: &str) -> anyhow::Result<Report> {
+    let mut report = check_once(server_url).await?;
+    if !report.violations.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let again = check_once(server_url).await?;
+        report.violations.retain(|v| again.violations.contains(v));
+    }
+    Ok(report)
+}
+
+async fn check_once(server_url: &str) -> anyhow::Result<Report> {
     let orders = connect(server_url, "orders").await?;
     let payments = connect(server_url, "payments").await?;
     let inventory = connect(server_url, "inventory").await?;
@@ -85,44 +99,10 @@ pub async fn check(server_url: &str) -> anyhow::Result<Report> {
     for (order, status) in &statuses {
         let payment = paid.get(order).map(String::as_str);
         let reservations = held.get(order).map(Vec::as_slice).unwrap_or_default();
-        match status.as_str() {
-            "pending" | "reserved" => report.unsettled.push(order.clone()),
-            "paid" | "shipped" | "delivered" => {
-                if payment != Some("succeeded") {
-                    report.violations.push(format!(
-                        "order {order} is {status} but its payment is {}",
-                        payment.unwrap_or("missing")
-                    ));
-                }
-                if reservations.is_empty() || reservations.iter().any(|r| r != "committed") {
-                    report.violations.push(format!(
-                        "order {order} is {status} but its stock is {reservations:?}, not all committed"
-                    ));
-                }
-            }
-            "cancelled" => {
-                if payment == Some("succeeded") {
-                    report.violations.push(format!(
-                        "order {order} is cancelled but its payment was kept"
-                    ));
-                }
-                if reservations.iter().any(|r| r != "released") {
-                    report.violations.push(format!(
-                        "order {order} is cancelled but still holds stock: {reservations:?}"
-                    ));
-                }
-            }
-            "refunded" => {
-                if payment != Some("refunded") {
-                    report.violations.push(format!(
-                        "order {order} is refunded but its payment is {}",
-                        payment.unwrap_or("missing")
-                    ));
-                }
-            }
-            other => report
-                .violations
-                .push(format!("order {order} has an unknown status `{other}`")),
+        match judge(status, payment, reservations) {
+            Verdict::Settled => {}
+            Verdict::Unsettled(why) => report.unsettled.push(format!("{order}: {why}")),
+            Verdict::Broken(why) => report.violations.push(format!("order {order} {why}")),
         }
     }
     let stock: Vec<(String, i64, i64)> = inventory
@@ -148,6 +128,65 @@ pub async fn check(server_url: &str) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// One order's standing, from its status, its payment and its reservations.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Settled,
+    /// Still moving: the saga's next step has not reached every service.
+    Unsettled(String),
+    /// A state no further step can repair.
+    Broken(String),
+}
+
+/// The saga's rules, service by service. An order is paid only after its
+/// payment succeeded and its stock was reserved; inventory commits or
+/// releases the stock, and payments refunds, when the order's event reaches
+/// them, so those lag behind the order's status (unsettled) but never
+/// contradict it (broken).
+fn judge(status: &str, payment: Option<&str>, reservations: &[String]) -> Verdict {
+    use Verdict::*;
+    let held = |state: &str| reservations.iter().any(|r| r == state);
+    match status {
+        "pending" | "reserved" => Unsettled(format!("still {status}")),
+        "paid" | "shipped" | "delivered" => {
+            if payment != Some("succeeded") {
+                Broken(format!(
+                    "is {status} but its payment is {}",
+                    payment.unwrap_or("missing")
+                ))
+            } else if reservations.is_empty() || held("released") {
+                Broken(format!("is {status} but its stock is {reservations:?}"))
+            } else if held("reserved") {
+                Unsettled("paid; its stock is not committed yet".into())
+            } else {
+                Settled
+            }
+        }
+        "cancelled" => {
+            if held("committed") {
+                Broken(format!(
+                    "is cancelled but its stock left the shelf: {reservations:?}"
+                ))
+            } else if payment == Some("succeeded") {
+                Unsettled("cancelled; its payment is not refunded yet".into())
+            } else if held("reserved") {
+                Unsettled("cancelled; its stock is not released yet".into())
+            } else {
+                Settled
+            }
+        }
+        "refunded" => match payment {
+            Some("refunded") => Settled,
+            Some("succeeded") => Unsettled("refunded; the refund is not through yet".into()),
+            other => Broken(format!(
+                "is refunded but its payment is {}",
+                other.unwrap_or("missing")
+            )),
+        },
+        other => Broken(format!("has an unknown status `{other}`")),
+    }
+}
+
 async fn connect(server_url: &str, database: &str) -> anyhow::Result<Client> {
     let url = mart_migrate::database_url(server_url, database)?;
     let (client, connection) = tokio::time::timeout(
@@ -169,4 +208,46 @@ async fn rows(client: &Client, sql: &str) -> anyhow::Result<Vec<(String, String)
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(states: &[&str]) -> Vec<String> {
+        states.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn lagging_services_are_unsettled_contradictions_are_broken() {
+        use Verdict::*;
+        assert_eq!(
+            judge("paid", Some("succeeded"), &r(&["committed"])),
+            Settled
+        );
+        assert!(matches!(
+            judge("paid", Some("succeeded"), &r(&["reserved"])),
+            Unsettled(_)
+        ));
+        assert!(matches!(judge("paid", None, &r(&["committed"])), Broken(_)));
+        assert!(matches!(
+            judge("paid", Some("succeeded"), &r(&["released"])),
+            Broken(_)
+        ));
+        assert!(matches!(
+            judge("cancelled", Some("succeeded"), &r(&["released"])),
+            Unsettled(_)
+        ));
+        assert!(matches!(
+            judge("cancelled", Some("failed"), &r(&["committed"])),
+            Broken(_)
+        ));
+        assert_eq!(
+            judge("cancelled", Some("failed"), &r(&["released"])),
+            Settled
+        );
+        assert_eq!(judge("cancelled", None, &[]), Settled);
+        assert!(matches!(judge("pending", None, &[]), Unsettled(_)));
+        assert!(matches!(judge("refunded", Some("failed"), &[]), Broken(_)));
+    }
 }
