@@ -79,13 +79,16 @@ variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{db}" }}
 }
 
 fn start_host(setup: &Setup) -> Host {
-    Host::start(
-        setup.manifest.to_str().unwrap(),
-        &[
-            ("MART_KAFKA_BROKERS", broker().bootstrap()),
-            ("MART_NO_OUTBOX_RELAY", "true".into()),
-        ],
-    )
+    start_host_with(setup, &[])
+}
+
+fn start_host_with(setup: &Setup, env: &[(&str, String)]) -> Host {
+    let mut all = vec![
+        ("MART_KAFKA_BROKERS", broker().bootstrap()),
+        ("MART_NO_OUTBOX_RELAY", "true".into()),
+    ];
+    all.extend(env.iter().cloned());
+    Host::start(setup.manifest.to_str().unwrap(), &all)
 }
 
 fn count(db: &str, sql: &str) -> i64 {
@@ -296,7 +299,10 @@ fn dead_letters(topic: &str, redrive: bool) -> String {
 #[test]
 fn a_killed_host_resumes_without_losing_or_reapplying() {
     let s = setup("crash", "batch_size = 4\nmax_wait_ms = 5");
-    let mut host = start_host(&s);
+    // A stable identity (static membership): the restarted host takes the
+    // killed one's place at once, not when the broker expires it.
+    let identity = [("MART_KAFKA_INSTANCE_ID", "kafka-crash-host".to_string())];
+    let mut host = start_host_with(&s, &identity);
     let records: Vec<(String, serde_json::Value)> = (0..80)
         .map(|i| {
             (
@@ -317,7 +323,7 @@ fn a_killed_host_resumes_without_losing_or_reapplying() {
     let before = count(&s.db, "SELECT count(*) FROM effects");
     assert!(before < 80, "the crash came too late to test anything");
 
-    let _host = start_host(&s);
+    let _host = start_host_with(&s, &identity);
     eventually(WAIT, "all 80 effects after the restart", || {
         (effects(&s.db).len() == 80).then_some(())
     });

@@ -92,7 +92,8 @@ fn read_dotenv(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
 
 /// The Kafka trigger's settings: `[application.trigger.kafka]` with its
 /// `{{ variable }}` templates rendered; `brokers_override` (the
-/// `--kafka-brokers` flag or `MART_KAFKA_BROKERS`) wins over `brokers`.
+/// `--kafka-brokers` flag or `MART_KAFKA_BROKERS`) wins over `brokers`;
+/// the host's own `MART_KAFKA_INSTANCE_ID` makes it a static member.
 /// `None` when no brokers are configured.
 pub fn kafka_client(
     app: &App,
@@ -115,6 +116,9 @@ pub fn kafka_client(
     kafka.sasl_mechanism = render_setting(kafka.sasl_mechanism, "sasl_mechanism")?;
     kafka.sasl_username = render_setting(kafka.sasl_username, "sasl_username")?;
     kafka.sasl_password = render_setting(kafka.sasl_password, "sasl_password")?;
+    kafka.instance_id = std::env::var("MART_KAFKA_INSTANCE_ID")
+        .ok()
+        .filter(|id| !id.trim().is_empty());
     if let Some(outbox) = kafka.outbox.as_mut() {
         outbox.server = render(resolver, &outbox.server)
             .context("[application.trigger.kafka] outbox.server")?;

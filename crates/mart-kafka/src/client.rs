@@ -27,6 +27,12 @@ impl KafkaClient {
         self.config.brokers.as_deref().unwrap_or_default()
     }
 
+    /// This host's stable identity in the consumer groups, for static
+    /// membership.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.config.instance_id.as_deref()
+    }
+
     /// The outbox relay's server and databases, templates rendered.
     pub fn outbox(&self) -> Option<&mart_manifest::OutboxConfig> {
         self.config.outbox.as_ref()

@@ -191,6 +191,13 @@ pub struct KafkaConfig {
     /// and the service databases on it whose outboxes go to Kafka.
     #[serde(default)]
     pub outbox: Option<OutboxConfig>,
+    /// This host's stable identity in the consumer groups (static
+    /// membership, KIP-345): a host restarted under the same identity takes
+    /// its partitions back at once, without waiting for the broker to
+    /// expire its old member. Per host, so not in the manifest: from
+    /// `MART_KAFKA_INSTANCE_ID` (e.g. a StatefulSet pod's name).
+    #[serde(skip)]
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

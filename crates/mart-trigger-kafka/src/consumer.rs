@@ -68,8 +68,14 @@ impl TriggerConsumer {
             group: group.clone(),
             metrics: metrics.clone(),
         };
-        let consumer: BaseConsumer<GroupContext> = client
-            .base(&format!("mart-{component}"))
+        let mut config = client.base(&format!("mart-{component}"));
+        // Static membership (KIP-345) when the host has a stable identity:
+        // a host restarted after a crash takes its partitions back at once
+        // instead of waiting for the broker to expire its old member.
+        if let Some(instance) = client.instance_id() {
+            config.set("group.instance.id", format!("{instance}.{group}"));
+        }
+        let consumer: BaseConsumer<GroupContext> = config
             .set("group.id", &group)
             // Offsets are committed by us, only for finished messages.
             .set("enable.auto.commit", "false")
