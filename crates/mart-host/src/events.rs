@@ -9,6 +9,10 @@ use mart_kafka::KafkaClient;
 use mart_manifest::App;
 use mart_runtime::Runtime;
 
+/// How long sent outbox rows and processed-event records are kept, unless
+/// `mart up --event-retention-hours` says otherwise.
+pub const DEFAULT_RETENTION_HOURS: u64 = 168;
+
 /// How the event side runs in this process.
 pub struct EventOptions {
     /// Relay the outboxes named in `[application.trigger.kafka] outbox`.

@@ -128,7 +128,11 @@ struct UpArgs {
     )]
     pg_compatibility: PgCompatibilityArg,
     /// Hours sent outbox rows and processed-event records are kept.
-    #[arg(long, default_value_t = 168, env = "MART_EVENT_RETENTION_HOURS")]
+    #[arg(
+        long,
+        default_value_t = mart_host::events::DEFAULT_RETENTION_HOURS,
+        env = "MART_EVENT_RETENTION_HOURS"
+    )]
     event_retention_hours: u64,
 }
 

@@ -183,7 +183,9 @@ async fn run(trigger: TriggerType, args: PluginArgs) -> anyhow::Result<()> {
                 kafka.as_ref(),
                 &EventOptions {
                     relay: true,
-                    retention: std::time::Duration::from_secs(168 * 3600),
+                    retention: std::time::Duration::from_secs(
+                        crate::events::DEFAULT_RETENTION_HOURS * 3600,
+                    ),
                 },
             )
             .await?;
