@@ -213,6 +213,27 @@ pub fn stop_gracefully(child: &mut Child, timeout: Duration) -> Option<std::proc
     }
 }
 
+/// What every process running the app gets in these tests, after what its
+/// caller set: the test cluster's port, the signing keys, its output into
+/// `log`, and last the test's own `env`.
+pub(crate) fn with_app_environment(
+    command: &mut Command,
+    log: std::fs::File,
+    env: &[(&str, String)],
+) {
+    command
+        .env("SPIN_VARIABLE_PG_PORT", postgres().port.to_string())
+        .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
+        .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("a second handle on the log"))
+        .stderr(log);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+}
+
 /// A running `mart up`, stopped when dropped.
 pub struct Host {
     child: Child,
@@ -248,19 +269,10 @@ impl Host {
             // The app's Kafka triggers and outbox relay need a broker; tests
             // that want their own pass MART_KAFKA_BROKERS in `env`.
             .env("MART_KAFKA_BROKERS", broker::broker().bootstrap())
-            .env("SPIN_VARIABLE_PG_PORT", pg.port.to_string())
-            .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
-            .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
             // The manifest enables no provider (it fails closed); tests pay
             // with the fake one unless they say otherwise in `env`.
-            .env("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file);
-        for (k, v) in env {
-            command.env(k, v);
-        }
+            .env("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake");
+        with_app_environment(&mut command, log_file, env);
         let child = command.spawn().expect("starting mart up");
         let mut host = Host {
             child,

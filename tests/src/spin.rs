@@ -6,12 +6,12 @@
 //! `spin up` gives a plugin (`src/commands/up.rs` in Spin 4.0.2).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{broker, postgres, repo_root, JWT_PRIVATE_KEY, JWT_PUBLIC_KEY};
+use crate::{broker, repo_root};
 
 /// The lock Spin 4.0.2 wrote for spin.toml, recorded (see tests/fixtures).
 const RECORDED_LOCK: &str = include_str!("../fixtures/spin-4.0.2-locked-app.json");
@@ -131,17 +131,8 @@ impl Plugin {
             .env("SPIN_LOCAL_APP_DIR", "")
             .env("SPIN_VERSION", "4.0.2")
             .env_remove("MART_KAFKA_BROKERS")
-            .env("SPIN_VARIABLE_KAFKA_BROKERS", broker::broker().bootstrap())
-            .env("SPIN_VARIABLE_PG_PORT", postgres().port.to_string())
-            .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
-            .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file);
-        for (k, v) in env {
-            command.env(k, v);
-        }
+            .env("SPIN_VARIABLE_KAFKA_BROKERS", broker::broker().bootstrap());
+        crate::with_app_environment(&mut command, log_file, env);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));

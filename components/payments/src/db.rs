@@ -300,35 +300,6 @@ impl Db {
         )
     }
 
-    /// The provider's final word on a charge that was pending (a webhook):
-    /// `Ok(false)` if the payment was no longer pending (already settled).
-    /// `reference` replaces the provider reference (PayFast's payment id).
-    pub fn settle_pending(
-        &self,
-        order: &str,
-        succeeded: bool,
-        reason: Option<&str>,
-        reference: Option<&str>,
-    ) -> Result<bool, Problem> {
-        let Some(p) = self.locked(order)? else {
-            return Ok(false);
-        };
-        if p.status() != PaymentStatus::Pending {
-            return Ok(false);
-        }
-        let status = if succeeded {
-            PaymentStatus::Succeeded
-        } else {
-            PaymentStatus::Failed
-        };
-        // A success for an order cancelled meanwhile is refunded by this
-        // service's own handler of payment.succeeded (`refund_if_cancelled`),
-        // with the trigger's retries, not here: a provider's webhook must
-        // not fail because its refund does.
-        self.settle(&p, status, reason, reference)?;
-        Ok(true)
-    }
-
     /// A provider's final word (webhook, ITN) on its charge `reference` for
     /// `order`: settles the payment if it was pending. A success the payment
     /// does not count (it was settled otherwise meanwhile, or it is another
@@ -347,10 +318,20 @@ impl Db {
         let Some(current) = self.for_update(order)? else {
             return Ok(false);
         };
-        let this_charge = current.provider_ref.as_deref() == Some(reference);
-        if self.settle_pending(order, succeeded, reason, new_reference.then_some(reference))? {
+        if current.status() == PaymentStatus::Pending {
+            let status = if succeeded {
+                PaymentStatus::Succeeded
+            } else {
+                PaymentStatus::Failed
+            };
+            // A success for an order cancelled meanwhile is refunded by this
+            // service's own handler of payment.succeeded
+            // (`refund_if_cancelled`), with the trigger's retries, not here:
+            // a provider's webhook must not fail because its refund does.
+            self.settle(&current, status, reason, new_reference.then_some(reference))?;
             return Ok(true);
         }
+        let this_charge = current.provider_ref.as_deref() == Some(reference);
         let counted = this_charge && matches!(current.status.as_str(), "succeeded" | "refunded");
         if succeeded && !counted {
             let provider = current.provider.clone().unwrap_or_default();

@@ -8,7 +8,7 @@ use mart_manifest::{App, RuntimeConfig, VariablesProvider};
 use mart_variables::{EnvProvider, Resolver};
 
 /// The runtime config at `path`, or the empty one.
-pub fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
+fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
     let config = match path {
         Some(path) => RuntimeConfig::load(path)?,
         None => RuntimeConfig::default(),
@@ -19,14 +19,15 @@ pub fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
     Ok(config)
 }
 
-/// `--variable` values first (Spin's static provider), then providers in
-/// runtime-config order, then Spin's default environment provider.
+/// The app's variables: `--variable` values first (Spin's static provider),
+/// then the providers of the runtime config at `config_path` in its order,
+/// then Spin's default environment provider.
 pub fn resolver(
     app: &App,
-    config: &RuntimeConfig,
     config_path: Option<&Path>,
     cli_variables: &[String],
 ) -> anyhow::Result<Resolver> {
+    let config = runtime_config(config_path)?;
     let mut providers = vec![EnvProvider::with_values(
         cli_variables
             .iter()

@@ -201,8 +201,7 @@ fn main() -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
     let config_path = args.runtime_config_file.as_deref();
-    let runtime_config = config::runtime_config(config_path)?;
-    let resolver = config::resolver(&app, &runtime_config, config_path, &args.variables)?;
+    let resolver = config::resolver(&app, config_path, &args.variables)?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?;
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.no_cache, args.cache_dir.clone()),
@@ -261,12 +260,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
     let config_path = args.runtime_config_file.as_deref();
-    let resolver = config::resolver(
-        &app,
-        &config::runtime_config(config_path)?,
-        config_path,
-        &[],
-    )?;
+    let resolver = config::resolver(&app, config_path, &[])?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?.context(
         "no Kafka brokers: set them in [application.trigger.kafka], or pass --kafka-brokers",
     )?;

@@ -166,8 +166,7 @@ async fn run(trigger: TriggerType, args: PluginArgs) -> anyhow::Result<()> {
     let spin = SpinEnvironment::from_env()?;
     let app = load_app(trigger, &spin.locked_file, &spin.working_dir)?;
     let config_path = args.runtime_config_file.as_deref();
-    let runtime_config = config::runtime_config(config_path)?;
-    let resolver = config::resolver(&app, &runtime_config, config_path, &args.variables)?;
+    let resolver = config::resolver(&app, config_path, &args.variables)?;
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.disable_cache, None),
         ..RuntimeOptions::default()
