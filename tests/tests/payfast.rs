@@ -18,11 +18,16 @@ const PASSPHRASE: &str = "jt7NOE43FZPn";
 const NOTIFY_URL: &str = "https://shop.example/payments/webhooks/payfast";
 /// An ITN PayFast's validation does not vouch for.
 const FORGED_PAYMENT_ID: &str = "999999";
+/// A payment whose first refund PayFast makes but whose answer is lost
+/// (a 500 after the money went back).
+const LOST_ANSWER_PAYMENT_ID: &str = "3000001";
 
 /// PayFast's validation answers `VALID` for the ITNs the tests send as
 /// PayFast (and checks that no signature is sent back); refunds need the
-/// merchant headers and a signature.
-fn answer(r: &Recorded, _before: &[Recorded]) -> (u16, Value) {
+/// merchant headers and a signature. Like PayFast, the fake refunds a
+/// payment once: the first refund of a payment is made, a later one is
+/// refused (its balance is gone), and the refund retrieval reports it.
+fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
     if r.path == "/eng/query/validate" {
         let genuine = r.field("signature").is_none()
             && r.field("m_payment_id").is_some()
@@ -39,10 +44,35 @@ fn answer(r: &Recorded, _before: &[Recorded]) -> (u16, Value) {
                 json!({"status": "failed", "data": {"message": "unauthorised"}}),
             );
         }
-        return (
-            200,
-            json!({"code": 200, "status": "success", "data": {"response": true}}),
-        );
+        let made = before
+            .iter()
+            .find(|earlier| earlier.method == "POST" && earlier.path == r.path);
+        return match (r.method.as_str(), made) {
+            ("GET", Some(refund)) => {
+                let cents: f64 = refund.field("amount").unwrap().parse().unwrap();
+                let refund = json!({"status": "COMPLETE", "refund_amount": cents / 100.0});
+                (
+                    200,
+                    json!({"code": 200, "status": "success", "data": {"response": refund}}),
+                )
+            }
+            ("GET", None) => (
+                404,
+                json!({"code": 404, "status": "failed", "data": {"response": "no refund"}}),
+            ),
+            ("POST", Some(_)) => (
+                400,
+                json!({"code": 400, "status": "failed",
+                       "data": {"response": "Refund amount exceeds the available balance"}}),
+            ),
+            _ if r.path.ends_with(LOST_ANSWER_PAYMENT_ID) => {
+                (500, json!({"code": 500, "status": "failed"}))
+            }
+            _ => (
+                200,
+                json!({"code": 200, "status": "success", "data": {"response": true}}),
+            ),
+        };
     }
     (404, json!({"message": "unknown path"}))
 }
@@ -397,4 +427,37 @@ fn a_second_payment_or_one_after_cancellation_goes_back_and_odd_itns_are_refused
         send_itn(host, &foreign).problem(400)["detail"],
         "the ITN is for another merchant"
     );
+}
+
+#[test]
+fn a_refund_whose_answer_was_lost_is_looked_up_not_made_twice() {
+    let host = payfast_host();
+    let user = customer(host);
+    let tongs = rand_product(host, 2000, 5);
+    let order = payfast_order(host, &user, &tongs, 1);
+    redirect_url(host, &user, &order);
+    itn_accepted(host, &order, LOST_ANSWER_PAYMENT_ID, "COMPLETE");
+    wait_for(host, &user, &order, "paid");
+
+    // The buyer cancels the paid order: PayFast makes the refund, but its
+    // answer is lost. Asking again would be refused (the balance is gone)
+    // and, with a provider that allowed it, refund twice.
+    let r = host.send_json_as(
+        &user,
+        "POST",
+        &format!("/orders/{order}/cancel"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually(WAIT, "the payment recorded as refunded", || {
+        (payment_of(host, &user, &order)["status"] == "refunded").then_some(())
+    });
+    let path = format!("/refunds/{LOST_ANSWER_PAYMENT_ID}");
+    let asked = payfast_fake().requests(&path);
+    let posts = asked.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 1, "one refund asked for: {asked:?}");
+    let lookup = asked.iter().find(|r| r.method == "GET").expect("looked up");
+    assert_eq!(lookup.header("merchant-id"), Some(MERCHANT_ID));
+    assert!(lookup.header("signature").is_some());
+    assert_eq!(status(host, &user, &order), "refunded");
 }

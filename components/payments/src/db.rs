@@ -4,7 +4,9 @@
 
 use mart_domain::events::EventType;
 use mart_domain::orders::OrderPlaced;
-use mart_domain::payments::{Charge, ChargeOutcome, PaymentChanged, PaymentStatus, RefundDue};
+use mart_domain::payments::{
+    Charge, ChargeOutcome, PaymentChanged, PaymentStatus, Refund, RefundDue, RefundOutcome,
+};
 use mart_domain::Problem;
 use mart_guest::db::Connection;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
@@ -76,6 +78,41 @@ fn payment(row: &[DbValue]) -> Result<Payment, Problem> {
 }
 
 use crate::providers::provider;
+
+/// A refund decided (see migrations/payments/0007_refunds.sql).
+struct RefundRow {
+    id: String,
+    order_id: String,
+    provider: String,
+    reference: String,
+    amount_minor: i64,
+    reason: String,
+    of_payment: bool,
+}
+
+const REFUND_COLUMNS: &str = "id, order_id, provider, reference, amount_minor, reason, of_payment";
+
+fn refund(row: &[DbValue]) -> Result<RefundRow, Problem> {
+    Ok(RefundRow {
+        id: uuid_text(&row[0])?,
+        order_id: uuid_text(&row[1])?,
+        provider: decode(&row[2])?,
+        reference: decode(&row[3])?,
+        amount_minor: decode(&row[4])?,
+        reason: decode(&row[5])?,
+        of_payment: decode(&row[6])?,
+    })
+}
+
+/// Whether an attempt at a refund may begin.
+enum Lease {
+    /// The refund was made already.
+    Done,
+    /// Another attempt holds it.
+    Busy,
+    /// This attempt holds it; the number of attempts begun, this one included.
+    Attempt(i32),
+}
 
 pub struct Db {
     pub connection: Connection,
@@ -234,18 +271,20 @@ impl Db {
             PaymentStatus::Pending => {
                 self.settle(&p, PaymentStatus::Cancelled, Some("order cancelled"), None)
             }
-            PaymentStatus::Succeeded => self.refund(&p, "order cancelled after payment"),
+            PaymentStatus::Succeeded => self.refund_payment(&p, "order cancelled after payment"),
             _ => Ok(()),
         }
     }
 
-    /// Refunds a succeeded payment (`order.refunded`, or an admin).
+    /// Decides to refund a succeeded payment (`order.refunded`, or an
+    /// admin); `carry_out_refunds` or the handler of `payment.refund_due`
+    /// then makes it.
     pub fn refund_order(&self, order: &str, reason: &str) -> Result<Option<Payment>, Problem> {
         let Some(p) = self.locked(order)? else {
             return Ok(None);
         };
         match p.status() {
-            PaymentStatus::Succeeded => self.refund(&p, reason)?,
+            PaymentStatus::Succeeded => self.refund_payment(&p, reason)?,
             PaymentStatus::Refunded => {}
             other => {
                 return Err(Problem::conflict(format!(
@@ -258,16 +297,15 @@ impl Db {
         self.by_order(order)
     }
 
-    fn refund(&self, p: &Payment, reason: &str) -> Result<(), Problem> {
-        let name = p.provider.as_deref().unwrap_or_default();
-        let provider = provider(name).ok_or_else(|| failed(format!("no provider `{name}`")))?;
-        provider
-            .refund(
-                p.provider_ref.as_deref().unwrap_or_default(),
-                p.amount_minor.unwrap_or(0),
-            )
-            .map_err(|e| Problem::service_unavailable(format!("the refund failed: {e}")))?;
-        self.settle(p, PaymentStatus::Refunded, Some(reason), None)
+    /// Decides to give the order's counted payment back.
+    fn refund_payment(&self, p: &Payment, reason: &str) -> Result<(), Problem> {
+        let reference = p.provider_ref.clone().ok_or_else(|| {
+            failed(format!(
+                "payment {} succeeded without the provider's reference",
+                p.id
+            ))
+        })?;
+        self.refund_due(p, &reference, reason, true)
     }
 
     /// A charge the provider accepted but has not settled.
@@ -339,6 +377,7 @@ impl Db {
                 &current,
                 reference,
                 &format!("a {provider} charge the order does not count"),
+                false,
             )?;
         }
         Ok(true)
@@ -349,15 +388,23 @@ impl Db {
     pub fn refund_if_cancelled(&self, order: &str) -> Result<(), Problem> {
         match self.locked(order)? {
             Some(p) if p.status() == PaymentStatus::Succeeded && p.order_cancelled => {
-                self.refund(&p, "order cancelled after payment")
+                self.refund_payment(&p, "order cancelled after payment")
             }
             _ => Ok(()),
         }
     }
 
-    /// A provider charge that is not the order's payment (the buyer paid
-    /// twice): `payment.refund_due`, refunded by this service's handler.
-    pub fn refund_due(&self, p: &Payment, reference: &str, reason: &str) -> Result<(), Problem> {
+    /// Decides, in the caller's transaction, that the provider's charge
+    /// `reference` goes back: the order's payment (`of_payment`) or a
+    /// charge outside it (the buyer paid twice). One refund per charge;
+    /// `payment.refund_due` makes this service's handler carry it out.
+    fn refund_due(
+        &self,
+        p: &Payment,
+        reference: &str,
+        reason: &str,
+        of_payment: bool,
+    ) -> Result<(), Problem> {
         let due = RefundDue {
             order_id: p.order_id.clone(),
             provider: p.provider.clone().unwrap_or_default(),
@@ -365,26 +412,184 @@ impl Db {
             amount_minor: p.amount_minor.unwrap_or(0),
             reason: reason.to_string(),
         };
-        pg::record(
-            &self.connection,
-            &p.order_id,
-            EventType::PaymentRefundDue,
-            &due,
-        )
+        if self.record_refund(&due, of_payment)? {
+            pg::record(
+                &self.connection,
+                &p.order_id,
+                EventType::PaymentRefundDue,
+                &due,
+            )?;
+        }
+        Ok(())
     }
 
-    /// Carries out a `payment.refund_due`.
-    pub fn refund_stray(&self, due: &RefundDue) -> Result<(), Problem> {
-        let provider = provider(&due.provider)
-            .ok_or_else(|| failed(format!("no provider `{}`", due.provider)))?;
-        provider
-            .refund(&due.reference, due.amount_minor)
-            .map_err(|e| Problem::service_unavailable(format!("the refund failed: {e}")))?;
-        eprintln!(
-            "payments: refunded {} charge {} for order {}: {}",
-            due.provider, due.reference, due.order_id, due.reason
-        );
+    /// Records the refund unless the charge has one already; whether it
+    /// was new.
+    fn record_refund(&self, due: &RefundDue, of_payment: bool) -> Result<bool, Problem> {
+        let inserted = self
+            .connection
+            .execute(
+                "INSERT INTO refunds (order_id, provider, reference, amount_minor, reason, of_payment) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (provider, reference) DO NOTHING",
+                &[
+                    uuid(&due.order_id),
+                    text(&due.provider),
+                    text(&due.reference),
+                    ParameterValue::Int64(due.amount_minor),
+                    text(&due.reason),
+                    ParameterValue::Boolean(of_payment),
+                ],
+            )
+            .map_err(failed)?;
+        Ok(inserted == 1)
+    }
+
+    /// Carries out a `payment.refund_due`, outside any transaction.
+    pub fn carry_out(&self, due: &RefundDue) -> Result<(), Problem> {
+        // An event written before refunds were recorded names only a
+        // stray charge; it is recorded now.
+        self.record_refund(due, false)?;
+        let rows = self
+            .connection
+            .query(
+                &format!(
+                    "SELECT {REFUND_COLUMNS} FROM refunds WHERE provider = $1 AND reference = $2"
+                ),
+                &[text(&due.provider), text(&due.reference)],
+            )
+            .map_err(failed)?;
+        match rows.rows.first() {
+            Some(row) => self.attempt(&refund(row)?),
+            None => Err(failed(format!("the refund of {} vanished", due.reference))),
+        }
+    }
+
+    /// Carries out the refunds decided for `order` and not made yet (an
+    /// admin's refund answers once the money is back).
+    pub fn carry_out_refunds(&self, order: &str) -> Result<(), Problem> {
+        let rows = self
+            .connection
+            .query(
+                &format!(
+                    "SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id = $1 AND status = 'due'"
+                ),
+                &[uuid(order)],
+            )
+            .map_err(failed)?;
+        for row in &rows.rows {
+            self.attempt(&refund(row)?)?;
+        }
         Ok(())
+    }
+
+    /// One attempt at `refund`: leased (one attempt at a time), the
+    /// provider asked outside any transaction, the outcome recorded. Done
+    /// refunds are left alone, so asking again is safe.
+    fn attempt(&self, refund: &RefundRow) -> Result<(), Problem> {
+        let attempt = match self.lease(&refund.id)? {
+            Lease::Done => return Ok(()),
+            Lease::Busy => {
+                return Err(Problem::service_unavailable(format!(
+                    "another attempt at refunding {} is under way",
+                    refund.reference
+                )))
+            }
+            Lease::Attempt(n) => n,
+        };
+        let Some(provider) = provider(&refund.provider) else {
+            self.release(&refund.id)?;
+            return Err(failed(format!(
+                "payment provider `{}` is not configured; the refund of {} waits for it",
+                refund.provider, refund.reference
+            )));
+        };
+        let outcome = provider.refund(&Refund {
+            reference: &refund.reference,
+            amount_minor: refund.amount_minor,
+            reason: &refund.reason,
+            retried: attempt > 1,
+        });
+        match outcome {
+            RefundOutcome::Refunded => self.transaction(|db| db.refunded(refund)),
+            RefundOutcome::Unavailable { reason } => {
+                self.release(&refund.id)?;
+                Err(Problem::service_unavailable(format!(
+                    "the refund of {} failed: {reason}",
+                    refund.reference
+                )))
+            }
+            // Not retried: it would be refused again. The refund stays due
+            // and the event goes to the dead-letter topic, for an operator.
+            RefundOutcome::Refused { reason } => {
+                self.release(&refund.id)?;
+                Err(Problem::conflict(reason))
+            }
+        }
+    }
+
+    /// Takes the refund for one attempt (two minutes, beyond any
+    /// component's deadline, so a crashed attempt frees it by itself).
+    fn lease(&self, id: &str) -> Result<Lease, Problem> {
+        let taken = self
+            .connection
+            .query(
+                "UPDATE refunds SET attempts = attempts + 1, leased_until = now() + interval '2 minutes' \
+                 WHERE id = $1 AND status = 'due' AND (leased_until IS NULL OR leased_until < now()) \
+                 RETURNING attempts",
+                &[uuid(id)],
+            )
+            .map_err(failed)?;
+        if let Some(row) = taken.rows.first() {
+            let attempts: i32 = decode(&row[0])?;
+            return Ok(Lease::Attempt(attempts));
+        }
+        let status = self
+            .connection
+            .query("SELECT status FROM refunds WHERE id = $1", &[uuid(id)])
+            .map_err(failed)?;
+        match status.rows.first().map(|row| decode::<String>(&row[0])) {
+            Some(Ok(status)) if status == "done" => Ok(Lease::Done),
+            _ => Ok(Lease::Busy),
+        }
+    }
+
+    fn release(&self, id: &str) -> Result<(), Problem> {
+        self.connection
+            .execute(
+                "UPDATE refunds SET leased_until = NULL WHERE id = $1",
+                &[uuid(id)],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// The provider gave the money back: the refund is done and, when it
+    /// was the order's payment, the payment is refunded (and says so).
+    fn refunded(&self, refund: &RefundRow) -> Result<(), Problem> {
+        let updated = self
+            .connection
+            .execute(
+                "UPDATE refunds SET status = 'done', done_at = now(), leased_until = NULL \
+                 WHERE id = $1 AND status = 'due'",
+                &[uuid(&refund.id)],
+            )
+            .map_err(failed)?;
+        if updated == 0 {
+            return Ok(());
+        }
+        if !refund.of_payment {
+            eprintln!(
+                "payments: refunded {} charge {} for order {}: {}",
+                refund.provider, refund.reference, refund.order_id, refund.reason
+            );
+            return Ok(());
+        }
+        match self.locked(&refund.order_id)? {
+            Some(p) if p.status() == PaymentStatus::Succeeded => {
+                self.settle(&p, PaymentStatus::Refunded, Some(&refund.reason), None)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The payment of `order`, locked for the caller's transaction.

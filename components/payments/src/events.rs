@@ -6,7 +6,9 @@
 //! `order.placed` and `inventory.reserved` come from different topics and
 //! may arrive in either order; the charge happens when both are in. A
 //! cancelled order is not charged, and a charge that went through before
-//! the cancellation is refunded. Each event is applied once.
+//! the cancellation is refunded: decided with the event that calls for it
+//! (`payment.refund_due`), and carried out by this handler of that event,
+//! outside any transaction. Each event is applied once.
 
 use mart_domain::events::{EventType, InventoryChanged};
 use mart_domain::orders::{OrderChanged, OrderPlaced};
@@ -44,6 +46,13 @@ fn apply(db: &Db, message: &Message) -> Result<(), HandlerError> {
     ) {
         return Ok(());
     }
+    // A refund is carried out outside any transaction (the provider is
+    // asked, then the outcome recorded); the refund's own record makes a
+    // redelivered event find it done.
+    if kind == EventType::PaymentRefundDue {
+        let due: RefundDue = event.data_as().map_err(HandlerError::permanent)?;
+        return Ok(db.carry_out(&due)?);
+    }
     db.transaction(|db| -> Result<(), HandlerError> {
         if !kafka::first_time(&db.connection, CONSUMER, &event.id)? {
             return Ok(());
@@ -77,10 +86,6 @@ fn apply(db: &Db, message: &Message) -> Result<(), HandlerError> {
             EventType::PaymentSucceeded => {
                 let changed: PaymentChanged = event.data_as().map_err(HandlerError::permanent)?;
                 db.refund_if_cancelled(&changed.order_id)?;
-            }
-            EventType::PaymentRefundDue => {
-                let due: RefundDue = event.data_as().map_err(HandlerError::permanent)?;
-                db.refund_stray(&due)?;
             }
             _ => {}
         }

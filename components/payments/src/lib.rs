@@ -86,9 +86,13 @@ fn refund(caller: &Claims, id: &str) -> Result<Response, Problem> {
     let payment = db
         .by_id(&parse_uuid(id).ok_or_else(not_found)?)?
         .ok_or_else(not_found)?;
-    let refunded = db
-        .transaction(|db| db.refund_order(&payment.order_id, "refunded by an admin"))?
+    // Decided (and recorded, with payment.refund_due) first, then made: if
+    // the provider cannot be reached now, the answer is 503 and the
+    // payments handler keeps trying.
+    db.transaction(|db| db.refund_order(&payment.order_id, "refunded by an admin"))?
         .ok_or_else(not_found)?;
+    db.carry_out_refunds(&payment.order_id)?;
+    let refunded = db.by_order(&payment.order_id)?.ok_or_else(not_found)?;
     Ok(json_response(200, &refunded))
 }
 

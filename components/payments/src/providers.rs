@@ -3,7 +3,7 @@
 //! the `*_base` variables, keys in secret variables).
 
 use mart_domain::payfast::{self, Itn, Merchant};
-use mart_domain::payments::{Charge, ChargeOutcome, FakeProvider, Provider};
+use mart_domain::payments::{Charge, ChargeOutcome, FakeProvider, Provider, Refund, RefundOutcome};
 use mart_domain::stripe;
 use mart_guest::config::optional_variable;
 use spin_sdk::http::{Method, Request, Response};
@@ -69,12 +69,12 @@ impl Provider for Stripe {
         }
     }
 
-    fn refund(&self, reference: &str, _amount_minor: i64) -> Result<(), String> {
-        let key = format!("refund-{reference}");
-        let response = self.post("/v1/refunds", &stripe::refund_form(reference), &key)?;
-        match *response.status() {
-            200..=299 => Ok(()),
-            status => Err(format!("Stripe refused the refund ({status})")),
+    fn refund(&self, refund: &Refund<'_>) -> RefundOutcome {
+        // One refund per charge, so the charge names the refund's key.
+        let key = format!("refund-{}", refund.reference);
+        match self.post("/v1/refunds", &stripe::refund_form(refund.reference), &key) {
+            Ok(response) => stripe::refund_outcome(*response.status(), response.body()),
+            Err(reason) => RefundOutcome::Unavailable { reason },
         }
     }
 }
@@ -148,28 +148,58 @@ impl Provider for PayFast {
         }
     }
 
-    fn refund(&self, reference: &str, amount_minor: i64) -> Result<(), String> {
-        let timestamp = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S+00:00")
-            .to_string();
+    /// PayFast's refunds API takes no idempotency key, so a refund that may
+    /// have gone through already (`retried`) is looked up first: asking
+    /// twice must never refund twice.
+    fn refund(&self, refund: &Refund<'_>) -> RefundOutcome {
+        if refund.retried {
+            match self.already_refunded(refund) {
+                Ok(true) => return RefundOutcome::Refunded,
+                Ok(false) => {}
+                Err(reason) => return RefundOutcome::Unavailable { reason },
+            }
+        }
         let (headers, body) = payfast::refund_request(
             &self.merchant,
-            amount_minor,
-            "Mart order refunded",
-            &timestamp,
+            refund.amount_minor,
+            refund.reason,
+            &api_timestamp(),
         );
         let mut request = Request::builder();
         request
             .method(Method::Post)
-            .uri(format!("{}/refunds/{reference}", self.api_base))
+            .uri(format!("{}/refunds/{}", self.api_base, refund.reference))
             .header("content-type", "application/x-www-form-urlencoded");
         for (name, value) in &headers {
             request.header(name.as_str(), value.as_str());
         }
-        let response = send(request.body(body).build(), "PayFast")?;
-        match *response.status() {
-            200..=299 => Ok(()),
-            status => Err(format!("PayFast refused the refund ({status})")),
+        match send(request.body(body).build(), "PayFast") {
+            Ok(response) => payfast::refund_outcome(*response.status(), response.body()),
+            Err(reason) => RefundOutcome::Unavailable { reason },
         }
     }
+}
+
+impl PayFast {
+    /// Whether PayFast has refunded the charge already (its refund
+    /// retrieval, `GET {api}/refunds/{pf_payment_id}`).
+    fn already_refunded(&self, refund: &Refund<'_>) -> Result<bool, String> {
+        let mut request = Request::builder();
+        request
+            .method(Method::Get)
+            .uri(format!("{}/refunds/{}", self.api_base, refund.reference));
+        for (name, value) in &payfast::refund_retrieval_headers(&self.merchant, &api_timestamp()) {
+            request.header(name.as_str(), value.as_str());
+        }
+        let response = send(request.body(Vec::new()).build(), "PayFast")?;
+        payfast::already_refunded(*response.status(), response.body(), refund.amount_minor)
+            .ok_or_else(|| format!("PayFast's refund retrieval answered {}", response.status()))
+    }
+}
+
+/// The `timestamp` header of PayFast's API (ISO 8601, UTC).
+fn api_timestamp() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S+00:00")
+        .to_string()
 }

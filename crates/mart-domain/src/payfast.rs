@@ -11,7 +11,7 @@
 
 use md5::{Digest, Md5};
 
-use crate::payments::Charge;
+use crate::payments::{Charge, RefundOutcome};
 
 /// The merchant's PayFast settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,23 +204,82 @@ pub fn refund_request(
         ("amount".to_string(), amount_minor.to_string()),
         ("reason".to_string(), reason.to_string()),
     ];
-    let mut signed = body.clone();
-    signed.extend([
+    (api_headers(merchant, timestamp, &body), param_string(&body))
+}
+
+/// The headers of a refund retrieval (`GET {api}/refunds/{pf_payment_id}`):
+/// what PayFast has refunded of a payment so far.
+pub fn refund_retrieval_headers(merchant: &Merchant, timestamp: &str) -> Vec<(String, String)> {
+    api_headers(merchant, timestamp, &[])
+}
+
+/// The merchant headers of an API call, signed over them and the `body`
+/// variables, sorted by name, with the passphrase among them.
+fn api_headers(
+    merchant: &Merchant,
+    timestamp: &str,
+    body: &[(String, String)],
+) -> Vec<(String, String)> {
+    let headers = [
         ("merchant-id".to_string(), merchant.merchant_id.clone()),
         ("version".to_string(), "v1".to_string()),
         ("timestamp".to_string(), timestamp.to_string()),
-    ]);
+    ];
+    let mut signed: Vec<(String, String)> = body.iter().cloned().chain(headers.clone()).collect();
     if !merchant.passphrase.is_empty() {
         signed.push(("passphrase".to_string(), merchant.passphrase.clone()));
     }
     signed.sort();
-    let headers = vec![
-        ("merchant-id".to_string(), merchant.merchant_id.clone()),
-        ("version".to_string(), "v1".to_string()),
-        ("timestamp".to_string(), timestamp.to_string()),
-        ("signature".to_string(), signature(&signed, "")),
-    ];
-    (headers, param_string(&body))
+    let mut all = headers.to_vec();
+    all.push(("signature".to_string(), signature(&signed, "")));
+    all
+}
+
+/// Reads PayFast's answer to a refund: 2xx refunded; 429 and 5xx worth
+/// retrying; any other answer a refusal, with PayFast's message.
+pub fn refund_outcome(status: u16, body: &[u8]) -> RefundOutcome {
+    if status == 429 || status >= 500 {
+        return RefundOutcome::Unavailable {
+            reason: format!("PayFast answered {status}"),
+        };
+    }
+    if (200..300).contains(&status) {
+        return RefundOutcome::Refunded;
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["data"]["response"].as_str().map(str::to_string));
+    RefundOutcome::Refused {
+        reason: match message {
+            Some(m) => format!("PayFast refused the refund ({status}): {m}"),
+            None => format!("PayFast refused the refund ({status})"),
+        },
+    }
+}
+
+/// Reads PayFast's refund retrieval: `Some(true)` when the payment was
+/// already refunded by at least `amount_minor` (an earlier attempt went
+/// through), `Some(false)` when not (no refund yet: PayFast answers 404 or
+/// another status), `None` when PayFast could not say (retry later).
+///
+/// The answer's shape (`data.response.status` `COMPLETE`,
+/// `data.response.refund_amount` in rand) follows PayFast's refunds API
+/// description; like the rest of PayFast it is not verified against the
+/// live service from these machines.
+pub fn already_refunded(status: u16, body: &[u8], amount_minor: i64) -> Option<bool> {
+    match status {
+        404 => return Some(false),
+        200..=299 => {}
+        _ => return None,
+    }
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let refund = &answer["data"]["response"];
+    let complete = refund["status"].as_str() == Some("COMPLETE");
+    let refunded_minor = refund["refund_amount"]
+        .as_f64()
+        .map(|rand| (rand * 100.0).round() as i64)
+        .unwrap_or(0);
+    Some(complete && refunded_minor >= amount_minor)
 }
 
 #[cfg(test)]
@@ -393,5 +452,31 @@ mod tests {
         ));
         assert!(headers.contains(&("signature".into(), expected)));
         assert!(headers.contains(&("merchant-id".into(), "10000100".into())));
+        let retrieval = refund_retrieval_headers(&merchant(), "2026-11-22T10:00:00");
+        let expected = hex::encode(Md5::digest(
+            "merchant-id=10000100&passphrase=jt7NOE43FZPn&timestamp=2026-11-22T10%3A00%3A00&version=v1"
+                .as_bytes(),
+        ));
+        assert!(retrieval.contains(&("signature".into(), expected)));
+    }
+
+    #[test]
+    fn a_refund_payfast_already_made_is_recognised_before_refunding_again() {
+        let done = br#"{"code":200,"status":"success","data":{"response":{"status":"COMPLETE","refund_amount":50.00}}}"#;
+        assert_eq!(already_refunded(200, done, 5000), Some(true));
+        assert_eq!(already_refunded(200, done, 5001), Some(false), "partly");
+        assert_eq!(already_refunded(404, b"", 5000), Some(false));
+        assert_eq!(already_refunded(503, b"", 5000), None);
+        assert_eq!(already_refunded(200, b"not json", 5000), None);
+        assert_eq!(refund_outcome(200, b"{}"), RefundOutcome::Refunded);
+        assert!(matches!(
+            refund_outcome(502, b""),
+            RefundOutcome::Unavailable { .. }
+        ));
+        let refused = br#"{"code":400,"status":"failed","data":{"response":"Refund amount exceeds the available balance"}}"#;
+        assert!(matches!(
+            refund_outcome(400, refused),
+            RefundOutcome::Refused { reason } if reason.contains("exceeds")
+        ));
     }
 }

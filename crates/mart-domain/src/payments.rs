@@ -69,11 +69,39 @@ pub enum ChargeOutcome {
     Unavailable { reason: String },
 }
 
+/// What to refund: all of one charge, once. A refund is decided (and
+/// recorded) in one transaction and carried out afterwards, outside any
+/// transaction, as often as it takes; a provider with idempotency keys
+/// (Stripe) derives its key from the charge, which has one refund at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund<'a> {
+    /// The provider's reference of the charge to give back.
+    pub reference: &'a str,
+    pub amount_minor: i64,
+    pub reason: &'a str,
+    /// An earlier attempt may have reached the provider and its answer was
+    /// lost (a timeout, a crash before the result was recorded). A provider
+    /// without idempotency keys (PayFast) looks before it refunds again.
+    pub retried: bool,
+}
+
+/// A provider's answer to a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The money went back, by this attempt or an earlier one.
+    Refunded,
+    /// The provider said no, for good: retrying will not change it, and an
+    /// operator has to look (the money is still with us).
+    Refused { reason: String },
+    /// Could not find out (network, 409, 429, 5xx): try again, same key.
+    Unavailable { reason: String },
+}
+
 /// A payment provider. Implementations over outbound HTTP live in the
 /// payments component; the fake one is here so it is tested natively.
 pub trait Provider {
     fn charge(&self, charge: &Charge<'_>) -> ChargeOutcome;
-    fn refund(&self, reference: &str, amount_minor: i64) -> Result<(), String>;
+    fn refund(&self, refund: &Refund<'_>) -> RefundOutcome;
 }
 
 /// The deterministic test provider: `tok_visa` and `tok_mastercard`
@@ -100,17 +128,21 @@ impl Provider for FakeProvider {
         }
     }
 
-    fn refund(&self, reference: &str, _amount_minor: i64) -> Result<(), String> {
-        if reference.starts_with("fake_ch_") {
-            Ok(())
+    fn refund(&self, refund: &Refund<'_>) -> RefundOutcome {
+        if refund.reference.starts_with("fake_ch_") {
+            RefundOutcome::Refunded
         } else {
-            Err(format!("no fake charge `{reference}`"))
+            RefundOutcome::Refused {
+                reason: format!("no fake charge `{}`", refund.reference),
+            }
         }
     }
 }
 
-/// `payment.refund_due`: a provider charge outside the order's payment
-/// (e.g. the buyer paid twice) that must be refunded.
+/// `payment.refund_due`: a provider charge to give back, either the
+/// order's payment (cancelled or refunded after it was charged) or a charge
+/// outside it (the buyer paid twice). Recorded with the decision; the
+/// payments handler carries it out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundDue {
     pub order_id: String,
@@ -169,8 +201,16 @@ mod tests {
         assert!(
             matches!(charge("tok_other"), ChargeOutcome::Declined { reason } if reason.contains("unknown test token"))
         );
-        assert!(FakeProvider.refund("fake_ch_o1", 100).is_ok());
-        assert!(FakeProvider.refund("ch_real", 100).is_err());
+        let refund = |reference| {
+            FakeProvider.refund(&Refund {
+                reference,
+                amount_minor: 100,
+                reason: "test",
+                retried: false,
+            })
+        };
+        assert_eq!(refund("fake_ch_o1"), RefundOutcome::Refunded);
+        assert!(matches!(refund("ch_real"), RefundOutcome::Refused { .. }));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::payments::{Charge, ChargeOutcome};
+use crate::payments::{Charge, ChargeOutcome, RefundOutcome};
 
 /// How old a webhook's signed timestamp may be (Stripe's default tolerance).
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
@@ -96,6 +96,34 @@ pub fn charge_outcome(status: u16, body: &[u8]) -> ChargeOutcome {
         },
         Err(e) => ChargeOutcome::Unavailable {
             reason: format!("unexpected answer from Stripe: {e}"),
+        },
+    }
+}
+
+/// Reads Stripe's answer to `POST /v1/refunds`.
+///
+/// The idempotency key makes a repeated refund return the first answer;
+/// once Stripe has forgotten the key (after 24 hours) a repeat is refused
+/// with `charge_already_refunded`, which means the money is back: done,
+/// not a refusal. 409 (the key still in flight), 429 and 5xx are retried.
+pub fn refund_outcome(status: u16, body: &[u8]) -> RefundOutcome {
+    if status == 409 || status == 429 || status >= 500 {
+        return RefundOutcome::Unavailable {
+            reason: format!("Stripe answered {status}"),
+        };
+    }
+    if (200..300).contains(&status) {
+        return RefundOutcome::Refunded;
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) if b.error.code.as_deref() == Some("charge_already_refunded") => {
+            RefundOutcome::Refunded
+        }
+        Ok(b) => RefundOutcome::Refused {
+            reason: format!("Stripe refused the refund ({status}): {}", b.error.reason()),
+        },
+        Err(_) => RefundOutcome::Refused {
+            reason: format!("Stripe refused the refund ({status})"),
         },
     }
 }
@@ -215,6 +243,25 @@ mod tests {
         currency: "EUR",
         token: "pm_card_visa",
     };
+
+    #[test]
+    fn a_refund_stripe_already_made_is_done_and_only_a_real_no_is_a_refusal() {
+        assert_eq!(refund_outcome(200, b"{}"), RefundOutcome::Refunded);
+        let already = br#"{"error":{"code":"charge_already_refunded","message":"Charge ch_1 has already been refunded."}}"#;
+        assert_eq!(refund_outcome(400, already), RefundOutcome::Refunded);
+        for status in [409, 429, 500, 503] {
+            assert!(matches!(
+                refund_outcome(status, b""),
+                RefundOutcome::Unavailable { .. }
+            ));
+        }
+        let missing =
+            br#"{"error":{"code":"resource_missing","message":"No such payment_intent"}}"#;
+        assert!(matches!(
+            refund_outcome(400, missing),
+            RefundOutcome::Refused { reason } if reason.contains("No such payment_intent")
+        ));
+    }
 
     #[test]
     fn the_payment_intent_carries_amount_method_and_order() {
