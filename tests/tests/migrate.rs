@@ -82,3 +82,91 @@ fn concurrent_runs_apply_each_migration_once_and_edits_are_refused() {
 
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Runs `sql` on `database` as `role` (the test cluster trusts loopback,
+/// so only privileges decide); the error's message if it fails.
+fn as_role(role: &str, database: &str, sql: &str) -> Result<(), String> {
+    let url = format!("postgres://{role}@127.0.0.1:{}/{database}", postgres().port);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| {
+                e.as_db_error()
+                    .map_or(e.to_string(), |d| d.message().to_string())
+            })?;
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.map_err(|e| {
+            e.as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_string())
+        })
+    })
+}
+
+#[test]
+fn each_service_reaches_its_own_database_only() {
+    // The test cluster is migrated at start, roles and grants included.
+    postgres();
+    // Its own tables: read and write.
+    as_role(
+        "mart_catalog",
+        "catalog",
+        "SELECT count(*) FROM products; \
+         INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload) \
+           VALUES (gen_random_uuid(), 'test', 'x', 'role.test', '{}'); \
+         DELETE FROM outbox WHERE event_type = 'role.test';",
+    )
+    .unwrap();
+    // Another service's database: not even a connection.
+    let refused = as_role("mart_catalog", "users", "SELECT 1").unwrap_err();
+    assert!(
+        refused.contains("permission denied for database"),
+        "{refused}"
+    );
+    let refused = as_role("mart_orders", "payments", "SELECT 1").unwrap_err();
+    assert!(
+        refused.contains("permission denied for database"),
+        "{refused}"
+    );
+    // No schema changes, no rewriting the migration records.
+    let ddl = as_role("mart_catalog", "catalog", "DROP TABLE products").unwrap_err();
+    assert!(ddl.contains("must be owner"), "{ddl}");
+    let ddl = as_role("mart_catalog", "catalog", "CREATE TABLE t (x int)").unwrap_err();
+    assert!(ddl.contains("permission denied for schema"), "{ddl}");
+    let records = as_role("mart_catalog", "catalog", "DELETE FROM mart_migrations").unwrap_err();
+    assert!(records.contains("permission denied"), "{records}");
+}
+
+#[test]
+fn the_manifest_gives_each_component_its_services_role() {
+    let manifest: toml::Table = toml::from_str(
+        &std::fs::read_to_string(mart_integration_tests::repo_root().join("spin.toml")).unwrap(),
+    )
+    .unwrap();
+    let mut seen = 0;
+    for (id, component) in manifest["component"].as_table().unwrap() {
+        let Some(url) = component
+            .get("variables")
+            .and_then(|v| v.get("db_url"))
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        let (credentials, database) = url
+            .trim_start_matches("postgres://")
+            .split_once('@')
+            .map(|(c, rest)| (c, rest.rsplit('/').next().unwrap()))
+            .unwrap();
+        let user = credentials.split(':').next().unwrap();
+        assert_eq!(user, format!("mart_{database}"), "component `{id}`: {url}");
+        assert!(
+            credentials.ends_with(&format!(":{{{{ {database}_db_password }}}}")),
+            "component `{id}` has its service's password variable: {url}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 7, "every service's components");
+}

@@ -5,6 +5,13 @@
 //! in its own transaction together with its row in `mart_migrations`. An
 //! advisory lock makes concurrent runs (two hosts starting at once) safe, and
 //! a checksum refuses a migration that was edited after it was applied.
+//!
+//! Each database is its service's alone: after its migrations, the role
+//! `mart_<database>` (created, without a password, if the operator has not
+//! created it) may connect to it and read and write its tables, nothing
+//! more (no DDL, not the migration records), and no other role but the
+//! migrating one may connect to it at all. A component holding the
+//! catalog's credentials cannot open the users database.
 
 use std::path::{Path, PathBuf};
 
@@ -134,6 +141,7 @@ pub async fn migrate(server_url: &str, root: &Path) -> anyhow::Result<Vec<Report
     for (database, migrations) in discover(root)? {
         let created = ensure_database(&admin, &database).await?;
         let client = connect(&database_url(server_url, &database)?).await?;
+        ensure_role(&admin, &service_role(&database)).await?;
         let applied = apply(&client, &database, &migrations).await?;
         reports.push(Report {
             database,
@@ -169,6 +177,56 @@ async fn ensure_database(admin: &Client, database: &str) -> anyhow::Result<bool>
     result.with_context(|| format!("creating database `{database}`"))
 }
 
+/// The role a service's components use for `database`.
+pub fn service_role(database: &str) -> String {
+    format!("mart_{database}")
+}
+
+/// Creates `role` if the operator has not. No password: where the server
+/// asks for one, an operator sets it (docker compose's init script creates
+/// the roles with theirs).
+async fn ensure_role(admin: &Client, role: &str) -> anyhow::Result<()> {
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = async {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await?
+            .is_some();
+        if !exists {
+            // `role` derives from a database folder checked by `discover`.
+            admin
+                .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN"))
+                .await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await?;
+    result.with_context(|| format!("creating role `{role}`"))
+}
+
+/// Gives `database` to its service's role alone (see the module doc), on
+/// every run, so tables added by new migrations are granted too.
+async fn grant_service_role(client: &Client, database: &str) -> anyhow::Result<()> {
+    let role = service_role(database);
+    client
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE \"{database}\" FROM PUBLIC;
+             GRANT CONNECT ON DATABASE \"{database}\" TO \"{role}\";
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO \"{role}\";
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\";
+             REVOKE ALL ON mart_migrations FROM \"{role}\";
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\";"
+        ))
+        .await
+        .with_context(|| format!("granting `{database}` to `{role}`"))
+}
+
 async fn apply(
     client: &Client,
     database: &str,
@@ -177,7 +235,14 @@ async fn apply(
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;
-    let result = apply_locked(client, database, migrations).await;
+    let mut result = apply_locked(client, database, migrations).await;
+    if result.is_ok() {
+        // Under the same lock: concurrent GRANTs on one object can fail
+        // ("tuple concurrently updated").
+        if let Err(e) = grant_service_role(client, database).await {
+            result = Err(e);
+        }
+    }
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
         .await?;
