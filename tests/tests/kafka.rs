@@ -423,3 +423,81 @@ fn components_publish_only_to_the_topics_their_manifest_lists() {
         "{error}"
     );
 }
+
+#[test]
+fn api_load_never_takes_the_handlers_database_connections() {
+    // An HTTP component on the handler's database: requests that hold
+    // every connection the API may have must leave the handler its own.
+    let probe = repo_root().join("target/wasm32-wasip2/wasm/probe.wasm");
+    let web = format!(
+        r#"
+[[trigger.http]]
+route = "/probe/..."
+component = "web"
+
+[component.web]
+source = "{probe}"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{{{{ pg_port }}}}"]
+
+[component.web.tool.mart]
+timeout_ms = 60000
+"#,
+        probe = probe.display()
+    );
+    let s = setup_with("budgets", "", &web);
+    let host = start_host(&s);
+    broker().produce(&s.topic, &[("k", json!({"id": "warm-up", "action": "ok"}))]);
+    eventually(WAIT, "the handler running", || {
+        effects(&s.db).contains_key("warm-up").then_some(())
+    });
+
+    // Twenty slow API requests on that database: more than the API's pool
+    // (and more than the one pool every trigger shared before).
+    let url = format!("postgres://mart@127.0.0.1:{}/{}", postgres().port, s.db);
+    let path = format!(
+        "/probe/pg-query?url={}&sql={}",
+        form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>(),
+        form_urlencoded::byte_serialize(b"SELECT pg_sleep(15)").collect::<String>()
+    );
+    let base = host.base.clone();
+    let slow: Vec<_> = (0..20)
+        .map(|_| {
+            let url = format!("{base}{path}");
+            std::thread::spawn(move || {
+                ureq::get(&url)
+                    .timeout(Duration::from_secs(90))
+                    .call()
+                    .map(|r| r.status())
+                    .unwrap_or_else(|e| match e {
+                        ureq::Error::Status(status, _) => status,
+                        other => panic!("{other}"),
+                    })
+            })
+        })
+        .collect();
+    eventually(WAIT, "the API's connections all taken", || {
+        let busy = count(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(15)%' AND state = 'active'",
+                s.db
+            ),
+        );
+        (busy >= 10).then_some(())
+    });
+
+    let produced = std::time::Instant::now();
+    broker().produce(&s.topic, &[("k", json!({"id": "during", "action": "ok"}))]);
+    eventually(WAIT, "the handler's effect", || {
+        effects(&s.db).contains_key("during").then_some(())
+    });
+    let took = produced.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the handler waited {took:?} for the API's connections to free up"
+    );
+    for request in slow {
+        let status = request.join().unwrap();
+        assert!(matches!(status, 200 | 500 | 502), "{status}");
+    }
+}

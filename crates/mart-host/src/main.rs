@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mart_host::config;
 use mart_host::events::{EventOptions, Events};
 use mart_manifest::App;
-use mart_runtime::{Runtime, RuntimeOptions};
+use mart_runtime::{PoolBudgets, PoolSettings, Runtime, RuntimeOptions};
 use mart_trigger_http::{HttpTrigger, ServeOptions};
 
 #[derive(Parser)]
@@ -110,10 +110,28 @@ struct UpArgs {
     /// Open HTTP connections at most; further ones are answered 503.
     #[arg(long, default_value_t = 1000, env = "MART_HTTP_MAX_CONNECTIONS")]
     http_max_connections: usize,
+    /// Open HTTP connections one client address may hold (0: no limit; set
+    /// 0 behind a gateway, which connects for every client from one address).
+    #[arg(
+        long,
+        default_value_t = 100,
+        env = "MART_HTTP_MAX_CONNECTIONS_PER_CLIENT"
+    )]
+    http_max_connections_per_client: usize,
     /// HTTP requests running a component at once (the instance pool is
     /// shared with the Kafka and timer triggers); more wait, then 503.
     #[arg(long, default_value_t = 500, env = "MART_HTTP_MAX_CONCURRENT_REQUESTS")]
     http_max_concurrent_requests: usize,
+    /// PostgreSQL connections per database for HTTP requests; each trigger
+    /// kind has pools of its own, so API load never takes the handlers'.
+    #[arg(long, default_value_t = 10, env = "MART_PG_POOL_HTTP")]
+    pg_pool_http: usize,
+    /// PostgreSQL connections per database for the Kafka handlers.
+    #[arg(long, default_value_t = 6, env = "MART_PG_POOL_KAFKA")]
+    pg_pool_kafka: usize,
+    /// PostgreSQL connections per database for the timers.
+    #[arg(long, default_value_t = 2, env = "MART_PG_POOL_TIMER")]
+    pg_pool_timer: usize,
     /// Seconds a client may take to send a request body (then 408).
     #[arg(long, default_value_t = 30, env = "MART_HTTP_BODY_TIMEOUT_SECS")]
     http_body_timeout_secs: u64,
@@ -206,12 +224,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.no_cache, args.cache_dir.clone()),
         pg_compatibility: args.pg_compatibility.into(),
+        pg_pools: pool_budgets(&args),
         ..RuntimeOptions::default()
     };
     let loading = std::time::Instant::now();
     let runtime = Arc::new(Runtime::load(&app, &resolver, &options)?);
     let serve = ServeOptions {
         max_connections: args.http_max_connections,
+        max_connections_per_client: args.http_max_connections_per_client,
         max_concurrent_requests: args.http_max_concurrent_requests,
         body_timeout: std::time::Duration::from_secs(args.http_body_timeout_secs),
         ..ServeOptions::default()
@@ -335,10 +355,24 @@ fn admin(
         metrics: runtime.metrics().clone(),
         checks,
         before_scrape: Box::new(move || {
-            for (pool, size, idle) in pools.status() {
-                metrics.pg_pool(&pool, size, idle);
+            for (pool, trigger, size, idle) in pools.status() {
+                metrics.pg_pool(&pool, trigger.as_str(), size, idle);
             }
         }),
+    }
+}
+
+/// The `--pg-pool-*` sizes, with the default wait for a free connection.
+fn pool_budgets(args: &UpArgs) -> PoolBudgets {
+    let sized = |max_size, default: PoolSettings| PoolSettings {
+        max_size,
+        ..default
+    };
+    let defaults = PoolBudgets::default();
+    PoolBudgets {
+        http: sized(args.pg_pool_http, defaults.http),
+        kafka: sized(args.pg_pool_kafka, defaults.kafka),
+        timer: sized(args.pg_pool_timer, defaults.timer),
     }
 }
 

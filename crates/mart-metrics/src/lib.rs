@@ -81,17 +81,17 @@ impl Metrics {
         let pg_pool_size = IntGaugeVec::new(
             Opts::new(
                 "pg_pool_connections",
-                "Open PostgreSQL connections per pool",
+                "Open PostgreSQL connections per pool (a database, for one trigger kind)",
             ),
-            &["pool"],
+            &["pool", "trigger"],
         )
         .expect("valid metric");
         let pg_pool_available = IntGaugeVec::new(
             Opts::new(
                 "pg_pool_idle_connections",
-                "Idle PostgreSQL connections per pool",
+                "Idle PostgreSQL connections per pool (a database, for one trigger kind)",
             ),
-            &["pool"],
+            &["pool", "trigger"],
         )
         .expect("valid metric");
         let kafka_handled = IntCounterVec::new(
@@ -279,12 +279,14 @@ impl Metrics {
         InstanceGuard(self.instances_active.clone())
     }
 
-    pub fn pg_pool(&self, pool: &str, size: usize, idle: usize) {
+    /// `pool`: the database (`host:port/name`); `trigger`: the kind of
+    /// trigger whose instances it serves (`http`, `kafka`, `timer`).
+    pub fn pg_pool(&self, pool: &str, trigger: &str, size: usize, idle: usize) {
         self.pg_pool_size
-            .with_label_values(&[pool])
+            .with_label_values(&[pool, trigger])
             .set(size as i64);
         self.pg_pool_available
-            .with_label_values(&[pool])
+            .with_label_values(&[pool, trigger])
             .set(idle as i64);
     }
 
@@ -317,12 +319,14 @@ mod tests {
         m.http_request("catalog", "/products/...", 200, Duration::from_millis(3));
         m.http_request("catalog", "/products/...", 404, Duration::from_millis(1));
         let guard = m.instance_alive();
-        m.pg_pool("127.0.0.1:5432/catalog", 4, 3);
+        m.pg_pool("127.0.0.1:5432/catalog", "http", 4, 3);
         let text = m.render();
         assert!(text.contains(r#"mart_http_requests_total{component="catalog",route="/products/...",status="200"} 1"#), "{text}");
         assert!(text.contains("mart_instances_active 1"), "{text}");
         assert!(
-            text.contains(r#"mart_pg_pool_connections{pool="127.0.0.1:5432/catalog"} 4"#),
+            text.contains(
+                r#"mart_pg_pool_connections{pool="127.0.0.1:5432/catalog",trigger="http"} 4"#
+            ),
             "{text}"
         );
         drop(guard);

@@ -10,7 +10,27 @@ use tokio_postgres::NoTls;
 
 use crate::txn::TxnTracker;
 
-/// Pool limits, the same for every address.
+/// Which trigger an instance runs for. Each kind has pools of its own, so
+/// load on the API never takes the connections the saga's handlers and the
+/// timers need (and the other way round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TriggerKind {
+    Http,
+    Kafka,
+    Timer,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Http => "http",
+            TriggerKind::Kafka => "kafka",
+            TriggerKind::Timer => "timer",
+        }
+    }
+}
+
+/// Pool limits of one trigger kind, the same for every address.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
     pub max_size: usize,
@@ -18,36 +38,74 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
 }
 
-impl Default for PoolSettings {
-    fn default() -> Self {
+impl PoolSettings {
+    fn with_size(max_size: usize) -> Self {
         Self {
-            max_size: 16,
+            max_size,
             wait_timeout: Duration::from_secs(5),
         }
     }
 }
 
-/// One pool per connection address, created on first use and shared by all
-/// instances of all components.
+/// Connections per address for each trigger kind.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolBudgets {
+    pub http: PoolSettings,
+    pub kafka: PoolSettings,
+    pub timer: PoolSettings,
+}
+
+impl Default for PoolBudgets {
+    /// 18 connections per database in all: the API's requests, the Kafka
+    /// handlers (4 invocations at once per trigger by default, with room
+    /// for a second handler on the same database) and the timers.
+    fn default() -> Self {
+        Self {
+            http: PoolSettings::with_size(10),
+            kafka: PoolSettings::with_size(6),
+            timer: PoolSettings::with_size(2),
+        }
+    }
+}
+
+impl PoolBudgets {
+    fn of(&self, kind: TriggerKind) -> PoolSettings {
+        match kind {
+            TriggerKind::Http => self.http,
+            TriggerKind::Kafka => self.kafka,
+            TriggerKind::Timer => self.timer,
+        }
+    }
+}
+
+/// One pool per trigger kind and connection address, created on first use
+/// and shared by the instances of that kind.
 pub struct PgPools {
-    settings: PoolSettings,
-    /// address -> (label without credentials, pool)
-    pools: Mutex<HashMap<String, (String, Pool)>>,
+    budgets: PoolBudgets,
+    /// (kind, address) -> (label without credentials, pool)
+    pools: Mutex<HashMap<(TriggerKind, String), (String, Pool)>>,
 }
 
 impl PgPools {
-    pub fn new(settings: PoolSettings) -> Self {
+    pub fn new(budgets: PoolBudgets) -> Self {
         Self {
-            settings,
+            budgets,
             pools: Mutex::new(HashMap::new()),
         }
     }
 
-    fn pool_for(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, String> {
+    fn pool_for(
+        &self,
+        kind: TriggerKind,
+        address: &str,
+        config: tokio_postgres::Config,
+    ) -> Result<Pool, String> {
         let mut pools = self.pools.lock().expect("pg pool map poisoned");
-        if let Some((_, pool)) = pools.get(address) {
+        let key = (kind, address.to_string());
+        if let Some((_, pool)) = pools.get(&key) {
             return Ok(pool.clone());
         }
+        let settings = self.budgets.of(kind);
         let label = pool_label(&config);
         let manager = Manager::from_config(
             config,
@@ -59,32 +117,34 @@ impl PgPools {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(self.settings.max_size)
-            .wait_timeout(Some(self.settings.wait_timeout))
-            .create_timeout(Some(self.settings.wait_timeout))
+            .max_size(settings.max_size)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.wait_timeout))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| e.to_string())?;
-        pools.insert(address.to_string(), (label, pool.clone()));
+        pools.insert(key, (label, pool.clone()));
         Ok(pool)
     }
 
-    /// `(pool label, open connections, idle connections)` for every pool.
-    pub fn status(&self) -> Vec<(String, usize, usize)> {
+    /// `(pool label, trigger kind, open connections, idle connections)` for
+    /// every pool.
+    pub fn status(&self) -> Vec<(String, TriggerKind, usize, usize)> {
         let pools = self.pools.lock().expect("pg pool map poisoned");
         pools
-            .values()
-            .map(|(label, pool)| {
+            .iter()
+            .map(|((kind, _), (label, pool))| {
                 let status = pool.status();
-                (label.clone(), status.size, status.available)
+                (label.clone(), *kind, status.size, status.available)
             })
             .collect()
     }
 
     /// Checks `address` against the component's allowed hosts, then takes a
-    /// pooled connection for it.
+    /// pooled connection for it from `kind`'s pool.
     pub(crate) async fn open(
         &self,
+        kind: TriggerKind,
         address: &str,
         allowed: &AllowedHosts,
     ) -> Result<Connection, OpenError> {
@@ -95,7 +155,9 @@ impl PgPools {
                 return Err(OpenError::NotAllowed(target.to_string()));
             }
         }
-        let pool = self.pool_for(address, config).map_err(OpenError::Connect)?;
+        let pool = self
+            .pool_for(kind, address, config)
+            .map_err(OpenError::Connect)?;
         let client = pool
             .get()
             .await

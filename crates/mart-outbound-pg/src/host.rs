@@ -18,7 +18,7 @@ impl HostConnection for PgHost {
     async fn open(&mut self, address: String) -> Result<Resource<Connection>, Error> {
         let connection = self
             .pools
-            .open(&address, &self.allowed)
+            .open(self.kind, &address, &self.allowed)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "postgres open refused");

@@ -1,7 +1,8 @@
 //! `spin:postgres/postgres@4.0.0` for components.
 //!
-//! - `client.rs`: pooled connections, one pool per address, shared by all
-//!   instances; statements are prepared once per pooled connection.
+//! - `client.rs`: pooled connections, one pool per trigger kind and address,
+//!   shared by that kind's instances; statements are prepared once per
+//!   pooled connection.
 //! - `host.rs`: the WIT trait implementation and nothing else.
 //! - `convert.rs`: WIT values to and from PostgreSQL's binary format.
 //! - `spin40.rs`: what Fermyon Spin 4.0.x's host cannot do, refused alike
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use mart_outbound_networking::AllowedHosts;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-pub use client::{PgPools, PoolSettings};
+pub use client::{PgPools, PoolBudgets, PoolSettings, TriggerKind};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -58,9 +59,11 @@ pub enum PgCompatibility {
     Full,
 }
 
-/// One instance's PostgreSQL state: its open connections and what it may reach.
+/// One instance's PostgreSQL state: its open connections, what it may
+/// reach, and whose pools it draws from.
 pub struct PgHost {
     pools: Arc<PgPools>,
+    kind: TriggerKind,
     allowed: Arc<AllowedHosts>,
     table: ResourceTable,
     compatibility: PgCompatibility,
@@ -69,11 +72,13 @@ pub struct PgHost {
 impl PgHost {
     pub fn new(
         pools: Arc<PgPools>,
+        kind: TriggerKind,
         allowed: Arc<AllowedHosts>,
         compatibility: PgCompatibility,
     ) -> Self {
         Self {
             pools,
+            kind,
             allowed,
             table: ResourceTable::new(),
             compatibility,

@@ -10,7 +10,7 @@ use mart_metrics::Metrics;
 use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, OutboundHttp};
 use mart_outbound_networking::AllowedHosts;
-use mart_outbound_pg::{PgCompatibility, PgHost, PgPools, PoolSettings};
+use mart_outbound_pg::{PgCompatibility, PgHost, PgPools, PoolBudgets, TriggerKind};
 use mart_variables::{ComponentVariables, Resolver, Template, VariablesHost};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -36,7 +36,7 @@ pub struct RuntimeOptions {
     pub max_instances: u32,
     /// Limits for components that do not set their own.
     pub default_limits: InvocationLimits,
-    pub pg_pool: PoolSettings,
+    pub pg_pools: PoolBudgets,
     /// How closely `spin:postgres` follows Fermyon Spin 4.0.x's host.
     pub pg_compatibility: PgCompatibility,
     /// Where the runtime and the triggers record what they do.
@@ -49,7 +49,7 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             max_instances: 1000,
             default_limits: InvocationLimits::DEFAULT,
-            pg_pool: PoolSettings::default(),
+            pg_pools: PoolBudgets::default(),
             pg_compatibility: PgCompatibility::default(),
             metrics: Arc::new(Metrics::new()),
         }
@@ -147,7 +147,7 @@ impl Runtime {
         Ok(Self {
             engine,
             components,
-            pg_pools: Arc::new(PgPools::new(options.pg_pool)),
+            pg_pools: Arc::new(PgPools::new(options.pg_pools)),
             pg_compatibility: options.pg_compatibility,
             local_dispatch: OnceLock::new(),
             publisher: OnceLock::new(),
@@ -185,11 +185,13 @@ impl Runtime {
         let _ = self.publisher.set(publisher);
     }
 
-    /// A fresh store for one invocation of `component`, with its limits
-    /// armed; `trace` is the trace context its outbound requests continue.
+    /// A fresh store for one invocation of `component` by a `kind` trigger
+    /// (whose database pools it uses), with its limits armed; `trace` is
+    /// the trace context its outbound requests continue.
     pub fn new_store(
         &self,
         component: &AppComponent,
+        kind: TriggerKind,
         trace: Option<TraceParent>,
     ) -> anyhow::Result<Store<InstanceState>> {
         let mut wasi = WasiCtx::builder();
@@ -213,6 +215,7 @@ impl Runtime {
             .with_trace(trace),
             pg: PgHost::new(
                 self.pg_pools.clone(),
+                kind,
                 component.allowed_hosts.clone(),
                 self.pg_compatibility,
             ),

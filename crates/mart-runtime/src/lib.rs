@@ -12,5 +12,5 @@ mod state;
 
 pub use engine::{Runtime, RuntimeOptions};
 pub use limits::InvocationLimits;
-pub use mart_outbound_pg::PgCompatibility;
+pub use mart_outbound_pg::{PgCompatibility, PoolBudgets, PoolSettings, TriggerKind};
 pub use state::{AppComponent, InstanceState};

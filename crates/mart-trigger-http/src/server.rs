@@ -46,6 +46,11 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     /// Open connections at most; further ones are answered 503 and closed.
     pub max_connections: usize,
+    /// Open connections one client address may hold at most (0: no limit),
+    /// so one client cannot take every connection; further ones are
+    /// answered 503 and closed. Behind a gateway, which connects from one
+    /// address for everyone and limits clients itself, set 0.
+    pub max_connections_per_client: usize,
     /// Requests running a component at once (chained calls not counted);
     /// the instance pool is shared with the Kafka and timer triggers, which
     /// keep the rest. Further requests wait up to `queue_wait`, then 503.
@@ -61,6 +66,7 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1000,
+            max_connections_per_client: 100,
             max_concurrent_requests: 500,
             queue_wait: Duration::from_secs(5),
         }
@@ -137,6 +143,7 @@ impl HttpTrigger {
             .header_read_timeout(self.options.header_timeout);
         builder.http2().timer(TokioTimer::new());
         let connections = Arc::new(tokio::sync::Semaphore::new(self.options.max_connections));
+        let per_client = PerClient::new(self.options.max_connections_per_client);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -151,6 +158,11 @@ impl HttpTrigger {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let Some(client_slot) = per_client.try_acquire(client.ip()) else {
+                        self.runtime.metrics().http_refused("client_connections_full");
+                        tokio::spawn(refuse_connection(stream));
+                        continue;
+                    };
                     let Ok(slot) = connections.clone().try_acquire_owned() else {
                         self.runtime.metrics().http_refused("connections_full");
                         tokio::spawn(refuse_connection(stream));
@@ -167,7 +179,7 @@ impl HttpTrigger {
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
-                        drop(slot);
+                        drop((slot, client_slot));
                     });
                 }
                 () = &mut shutdown => break,
@@ -515,6 +527,54 @@ impl BodyRefusal {
 }
 
 /// Answers a connection over the cap with a 503 and closes it.
+/// Open connections per client address, each counted until its guard drops.
+struct PerClient {
+    limit: usize,
+    open: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One open connection of a client.
+struct ClientSlot {
+    client: std::net::IpAddr,
+    open: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PerClient {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for `client`, or `None` if it holds `limit` connections
+    /// already (a limit of 0 refuses none).
+    fn try_acquire(&self, client: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(client).or_default();
+        if self.limit != 0 && *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            client,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
 async fn refuse_connection(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
     const BODY: &str = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many open connections; try again shortly"}"#;
@@ -529,4 +589,31 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
     )
     .await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_client_cannot_take_more_than_its_share_of_connections() {
+        let per_client = PerClient::new(2);
+        let abuser: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let other: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+        let first = per_client.try_acquire(abuser).unwrap();
+        let _second = per_client.try_acquire(abuser).unwrap();
+        assert!(per_client.try_acquire(abuser).is_none(), "over its share");
+        assert!(
+            per_client.try_acquire(other).is_some(),
+            "others still served"
+        );
+        drop(first);
+        assert!(
+            per_client.try_acquire(abuser).is_some(),
+            "a closed one frees a slot"
+        );
+        let unlimited = PerClient::new(0);
+        let held: Vec<_> = (0..500).map(|_| unlimited.try_acquire(abuser)).collect();
+        assert!(held.iter().all(Option::is_some));
+    }
 }

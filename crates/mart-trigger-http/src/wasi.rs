@@ -59,7 +59,7 @@ where
 {
     let component = &target.component;
     let mut store = runtime
-        .new_store(component, trace)
+        .new_store(component, mart_runtime::TriggerKind::Http, trace)
         .map_err(|e| InvokeError::Failed(format!("{e:#}")))?;
     let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let setup = (|| {

@@ -59,18 +59,22 @@ impl Handler {
             .and_then(|m| header(m, "traceparent"))
             .and_then(|v| std::str::from_utf8(v).ok().and_then(TraceParent::parse))
             .map(|parent| parent.child());
-        let mut store = match self.runtime.new_store(&self.component, trace) {
-            Ok(store) => store,
-            Err(e) => {
-                let reason = format!("cannot set up an instance: {e:#}");
-                tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
-                return Outcome::Failed {
-                    index: 0,
-                    retry: true,
-                    reason,
-                };
-            }
-        };
+        let mut store =
+            match self
+                .runtime
+                .new_store(&self.component, mart_runtime::TriggerKind::Kafka, trace)
+            {
+                Ok(store) => store,
+                Err(e) => {
+                    let reason = format!("cannot set up an instance: {e:#}");
+                    tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
+                    return Outcome::Failed {
+                        index: 0,
+                        retry: true,
+                        reason,
+                    };
+                }
+            };
         let started = Instant::now();
         let metrics = self.runtime.metrics().clone();
         let call = async {

@@ -150,7 +150,7 @@ impl Timer {
     async fn call(&self, scheduled_ms: i64) -> Result<(), String> {
         let mut store = self
             .runtime
-            .new_store(&self.component, None)
+            .new_store(&self.component, mart_runtime::TriggerKind::Timer, None)
             .map_err(|e| format!("cannot set up an instance: {e:#}"))?;
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
