@@ -6,35 +6,17 @@
 mod saga_support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mart_integration_tests::{mart_bin, postgres, repo_root, Host};
+use mart_integration_tests::{postgres, repo_root, Host};
 use saga_support::*;
-
-/// Runs `mart check`; its exit code and report.
-fn mart_check() -> (i32, String) {
-    let out = Command::new(mart_bin())
-        .args(["check", "--database-url", &postgres().server_url()])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
 
 #[test]
 fn a_database_outage_mid_burst_delays_the_saga_but_breaks_nothing() {
     let host = Host::start("spin.toml", &[]);
     let pg = postgres();
     let item = product(&host, 300, 100);
-    let users: Vec<String> = (0..3).map(|_| customer(&host)).collect();
-    let mut placed = Vec::new();
-    for user in &users {
-        for _ in 0..4 {
-            placed.push((user.clone(), place_items(&host, user, &item, 1, "tok_visa")));
-        }
-    }
+    let placed = burst(&host, &item, 3, 4);
     // The database goes away while the saga is under way...
     let script = repo_root().join("scripts/postgres.sh");
     let dir = pg.data_dir().to_str().unwrap().to_string();
@@ -52,21 +34,7 @@ fn a_database_outage_mid_burst_delays_the_saga_but_breaks_nothing() {
         .success());
 
     // ...and every order still ends paid, charged once, stock committed.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let report = loop {
-        let (code, report) = mart_check();
-        if code == 0 {
-            break report;
-        }
-        assert_ne!(code, 1, "an invariant broke:\n{report}");
-        assert!(
-            Instant::now() < deadline,
-            "not settled in time:\n{report}\n{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert!(report.contains("0 unsettled, 0 violation(s)"), "{report}");
+    settled(&host, Duration::from_secs(240));
     for (user, id) in &placed {
         let order = host.get_as(user, &format!("/orders/{id}")).json();
         assert_eq!(order["status"], "paid", "{order}");

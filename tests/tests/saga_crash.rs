@@ -56,4 +56,6 @@ fn a_host_killed_mid_saga_completes_it_after_restart_without_doubling() {
     )[0]
     .get(0);
     assert_eq!(reservations, 8);
+    // And the operators' check agrees: money and stock match every order.
+    settled(&second, Duration::from_secs(120));
 }

@@ -16,8 +16,9 @@ const WEBHOOK_SECRET: &str = "whsec_test_mart";
 /// A fake of the two Stripe endpoints Mart calls. It answers by payment
 /// method: `pm_card_visa` succeeds, `pm_card_chargeDeclined` is declined
 /// (402), `pm_processing` stays processing, `pm_in_flight` is first a 409
-/// (Stripe still working on the key) and succeeds when asked again;
-/// refunds succeed.
+/// (Stripe still working on the key) and succeeds when asked again,
+/// `pm_flaky` answers 500, then 409, then `processing` (settled later by a
+/// webhook); refunds succeed.
 ///
 /// One for the test binary: every host here is in the same consumer
 /// groups, so any of them may charge any order, and all must reach the same
@@ -46,6 +47,27 @@ fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
             match r.field("payment_method") {
                 Some("pm_card_visa") => (200, json!({"id": intent, "status": "succeeded"})),
                 Some("pm_processing") => (200, json!({"id": intent, "status": "processing"})),
+                Some("pm_flaky") => {
+                    let asked_before = before
+                        .iter()
+                        .filter(|b| {
+                            b.path == r.path
+                                && b.header("idempotency-key") == r.header("idempotency-key")
+                        })
+                        .count();
+                    match asked_before {
+                        0 => (
+                            500,
+                            json!({"error": {"type": "api_error", "message": "An unknown error occurred"}}),
+                        ),
+                        1 => (
+                            409,
+                            json!({"error": {"type": "idempotency_error", "code": "idempotency_key_in_use",
+                                             "message": "There is currently another in-progress request using this Idempotency Key"}}),
+                        ),
+                        _ => (200, json!({"id": intent, "status": "processing"})),
+                    }
+                }
                 Some("pm_in_flight") => {
                     let asked_before = before.iter().any(|b| {
                         b.path == r.path
@@ -265,6 +287,60 @@ fn a_success_arriving_after_the_order_was_cancelled_is_refunded() {
     );
     let order = host.get_as(&user, &format!("/orders/{order}")).json();
     assert_eq!(order["status"], "cancelled", "the order stays cancelled");
+}
+
+#[test]
+fn a_burst_through_a_misbehaving_stripe_is_charged_once_per_order() {
+    let stripe = stripe();
+    let host = stripe_host(stripe);
+    let item = product(host, 600, 50);
+    let users: Vec<String> = (0..3).map(|_| customer(host)).collect();
+    let orders: Vec<(&String, String)> = users
+        .iter()
+        .flat_map(|user| (0..2).map(move |_| user))
+        .map(|user| (user, stripe_order(host, user, &item, "pm_flaky")))
+        .collect();
+    // Each charge meets a 500, then a 409, then `processing`: retried with
+    // the same key each time, never taken as a decline...
+    for (user, order) in &orders {
+        mart_integration_tests::eventually(WAIT, "the third charge attempt", || {
+            (charges_of(stripe, order).len() >= 3).then_some(())
+        });
+        // Waiting for Stripe's word, stock held.
+        wait_for(host, user, order, "reserved");
+    }
+    // ...and Stripe's success arrives late, by webhook, twice for good measure.
+    for (_, order) in &orders {
+        let event = json!({
+            "id": format!("evt_flaky_{order}"),
+            "type": "payment_intent.succeeded",
+            "data": {"object": {"id": format!("pi_{order}"), "metadata": {"order_id": order}}}
+        });
+        let payload = serde_json::to_vec(&event).unwrap();
+        let signed = mart_domain::stripe::sign(&payload, WEBHOOK_SECRET, now());
+        assert_eq!(webhook(host, &event, &signed), 200);
+        assert_eq!(webhook(host, &event, &signed), 200);
+    }
+    for (user, order) in &orders {
+        let paid = wait_for(host, user, order, "paid");
+        assert!(!history(&paid).contains(&"cancelled".to_string()), "{paid}");
+        let charges = charges_of(stripe, order);
+        assert_eq!(charges.len(), 3, "{charges:?}");
+        assert!(charges
+            .iter()
+            .all(|c| c.header("idempotency-key") == Some(order.as_str())));
+    }
+    assert_eq!(stock(host, &item), (38, 0));
+    settled(host, std::time::Duration::from_secs(180));
+}
+
+/// The charge requests Stripe received for `order`.
+fn charges_of(stripe: &FakeHttp, order: &str) -> Vec<Recorded> {
+    stripe
+        .requests("/v1/payment_intents")
+        .into_iter()
+        .filter(|r| r.field("metadata[order_id]") == Some(order))
+        .collect()
 }
 
 fn eventually_charged(stripe: &FakeHttp, order: &str) {

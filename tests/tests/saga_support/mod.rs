@@ -146,3 +146,58 @@ pub fn history(order: &Value) -> Vec<String> {
         .map(|h| h["status"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Runs `mart check` (the operators' invariant check) against the test
+/// cluster; its exit code and report.
+pub fn mart_check() -> (i32, String) {
+    let out = std::process::Command::new(mart_integration_tests::mart_bin())
+        .args([
+            "check",
+            "--database-url",
+            &mart_integration_tests::postgres().server_url(),
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Waits until `mart check` finds every order settled (exit 0); fails at
+/// once on a violation (exit 1), and after `timeout` if orders are still
+/// under way. The report.
+pub fn settled(host: &Host, timeout: Duration) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (code, report) = mart_check();
+        if code == 0 {
+            assert!(report.contains("0 unsettled, 0 violation(s)"), "{report}");
+            return report;
+        }
+        assert_ne!(code, 1, "an invariant broke:\n{report}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not settled within {timeout:?}:\n{report}\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A burst: `customers` new customers place `each` orders of one unit of
+/// `product` (a customer may have only a few orders open at once); the
+/// (customer, order) pairs.
+pub fn burst(host: &Host, product: &str, customers: usize, each: usize) -> Vec<(String, String)> {
+    let users: Vec<String> = (0..customers).map(|_| customer(host)).collect();
+    let mut placed = Vec::new();
+    for user in &users {
+        for _ in 0..each {
+            placed.push((
+                user.clone(),
+                place_items(host, user, product, 1, "tok_visa"),
+            ));
+        }
+    }
+    placed
+}
