@@ -6,7 +6,7 @@ APP_COMPONENTS := catalog users inventory carts orders payments notifications st
 COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build broker components components-app host web browser release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
+.PHONY: help build broker components components-app host web browser fuzz-tools release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,7 +60,11 @@ spin-plugins: ## Package trigger-kafka and trigger-timer as Fermyon Spin plugins
 spin-up: components web host spin-plugins broker ## Run the whole app with Fermyon Spin (`spin up` and Mart's plugins)
 	scripts/run.sh spin
 
-test: build broker browser ## Run every test (unit, integration with PostgreSQL, the broker and the host)
+# The OpenAPI fuzzing test runs Schemathesis from PyPI (pinned), in a venv under ~/.cache.
+fuzz-tools: ## Install what the OpenAPI fuzzing test needs (Schemathesis, pinned)
+	scripts/schemathesis.sh install
+
+test: build broker browser fuzz-tools ## Run every test (unit, integration with PostgreSQL, the broker and the host)
 	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))
 
 bench: ## Benchmark the host against a native server (prints a table)

@@ -270,9 +270,16 @@ fn unknown_ids_and_methods() {
     host.get("/products/not-a-uuid").problem(404);
     host.get("/products/1;DROP").problem(404);
     // RFC 9110: a 405 names what the resource accepts.
-    let r = host.request("PATCH", "/products", &[], None);
+    // Methods the collection does not take, PUT and DELETE among them
+    // (which the item takes: the collection is not an item with no id).
+    for method in ["PATCH", "PUT", "DELETE"] {
+        let r = host.request(method, "/products", &[], None);
+        r.problem(405);
+        assert_eq!(r.header("allow"), Some("GET, POST"), "{method}");
+    }
+    let r = host.request("PUT", "/inventory/reservations", &[], None);
     r.problem(405);
-    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_eq!(r.header("allow"), Some("POST"));
     let r = host.request(
         "TRACE",
         "/products/00000000-0000-4000-8000-00000000dead",

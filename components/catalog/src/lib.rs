@@ -26,10 +26,10 @@ fn route(request: &Request) -> Result<Response, Problem> {
     match (request.method(), id) {
         (Method::Get, "") => list(request),
         (Method::Post, "") => create(request),
+        (_, "") => Err(method_not_allowed(request, &["GET", "POST"])),
         (Method::Get, id) => get(id),
         (Method::Put, id) => replace(request, id),
         (Method::Delete, id) => delete(request, id),
-        (_, "") => Err(method_not_allowed(request, &["GET", "POST"])),
         _ => Err(method_not_allowed(request, &["GET", "PUT", "DELETE"])),
     }
 }

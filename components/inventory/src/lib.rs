@@ -33,14 +33,15 @@ fn route(request: &Request) -> Result<Response, Problem> {
         (Method::Post, ["reservations"]) => reserve(request),
         (Method::Post, ["reservations", order, "release"]) => finish(request, order, false),
         (Method::Post, ["reservations", order, "commit"]) => finish(request, order, true),
+        // Before the product arms: `reservations` is not a product id.
+        (_, ["reservations"] | ["reservations", _, "release" | "commit"]) => {
+            Err(method_not_allowed(request, &["POST"]))
+        }
         (Method::Get, [product]) => get(product),
         (Method::Put, [product]) => set(request, product),
         (Method::Post, [product, "adjustments"]) => adjust(request, product),
         (Method::Get, [product, "adjustments"]) => history(request, product),
         (_, []) => Err(method_not_allowed(request, &["GET"])),
-        (_, ["reservations"] | ["reservations", _, "release" | "commit"]) => {
-            Err(method_not_allowed(request, &["POST"]))
-        }
         (_, [_]) => Err(method_not_allowed(request, &["GET", "PUT"])),
         (_, [_, "adjustments"]) => Err(method_not_allowed(request, &["GET", "POST"])),
         _ => Err(Problem::not_found(format!(

@@ -104,11 +104,13 @@ pub async fn priced_lines(
         let response = get(&url, None).await?;
         match response.status() {
             200 => {}
+            // As carts answer for an unknown product: what the order names
+            // is not there.
             404 => {
-                return Err(Problem::invalid(vec![mart_domain::FieldError::new(
-                    "items",
-                    format!("product {} does not exist", item.product_id),
-                )]))
+                return Err(Problem::not_found(format!(
+                    "product {} does not exist",
+                    item.product_id
+                )))
             }
             status => {
                 eprintln!("orders: GET {url}: status {status}");

@@ -100,12 +100,13 @@ fn refund(caller: &Claims, id: &str) -> Result<Response, Problem> {
 /// (with `stripe_webhook_secret`), applied once per Stripe event id, and
 /// answered 200 for events that need nothing, so Stripe stops resending.
 fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
-    let secret = mart_guest::config::optional_variable("stripe_webhook_secret")
-        .ok_or_else(|| Problem::not_found("Stripe webhooks are not enabled here"))?;
+    // A request without a signature is malformed wherever it is sent.
     let signature = request
         .header("stripe-signature")
         .and_then(|v| v.as_str())
         .ok_or_else(|| Problem::bad_request("the Stripe-Signature header is missing"))?;
+    let secret = mart_guest::config::optional_variable("stripe_webhook_secret")
+        .ok_or_else(|| Problem::not_found("Stripe webhooks are not enabled here"))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

@@ -16,8 +16,9 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         ));
     }
     // Syntax first, so that a truncated document is a 400, not a 422.
-    let value: serde_json::Value = serde_json::from_slice(body)
+    let mut value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+    integral_numbers_as_integers(&mut value);
     if let Some(field) = text_with_nul(&value, "") {
         return Err(Problem::invalid(vec![FieldError::new(field, NUL_MESSAGE)]));
     }
@@ -43,6 +44,26 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         };
         Problem::invalid(vec![FieldError::new(field, message)])
     })
+}
+
+/// `35.0` is the integer 35, as JSON Schema (and so the API document) has
+/// it: an integer is any number without a fractional part. Rust's integer
+/// fields take only `35`, so integral numbers are made integers first.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let Some(x) = n.as_f64() else { return };
+            // Within i64 and exactly representable (|x| <= 2^53 for f64).
+            if x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_992.0 {
+                *value = serde_json::Value::from(x as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(integral_numbers_as_integers)
+        }
+        _ => {}
+    }
 }
 
 /// The JSON path of the first string (value or key) holding a NUL character.
@@ -96,6 +117,19 @@ mod tests {
         let p = parse::<Item>(b"{\"name\":").unwrap_err();
         assert_eq!(p.status, 400);
         assert_eq!(parse::<Item>(b"").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn an_integral_number_is_an_integer_as_in_json_schema() {
+        let item = parse::<Item>(br#"{"name":"a","price_minor":561.0}"#).unwrap();
+        assert_eq!(item.price_minor, 561);
+        let p = parse::<Item>(br#"{"name":"a","price_minor":561.5}"#).unwrap_err();
+        assert_eq!(p.errors[0].field, "price_minor");
+        let p = parse::<Item>(br#"{"name":"a","price_minor":1e300}"#).unwrap_err();
+        assert_eq!(
+            p.errors[0].field, "price_minor",
+            "too large for any integer"
+        );
     }
 
     #[test]
