@@ -147,13 +147,36 @@ impl Postgres {
         self.with_client(database, async |client| client.query(sql, &[]).await)
     }
 
+    /// Runs a script on `database` as `role` (the cluster trusts loopback,
+    /// so only privileges decide); the server's message if it fails.
+    pub fn execute_as(&self, role: &str, database: &str, sql: &str) -> Result<(), String> {
+        self.try_with_client(role, database, async |client| {
+            client.batch_execute(sql).await
+        })
+    }
+
     /// A connection to `database` for one piece of work; panics on errors.
     fn with_client<T>(
         &self,
         database: &str,
         work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> T {
-        let url = self.database_url(database);
+        self.try_with_client("mart", database, work)
+            .unwrap_or_else(|e| panic!("{database}: {e}"))
+    }
+
+    /// A connection to `database` as `role` for one piece of work.
+    fn try_with_client<T>(
+        &self,
+        role: &str,
+        database: &str,
+        work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, String> {
+        let url = format!("postgres://{role}@127.0.0.1:{}/{database}", self.port);
+        let message = |e: tokio_postgres::Error| {
+            e.as_db_error()
+                .map_or(e.to_string(), |db| db.message().to_string())
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -161,9 +184,9 @@ impl Postgres {
         rt.block_on(async {
             let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
-                .unwrap();
+                .map_err(message)?;
             tokio::spawn(conn);
-            work(&client).await.unwrap()
+            work(&client).await.map_err(message)
         })
     }
 }
@@ -332,6 +355,17 @@ impl Host {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("mart up was not ready within {timeout:?}:\n{}", self.log());
+    }
+
+    /// The admin listener's Prometheus text (`/metrics`).
+    pub fn metrics(&self) -> String {
+        let response = ureq::get(&format!("{}/metrics", self.admin))
+            .timeout(Duration::from_secs(30))
+            .call()
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        response
+            .into_string()
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
     }
 
     /// What the host printed so far.

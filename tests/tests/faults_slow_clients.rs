@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use mart_integration_tests::Host;
 use saga_support::*;
-use serde_json::json;
 
 /// A connection from `source` (127.0.0.0/8 is all loopback) that sends a
 /// request's headers and never its body; `None` if it could not be made.
@@ -41,13 +40,6 @@ fn slow_client(runtime: &tokio::runtime::Runtime, host: &Host, source: &str) -> 
 fn a_thousand_slow_connections_from_one_client_do_not_stop_a_checkout() {
     let host = Host::start("spin.toml", &[]);
     let item = product(&host, 900, 10);
-    let metrics = || {
-        ureq::get(&format!("{}/metrics", host.admin))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap()
-    };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -59,7 +51,7 @@ fn a_thousand_slow_connections_from_one_client_do_not_stop_a_checkout() {
     assert!(!slow.is_empty());
     // The abuser's connections beyond its share were refused at once.
     mart_integration_tests::eventually(WAIT, "the abuser's extra connections refused", || {
-        metrics()
+        host.metrics()
             .contains(r#"mart_http_refused_total{reason="client_connections_full"}"#)
             .then_some(())
     });
@@ -67,20 +59,13 @@ fn a_thousand_slow_connections_from_one_client_do_not_stop_a_checkout() {
     // A customer on another address shops as usual meanwhile.
     let started = Instant::now();
     let user = customer(&host);
-    let cart = host.send_json_as(&user, "POST", "/carts", &json!({}));
-    assert_eq!(cart.status, 201, "{}", cart.text());
-    let cart = cart.json()["id"].as_str().unwrap().to_string();
-    let added = host.send_json_as(
+    let cart = cart_with(&host, &user, &[(&item, 2)]);
+    let order = place(
+        &host,
         &user,
-        "POST",
-        &format!("/carts/{cart}/items"),
-        &json!({"product_id": item, "quantity": 2}),
+        &unique("k"),
+        &cart_order_body(&cart, "tok_visa"),
     );
-    assert_eq!(added.status, 200, "{}", added.text());
-    let mut body = order_body(json!([]), "tok_visa");
-    body.as_object_mut().unwrap().remove("items");
-    body["cart_id"] = json!(cart);
-    let order = place(&host, &user, &unique("k"), &body);
     assert_eq!(order.status, 201, "{}", order.text());
     let order = order.json()["id"].as_str().unwrap().to_string();
     assert!(
@@ -93,9 +78,9 @@ fn a_thousand_slow_connections_from_one_client_do_not_stop_a_checkout() {
         (stock(&host, &item) == (8, 0)).then_some(())
     });
     assert!(
-        metrics().contains("mart_instances_active 0"),
+        host.metrics().contains("mart_instances_active 0"),
         "slow clients hold no instance: {}",
-        metrics()
+        host.metrics()
     );
     drop(slow);
 }

@@ -504,21 +504,14 @@ fn slow_clients_hold_connections_not_instances() {
         ("MART_HTTP_BODY_TIMEOUT_SECS", "3".into()),
         ("MART_HTTP_MAX_CONNECTIONS", "40".into()),
     ]);
-    let metrics = || {
-        ureq::get(&format!("{}/metrics", host.admin))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap()
-    };
     let mut slow: Vec<_> = (0..30).map(|_| slow_body_client(&host.base)).collect();
     std::thread::sleep(Duration::from_millis(500));
     // Thirty requests wait for bodies that never come; none holds an
     // instance, and everyone else is served.
     assert!(
-        metrics().contains("mart_instances_active 0"),
+        host.metrics().contains("mart_instances_active 0"),
         "{}",
-        metrics()
+        host.metrics()
     );
     let started = Instant::now();
     assert_eq!(host.get("/probe/noop").status, 200);
@@ -542,7 +535,7 @@ fn slow_clients_hold_connections_not_instances() {
         let answer = String::from_utf8_lossy(&answer[..n]);
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
-    let text = metrics();
+    let text = host.metrics();
     assert!(
         text.contains(r#"mart_http_refused_total{reason="connections_full"}"#),
         "{text}"

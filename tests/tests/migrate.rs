@@ -83,27 +83,9 @@ fn concurrent_runs_apply_each_migration_once_and_edits_are_refused() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-/// Runs `sql` on `database` as `role` (the test cluster trusts loopback,
-/// so only privileges decide); the error's message if it fails.
+/// Runs `sql` on `database` as `role`; the error's message if it fails.
 fn as_role(role: &str, database: &str, sql: &str) -> Result<(), String> {
-    let url = format!("postgres://{role}@127.0.0.1:{}/{database}", postgres().port);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| {
-                e.as_db_error()
-                    .map_or(e.to_string(), |d| d.message().to_string())
-            })?;
-        tokio::spawn(connection);
-        client.batch_execute(sql).await.map_err(|e| {
-            e.as_db_error()
-                .map_or(e.to_string(), |d| d.message().to_string())
-        })
-    })
+    postgres().execute_as(role, database, sql)
 }
 
 #[test]

@@ -110,11 +110,7 @@ fn events_survive_a_broker_outage_and_keep_their_order() {
         assert_eq!(seen, written, "events of product {product} out of order");
     }
 
-    let metrics = ureq::get(&format!("{}/metrics", host.admin))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let metrics = host.metrics();
     assert!(
         metrics.contains("mart_outbox_published_total{database=\"catalog\"}"),
         "{metrics}"

@@ -26,22 +26,8 @@ fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {
     let user = customer(host);
     let teapot = product(host, 2500, 10);
     let cup = product(host, 400, 10);
-    let cart = host
-        .send_json_as(&user, "POST", "/carts", &json!({}))
-        .json();
-    let cart_id = cart["id"].as_str().unwrap();
-    for (p, q) in [(&teapot, 1), (&cup, 4)] {
-        let r = host.send_json_as(
-            &user,
-            "POST",
-            &format!("/carts/{cart_id}/items"),
-            &json!({"product_id": p, "quantity": q}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    let mut body = order_body(json!(null), "tok_visa");
-    body.as_object_mut().unwrap().remove("items");
-    body["cart_id"] = json!(cart_id);
+    let cart_id = cart_with(host, &user, &[(&teapot, 1), (&cup, 4)]);
+    let body = cart_order_body(&cart_id, "tok_visa");
 
     let key = unique("key");
     let created = place(host, &user, &key, &body);
@@ -294,18 +280,8 @@ fn one_cart_becomes_at_most_one_order() {
     let host = shared_host();
     let user = customer(host);
     let item = product(host, 700, 10);
-    let cart = host
-        .send_json_as(&user, "POST", "/carts", &json!({}))
-        .json();
-    let cart = cart["id"].as_str().unwrap().to_string();
-    let r = host.send_json_as(
-        &user,
-        "POST",
-        &format!("/carts/{cart}/items"),
-        &json!({"product_id": item, "quantity": 1}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let body = json!({"cart_id": cart, "shipping_address": order_body(json!([]), "tok_visa")["shipping_address"], "payment": {"provider": "fake", "token": "tok_visa"}});
+    let cart = cart_with(host, &user, &[(&item, 1)]);
+    let body = cart_order_body(&cart, "tok_visa");
     let first = place(host, &user, &unique("k"), &body);
     assert_eq!(first.status, 201, "{}", first.text());
     let second = place(host, &user, &unique("k"), &body);

@@ -152,11 +152,24 @@ pub async fn migrate(server_url: &str, root: &Path) -> anyhow::Result<Vec<Report
     Ok(reports)
 }
 
-async fn ensure_database(admin: &Client, database: &str) -> anyhow::Result<bool> {
-    admin
+/// Runs `work` while holding the migrators' advisory lock on `client`'s
+/// database (advisory locks are per database).
+async fn under_lock<T>(
+    client: &Client,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;
-    let result = async {
+    let result = work.await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await?;
+    result
+}
+
+async fn ensure_database(admin: &Client, database: &str) -> anyhow::Result<bool> {
+    under_lock(admin, async {
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
             .await?
@@ -168,13 +181,10 @@ async fn ensure_database(admin: &Client, database: &str) -> anyhow::Result<bool>
                 .batch_execute(&format!("CREATE DATABASE \"{database}\""))
                 .await?;
         }
-        Ok::<_, anyhow::Error>(!exists)
-    }
-    .await;
-    admin
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await?;
-    result.with_context(|| format!("creating database `{database}`"))
+        Ok(!exists)
+    })
+    .await
+    .with_context(|| format!("creating database `{database}`"))
 }
 
 /// The role a service's components use for `database`.
@@ -186,10 +196,7 @@ pub fn service_role(database: &str) -> String {
 /// asks for one, an operator sets it (docker compose's init script creates
 /// the roles with theirs).
 async fn ensure_role(admin: &Client, role: &str) -> anyhow::Result<()> {
-    admin
-        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await?;
-    let result = async {
+    under_lock(admin, async {
         let exists = admin
             .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
             .await?
@@ -200,13 +207,10 @@ async fn ensure_role(admin: &Client, role: &str) -> anyhow::Result<()> {
                 .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN"))
                 .await?;
         }
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    admin
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await?;
-    result.with_context(|| format!("creating role `{role}`"))
+        Ok(())
+    })
+    .await
+    .with_context(|| format!("creating role `{role}`"))
 }
 
 /// Gives `database` to its service's role alone (see the module doc), on
@@ -232,21 +236,14 @@ async fn apply(
     database: &str,
     migrations: &[Migration],
 ) -> anyhow::Result<Vec<String>> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await?;
-    let mut result = apply_locked(client, database, migrations).await;
-    if result.is_ok() {
+    under_lock(client, async {
+        let applied = apply_locked(client, database, migrations).await?;
         // Under the same lock: concurrent GRANTs on one object can fail
         // ("tuple concurrently updated").
-        if let Err(e) = grant_service_role(client, database).await {
-            result = Err(e);
-        }
-    }
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await?;
-    result
+        grant_service_role(client, database).await?;
+        Ok(applied)
+    })
+    .await
 }
 
 async fn apply_locked(

@@ -78,12 +78,16 @@ impl PoolBudgets {
     }
 }
 
+/// A pool and its label for metrics (the address without credentials).
+type LabelledPool = (String, Pool);
+
 /// One pool per trigger kind and connection address, created on first use
 /// and shared by the instances of that kind.
 pub struct PgPools {
     budgets: PoolBudgets,
-    /// (kind, address) -> (label without credentials, pool)
-    pools: Mutex<HashMap<(TriggerKind, String), (String, Pool)>>,
+    /// kind -> address -> pool; looked up by `&str` on every open, without
+    /// allocating.
+    pools: Mutex<HashMap<TriggerKind, HashMap<String, LabelledPool>>>,
 }
 
 impl PgPools {
@@ -101,8 +105,8 @@ impl PgPools {
         config: tokio_postgres::Config,
     ) -> Result<Pool, String> {
         let mut pools = self.pools.lock().expect("pg pool map poisoned");
-        let key = (kind, address.to_string());
-        if let Some((_, pool)) = pools.get(&key) {
+        let of_kind = pools.entry(kind).or_default();
+        if let Some((_, pool)) = of_kind.get(address) {
             return Ok(pool.clone());
         }
         let settings = self.budgets.of(kind);
@@ -123,7 +127,7 @@ impl PgPools {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| e.to_string())?;
-        pools.insert(key, (label, pool.clone()));
+        of_kind.insert(address.to_string(), (label, pool.clone()));
         Ok(pool)
     }
 
@@ -133,9 +137,11 @@ impl PgPools {
         let pools = self.pools.lock().expect("pg pool map poisoned");
         pools
             .iter()
-            .map(|((kind, _), (label, pool))| {
-                let status = pool.status();
-                (label.clone(), *kind, status.size, status.available)
+            .flat_map(|(kind, of_kind)| {
+                of_kind.values().map(|(label, pool)| {
+                    let status = pool.status();
+                    (label.clone(), *kind, status.size, status.available)
+                })
             })
             .collect()
     }

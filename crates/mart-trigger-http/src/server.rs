@@ -526,17 +526,19 @@ impl BodyRefusal {
     }
 }
 
-/// Answers a connection over the cap with a 503 and closes it.
+/// Open connections per client address.
+type OpenPerClient = Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>;
+
 /// Open connections per client address, each counted until its guard drops.
 struct PerClient {
     limit: usize,
-    open: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    open: OpenPerClient,
 }
 
 /// One open connection of a client.
 struct ClientSlot {
     client: std::net::IpAddr,
-    open: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    open: OpenPerClient,
 }
 
 impl PerClient {
@@ -575,6 +577,7 @@ impl Drop for ClientSlot {
     }
 }
 
+/// Answers a connection over a cap with a 503 and closes it.
 async fn refuse_connection(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
     const BODY: &str = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many open connections; try again shortly"}"#;

@@ -201,3 +201,28 @@ pub fn burst(host: &Host, product: &str, customers: usize, each: usize) -> Vec<(
     }
     placed
 }
+
+/// A new cart of `user` holding `lines` (product, quantity); its id.
+pub fn cart_with(host: &Host, user: &str, lines: &[(&str, i32)]) -> String {
+    let cart = host.send_json_as(user, "POST", "/carts", &json!({}));
+    assert_eq!(cart.status, 201, "{}", cart.text());
+    let cart = cart.json()["id"].as_str().unwrap().to_string();
+    for (product, quantity) in lines {
+        let r = host.send_json_as(
+            user,
+            "POST",
+            &format!("/carts/{cart}/items"),
+            &json!({"product_id": product, "quantity": quantity}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    cart
+}
+
+/// The body of an order from `cart`, paid with the fake provider's `token`.
+pub fn cart_order_body(cart: &str, token: &str) -> Value {
+    let mut body = order_body(json!(null), token);
+    body.as_object_mut().unwrap().remove("items");
+    body["cart_id"] = json!(cart);
+    body
+}
