@@ -24,21 +24,8 @@ fn setup(name: &str, trigger_settings: &str) -> Setup {
 
 /// `component_settings`: extra lines for `[component.probe.tool.mart]`.
 fn setup_with(name: &str, trigger_settings: &str, component_settings: &str) -> Setup {
-    let pg = postgres();
     let db = format!("kafka_{name}");
-    pg.query("postgres", &format!("CREATE DATABASE {db}"));
-    pg.query(
-        &db,
-        "CREATE TABLE attempts (seq bigserial PRIMARY KEY, id text NOT NULL, origin text NOT NULL, at timestamptz NOT NULL DEFAULT now())",
-    );
-    pg.query(
-        &db,
-        "CREATE TABLE effects (seq bigserial PRIMARY KEY, id text NOT NULL, origin text NOT NULL)",
-    );
-    pg.execute_script(
-        &db,
-        &std::fs::read_to_string(repo_root().join("migrations/processed_events.sql")).unwrap(),
-    );
+    probe_database(&db);
     let topic = format!("test.{name}");
     let wasm = repo_root().join("target/wasm32-wasip2/wasm/kafka_probe.wasm");
     let manifest =
@@ -76,6 +63,24 @@ variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{db}" }}
         manifest,
         topic,
     }
+}
+
+/// A database with the probe's tables.
+fn probe_database(db: &str) {
+    let pg = postgres();
+    pg.query("postgres", &format!("CREATE DATABASE {db}"));
+    pg.query(
+        db,
+        "CREATE TABLE attempts (seq bigserial PRIMARY KEY, id text NOT NULL, origin text NOT NULL, at timestamptz NOT NULL DEFAULT now())",
+    );
+    pg.query(
+        db,
+        "CREATE TABLE effects (seq bigserial PRIMARY KEY, id text NOT NULL, origin text NOT NULL)",
+    );
+    pg.execute_script(
+        db,
+        &std::fs::read_to_string(repo_root().join("migrations/processed_events.sql")).unwrap(),
+    );
 }
 
 fn start_host(setup: &Setup) -> Host {
@@ -247,11 +252,7 @@ fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
         "{trap:?}"
     );
 
-    let metrics = ureq::get(&format!("{}/metrics", host.admin))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let metrics = host.metrics();
     let dead = format!(
         "mart_kafka_messages_total{{component=\"probe\",outcome=\"dead_lettered\",topic=\"{}\"}} 2",
         s.topic
@@ -359,11 +360,7 @@ fn two_hosts_share_the_partitions_and_hand_them_over() {
     // Both members must own partitions before the work starts, or one would
     // take everything; wait until each has some.
     let handled = |host: &Host| -> u64 {
-        let text = ureq::get(&format!("{}/metrics", host.admin))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
+        let text = host.metrics();
         text.lines()
             .filter(|l| l.starts_with("mart_kafka_messages_total") && l.contains("outcome=\"ok\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -500,4 +497,73 @@ timeout_ms = 60000
         let status = request.join().unwrap();
         assert!(matches!(status, 200 | 500 | 502), "{status}");
     }
+}
+
+#[test]
+fn a_redriven_message_reaches_only_the_group_that_dead_lettered_it() {
+    // A second group on the same topic, with a database of its own.
+    let other_db = "kafka_redrive_other";
+    probe_database(other_db);
+    let kafka_probe = repo_root().join("target/wasm32-wasip2/wasm/kafka_probe.wasm");
+    let s = setup_with(
+        "redrive",
+        "",
+        &format!(
+            r#"
+[[trigger.kafka]]
+component = "other"
+topics = ["test.redrive"]
+
+[component.other]
+source = "{kafka_probe}"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{{{{ pg_port }}}}"]
+variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{other_db}" }}
+"#,
+            kafka_probe = kafka_probe.display()
+        ),
+    );
+    let _host = start_host(&s);
+    // The message is poison for the first group only (once); both groups
+    // then handle the next message of its key.
+    broker().produce(
+        &s.topic,
+        &[
+            (
+                "k",
+                json!({"id": "m", "action": {"poison_in_db": s.db, "times": 1}}),
+            ),
+            ("k", json!({"id": "n", "action": "ok"})),
+        ],
+    );
+    eventually(WAIT, "both groups past the message", || {
+        (effects(&s.db).contains_key("n") && effects(other_db).contains_key("m")).then_some(())
+    });
+    assert!(
+        !effects(&s.db).contains_key("m"),
+        "dead-lettered in the first group"
+    );
+    let dlq = format!("{}.dlq", s.topic);
+    broker().read(&dlq, 1, WAIT);
+
+    let redriven = dead_letters(&dlq, true);
+    assert!(redriven.contains("1 dead letter(s) redriven"), "{redriven}");
+    assert!(
+        redriven.contains("group=kafka-test-redrive.probe"),
+        "{redriven}"
+    );
+    eventually(WAIT, "the redriven message applied in its group", || {
+        effects(&s.db).contains_key("m").then_some(())
+    });
+    let attempts = |db: &str| count(db, "SELECT count(*) FROM attempts WHERE id = 'm'");
+    assert_eq!(attempts(&s.db), 2, "the first group tried it again");
+    // The redriven copy is on the topic, and the other group passed over
+    // it: its handler was not invoked again (a later message proves the
+    // group is past the copy).
+    broker().produce(&s.topic, &[("k", json!({"id": "after", "action": "ok"}))]);
+    eventually(WAIT, "the other group past the copy", || {
+        effects(other_db).contains_key("after").then_some(())
+    });
+    assert_eq!(attempts(other_db), 1, "the other group never saw the copy");
+    assert_eq!(effects(other_db).get("m"), Some(&1));
+    assert_eq!(effects(&s.db).get("m"), Some(&1));
 }

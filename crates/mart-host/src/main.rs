@@ -50,7 +50,8 @@ enum Command {
     /// Create the service databases and apply pending migrations.
     Migrate(MigrateArgs),
     /// List a dead-letter topic's messages not yet redriven, or send them
-    /// back to their original topics (`--redrive`).
+    /// back to their original topics and partitions (`--redrive`), each for
+    /// the consumer group that dead-lettered it only.
     DeadLetters(DeadLettersArgs),
     /// Check the shop's invariants across the service databases (orders
     /// final, paid orders charged once with stock committed, cancelled ones
@@ -287,8 +288,8 @@ async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
     let letters = mart_trigger_kafka::redrive(&kafka, &args.topic, args.redrive).await?;
     for l in &letters {
         println!(
-            "{}/{}@{}\tattempts={}\tcomponent={}\tat={}\terror={}",
-            l.topic, l.partition, l.offset, l.attempts, l.component, l.time, l.reason
+            "{}/{}@{}\tgroup={}\tattempts={}\tcomponent={}\tat={}\terror={}",
+            l.topic, l.partition, l.offset, l.group, l.attempts, l.component, l.time, l.reason
         );
     }
     let verb = if args.redrive { "redriven" } else { "pending" };

@@ -18,6 +18,9 @@ pub type Header = (String, Vec<u8>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub topic: String,
+    /// The partition, when it must be exactly this one (a redriven message
+    /// goes back where it came from); otherwise the key's.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub headers: Vec<Header>,
@@ -72,6 +75,9 @@ impl Publisher {
             .headers(headers);
         if let Some(key) = &record.key {
             kafka_record = kafka_record.key(key);
+        }
+        if let Some(partition) = record.partition {
+            kafka_record = kafka_record.partition(partition);
         }
         self.producer
             .send_result(kafka_record)
@@ -133,6 +139,7 @@ impl producer::Host for ProducerHost {
         };
         let record = Record {
             topic,
+            partition: None,
             key,
             value,
             headers: headers.into_iter().map(|h| (h.key, h.value)).collect(),

@@ -261,6 +261,7 @@ impl DatabaseRelay {
             }
             let record = Record {
                 topic: events::topic(&aggregate_type),
+                partition: None,
                 key: Some(envelope.subject.clone().into_bytes()),
                 headers,
                 value: envelope.data,

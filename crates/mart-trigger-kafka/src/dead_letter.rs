@@ -10,6 +10,20 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// On a redriven message: the only consumer group that handles it (the one
+/// that dead-lettered it); every other group of the topic passes over it.
+pub const REDRIVE_FOR: &str = "mart-redrive-for";
+/// On a redriven message: `topic/partition@offset` of the original.
+pub const REDRIVEN_FROM: &str = "mart-redriven-from";
+
+/// Whether `message` is a redriven copy meant for a group other than `group`.
+pub fn meant_for_another_group(message: &OwnedMessage, group: &str) -> bool {
+    message
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == REDRIVE_FOR))
+        .is_some_and(|h| h.value != Some(group.as_bytes()))
+}
+
 /// Headers the trigger adds to a dead-lettered record.
 pub const DLQ_HEADERS: [&str; 8] = [
     "mart-dlq-error",
@@ -87,6 +101,7 @@ impl DeadLetter {
         );
         Record {
             topic: dead_letter_topic.to_string(),
+            partition: None,
             key: self.key.clone(),
             value: self.value.clone(),
             headers,
@@ -129,15 +144,24 @@ impl DeadLetter {
         })
     }
 
-    /// The record that sends this message back to where it came from.
+    /// The record that sends this message back to where it came from (its
+    /// topic and partition), for the group that dead-lettered it only: the
+    /// other groups of the topic handled it already and pass over it.
     pub fn redrive_record(&self) -> Record {
-        let mut headers = self.headers.clone();
+        let mut headers: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k != REDRIVE_FOR && k != REDRIVEN_FROM)
+            .cloned()
+            .collect();
         headers.push((
-            "mart-redriven-from".into(),
+            REDRIVEN_FROM.into(),
             format!("{}/{}@{}", self.topic, self.partition, self.offset).into_bytes(),
         ));
+        headers.push((REDRIVE_FOR.into(), self.group.clone().into_bytes()));
         Record {
             topic: self.topic.clone(),
+            partition: Some(self.partition),
             key: self.key.clone(),
             value: self.value.clone(),
             headers,
@@ -271,4 +295,78 @@ fn read_pending(client: &KafkaClient, topic: &str) -> anyhow::Result<Pending> {
         }
     }
     Ok((letters, consumer, positions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, OwnedHeaders, Timestamp};
+
+    fn letter(headers: Vec<(String, Vec<u8>)>) -> DeadLetter {
+        DeadLetter {
+            topic: "mart.orders".into(),
+            partition: 3,
+            offset: 41,
+            reason: "poison".into(),
+            attempts: 1,
+            component: "inventory-events".into(),
+            group: "mart.inventory-events".into(),
+            time: "2026-12-01T00:00:00.000Z".into(),
+            key: Some(b"order-1".to_vec()),
+            value: b"{}".to_vec(),
+            headers,
+        }
+    }
+
+    fn message(headers: &[(&str, &[u8])]) -> OwnedMessage {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        OwnedMessage::new(
+            None,
+            None,
+            "mart.orders".into(),
+            Timestamp::NotAvailable,
+            3,
+            42,
+            Some(owned),
+        )
+    }
+
+    #[test]
+    fn a_redriven_message_goes_back_to_its_partition_for_its_group_only() {
+        // Redriven once already: the old addressing is replaced, not stacked.
+        let record = letter(vec![
+            ("ce_id".into(), b"e1".to_vec()),
+            (REDRIVE_FOR.into(), b"mart.old".to_vec()),
+            (REDRIVEN_FROM.into(), b"mart.orders/3@7".to_vec()),
+        ])
+        .redrive_record();
+        assert_eq!(record.topic, "mart.orders");
+        assert_eq!(record.partition, Some(3));
+        assert_eq!(record.key.as_deref(), Some(&b"order-1"[..]));
+        let header = |name: &str| -> Vec<&[u8]> {
+            record
+                .headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_slice())
+                .collect()
+        };
+        assert_eq!(header(REDRIVE_FOR), [&b"mart.inventory-events"[..]]);
+        assert_eq!(header(REDRIVEN_FROM), [&b"mart.orders/3@41"[..]]);
+        assert_eq!(header("ce_id"), [&b"e1"[..]]);
+
+        let copy = message(&[(REDRIVE_FOR, b"mart.inventory-events")]);
+        assert!(!meant_for_another_group(&copy, "mart.inventory-events"));
+        assert!(meant_for_another_group(&copy, "mart.payments-events"));
+        assert!(!meant_for_another_group(
+            &message(&[]),
+            "mart.payments-events"
+        ));
+    }
 }

@@ -12,7 +12,7 @@ use mart_metrics::Metrics;
 use rdkafka::message::{Message as _, OwnedMessage};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{meant_for_another_group, DeadLetter};
 use crate::invoke::{Handler, Outcome};
 
 /// How long a dead letter being published is waited for after a stop.
@@ -60,10 +60,38 @@ impl Worker {
                 return;
             };
             self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-            if !self.process(&ctx, &*progress, &batch).await {
+            if !self.process_own(&ctx, &*progress, &batch).await {
                 return;
             }
         }
+    }
+
+    /// Processes the batch's messages, passing over (finished, never
+    /// invoked) a redriven copy meant for another group: that group
+    /// dead-lettered it, this one handled the original already.
+    async fn process_own(
+        &mut self,
+        ctx: &WorkerContext,
+        progress: &dyn Progress,
+        batch: &[OwnedMessage],
+    ) -> bool {
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let foreign = rest
+                .iter()
+                .position(|m| meant_for_another_group(m, &ctx.group))
+                .unwrap_or(rest.len());
+            let (own, after) = rest.split_at(foreign);
+            if !own.is_empty() && !self.process(ctx, progress, own).await {
+                return false;
+            }
+            let Some((passed_over, after)) = after.split_first() else {
+                break;
+            };
+            progress.finished(&self.partition, self.id, passed_over.offset() + 1);
+            rest = after;
+        }
+        true
     }
 
     fn stopped(&self) -> bool {

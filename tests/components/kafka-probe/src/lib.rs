@@ -3,6 +3,9 @@
 //! - `"ok"`: record the effect (once per id, deduped like a real handler),
 //! - `{"fail_times": n}`: fail retryably until the n+1-th attempt,
 //! - `"poison"`: fail permanently (straight to the dead-letter topic),
+//! - `{"poison_in_db": db, "times": n}`: fail permanently for the first n
+//!   attempts of the handler whose database is `db` (one consumer group of
+//!   several), then record the effect,
 //! - `{"sleep_ms": n}`: wait in the database, then record the effect,
 //! - `"trap"`: panic (the instance traps),
 //! - `"noop"`: nothing at all (for measuring the trigger),
@@ -34,13 +37,13 @@ impl kafka::Handler for Probe {
             retry: true,
             reason: e.to_string(),
         })?;
-        kafka::each(&messages, |message| handle_one(&db, message))
+        kafka::each(&messages, |message| handle_one(&db, &url, message))
     }
 }
 
 kafka::export_kafka_handler!(Probe);
 
-fn handle_one(db: &Connection, message: &Message) -> Result<(), HandlerError> {
+fn handle_one(db: &Connection, url: &str, message: &Message) -> Result<(), HandlerError> {
     let value: serde_json::Value =
         serde_json::from_slice(message.value.as_deref().unwrap_or_default())
             .map_err(HandlerError::permanent)?;
@@ -67,14 +70,16 @@ fn handle_one(db: &Connection, message: &Message) -> Result<(), HandlerError> {
         kafka::publish(topic, Some(id.as_bytes()), &value, &[header])
             .map_err(HandlerError::permanent)?;
     }
+    if let Some(poisoned) = action["poison_in_db"].as_str() {
+        let times = action["times"].as_i64().unwrap_or(1);
+        if url.ends_with(&format!("/{poisoned}")) && attempts_of(db, &id)? <= times {
+            return Err(HandlerError::permanent(format!(
+                "{id} is poison in {poisoned}"
+            )));
+        }
+    }
     if let Some(times) = action["fail_times"].as_i64() {
-        let attempts = db
-            .query("SELECT count(*) FROM attempts WHERE id = $1", &[text(&id)])
-            .map_err(HandlerError::retry)?;
-        let count = match attempts.rows[0][0] {
-            spin_sdk::pg4::DbValue::Int64(n) => n,
-            _ => 0,
-        };
+        let count = attempts_of(db, &id)?;
         if count <= times {
             return Err(HandlerError::retry(format!("{id} failed attempt {count}")));
         }
@@ -95,6 +100,17 @@ fn handle_one(db: &Connection, message: &Message) -> Result<(), HandlerError> {
         .map_err(HandlerError::retry)
     })?;
     Ok(())
+}
+
+/// How often a message with `id` was tried, this attempt included.
+fn attempts_of(db: &Connection, id: &str) -> Result<i64, HandlerError> {
+    let attempts = db
+        .query("SELECT count(*) FROM attempts WHERE id = $1", &[text(id)])
+        .map_err(HandlerError::retry)?;
+    Ok(match attempts.rows[0][0] {
+        spin_sdk::pg4::DbValue::Int64(n) => n,
+        _ => 0,
+    })
 }
 
 fn is_noop(message: &Message) -> bool {
