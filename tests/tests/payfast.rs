@@ -21,6 +21,8 @@ const FORGED_PAYMENT_ID: &str = "999999";
 /// A payment whose first refund PayFast makes but whose answer is lost
 /// (a 500 after the money went back).
 const LOST_ANSWER_PAYMENT_ID: &str = "3000001";
+/// A payment whose first refund PayFast cannot take (503, nothing made).
+const UNAVAILABLE_ONCE_PAYMENT_ID: &str = "3000002";
 
 /// PayFast's validation answers `VALID` for the ITNs the tests send as
 /// PayFast (and checks that no signature is sent back); refunds need the
@@ -44,9 +46,12 @@ fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
                 json!({"status": "failed", "data": {"message": "unauthorised"}}),
             );
         }
+        // The POSTs that made a refund: all but a 503'd first one.
+        let unavailable_once = r.path.ends_with(UNAVAILABLE_ONCE_PAYMENT_ID);
         let made = before
             .iter()
-            .find(|earlier| earlier.method == "POST" && earlier.path == r.path);
+            .filter(|earlier| earlier.method == "POST" && earlier.path == r.path)
+            .nth(usize::from(unavailable_once));
         return match (r.method.as_str(), made) {
             ("GET", Some(refund)) => {
                 let cents: f64 = refund.field("amount").unwrap().parse().unwrap();
@@ -67,6 +72,13 @@ fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
             ),
             _ if r.path.ends_with(LOST_ANSWER_PAYMENT_ID) => {
                 (500, json!({"code": 500, "status": "failed"}))
+            }
+            _ if unavailable_once
+                && !before
+                    .iter()
+                    .any(|earlier| earlier.method == "POST" && earlier.path == r.path) =>
+            {
+                (503, json!({"code": 503, "status": "failed"}))
             }
             _ => (
                 200,
@@ -460,4 +472,43 @@ fn a_refund_whose_answer_was_lost_is_looked_up_not_made_twice() {
     assert_eq!(lookup.header("merchant-id"), Some(MERCHANT_ID));
     assert!(lookup.header("signature").is_some());
     assert_eq!(status(host, &user, &order), "refunded");
+}
+
+#[test]
+fn an_admin_refund_the_provider_cannot_take_now_is_made_later() {
+    let host = payfast_host();
+    let user = customer(host);
+    let tongs = rand_product(host, 2000, 5);
+    let order = payfast_order(host, &user, &tongs, 1);
+    redirect_url(host, &user, &order);
+    itn_accepted(host, &order, UNAVAILABLE_ONCE_PAYMENT_ID, "COMPLETE");
+    wait_for(host, &user, &order, "paid");
+
+    // PayFast is unavailable for the admin's refund: the refund is recorded
+    // (the admin is told it will be retried) and made by the payments
+    // service afterwards, once, and the order follows.
+    let payment = payment_of(host, &user, &order);
+    let r = host.send_json_as(
+        &admin_token(),
+        "POST",
+        &format!("/payments/{}/refund", payment["id"].as_str().unwrap()),
+        &json!({}),
+    );
+    let problem = r.problem(503);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("refund"),
+        "{problem}"
+    );
+    eventually(WAIT, "the payment refunded", || {
+        (payment_of(host, &user, &order)["status"] == "refunded").then_some(())
+    });
+    wait_for(host, &user, &order, "refunded");
+    // Asked again after the 503 (looking first), so exactly one more POST.
+    let path = format!("/refunds/{UNAVAILABLE_ONCE_PAYMENT_ID}");
+    let asked = payfast_fake().requests(&path);
+    let posts = asked.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(
+        posts, 2,
+        "the 503'd one and the one that made it: {asked:?}"
+    );
 }
