@@ -6,12 +6,18 @@ APP_COMPONENTS := catalog users inventory carts orders payments notifications st
 COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build broker components components-app host web browser fuzz-tools release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
+.PHONY: help build system-packages broker components components-app host web browser fuzz-tools release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 build: components host web ## Build the host, every component and the web assets
+
+# librdkafka is built from source (rdkafka's cmake-build: Debian's 2.0.2 is
+# too old); its build needs cmake and, even with curl off, the curl headers.
+# Installed with apt-get when run as root; otherwise the exact command.
+system-packages: ## Install the Debian packages the host's build needs (cmake, libcurl headers)
+	@scripts/install-debian-packages.sh cmake libcurl4-openssl-dev
 
 components: ## Build the Wasm components (wasm32-wasip2)
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -21,10 +27,10 @@ components-app: ## Build only the app's components (what the container ships)
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(APP_COMPONENTS))
 
-release: components-app web ## Optimised host and components (and the web assets)
+release: system-packages components-app web ## Optimised host and components (and the web assets)
 	$(CARGO) build --release -p mart-host
 
-broker: ## Build the Kafka-protocol broker used by tests and `make run` (once, cached in ~/.cache)
+broker: system-packages ## Build the Kafka-protocol broker used by tests and `make run` (once, cached in ~/.cache)
 	scripts/broker.sh install
 
 # The docs page's UI comes from npm (web/package-lock.json), copied next to
@@ -47,13 +53,13 @@ browser: tests/browser/node_modules/.package-lock.json ## Install what the brows
 tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund
 
-host: ## Build the `mart` host
+host: system-packages ## Build the `mart` host
 	$(CARGO) build -p mart-host
 
 run: build broker ## Run the whole app on 127.0.0.1:3000 (starts PostgreSQL and a Kafka broker if needed)
 	scripts/run.sh mart
 
-spin-plugins: ## Package trigger-kafka and trigger-timer as Fermyon Spin plugins (target/spin-plugins/*.json)
+spin-plugins: system-packages ## Package trigger-kafka and trigger-timer as Fermyon Spin plugins (target/spin-plugins/*.json)
 	$(CARGO) build --release -p mart-host --bin trigger-kafka --bin trigger-timer
 	scripts/spin-plugins.sh target/release target/spin-plugins
 
@@ -67,13 +73,13 @@ fuzz-tools: ## Install what the OpenAPI fuzzing test needs (Schemathesis, pinned
 test: build broker browser fuzz-tools ## Run every test (unit, integration with PostgreSQL, the broker and the host)
 	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))
 
-bench: ## Benchmark the host against a native server (prints a table)
+bench: system-packages ## Benchmark the host against a native server (prints a table)
 	scripts/bench.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check and clippy (host and components), warnings are errors
+lint: system-packages ## rustfmt check and clippy (host and components), warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace $(addprefix --exclude ,$(COMPONENTS)) --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS)) -- -D warnings
