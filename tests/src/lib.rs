@@ -42,6 +42,15 @@ pub fn mart_bin() -> PathBuf {
     bin
 }
 
+/// `prefix-<process>-<n>`: a name no other call of this test process (and
+/// no other test process on the machine) returns, for emails, categories
+/// and keys that must not collide in the test binary's shared database.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind an ephemeral port")

@@ -1,7 +1,5 @@
 //! The product catalog through the real host and PostgreSQL.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use mart_domain::auth::Role;
 use mart_integration_tests::{admin_token, token, Host, Resp};
 use serde_json::{json, Value};
@@ -12,12 +10,7 @@ fn host() -> Host {
 
 /// A category no other test uses, so parallel tests see only their products.
 fn unique_category() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "t{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    mart_integration_tests::unique("t")
 }
 
 fn product(name: &str, category: &str, price: i64) -> Value {

@@ -362,6 +362,17 @@ fn itn_accepted(host: &Host, order: &str, pf_payment_id: &str, status: &str) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// A new customer's order of R 20.00, paid on PayFast as `pf_payment_id`.
+fn paid_through_payfast(host: &Host, pf_payment_id: &str) -> (String, String) {
+    let user = customer(host);
+    let tongs = rand_product(host, 2000, 5);
+    let order = payfast_order(host, &user, &tongs, 1);
+    redirect_url(host, &user, &order);
+    itn_accepted(host, &order, pf_payment_id, "COMPLETE");
+    wait_for(host, &user, &order, "paid");
+    (user, order)
+}
+
 /// Waits until PayFast was asked to refund `pf_payment_id`.
 fn refunded_at_payfast(pf_payment_id: &str) {
     let path = format!("/refunds/{pf_payment_id}");
@@ -444,12 +455,7 @@ fn a_second_payment_or_one_after_cancellation_goes_back_and_odd_itns_are_refused
 #[test]
 fn a_refund_whose_answer_was_lost_is_looked_up_not_made_twice() {
     let host = payfast_host();
-    let user = customer(host);
-    let tongs = rand_product(host, 2000, 5);
-    let order = payfast_order(host, &user, &tongs, 1);
-    redirect_url(host, &user, &order);
-    itn_accepted(host, &order, LOST_ANSWER_PAYMENT_ID, "COMPLETE");
-    wait_for(host, &user, &order, "paid");
+    let (user, order) = paid_through_payfast(host, LOST_ANSWER_PAYMENT_ID);
 
     // The buyer cancels the paid order: PayFast makes the refund, but its
     // answer is lost. Asking again would be refused (the balance is gone)
@@ -477,12 +483,7 @@ fn a_refund_whose_answer_was_lost_is_looked_up_not_made_twice() {
 #[test]
 fn an_admin_refund_the_provider_cannot_take_now_is_made_later() {
     let host = payfast_host();
-    let user = customer(host);
-    let tongs = rand_product(host, 2000, 5);
-    let order = payfast_order(host, &user, &tongs, 1);
-    redirect_url(host, &user, &order);
-    itn_accepted(host, &order, UNAVAILABLE_ONCE_PAYMENT_ID, "COMPLETE");
-    wait_for(host, &user, &order, "paid");
+    let (user, order) = paid_through_payfast(host, UNAVAILABLE_ONCE_PAYMENT_ID);
 
     // PayFast is unavailable for the admin's refund: the refund is recorded
     // (the admin is told it will be retried) and made by the payments

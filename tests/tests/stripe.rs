@@ -330,8 +330,9 @@ fn a_burst_through_a_misbehaving_stripe_is_charged_once_per_order() {
             .iter()
             .all(|c| c.header("idempotency-key") == Some(order.as_str())));
     }
-    assert_eq!(stock(host, &item), (38, 0));
+    // Settled (paid orders' stock committed), then exactly twelve units out.
     settled(host, std::time::Duration::from_secs(180));
+    assert_eq!(stock(host, &item), (38, 0));
 }
 
 /// The charge requests Stripe received for `order`.

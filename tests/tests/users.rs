@@ -1,7 +1,5 @@
 //! Users and authentication through the real host and PostgreSQL.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use mart_domain::auth::{Role, Signer};
 use mart_integration_tests::{postgres, token, Host, JWT_OTHER_PRIVATE_KEY, JWT_PRIVATE_KEY};
 use serde_json::{json, Value};
@@ -20,12 +18,7 @@ fn host() -> Host {
 }
 
 fn unique_email() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "user{}-{}@example.com",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}@example.com", mart_integration_tests::unique("user"))
 }
 
 fn register(host: &Host, email: &str, password: &str) -> Value {

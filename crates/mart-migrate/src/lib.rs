@@ -169,22 +169,30 @@ async fn under_lock<T>(
 }
 
 async fn ensure_database(admin: &Client, database: &str) -> anyhow::Result<bool> {
-    under_lock(admin, async {
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-            .await?
-            .is_some();
-        if !exists {
-            // Identifiers cannot be parameters; `database` was checked to be
-            // a plain lower-case identifier by `discover`.
-            admin
-                .batch_execute(&format!("CREATE DATABASE \"{database}\""))
-                .await?;
-        }
-        Ok(!exists)
-    })
+    // Identifiers cannot be parameters; `database` was checked to be a
+    // plain lower-case identifier by `discover`.
+    let create = format!("CREATE DATABASE \"{database}\"");
+    ensure(
+        admin,
+        "SELECT 1 FROM pg_database WHERE datname = $1",
+        database,
+        &create,
+    )
     .await
     .with_context(|| format!("creating database `{database}`"))
+}
+
+/// Runs `create` unless `exists` (a query taking `name`) finds a row, under
+/// the migrators' lock; whether it created it.
+async fn ensure(admin: &Client, exists: &str, name: &str, create: &str) -> anyhow::Result<bool> {
+    under_lock(admin, async {
+        let found = admin.query_opt(exists, &[&name]).await?.is_some();
+        if !found {
+            admin.batch_execute(create).await?;
+        }
+        Ok(!found)
+    })
+    .await
 }
 
 /// The role a service's components use for `database`.
@@ -196,21 +204,17 @@ pub fn service_role(database: &str) -> String {
 /// asks for one, an operator sets it (docker compose's init script creates
 /// the roles with theirs).
 async fn ensure_role(admin: &Client, role: &str) -> anyhow::Result<()> {
-    under_lock(admin, async {
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-            .await?
-            .is_some();
-        if !exists {
-            // `role` derives from a database folder checked by `discover`.
-            admin
-                .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN"))
-                .await?;
-        }
-        Ok(())
-    })
+    // `role` derives from a database folder checked by `discover`.
+    let create = format!("CREATE ROLE \"{role}\" LOGIN");
+    ensure(
+        admin,
+        "SELECT 1 FROM pg_roles WHERE rolname = $1",
+        role,
+        &create,
+    )
     .await
-    .with_context(|| format!("creating role `{role}`"))
+    .with_context(|| format!("creating role `{role}`"))?;
+    Ok(())
 }
 
 /// Gives `database` to its service's role alone (see the module doc), on

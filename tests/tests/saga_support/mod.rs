@@ -21,13 +21,7 @@ pub fn shared_host() -> &'static Host {
     Host::shared("spin.toml", &[])
 }
 
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        mart_integration_tests::free_port()
-    )
-}
+pub use mart_integration_tests::unique;
 
 /// A new customer's token.
 pub fn customer(host: &Host) -> String {
