@@ -7,18 +7,7 @@ mod saga_support;
 
 use mart_integration_tests::{admin_token, eventually, postgres};
 use saga_support::*;
-use serde_json::{json, Value};
-
-/// The order went through one of `paths`. Events from different topics can
-/// cross: when the payment's outcome reaches orders before the reservation
-/// does, `reserved` is skipped (the machine allows pending → paid).
-fn assert_paths(order: &Value, paths: &[&[&str]]) {
-    let went = history(order);
-    assert!(
-        paths.iter().any(|p| went == *p),
-        "history {went:?} is none of {paths:?}"
-    );
-}
+use serde_json::json;
 
 #[test]
 fn a_cart_becomes_a_paid_order_with_stock_committed_and_a_notification() {

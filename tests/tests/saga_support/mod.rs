@@ -132,6 +132,17 @@ pub fn wait_for_within(
     }
 }
 
+/// The order went through one of `paths`. Events from different topics can
+/// cross: when the payment's outcome reaches orders before the reservation
+/// does, `reserved` is skipped (the machine allows pending → paid).
+pub fn assert_paths(order: &Value, paths: &[&[&str]]) {
+    let went = history(order);
+    assert!(
+        paths.iter().any(|p| went == *p),
+        "history {went:?} is none of {paths:?}"
+    );
+}
+
 pub fn history(order: &Value) -> Vec<String> {
     order["history"]
         .as_array()
