@@ -23,6 +23,8 @@ const FORGED_PAYMENT_ID: &str = "999999";
 const LOST_ANSWER_PAYMENT_ID: &str = "3000001";
 /// A payment whose first refund PayFast cannot take (503, nothing made).
 const UNAVAILABLE_ONCE_PAYMENT_ID: &str = "3000002";
+/// A payment PayFast refuses to refund, for good.
+const REFUSED_PAYMENT_ID: &str = "3000003";
 
 /// PayFast's validation answers `VALID` for the ITNs the tests send as
 /// PayFast (and checks that no signature is sent back); refunds need the
@@ -69,6 +71,11 @@ fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
                 400,
                 json!({"code": 400, "status": "failed",
                        "data": {"response": "Refund amount exceeds the available balance"}}),
+            ),
+            ("POST", None) if r.path.ends_with(REFUSED_PAYMENT_ID) => (
+                400,
+                json!({"code": 400, "status": "failed",
+                       "data": {"response": "Refunds are not available for this transaction"}}),
             ),
             _ if r.path.ends_with(LOST_ANSWER_PAYMENT_ID) => {
                 (500, json!({"code": 500, "status": "failed"}))
@@ -512,4 +519,39 @@ fn an_admin_refund_the_provider_cannot_take_now_is_made_later() {
         posts, 2,
         "the 503'd one and the one that made it: {asked:?}"
     );
+}
+
+#[test]
+fn a_refund_refused_for_good_is_a_violation_operators_see() {
+    let host = payfast_host();
+    let (user, order) = paid_through_payfast(host, REFUSED_PAYMENT_ID);
+    let r = host.send_json_as(
+        &user,
+        "POST",
+        &format!("/orders/{order}/cancel"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Not retried for ever: dead-lettered with PayFast's reason (the only
+    // dead letter on mart.payments in this binary)...
+    let letters = mart_integration_tests::broker::broker().read("mart.payments.dlq", 1, WAIT);
+    let letter = letters
+        .iter()
+        .find(|l| l.key.as_deref() == Some(order.as_str()))
+        .unwrap_or_else(|| panic!("the refund's dead letter: {letters:?}"));
+    let reason = letter
+        .header("mart-dlq-error")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("not available for this transaction"),
+        "{reason}"
+    );
+    // ...and mart check names the order whose money did not go back.
+    let report = eventually(WAIT, "mart check to report it", || {
+        let (code, report) = mart_check();
+        (code == 1 && report.contains(&order)).then_some(report)
+    });
+    assert!(report.contains("refused to refund its payment"), "{report}");
+    assert_eq!(payment_of(host, &user, &order)["status"], "succeeded");
 }

@@ -518,10 +518,16 @@ impl Db {
                     refund.reference
                 )))
             }
-            // Not retried: it would be refused again. The refund stays due
-            // and the event goes to the dead-letter topic, for an operator.
+            // Not retried: it would be refused again. The refund stays due,
+            // its refusal recorded (`mart check` reports it), and the event
+            // goes to the dead-letter topic, for an operator.
             RefundOutcome::Refused { reason } => {
-                self.release(&refund.id)?;
+                self.connection
+                    .execute(
+                        "UPDATE refunds SET refused = $2, leased_until = NULL WHERE id = $1",
+                        &[uuid(&refund.id), text(&reason)],
+                    )
+                    .map_err(failed)?;
                 Err(Problem::conflict(reason))
             }
         }
@@ -569,8 +575,8 @@ impl Db {
         let updated = self
             .connection
             .execute(
-                "UPDATE refunds SET status = 'done', done_at = now(), leased_until = NULL \
-                 WHERE id = $1 AND status = 'due'",
+                "UPDATE refunds SET status = 'done', done_at = now(), leased_until = NULL, \
+                   refused = NULL WHERE id = $1 AND status = 'due'",
                 &[uuid(&refund.id)],
             )
             .map_err(failed)?;

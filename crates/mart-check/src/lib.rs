@@ -82,6 +82,15 @@ async fn check_once(server_url: &str) -> anyhow::Result<Report> {
             .await?
             .into_iter()
             .collect();
+    // Refunds of orders' payments that the provider refused for good.
+    let refused: HashMap<String, String> = rows(
+        &payments,
+        "SELECT order_id::text, refused FROM refunds \
+         WHERE status = 'due' AND of_payment AND refused IS NOT NULL",
+    )
+    .await?
+    .into_iter()
+    .collect();
     let mut held: HashMap<String, Vec<String>> = HashMap::new();
     for (order, status) in rows(
         &inventory,
@@ -97,9 +106,12 @@ async fn check_once(server_url: &str) -> anyhow::Result<Report> {
         ..Report::default()
     };
     for (order, status) in &statuses {
-        let payment = paid.get(order).map(String::as_str);
+        let payment = Payment {
+            status: paid.get(order).map(String::as_str),
+            refund_refused: refused.get(order).map(String::as_str),
+        };
         let reservations = held.get(order).map(Vec::as_slice).unwrap_or_default();
-        match judge(status, payment, reservations) {
+        match judge(status, &payment, reservations) {
             Verdict::Settled => {}
             Verdict::Unsettled(why) => report.unsettled.push(format!("{order}: {why}")),
             Verdict::Broken(why) => report.violations.push(format!("order {order} {why}")),
@@ -138,14 +150,31 @@ enum Verdict {
     Broken(String),
 }
 
+/// What payments knows of an order.
+#[derive(Debug, Default)]
+struct Payment<'a> {
+    status: Option<&'a str>,
+    /// Why the provider refused for good to refund it, if it did.
+    refund_refused: Option<&'a str>,
+}
+
 /// The saga's rules, service by service. An order is paid only after its
 /// payment succeeded and its stock was reserved; inventory commits or
 /// releases the stock, and payments refunds, when the order's event reaches
 /// them, so those lag behind the order's status (unsettled) but never
 /// contradict it (broken).
-fn judge(status: &str, payment: Option<&str>, reservations: &[String]) -> Verdict {
+fn judge(status: &str, payment: &Payment<'_>, reservations: &[String]) -> Verdict {
     use Verdict::*;
     let held = |state: &str| reservations.iter().any(|r| r == state);
+    // Money that should go back and that no further step returns.
+    let refund_waits = |unsettled: &str| match payment.refund_refused {
+        Some(reason) => Broken(format!(
+            "is {status} but the provider refused to refund its payment ({reason}); \
+             its payment.refund_due is in the dead-letter topic"
+        )),
+        None => Unsettled(unsettled.into()),
+    };
+    let payment = payment.status;
     match status {
         "pending" | "reserved" => Unsettled(format!("still {status}")),
         "paid" | "shipped" | "delivered" => {
@@ -168,7 +197,7 @@ fn judge(status: &str, payment: Option<&str>, reservations: &[String]) -> Verdic
                     "is cancelled but its stock left the shelf: {reservations:?}"
                 ))
             } else if payment == Some("succeeded") {
-                Unsettled("cancelled; its payment is not refunded yet".into())
+                refund_waits("cancelled; its payment is not refunded yet")
             } else if held("reserved") {
                 Unsettled("cancelled; its stock is not released yet".into())
             } else {
@@ -177,7 +206,7 @@ fn judge(status: &str, payment: Option<&str>, reservations: &[String]) -> Verdic
         }
         "refunded" => match payment {
             Some("refunded") => Settled,
-            Some("succeeded") => Unsettled("refunded; the refund is not through yet".into()),
+            Some("succeeded") => refund_waits("refunded; the refund is not through yet"),
             other => Broken(format!(
                 "is refunded but its payment is {}",
                 other.unwrap_or("missing")
@@ -214,6 +243,13 @@ async fn rows(client: &Client, sql: &str) -> anyhow::Result<Vec<(String, String)
 mod tests {
     use super::*;
 
+    fn paid(status: Option<&str>) -> Payment<'_> {
+        Payment {
+            status,
+            refund_refused: None,
+        }
+    }
+
     fn r(states: &[&str]) -> Vec<String> {
         states.iter().map(|s| s.to_string()).collect()
     }
@@ -222,32 +258,48 @@ mod tests {
     fn lagging_services_are_unsettled_contradictions_are_broken() {
         use Verdict::*;
         assert_eq!(
-            judge("paid", Some("succeeded"), &r(&["committed"])),
+            judge("paid", &paid(Some("succeeded")), &r(&["committed"])),
             Settled
         );
         assert!(matches!(
-            judge("paid", Some("succeeded"), &r(&["reserved"])),
+            judge("paid", &paid(Some("succeeded")), &r(&["reserved"])),
             Unsettled(_)
         ));
-        assert!(matches!(judge("paid", None, &r(&["committed"])), Broken(_)));
         assert!(matches!(
-            judge("paid", Some("succeeded"), &r(&["released"])),
+            judge("paid", &paid(None), &r(&["committed"])),
             Broken(_)
         ));
         assert!(matches!(
-            judge("cancelled", Some("succeeded"), &r(&["released"])),
+            judge("paid", &paid(Some("succeeded")), &r(&["released"])),
+            Broken(_)
+        ));
+        assert!(matches!(
+            judge("cancelled", &paid(Some("succeeded")), &r(&["released"])),
             Unsettled(_)
         ));
         assert!(matches!(
-            judge("cancelled", Some("failed"), &r(&["committed"])),
+            judge("cancelled", &paid(Some("failed")), &r(&["committed"])),
             Broken(_)
         ));
         assert_eq!(
-            judge("cancelled", Some("failed"), &r(&["released"])),
+            judge("cancelled", &paid(Some("failed")), &r(&["released"])),
             Settled
         );
-        assert_eq!(judge("cancelled", None, &[]), Settled);
-        assert!(matches!(judge("pending", None, &[]), Unsettled(_)));
-        assert!(matches!(judge("refunded", Some("failed"), &[]), Broken(_)));
+        assert_eq!(judge("cancelled", &paid(None), &[]), Settled);
+        assert!(matches!(judge("pending", &paid(None), &[]), Unsettled(_)));
+        assert!(matches!(
+            judge("refunded", &paid(Some("failed")), &[]),
+            Broken(_)
+        ));
+        // A refund the provider refused for good returns no money by itself.
+        let refused = Payment {
+            status: Some("succeeded"),
+            refund_refused: Some("PayFast refused the refund (400)"),
+        };
+        assert!(matches!(
+            judge("cancelled", &refused, &r(&["released"])),
+            Broken(why) if why.contains("refused")
+        ));
+        assert!(matches!(judge("refunded", &refused, &[]), Broken(_)));
     }
 }
