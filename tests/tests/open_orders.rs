@@ -28,12 +28,7 @@ fn a_customer_has_at_most_five_orders_waiting_at_once() {
         "{problem}"
     );
     // Cancelling one makes room again; other customers were never limited.
-    let r = host.request(
-        "POST",
-        &format!("/orders/{}/cancel", placed[0]),
-        &[("authorization", &format!("Bearer {user}"))],
-        None,
-    );
+    let r = cancel(&host, &user, &placed[0]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(place(&host, &user, &unique("k"), &body).status, 201);
     let other = customer(&host);

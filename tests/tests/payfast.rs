@@ -427,12 +427,7 @@ fn a_second_payment_or_one_after_cancellation_goes_back_and_odd_itns_are_refused
     // withdrawn, and a payment that still lands is refunded.
     let abandoned = payfast_order(host, &user, &tongs, 1);
     redirect_url(host, &user, &abandoned);
-    let r = host.send_json_as(
-        &user,
-        "POST",
-        &format!("/orders/{abandoned}/cancel"),
-        &json!({}),
-    );
+    let r = cancel(host, &user, &abandoned);
     assert_eq!(r.status, 200, "{}", r.text());
     eventually(WAIT, "the payment page withdrawn", || {
         payment_of(host, &user, &abandoned)
@@ -467,12 +462,7 @@ fn a_refund_whose_answer_was_lost_is_looked_up_not_made_twice() {
     // The buyer cancels the paid order: PayFast makes the refund, but its
     // answer is lost. Asking again would be refused (the balance is gone)
     // and, with a provider that allowed it, refund twice.
-    let r = host.send_json_as(
-        &user,
-        "POST",
-        &format!("/orders/{order}/cancel"),
-        &json!({}),
-    );
+    let r = cancel(host, &user, &order);
     assert_eq!(r.status, 200, "{}", r.text());
     eventually(WAIT, "the payment recorded as refunded", || {
         (payment_of(host, &user, &order)["status"] == "refunded").then_some(())
@@ -525,12 +515,7 @@ fn an_admin_refund_the_provider_cannot_take_now_is_made_later() {
 fn a_refund_refused_for_good_is_a_violation_operators_see() {
     let host = payfast_host();
     let (user, order) = paid_through_payfast(host, REFUSED_PAYMENT_ID);
-    let r = host.send_json_as(
-        &user,
-        "POST",
-        &format!("/orders/{order}/cancel"),
-        &json!({}),
-    );
+    let r = cancel(host, &user, &order);
     assert_eq!(r.status, 200, "{}", r.text());
     // Not retried for ever: dead-lettered with PayFast's reason (the only
     // dead letter on mart.payments in this binary)...

@@ -141,12 +141,7 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
         (stock(host, &item) == (3, 0)).then_some(())
     });
 
-    let r = host.request(
-        "POST",
-        &format!("/orders/{id}/cancel"),
-        &[("authorization", &format!("Bearer {user}"))],
-        None,
-    );
+    let r = cancel(host, &user, &id);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], "refunded");
     eventually(
@@ -170,12 +165,7 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
         &json!({"status": "shipped"}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = host.request(
-        "POST",
-        &format!("/orders/{second}/cancel"),
-        &[("authorization", &format!("Bearer {user}"))],
-        None,
-    );
+    let r = cancel(host, &user, &second);
     assert!(r.problem(409)["detail"]
         .as_str()
         .unwrap()

@@ -213,12 +213,7 @@ fn a_processing_charge_is_settled_by_a_signed_webhook_once() {
     assert_eq!(charges.len(), 1, "charged once: {charges:?}");
 
     // Cancelling the paid order refunds the intent, with its own key.
-    let r = host.request(
-        "POST",
-        &format!("/orders/{order}/cancel"),
-        &[("authorization", &format!("Bearer {user}"))],
-        None,
-    );
+    let r = cancel(host, &user, &order);
     assert_eq!(r.json()["status"], "refunded");
     let intent = format!("pi_{order}");
     let refund = mart_integration_tests::eventually(WAIT, "the refund request", || {

@@ -106,6 +106,17 @@ pub fn place_items(host: &Host, user: &str, product: &str, quantity: i32, token:
     r.json()["id"].as_str().unwrap().to_string()
 }
 
+/// `POST /orders/{order}/cancel` as `user` (it takes no body).
+pub fn cancel(host: &Host, user: &str, order: &str) -> mart_integration_tests::Resp {
+    let auth = format!("Bearer {user}");
+    host.request(
+        "POST",
+        &format!("/orders/{order}/cancel"),
+        &[("authorization", &auth)],
+        None,
+    )
+}
+
 /// Waits until the order reaches `status`; returns the order.
 pub fn wait_for(host: &Host, user: &str, order: &str, status: &str) -> Value {
     wait_for_within(WAIT, host, user, order, status)
