@@ -50,6 +50,20 @@ fn spin_headers_for_a_parameter_route() {
         h["uri"],
         format!("http://127.0.0.1:{port}/items/42/headers?x=1")
     );
+    // As Spin: nothing in the response the component did not write.
+    assert_eq!(r.header("x-request-id"), None);
+}
+
+#[test]
+fn the_request_id_header_is_opt_in() {
+    let host = probe_host(&[("MART_HTTP_REQUEST_ID_HEADER", "true".into())]);
+    let r = host.request("GET", "/probe/noop", &[("x-request-id", "abc-123")], None);
+    assert_eq!(
+        r.header("x-request-id"),
+        Some("abc-123"),
+        "the caller's id, kept"
+    );
+    let r = host.get("/probe/noop");
     assert!(r.header("x-request-id").is_some_and(|id| !id.is_empty()));
 }
 

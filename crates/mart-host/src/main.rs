@@ -133,6 +133,11 @@ struct UpArgs {
     /// PostgreSQL connections per database for the timers.
     #[arg(long, default_value_t = 2, env = "MART_PG_POOL_TIMER")]
     pg_pool_timer: usize,
+    /// Add `x-request-id` to every response. Off by default: Spin adds no
+    /// header of its own, and tools that check responses exactly (Spin's
+    /// conformance expectations) refuse one; the id is logged either way.
+    #[arg(long, env = "MART_HTTP_REQUEST_ID_HEADER")]
+    http_request_id_header: bool,
     /// Seconds a client may take to send a request body (then 408).
     #[arg(long, default_value_t = 30, env = "MART_HTTP_BODY_TIMEOUT_SECS")]
     http_body_timeout_secs: u64,
@@ -235,6 +240,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_connections_per_client: args.http_max_connections_per_client,
         max_concurrent_requests: args.http_max_concurrent_requests,
         body_timeout: std::time::Duration::from_secs(args.http_body_timeout_secs),
+        request_id_header: args.http_request_id_header,
         ..ServeOptions::default()
     };
     let trigger = HttpTrigger::new(&app, runtime.clone(), serve)?;

@@ -56,6 +56,10 @@ pub struct ServeOptions {
     /// keep the rest. Further requests wait up to `queue_wait`, then 503.
     pub max_concurrent_requests: usize,
     pub queue_wait: Duration,
+    /// Add `x-request-id` to every response (off: as Spin, the host puts
+    /// nothing in a response the component did not write; the id is in the
+    /// logs and traces either way).
+    pub request_id_header: bool,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +73,7 @@ impl Default for ServeOptions {
             max_connections_per_client: 100,
             max_concurrent_requests: 500,
             queue_wait: Duration::from_secs(5),
+            request_id_header: false,
         }
     }
 }
@@ -206,8 +211,10 @@ impl HttpTrigger {
         let started = Instant::now();
         async move {
             let mut response = self.route_and_invoke(request, client, &request_id).await;
-            if let Ok(value) = HeaderValue::from_str(&request_id) {
-                response.headers_mut().insert("x-request-id", value);
+            if self.options.request_id_header {
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert("x-request-id", value);
+                }
             }
             tracing::info!(
                 status = response.status().as_u16(),
