@@ -18,6 +18,10 @@ struct Setup {
     topic: String,
 }
 
+/// Component settings that make the host create the test's topic with one
+/// partition (a manifest may define `[application.trigger.kafka]` last).
+const ONE_PARTITION: &str = "[application.trigger.kafka]\npartitions = 1";
+
 fn setup(name: &str, trigger_settings: &str) -> Setup {
     setup_with(name, trigger_settings, "")
 }
@@ -191,20 +195,22 @@ fn by_default_a_retryable_failure_holds_its_partition_until_it_succeeds() {
 
 #[test]
 fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
-    let s = setup(
+    let s = setup_with(
         "retry",
         "retry = { max_attempts = 3, initial_backoff_ms = 10, max_backoff_ms = 50 }",
+        ONE_PARTITION,
     );
     let host = start_host(&s);
-    // One key: one partition, so later messages wait behind the failures.
+    // One partition, so later messages wait behind the failures; a key
+    // each, so none is parked behind another's dead letter.
     broker().produce(
         &s.topic,
         &[
-            ("k", json!({"id": "first", "action": "ok"})),
-            ("k", json!({"id": "flaky", "action": {"fail_times": 2}})),
-            ("k", json!({"id": "poison", "action": "poison"})),
-            ("k", json!({"id": "trap", "action": "trap"})),
-            ("k", json!({"id": "last", "action": "ok"})),
+            ("k1", json!({"id": "first", "action": "ok"})),
+            ("k2", json!({"id": "flaky", "action": {"fail_times": 2}})),
+            ("k3", json!({"id": "poison", "action": "poison"})),
+            ("k4", json!({"id": "trap", "action": "trap"})),
+            ("k5", json!({"id": "last", "action": "ok"})),
         ],
     );
     eventually(WAIT, "the last message's effect", || {
@@ -244,7 +250,7 @@ fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
         Some("yes"),
         "original headers are kept"
     );
-    assert_eq!(poison.key.as_deref(), Some("k"));
+    assert_eq!(poison.key.as_deref(), Some("k3"));
     let trap = letters.iter().find(|l| l.json()["id"] == "trap").unwrap();
     assert_eq!(trap.header("mart-dlq-attempts"), Some("3"));
     assert!(
@@ -260,10 +266,10 @@ fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
     assert!(metrics.contains(&dead), "{metrics}");
 
     // The operator lists the dead letters, then sends them back once.
-    let list = dead_letters(&dlq, false);
+    let list = dead_letters(&dlq, &[]);
     assert!(list.contains("2 dead letter(s) pending"), "{list}");
     assert!(list.contains("poison is poison"), "{list}");
-    let redriven = dead_letters(&dlq, true);
+    let redriven = dead_letters(&dlq, &["--redrive"]);
     assert!(redriven.contains("2 dead letter(s) redriven"), "{redriven}");
     eventually(WAIT, "the redriven messages to be tried again", || {
         (attempts("poison") == 2 && attempts("trap") == 6).then_some(())
@@ -271,11 +277,19 @@ fn failures_are_retried_then_dead_lettered_and_the_partition_moves_on() {
     // They fail again and land in the dead-letter topic again; only those
     // new letters are pending now.
     broker().read(&dlq, 4, WAIT);
-    let list = dead_letters(&dlq, false);
+    let list = dead_letters(&dlq, &[]);
     assert!(list.contains("2 dead letter(s) pending"), "{list}");
 }
 
-fn dead_letters(topic: &str, redrive: bool) -> String {
+/// `mart dead-letters <topic> <args>`: what it printed.
+fn dead_letters(topic: &str, args: &[&str]) -> String {
+    let (succeeded, text) = try_dead_letters(topic, args);
+    assert!(succeeded, "{text}");
+    text
+}
+
+/// Whether `mart dead-letters <topic> <args>` succeeded, and what it printed.
+fn try_dead_letters(topic: &str, args: &[&str]) -> (bool, String) {
     let mut command = std::process::Command::new(mart_bin());
     // Next to spin.toml, whose [application.trigger.kafka] says how to reach Kafka.
     command.current_dir(repo_root()).args([
@@ -284,17 +298,13 @@ fn dead_letters(topic: &str, redrive: bool) -> String {
         "--kafka-brokers",
         &broker().bootstrap(),
     ]);
-    if redrive {
-        command.arg("--redrive");
-    }
-    let output = command.output().unwrap();
+    let output = command.args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{text}");
-    text
+    (output.status.success(), text)
 }
 
 #[test]
@@ -523,8 +533,8 @@ variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{other_db}"
         ),
     );
     let _host = start_host(&s);
-    // The message is poison for the first group only (once); both groups
-    // then handle the next message of its key.
+    // The message is poison for the first group only (once): that group
+    // parks the next message of its key behind it, the other handles both.
     broker().produce(
         &s.topic,
         &[
@@ -535,35 +545,176 @@ variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{other_db}"
             ("k", json!({"id": "n", "action": "ok"})),
         ],
     );
-    eventually(WAIT, "both groups past the message", || {
-        (effects(&s.db).contains_key("n") && effects(other_db).contains_key("m")).then_some(())
+    eventually(WAIT, "the other group past both messages", || {
+        effects(other_db).contains_key("n").then_some(())
     });
-    assert!(
-        !effects(&s.db).contains_key("m"),
-        "dead-lettered in the first group"
-    );
     let dlq = format!("{}.dlq", s.topic);
-    broker().read(&dlq, 1, WAIT);
+    broker().read(&dlq, 2, WAIT);
+    let applied = effects(&s.db);
+    assert!(
+        !applied.contains_key("m") && !applied.contains_key("n"),
+        "dead-lettered, and parked behind it, in the first group: {applied:?}"
+    );
 
-    let redriven = dead_letters(&dlq, true);
-    assert!(redriven.contains("1 dead letter(s) redriven"), "{redriven}");
+    let redriven = dead_letters(&dlq, &["--redrive"]);
+    assert!(redriven.contains("2 dead letter(s) redriven"), "{redriven}");
     assert!(
         redriven.contains("group=kafka-test-redrive.probe"),
         "{redriven}"
     );
-    eventually(WAIT, "the redriven message applied in its group", || {
-        effects(&s.db).contains_key("m").then_some(())
+    eventually(WAIT, "the redriven messages applied in their group", || {
+        effects(&s.db).contains_key("n").then_some(())
     });
-    let attempts = |db: &str| count(db, "SELECT count(*) FROM attempts WHERE id = 'm'");
-    assert_eq!(attempts(&s.db), 2, "the first group tried it again");
-    // The redriven copy is on the topic, and the other group passed over
-    // it: its handler was not invoked again (a later message proves the
-    // group is past the copy).
+    assert_eq!(effect_order(&s.db), ["m", "n"], "in their key's order");
+    let attempts = |db: &str, id: &str| {
+        count(
+            db,
+            &format!("SELECT count(*) FROM attempts WHERE id = '{id}'"),
+        )
+    };
+    assert_eq!(attempts(&s.db, "m"), 2, "the first group tried it again");
+    assert_eq!(attempts(&s.db, "n"), 1, "never tried while parked");
+    // The redriven copies are on the topic, and the other group passed over
+    // them: its handler was not invoked again (a later message proves the
+    // group is past the copies). The first group's key is released.
     broker().produce(&s.topic, &[("k", json!({"id": "after", "action": "ok"}))]);
-    eventually(WAIT, "the other group past the copy", || {
-        effects(other_db).contains_key("after").then_some(())
+    eventually(WAIT, "both groups past the copies", || {
+        (effects(other_db).contains_key("after") && effects(&s.db).contains_key("after"))
+            .then_some(())
     });
-    assert_eq!(attempts(other_db), 1, "the other group never saw the copy");
+    assert_eq!(
+        attempts(other_db, "m"),
+        1,
+        "the other group never saw the copy"
+    );
+    assert_eq!(attempts(other_db, "n"), 1);
     assert_eq!(effects(other_db).get("m"), Some(&1));
     assert_eq!(effects(&s.db).get("m"), Some(&1));
+    let list = dead_letters(&dlq, &[]);
+    assert!(list.contains("0 dead letter(s) pending"), "{list}");
+}
+
+/// Effects in the order they happened.
+fn effect_order(db: &str) -> Vec<String> {
+    postgres()
+        .query(db, "SELECT id FROM effects ORDER BY seq")
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn a_dead_lettered_key_is_parked_until_its_letters_are_resolved_in_order() {
+    let s = setup_with("parking", "", ONE_PARTITION);
+    let host = start_host(&s);
+    // `a1` is poison on its first attempt. The later messages of key `a`
+    // wait behind it; key `b`, on the same partition, goes on.
+    broker().produce(
+        &s.topic,
+        &[
+            (
+                "a",
+                json!({"id": "a1", "action": {"poison_in_db": s.db, "times": 1}}),
+            ),
+            ("a", json!({"id": "a2", "action": "ok"})),
+            ("b", json!({"id": "b1", "action": "ok"})),
+            ("a", json!({"id": "a3", "action": "ok"})),
+            ("b", json!({"id": "b2", "action": "ok"})),
+        ],
+    );
+    eventually(WAIT, "key b handled", || {
+        effects(&s.db).contains_key("b2").then_some(())
+    });
+    let dlq = format!("{}.dlq", s.topic);
+    let letters = broker().read(&dlq, 3, WAIT);
+    let poison = letters.iter().find(|l| l.json()["id"] == "a1").unwrap();
+    let a1 = format!(
+        "{}/0@{}",
+        s.topic,
+        poison.header("mart-dlq-offset").unwrap()
+    );
+    let parked = letters.iter().find(|l| l.json()["id"] == "a3").unwrap();
+    assert_eq!(parked.header("mart-dlq-attempts"), Some("0"), "never tried");
+    assert!(
+        parked
+            .header("mart-dlq-error")
+            .unwrap()
+            .contains(&format!("parked behind {a1}")),
+        "{parked:?}"
+    );
+    assert_eq!(effect_order(&s.db), ["b1", "b2"]);
+    let metrics = host.metrics();
+    let parked_metric = format!(
+        "mart_kafka_messages_total{{component=\"probe\",outcome=\"parked\",topic=\"{}\"}} 2",
+        s.topic
+    );
+    assert!(metrics.contains(&parked_metric), "{metrics}");
+
+    // A new host (a restart, or another member taking the partition over)
+    // rebuilds the parked keys from the dead-letter topic.
+    drop(host);
+    let host = start_host(&s);
+    broker().produce(
+        &s.topic,
+        &[
+            ("a", json!({"id": "a4", "action": "ok"})),
+            ("b", json!({"id": "b3", "action": "ok"})),
+        ],
+    );
+    eventually(WAIT, "key b handled by the new host", || {
+        effects(&s.db).contains_key("b3").then_some(())
+    });
+    broker().read(&dlq, 4, WAIT);
+    assert!(!effects(&s.db).contains_key("a4"), "still parked");
+
+    // Redriven, key a's messages are handled in their order, and the key
+    // is released.
+    let redriven = dead_letters(&dlq, &["--redrive"]);
+    assert!(redriven.contains("4 dead letter(s) redriven"), "{redriven}");
+    broker().produce(&s.topic, &[("a", json!({"id": "a5", "action": "ok"}))]);
+    eventually(WAIT, "key a handled", || {
+        effects(&s.db).contains_key("a5").then_some(())
+    });
+    assert_eq!(
+        effect_order(&s.db),
+        ["b1", "b2", "b3", "a1", "a2", "a3", "a4", "a5"]
+    );
+
+    // A message that can never succeed is discarded, and its key's parked
+    // message redriven behind it.
+    broker().produce(
+        &s.topic,
+        &[
+            ("c", json!({"id": "c1", "action": "poison"})),
+            ("c", json!({"id": "c2", "action": "ok"})),
+        ],
+    );
+    // 4 letters and the 4 markers that resolved them, then these 2.
+    let letters = broker().read(&dlq, 10, WAIT);
+    let c1 = letters
+        .iter()
+        .find(|l| l.header("mart-dlq-resolved").is_none() && l.json()["id"] == "c1")
+        .unwrap();
+    let c1 = format!("{}/0@{}", s.topic, c1.header("mart-dlq-offset").unwrap());
+    let (succeeded, refused) =
+        try_dead_letters(&dlq, &["--redrive", "--discard", "test.parking/0@999999"]);
+    assert!(
+        !succeeded && refused.contains("no pending dead letter"),
+        "{refused}"
+    );
+    let redriven = dead_letters(&dlq, &["--redrive", "--discard", &c1]);
+    assert!(redriven.contains("2 dead letter(s) redriven"), "{redriven}");
+    assert!(redriven.contains("discarded"), "{redriven}");
+    broker().produce(&s.topic, &[("c", json!({"id": "c3", "action": "ok"}))]);
+    eventually(WAIT, "key c handled", || {
+        effects(&s.db).contains_key("c3").then_some(())
+    });
+    let order = effect_order(&s.db);
+    assert_eq!(order[order.len() - 2..], ["c2", "c3"]);
+    assert_eq!(
+        count(&s.db, "SELECT count(*) FROM attempts WHERE id = 'c1'"),
+        1,
+        "a discarded message is not handled again"
+    );
+    drop(host);
 }

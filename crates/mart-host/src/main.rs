@@ -51,7 +51,8 @@ enum Command {
     Migrate(MigrateArgs),
     /// List a dead-letter topic's messages not yet redriven, or send them
     /// back to their original topics and partitions (`--redrive`), each for
-    /// the consumer group that dead-lettered it only.
+    /// the consumer group that dead-lettered it only, to be handled again
+    /// or dropped for good (`--discard`), in order behind its key.
     DeadLetters(DeadLettersArgs),
     /// Check the shop's invariants across the service databases (orders
     /// final, paid orders charged once with stock committed, cancelled ones
@@ -180,9 +181,15 @@ impl From<PgCompatibilityArg> for mart_runtime::PgCompatibility {
 struct DeadLettersArgs {
     /// The dead-letter topic, e.g. `mart.orders.dlq`.
     topic: String,
-    /// Send the listed messages back to their original topics.
+    /// Send the listed messages back to their original topics, to be
+    /// handled again by the group that dead-lettered each.
     #[arg(long)]
     redrive: bool,
+    /// With `--redrive`: a letter (`topic/partition@offset`, as listed) to
+    /// drop for good instead: its group resolves it without handling it.
+    /// May be given more than once.
+    #[arg(long, value_name = "SOURCE", requires = "redrive")]
+    discard: Vec<String>,
     /// Kafka brokers (`host:port,...`); overrides the manifest's.
     #[arg(long, env = "MART_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
@@ -285,20 +292,36 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
+    use mart_trigger_kafka::Resolution;
     let app = App::load(&args.manifest)?;
     let config_path = args.runtime_config_file.as_deref();
     let resolver = config::resolver(&app, config_path, &[])?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?.context(
         "no Kafka brokers: set them in [application.trigger.kafka], or pass --kafka-brokers",
     )?;
-    let letters = mart_trigger_kafka::redrive(&kafka, &args.topic, args.redrive).await?;
+    let (resolution, verb) = if args.redrive {
+        let discard = args.discard.clone();
+        (Resolution::Redrive { discard }, "redriven")
+    } else {
+        (Resolution::List, "pending")
+    };
+    let letters = mart_trigger_kafka::redrive(&kafka, &args.topic, &resolution).await?;
     for l in &letters {
+        let discarded = if args.discard.contains(&l.source()) {
+            "\tdiscarded"
+        } else {
+            ""
+        };
         println!(
-            "{}/{}@{}\tgroup={}\tattempts={}\tcomponent={}\tat={}\terror={}",
-            l.topic, l.partition, l.offset, l.group, l.attempts, l.component, l.time, l.reason
+            "{}\tgroup={}\tattempts={}\tcomponent={}\tat={}\terror={}{discarded}",
+            l.source(),
+            l.group,
+            l.attempts,
+            l.component,
+            l.time,
+            l.reason
         );
     }
-    let verb = if args.redrive { "redriven" } else { "pending" };
     eprintln!("{} dead letter(s) {verb} in {}", letters.len(), args.topic);
     Ok(())
 }

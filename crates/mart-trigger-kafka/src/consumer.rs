@@ -59,6 +59,7 @@ impl TriggerConsumer {
             group: group.clone(),
             handler,
             dead_letters,
+            ledger: crate::parking::Ledger::new(client, &group)?,
             metrics: metrics.clone(),
         });
         let partitions = Arc::new(Partitions::default());

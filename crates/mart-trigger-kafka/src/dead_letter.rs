@@ -2,26 +2,48 @@
 //! failed, how often it was tried and where it came from; and the
 //! operator's tools to inspect them and send them back (`mart dead-letters`).
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use mart_kafka::{KafkaClient, Publisher, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::read::{read_to_end, REQUEST_TIMEOUT};
+
 /// On a redriven message: the only consumer group that handles it (the one
 /// that dead-lettered it); every other group of the topic passes over it.
 pub const REDRIVE_FOR: &str = "mart-redrive-for";
 /// On a redriven message: `topic/partition@offset` of the original.
 pub const REDRIVEN_FROM: &str = "mart-redriven-from";
+/// On a redriven message: the group is to drop it, not handle it (its
+/// letter is resolved, and its key released if it was the last).
+pub const REDRIVE_DISCARD: &str = "mart-redrive-discard";
 
-/// Whether `message` is a redriven copy meant for a group other than `group`.
-pub fn meant_for_another_group(message: &OwnedMessage, group: &str) -> bool {
+/// The value of a message's header.
+pub fn header<'m>(message: &'m OwnedMessage, name: &str) -> Option<&'m [u8]> {
     message
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == REDRIVE_FOR))
-        .is_some_and(|h| h.value != Some(group.as_bytes()))
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+/// The group a redriven copy is meant for; `None` for an original message.
+pub fn redriven_for(message: &OwnedMessage) -> Option<&[u8]> {
+    header(message, REDRIVE_FOR)
+}
+
+/// Where a message stands in its partition's order: its offset, or for a
+/// redriven copy the offset of the original (however often redriven).
+pub fn position(message: &OwnedMessage) -> i64 {
+    header(message, REDRIVEN_FROM)
+        .and_then(|from| std::str::from_utf8(from).ok())
+        .and_then(|from| {
+            let (source, offset) = from.rsplit_once('@')?;
+            let here = format!("{}/{}", message.topic(), message.partition());
+            (source == here).then(|| offset.parse().ok()).flatten()
+        })
+        .unwrap_or_else(|| message.offset())
 }
 
 /// Headers the trigger adds to a dead-lettered record.
@@ -64,7 +86,7 @@ impl DeadLetter {
         Self {
             topic: message.topic().to_string(),
             partition: message.partition(),
-            offset: message.offset(),
+            offset: position(message),
             reason: reason.to_string(),
             attempts,
             component: component.to_string(),
@@ -108,6 +130,11 @@ impl DeadLetter {
         }
     }
 
+    /// Where the message came from: `topic/partition@offset`.
+    pub fn source(&self) -> String {
+        format!("{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+
     /// Reads a dead-letter record back.
     pub fn parse(message: &OwnedMessage) -> anyhow::Result<Self> {
         let all = headers_of(message);
@@ -146,18 +173,20 @@ impl DeadLetter {
 
     /// The record that sends this message back to where it came from (its
     /// topic and partition), for the group that dead-lettered it only: the
-    /// other groups of the topic handled it already and pass over it.
-    pub fn redrive_record(&self) -> Record {
+    /// other groups of the topic handled it already and pass over it. A
+    /// copy to `discard` is dropped by that group instead of handled; it
+    /// still travels the partition, so that its key is released in order.
+    pub fn redrive_record(&self, discard: bool) -> Record {
         let mut headers: Vec<_> = self
             .headers
             .iter()
-            .filter(|(k, _)| k != REDRIVE_FOR && k != REDRIVEN_FROM)
+            .filter(|(k, _)| ![REDRIVE_FOR, REDRIVEN_FROM, REDRIVE_DISCARD].contains(&k.as_str()))
             .cloned()
             .collect();
-        headers.push((
-            REDRIVEN_FROM.into(),
-            format!("{}/{}@{}", self.topic, self.partition, self.offset).into_bytes(),
-        ));
+        if discard {
+            headers.push((REDRIVE_DISCARD.into(), b"true".to_vec()));
+        }
+        headers.push((REDRIVEN_FROM.into(), self.source().into_bytes()));
         headers.push((REDRIVE_FOR.into(), self.group.clone().into_bytes()));
         Record {
             topic: self.topic.clone(),
@@ -186,13 +215,24 @@ fn redrive_group(dead_letter_topic: &str) -> String {
     format!("mart.redrive.{dead_letter_topic}")
 }
 
-/// Lists the dead letters not yet redriven (`redrive = false`), or sends
-/// them back to their original topics and records that (`redrive = true`).
-/// Returns the letters seen.
+/// What `mart dead-letters` does with the letters not yet redriven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Only list them.
+    List,
+    /// Send every one back (all at once, in order, so that the redrive
+    /// group's offsets say what is done): the letters named in `discard`
+    /// (`topic/partition@offset`) to be dropped by their group, the others
+    /// to be handled again.
+    Redrive { discard: Vec<String> },
+}
+
+/// Lists the dead letters not yet redriven, or sends them back as
+/// `resolution` says and records that. Returns the letters seen.
 pub async fn redrive(
     client: &KafkaClient,
     dead_letter_topic: &str,
-    send_back: bool,
+    resolution: &Resolution,
 ) -> anyhow::Result<Vec<DeadLetter>> {
     let client_owned = client.clone();
     let topic = dead_letter_topic.to_string();
@@ -200,11 +240,21 @@ pub async fn redrive(
         tokio::task::spawn_blocking(move || read_pending(&client_owned, &topic))
             .await
             .context("reading the dead-letter topic")??;
-    if send_back {
+    if let Resolution::Redrive { discard } = resolution {
+        if let Some(unknown) = discard
+            .iter()
+            .find(|d| !letters.iter().any(|l| &l.source() == *d))
+        {
+            anyhow::bail!(
+                "no pending dead letter from `{unknown}` in `{dead_letter_topic}`; \
+                 nothing was sent back (list them with `mart dead-letters {dead_letter_topic}`)"
+            );
+        }
         let publisher = Publisher::new(client, "mart-redrive")?;
         for letter in &letters {
+            let record = letter.redrive_record(discard.contains(&letter.source()));
             publisher
-                .publish(&letter.redrive_record())
+                .publish(&record)
                 .await
                 .with_context(|| format!("sending a dead letter back to `{}`", letter.topic))?;
         }
@@ -223,76 +273,49 @@ type Pending = (Vec<DeadLetter>, BaseConsumer, TopicPartitionList);
 /// Reads every partition of the topic from the redrive group's committed
 /// offset (or the beginning) up to its current end.
 fn read_pending(client: &KafkaClient, topic: &str) -> anyhow::Result<Pending> {
-    let timeout = Duration::from_secs(10);
     let consumer: BaseConsumer = client
         .base("mart-redrive")
         .set("group.id", redrive_group(topic))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
         .create()
         .context("creating the dead-letter reader")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
+    let mut all = TopicPartitionList::new();
+    let partitions = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .with_context(|| format!("reading metadata of `{topic}`"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    anyhow::ensure!(!partitions.is_empty(), "topic `{topic}` does not exist");
-    let mut wanted = TopicPartitionList::new();
-    for p in &partitions {
-        wanted.add_partition(topic, *p);
+    for t in partitions.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            all.add_partition(topic, p.id());
+        }
     }
     let committed = consumer
-        .committed_offsets(wanted, timeout)
+        .committed_offsets(all, REQUEST_TIMEOUT)
         .context("reading the redrive group's offsets")?;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
-        // Records below `low` are gone (retention); start at what exists.
-        let start = match committed.find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o.max(low),
-            _ => low,
-        };
-        if start < high {
-            assignment.add_partition_offset(topic, *p, Offset::Offset(start))?;
-            ends.push((*p, high));
-        }
-    }
-    let mut positions = TopicPartitionList::new();
+    let redriven_up_to = |partition| match committed.find_partition(topic, partition) {
+        Some(e) => match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        },
+        None => 0,
+    };
     let mut letters = Vec::new();
-    if !ends.is_empty() {
-        consumer.assign(&assignment)?;
-        let mut remaining = ends.clone();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !remaining.is_empty() {
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "timed out reading `{topic}`"
-            );
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let message = message?.detach();
-            let (p, offset) = (message.partition(), message.offset());
-            let end = ends.iter().find(|(ep, _)| *ep == p).map(|(_, high)| *high);
-            if end.is_none_or(|high| offset >= high) {
-                continue; // arrived after we looked: left for the next run
+    let ends = read_to_end(
+        &consumer,
+        topic,
+        |p, _| redriven_up_to(p),
+        |message| {
+            // Markers record resolutions for the trigger (see parking.rs).
+            if header(message, crate::parking::RESOLVED).is_none() {
+                letters.push(DeadLetter::parse(message)?);
             }
-            letters.push(DeadLetter::parse(&message)?);
-            if let Some(i) = remaining
-                .iter()
-                .position(|(rp, high)| *rp == p && offset + 1 >= *high)
-            {
-                remaining.remove(i);
-            }
-        }
-        for (p, high) in ends {
-            positions.add_partition_offset(topic, p, Offset::Offset(high))?;
-        }
+            Ok(())
+        },
+    )?
+    .with_context(|| format!("topic `{topic}` does not exist"))?;
+    let mut positions = TopicPartitionList::new();
+    for (p, high) in ends {
+        positions.add_partition_offset(topic, p, Offset::Offset(high))?;
     }
     Ok((letters, consumer, positions))
 }
@@ -345,7 +368,7 @@ mod tests {
             (REDRIVE_FOR.into(), b"mart.old".to_vec()),
             (REDRIVEN_FROM.into(), b"mart.orders/3@7".to_vec()),
         ])
-        .redrive_record();
+        .redrive_record(false);
         assert_eq!(record.topic, "mart.orders");
         assert_eq!(record.partition, Some(3));
         assert_eq!(record.key.as_deref(), Some(&b"order-1"[..]));
@@ -360,13 +383,32 @@ mod tests {
         assert_eq!(header(REDRIVE_FOR), [&b"mart.inventory-events"[..]]);
         assert_eq!(header(REDRIVEN_FROM), [&b"mart.orders/3@41"[..]]);
         assert_eq!(header("ce_id"), [&b"e1"[..]]);
+        assert!(header(REDRIVE_DISCARD).is_empty());
+    }
 
-        let copy = message(&[(REDRIVE_FOR, b"mart.inventory-events")]);
-        assert!(!meant_for_another_group(&copy, "mart.inventory-events"));
-        assert!(meant_for_another_group(&copy, "mart.payments-events"));
-        assert!(!meant_for_another_group(
-            &message(&[]),
-            "mart.payments-events"
-        ));
+    #[test]
+    fn a_copy_keeps_the_position_of_its_original() {
+        assert_eq!(position(&message(&[])), 42);
+        assert_eq!(
+            position(&message(&[(REDRIVEN_FROM, b"mart.orders/3@7")])),
+            7
+        );
+        // Not from this partition (never written so by us): its own offset.
+        assert_eq!(
+            position(&message(&[(REDRIVEN_FROM, b"mart.carts/3@7")])),
+            42
+        );
+        let letter = DeadLetter::new(
+            &message(&[(REDRIVEN_FROM, b"mart.orders/3@7")]),
+            "poison",
+            1,
+            "inventory-events",
+            "mart.inventory-events",
+        );
+        assert_eq!(letter.offset, 7, "a letter again names the original");
+        let discard = letter.redrive_record(true);
+        assert!(discard
+            .headers
+            .contains(&(REDRIVE_DISCARD.to_string(), b"true".to_vec())));
     }
 }

@@ -9,6 +9,8 @@ use mart_outbound_http::trace::TraceParent;
 use mart_runtime::{AppComponent, InstanceState, Runtime};
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 
+use crate::dead_letter::header;
+
 /// What became of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -154,14 +156,6 @@ impl Handler {
             reason: failure.reason,
         }
     }
-}
-
-pub fn header<'m>(message: &'m OwnedMessage, name: &str) -> Option<&'m [u8]> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
 }
 
 fn to_wit(message: &OwnedMessage) -> Message {

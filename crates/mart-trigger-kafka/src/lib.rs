@@ -14,7 +14,9 @@ mod backoff;
 mod consumer;
 mod dead_letter;
 mod invoke;
+mod parking;
 mod partition;
+mod read;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use mart_kafka::{KafkaClient, Publisher};
 use mart_manifest::App;
 use mart_runtime::Runtime;
 
-pub use dead_letter::{redrive, DeadLetter, DLQ_HEADERS};
+pub use dead_letter::{redrive, DeadLetter, Resolution, DLQ_HEADERS};
 
 /// The Kafka triggers of an app, consuming until `shutdown`.
 pub struct KafkaTriggers {
