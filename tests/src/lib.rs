@@ -279,6 +279,21 @@ impl Host {
     /// Starts the app in `manifest` (relative to the repo root) against the
     /// test cluster, with extra environment variables.
     pub fn start(manifest: &str, env: &[(&str, String)]) -> Host {
+        // Ports are picked free and then given to the host, so another
+        // process may take one in between: then the host cannot listen and
+        // is started again on others.
+        for attempt in 1.. {
+            let mut host = Host::spawn(manifest, env);
+            match host.wait_ready(Duration::from_secs(120)) {
+                Ok(()) => return host,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn spawn(manifest: &str, env: &[(&str, String)]) -> Host {
         let pg = postgres();
         let port = free_port();
         let admin_port = free_port();
@@ -306,14 +321,12 @@ impl Host {
             .env("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake");
         with_app_environment(&mut command, log_file, env);
         let child = command.spawn().expect("starting mart up");
-        let mut host = Host {
+        Host {
             child,
             base: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             log,
-        };
-        host.wait_ready(Duration::from_secs(120));
-        host
+        }
     }
 
     /// One host for the whole test binary, started by the first caller (with
@@ -347,18 +360,19 @@ impl Host {
         host
     }
 
-    fn wait_ready(&mut self, timeout: Duration) {
+    /// `Err` with what the host printed if it exited first.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let started = Instant::now();
         while started.elapsed() < timeout {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("mart up exited with {status}:\n{}", self.log());
+                return Err(format!("mart up exited with {status}:\n{}", self.log()));
             }
             if let Ok(r) = ureq::get(&format!("{}/.well-known/spin/health", self.base))
                 .timeout(Duration::from_secs(1))
                 .call()
             {
                 if r.status() == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -77,10 +77,12 @@ fn a_thousand_slow_connections_from_one_client_do_not_stop_a_checkout() {
     mart_integration_tests::eventually(WAIT, "the two units committed", || {
         (stock(&host, &item) == (8, 0)).then_some(())
     });
-    assert!(
-        host.metrics().contains("mart_instances_active 0"),
-        "slow clients hold no instance: {}",
+    // Handlers of the order's events may still be running; once they are
+    // done no instance is alive, though the slow clients are still there.
+    mart_integration_tests::eventually(WAIT, "slow clients holding no instance", || {
         host.metrics()
-    );
+            .contains("mart_instances_active 0")
+            .then_some(())
+    });
     drop(slow);
 }

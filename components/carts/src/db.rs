@@ -1,8 +1,7 @@
 //! The carts database: every statement parameterised.
 
 use mart_domain::carts::{total_minor, Line};
-use mart_domain::Problem;
-use mart_guest::db::Connection;
+use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, uuid, uuid_text};
 use spin_sdk::pg4::ParameterValue;
 
@@ -27,22 +26,27 @@ impl Cart {
     }
 }
 
-pub struct Db {
-    connection: Connection,
-}
+mart_guest::service_database!(pub struct Db("carts"));
 
-fn failed(e: impl std::fmt::Display) -> Problem {
+fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("carts", e)
 }
 
 impl Db {
-    pub fn connect() -> Result<Self, Problem> {
-        Ok(Self {
-            connection: pg::connect("carts")?,
-        })
+    /// Closes the cart an order was placed from (`open` → `checked_out`,
+    /// once; a closed cart stays as it is).
+    pub fn check_out(&self, cart: &str) -> Result<(), DomainError> {
+        self.connection
+            .execute(
+                "UPDATE carts SET status = 'checked_out', updated_at = now() \
+                 WHERE id = $1 AND status = 'open'",
+                &[uuid(cart)],
+            )
+            .map_err(failed)?;
+        Ok(())
     }
 
-    pub fn create(&self, owner: &str, currency: &str) -> Result<Cart, Problem> {
+    pub fn create(&self, owner: &str, currency: &str) -> Result<Cart, DomainError> {
         let rows = self
             .connection
             .query(
@@ -57,10 +61,10 @@ impl Db {
                 .ok_or_else(|| failed("insert returned no row"))?[0],
         )?;
         self.cart(&id)?
-            .ok_or_else(|| Problem::internal("the new cart vanished"))
+            .ok_or_else(|| DomainError::internal("the new cart vanished"))
     }
 
-    pub fn cart(&self, id: &str) -> Result<Option<Cart>, Problem> {
+    pub fn cart(&self, id: &str) -> Result<Option<Cart>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -90,7 +94,7 @@ impl Db {
                     decode(&r[3])?,
                 ))
             })
-            .collect::<Result<Vec<_>, Problem>>()?;
+            .collect::<Result<Vec<_>, DomainError>>()?;
         Ok(Some(Cart {
             id: uuid_text(&row[0])?,
             owner_id: uuid_text(&row[1])?,
@@ -108,7 +112,7 @@ impl Db {
         name: &str,
         quantity: i32,
         price: i64,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), DomainError> {
         let changed = self
             .connection
             .execute(
@@ -126,14 +130,14 @@ impl Db {
             )
             .map_err(failed)?;
         if changed == 0 {
-            return Err(Problem::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "cart {cart} was checked out and is closed"
             )));
         }
         self.touch(cart)
     }
 
-    pub fn remove_line(&self, cart: &str, product: &str) -> Result<bool, Problem> {
+    pub fn remove_line(&self, cart: &str, product: &str) -> Result<bool, DomainError> {
         let removed = self
             .connection
             .execute(
@@ -145,14 +149,14 @@ impl Db {
         Ok(removed > 0)
     }
 
-    pub fn clear(&self, cart: &str) -> Result<(), Problem> {
+    pub fn clear(&self, cart: &str) -> Result<(), DomainError> {
         self.connection
             .execute("DELETE FROM cart_items WHERE cart_id = $1", &[uuid(cart)])
             .map_err(failed)?;
         self.touch(cart)
     }
 
-    fn touch(&self, cart: &str) -> Result<(), Problem> {
+    fn touch(&self, cart: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE carts SET updated_at = now() WHERE id = $1",

@@ -2,9 +2,9 @@
 
 use mart_domain::catalog::ValidProduct;
 use mart_domain::events::EventType;
-use mart_domain::Problem;
-use mart_guest::db::Connection;
+use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
+use mart_guest::db::{Connection, Database};
 use serde::Serialize;
 use spin_sdk::pg4::{ParameterValue, RowSet};
 
@@ -33,20 +33,21 @@ pub struct ListFilter<'a> {
     pub limit: u32,
 }
 
-fn connect() -> Result<Connection, Problem> {
-    pg::connect("catalog")
+fn connect() -> Result<Database, DomainError> {
+    Database::connect("catalog")
 }
 
-pub fn shop_currency() -> Result<String, Problem> {
+pub fn shop_currency() -> Result<String, DomainError> {
     mart_guest::config::variable("shop_currency")
 }
 
-fn failed(e: impl std::fmt::Display) -> Problem {
+fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("catalog", e)
 }
 
-pub fn parse_id(id: &str) -> Result<String, Problem> {
-    mart_domain::parse_uuid(id).ok_or_else(|| Problem::not_found(format!("no product has id {id}")))
+pub fn parse_id(id: &str) -> Result<String, DomainError> {
+    mart_domain::parse_uuid(id)
+        .ok_or_else(|| DomainError::not_found(format!("no product has id {id}")))
 }
 
 fn text(value: Option<&str>) -> ParameterValue {
@@ -55,7 +56,7 @@ fn text(value: Option<&str>) -> ParameterValue {
     })
 }
 
-pub fn list(filter: &ListFilter) -> Result<Vec<Product>, Problem> {
+pub fn list(filter: &ListFilter) -> Result<Vec<Product>, DomainError> {
     let (after_name, after_id) = match &filter.after {
         Some((name, id)) => (Some(name.as_str()), Some(id.as_str())),
         None => (None, None),
@@ -77,13 +78,14 @@ pub fn list(filter: &ListFilter) -> Result<Vec<Product>, Problem> {
         ParameterValue::Int64(i64::from(filter.limit) + 1),
         ParameterValue::Int64(i64::from(filter.offset)),
     ];
-    let rows = connect()?.query(&sql, &params).map_err(failed)?;
+    let rows = connect()?.connection.query(&sql, &params).map_err(failed)?;
     products(&rows)
 }
 
-pub fn get(id: &str) -> Result<Option<Product>, Problem> {
+pub fn get(id: &str) -> Result<Option<Product>, DomainError> {
     let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
     let rows = connect()?
+        .connection
         .query(&sql, &[ParameterValue::Uuid(id.to_string())])
         .map_err(failed)?;
     Ok(products(&rows)?.into_iter().next())
@@ -92,16 +94,16 @@ pub fn get(id: &str) -> Result<Option<Product>, Problem> {
 /// Runs a write and records its event in one transaction: other services
 /// learn of every catalog change through the outbox.
 fn write_with_event<T>(
-    work: impl FnOnce(&Connection) -> Result<Option<T>, Problem>,
+    work: impl FnOnce(&Connection) -> Result<Option<T>, DomainError>,
     event: impl FnOnce(&T) -> (String, EventType, serde_json::Value),
-) -> Result<Option<T>, Problem> {
-    let connection = connect()?;
-    pg::transaction(&connection, "catalog", || {
-        let Some(value) = work(&connection)? else {
+) -> Result<Option<T>, DomainError> {
+    let db = connect()?;
+    db.transaction(|| {
+        let Some(value) = work(&db.connection)? else {
             return Ok(None);
         };
         let (aggregate_id, event_type, payload) = event(&value);
-        pg::record(&connection, &aggregate_id, event_type, &payload)?;
+        db.record(&aggregate_id, event_type, &payload)?;
         Ok(Some(value))
     })
 }
@@ -115,7 +117,7 @@ fn product_event(
     }
 }
 
-pub fn insert(p: &ValidProduct) -> Result<Product, Problem> {
+pub fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
     let sql = format!(
         "INSERT INTO products (name, description, category, price_minor, currency)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
@@ -130,10 +132,10 @@ pub fn insert(p: &ValidProduct) -> Result<Product, Problem> {
         },
         product_event(EventType::ProductCreated),
     )?;
-    created.ok_or_else(|| Problem::internal("the insert returned no row"))
+    created.ok_or_else(|| DomainError::internal("the insert returned no row"))
 }
 
-pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, Problem> {
+pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, DomainError> {
     let sql = format!(
         "UPDATE products SET name = $1, description = $2, category = $3, price_minor = $4,
                 currency = $5, updated_at = now()
@@ -151,7 +153,7 @@ pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, Problem> {
     )
 }
 
-pub fn delete(id: &str) -> Result<bool, Problem> {
+pub fn delete(id: &str) -> Result<bool, DomainError> {
     let deleted = write_with_event(
         |db| {
             let count = db
@@ -184,7 +186,7 @@ fn product_params(p: &ValidProduct) -> [ParameterValue; 5] {
 }
 
 /// Maps rows selected with `COLUMNS`, in that order.
-fn products(rows: &RowSet) -> Result<Vec<Product>, Problem> {
+fn products(rows: &RowSet) -> Result<Vec<Product>, DomainError> {
     rows.rows
         .iter()
         .map(|row| {

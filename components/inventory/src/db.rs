@@ -3,8 +3,7 @@
 
 use mart_domain::events::EventType;
 use mart_domain::inventory::{Line, Stock};
-use mart_domain::Problem;
-use mart_guest::db::Connection;
+use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
 use spin_sdk::pg4::{DbValue, ParameterValue};
@@ -39,18 +38,13 @@ pub enum Outcome {
 const STOCK_COLUMNS: &str =
     "product_id, on_hand, reserved, (updated_at AT TIME ZONE 'UTC') AS updated_at";
 
-pub struct Db {
-    pub connection: Connection,
-    /// Open transactions: nested ones become savepoints (the Kafka handler
-    /// wraps reservations in its processed-events transaction).
-    depth: std::cell::Cell<u32>,
-}
+mart_guest::service_database!(pub struct Db("inventory"));
 
-fn failed(e: impl std::fmt::Display) -> Problem {
+fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("inventory", e)
 }
 
-fn stock_item(row: &[DbValue]) -> Result<StockItem, Problem> {
+fn stock_item(row: &[DbValue]) -> Result<StockItem, DomainError> {
     let [id, on_hand, reserved, updated_at] = row else {
         return Err(failed("unexpected stock columns"));
     };
@@ -73,22 +67,7 @@ fn lines_json(order: &str, status: &str, lines: &[Line]) -> serde_json::Value {
 }
 
 impl Db {
-    pub fn connect() -> Result<Self, Problem> {
-        Ok(Self {
-            connection: pg::connect("inventory")?,
-            depth: std::cell::Cell::new(0),
-        })
-    }
-
-    /// Runs `work` in one transaction, rolled back if it returns an error.
-    pub fn transaction<T, E: From<Problem>>(
-        &self,
-        work: impl FnOnce(&Self) -> Result<T, E>,
-    ) -> Result<T, E> {
-        pg::nested_transaction(&self.connection, "inventory", &self.depth, || work(self))
-    }
-
-    pub fn stock(&self, product: &str) -> Result<Option<StockItem>, Problem> {
+    pub fn stock(&self, product: &str) -> Result<Option<StockItem>, DomainError> {
         let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = $1");
         let rows = self
             .connection
@@ -97,7 +76,7 @@ impl Db {
         rows.rows.first().map(|r| stock_item(r)).transpose()
     }
 
-    pub fn stock_many(&self, products: &[String]) -> Result<Vec<StockItem>, Problem> {
+    pub fn stock_many(&self, products: &[String]) -> Result<Vec<StockItem>, DomainError> {
         let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = ANY($1::text[]::uuid[]) ORDER BY product_id");
         let ids = ParameterValue::ArrayStr(products.iter().map(|p| Some(p.clone())).collect());
         let rows = self.connection.query(&sql, &[ids]).map_err(failed)?;
@@ -110,7 +89,7 @@ impl Db {
         product: &str,
         on_hand: i32,
         actor: &str,
-    ) -> Result<StockItem, Problem> {
+    ) -> Result<StockItem, DomainError> {
         self.transaction(|db| {
             let before = db
                 .connection
@@ -141,7 +120,7 @@ impl Db {
         delta: i32,
         reason: &str,
         actor: &str,
-    ) -> Result<StockItem, Problem> {
+    ) -> Result<StockItem, DomainError> {
         self.transaction(|db| {
             let sql = format!(
                 "UPDATE stock SET on_hand = on_hand + $2, updated_at = now() WHERE product_id = $1 RETURNING {STOCK_COLUMNS}"
@@ -151,7 +130,7 @@ impl Db {
                 .query(&sql, &[uuid(product), ParameterValue::Int32(delta)])
                 .map_err(|e| if sql_state(&e) == Some("23514") { below_reserved() } else { failed(e) })?;
             let item = stock_item(
-                rows.rows.first().ok_or_else(|| Problem::not_found(format!("no stock record for product {product}")))?,
+                rows.rows.first().ok_or_else(|| DomainError::not_found(format!("no stock record for product {product}")))?,
             )?;
             db.audit(product, delta, item.on_hand, reason, actor)?;
             Ok(item)
@@ -165,7 +144,7 @@ impl Db {
         after: i32,
         reason: &str,
         actor: &str,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO stock_adjustments (product_id, delta, on_hand_after, reason, actor) VALUES ($1, $2, $3, $4, $5)",
@@ -175,7 +154,7 @@ impl Db {
         Ok(())
     }
 
-    pub fn adjustments(&self, product: &str) -> Result<Vec<AdjustmentEntry>, Problem> {
+    pub fn adjustments(&self, product: &str) -> Result<Vec<AdjustmentEntry>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -198,7 +177,7 @@ impl Db {
             .collect()
     }
 
-    fn reservation_lines(&self, order: &str) -> Result<Vec<(Line, String)>, Problem> {
+    fn reservation_lines(&self, order: &str) -> Result<Vec<(Line, String)>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -222,7 +201,7 @@ impl Db {
 
     /// Reserves every line or none. `lines` are sorted by product id, so
     /// concurrent reservations lock stock rows in one order.
-    pub fn reserve(&self, order: &str, lines: &[Line]) -> Result<Outcome, Problem> {
+    pub fn reserve(&self, order: &str, lines: &[Line]) -> Result<Outcome, DomainError> {
         let result: Result<_, Abort> = self.transaction(|db| {
             // Claim the order first: a concurrent duplicate waits on the key
             // and then finds it taken, so an order is never reserved twice.
@@ -279,14 +258,14 @@ impl Db {
     }
 
     /// Releases (or commits) an order's reservation, once.
-    pub fn finish_reservation(&self, order: &str, commit: bool) -> Result<Outcome, Problem> {
+    pub fn finish_reservation(&self, order: &str, commit: bool) -> Result<Outcome, DomainError> {
         let target = if commit { "committed" } else { "released" };
         self.transaction(|db| {
             let lines = db.move_reservation(order, "reserved", target)?;
             if lines.is_empty() {
                 let existing = db.reservation_lines(order)?;
                 let Some((_, status)) = existing.first() else {
-                    return Err(Problem::not_found(format!("no reservation for order {order}")));
+                    return Err(DomainError::not_found(format!("no reservation for order {order}")));
                 };
                 let status = status.clone();
                 let lines: Vec<Line> = existing.into_iter().map(|(l, _)| l).collect();
@@ -320,7 +299,12 @@ impl Db {
     /// Moves an order's reservation lines from status `from` to `to` and
     /// returns them sorted by product id, the order in which stock rows are
     /// then locked; empty when no line was in `from`.
-    fn move_reservation(&self, order: &str, from: &str, to: &str) -> Result<Vec<Line>, Problem> {
+    fn move_reservation(
+        &self,
+        order: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Line>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -338,13 +322,13 @@ impl Db {
                     quantity: decode(&r[1])?,
                 })
             })
-            .collect::<Result<Vec<_>, Problem>>()?;
+            .collect::<Result<Vec<_>, DomainError>>()?;
         lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
         Ok(lines)
     }
 
     /// Puts a refunded order's committed units back on hand, once.
-    pub fn return_stock(&self, order: &str) -> Result<Outcome, Problem> {
+    pub fn return_stock(&self, order: &str) -> Result<Outcome, DomainError> {
         self.transaction(|db| {
             let lines = db.move_reservation(order, "committed", "returned")?;
             if lines.is_empty() {
@@ -373,15 +357,15 @@ enum Abort {
     AlreadyReserved,
     /// A line cannot be served; nothing was reserved.
     Short(String),
-    Failed(Problem),
+    Failed(DomainError),
 }
 
-impl From<Problem> for Abort {
-    fn from(problem: Problem) -> Self {
+impl From<DomainError> for Abort {
+    fn from(problem: DomainError) -> Self {
         Abort::Failed(problem)
     }
 }
 
-fn below_reserved() -> Problem {
-    Problem::conflict("on_hand cannot go below zero or below the units already reserved")
+fn below_reserved() -> DomainError {
+    DomainError::conflict("on_hand cannot go below zero or below the units already reserved")
 }

@@ -7,24 +7,43 @@
 //! commit together, so an event yields one notification however often it
 //! is delivered.
 
-use mart_domain::events::{EventType, UserRegistered};
+use mart_domain::events::{Event, EventData, EventType, UserRegistered};
 use mart_domain::orders::OrderChanged;
-use mart_guest::db::Connection;
-use mart_guest::db::{self as pg, text, uuid};
-use mart_guest::kafka::{self, Failure, HandlerError, Message};
-
-const CONSUMER: &str = "notifications";
+use mart_domain::DomainError;
+use mart_guest::db::{self as pg, text, uuid, Database};
+use mart_guest::kafka::{self, EventHandler, Failure, Message};
 
 struct Events;
 
 impl kafka::Handler for Events {
     fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-        let db = pg::connect("notifications")?;
-        kafka::each(&messages, |message| apply(&db, message))
+        kafka::run(&mut Events, &messages)
     }
 }
 
 kafka::export_kafka_handler!(Events);
+
+impl EventHandler for Events {
+    type Db = Database;
+    const COMPONENT: &'static str = "notifications-events";
+    const CONSUMER: &'static str = "notifications";
+
+    fn connect(&self) -> Result<Database, DomainError> {
+        Database::connect("notifications")
+    }
+
+    fn on(&mut self, db: &Database, event: &Event) -> Result<(), DomainError> {
+        let note = match &event.data {
+            EventData::UserRegistered(user) => welcome(db, user)?,
+            EventData::OrderPaid(order)
+            | EventData::OrderCancelled(order)
+            | EventData::OrderRefunded(order)
+            | EventData::OrderShipped(order) => order_update(event.event_type(), order),
+            _ => return Ok(()),
+        };
+        deliver(db, &event.id, &note)
+    }
+}
 
 /// A message for one user.
 struct Note {
@@ -34,39 +53,14 @@ struct Note {
     body: String,
 }
 
-fn apply(db: &Connection, message: &Message) -> Result<(), HandlerError> {
-    let event = kafka::event(message)?;
-    let Some(kind) = EventType::parse(&event.event_type) else {
-        return Ok(());
-    };
-    let rendered = match kind {
-        EventType::UserRegistered => {
-            let user: UserRegistered = event.data_as().map_err(HandlerError::permanent)?;
-            Some(welcome(db, &user)?)
-        }
-        EventType::OrderPaid
-        | EventType::OrderCancelled
-        | EventType::OrderRefunded
-        | EventType::OrderShipped => {
-            let order: OrderChanged = event.data_as().map_err(HandlerError::permanent)?;
-            Some(order_update(kind, &order))
-        }
-        _ => None,
-    };
-    let Some(note) = rendered else {
-        return Ok(());
-    };
-    kafka::apply_once(db, CONSUMER, &event.id, || deliver(db, &event.id, &note))?;
-    Ok(())
-}
-
-fn welcome(db: &Connection, user: &UserRegistered) -> Result<Note, HandlerError> {
-    db.execute(
-        "INSERT INTO recipients (user_id, email, name) VALUES ($1, $2, $3) \
+fn welcome(db: &Database, user: &UserRegistered) -> Result<Note, DomainError> {
+    db.connection
+        .execute(
+            "INSERT INTO recipients (user_id, email, name) VALUES ($1, $2, $3) \
          ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name",
-        &[uuid(&user.user_id), text(&user.email), text(&user.name)],
-    )
-    .map_err(HandlerError::retry)?;
+            &[uuid(&user.user_id), text(&user.email), text(&user.name)],
+        )
+        .map_err(|e| db.failed(e))?;
     Ok(Note {
         user_id: user.user_id.clone(),
         kind: "welcome",
@@ -116,7 +110,7 @@ fn order_update(kind: EventType, order: &OrderChanged) -> Note {
 }
 
 /// Delivers through the configured channel and records the notification.
-fn deliver(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerError> {
+fn deliver(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError> {
     let channel = mart_guest::config::optional_variable("notification_channel")
         .unwrap_or_else(|| "log".into());
     match channel.as_str() {
@@ -126,24 +120,25 @@ fn deliver(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerEr
         ),
         "http" => send_http(db, event_id, note)?,
         other => {
-            return Err(HandlerError::permanent(format!(
+            return Err(DomainError::internal(format!(
                 "notification channel `{other}` is not supported"
             )))
         }
     }
-    db.execute(
-        "INSERT INTO notifications (user_id, event_id, kind, channel, subject, body, status) \
+    db.connection
+        .execute(
+            "INSERT INTO notifications (user_id, event_id, kind, channel, subject, body, status) \
          VALUES ($1, $2, $3, $4, $5, $6, 'sent') ON CONFLICT (event_id) DO NOTHING",
-        &[
-            uuid(&note.user_id),
-            text(event_id),
-            text(note.kind),
-            text(&channel),
-            text(&note.subject),
-            text(&note.body),
-        ],
-    )
-    .map_err(|e| HandlerError::from(pg::failed("notifications", e)))?;
+            &[
+                uuid(&note.user_id),
+                text(event_id),
+                text(note.kind),
+                text(&channel),
+                text(&note.subject),
+                text(&note.body),
+            ],
+        )
+        .map_err(|e| db.failed(e))?;
     Ok(())
 }
 
@@ -153,18 +148,19 @@ fn deliver(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerEr
 /// then failed, the event is redelivered and the message sent again with
 /// the same key: an API that honours the key delivers it once, one that
 /// does not may deliver it twice (the at-least-once window).
-fn send_http(db: &Connection, event_id: &str, note: &Note) -> Result<(), HandlerError> {
+fn send_http(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError> {
     let base = mart_guest::config::variable("notification_api_base")?;
     let key = mart_guest::config::optional_variable("notification_api_key").unwrap_or_default();
     let rows = db
+        .connection
         .query(
             "SELECT email, name FROM recipients WHERE user_id = $1",
             &[uuid(&note.user_id)],
         )
-        .map_err(HandlerError::retry)?;
+        .map_err(|e| db.failed(e))?;
     let Some(row) = rows.rows.first() else {
         // user.registered travels on another topic and may not be here yet.
-        return Err(HandlerError::retry(format!(
+        return Err(DomainError::unavailable(format!(
             "no address for user {} yet",
             note.user_id
         )));
@@ -183,16 +179,19 @@ fn send_http(db: &Connection, event_id: &str, note: &Note) -> Result<(), Handler
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {key}"))
         .header("idempotency-key", event_id)
-        .body(serde_json::to_vec(&message).map_err(HandlerError::permanent)?)
+        .body(serde_json::to_vec(&message).map_err(|e| DomainError::internal(e.to_string()))?)
         .build();
     let response: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(request))
-        .map_err(|e| HandlerError::retry(format!("the notification API is unreachable: {e}")))?;
+        .map_err(|e| {
+            DomainError::unavailable(format!("the notification API is unreachable: {e}"))
+        })?;
+    // The API's answer, in our words: the one place its status decides.
     match *response.status() {
         200..=299 => Ok(()),
-        status @ (408 | 429 | 500..=599) => Err(HandlerError::retry(format!(
+        status @ (408 | 429 | 500..=599) => Err(DomainError::unavailable(format!(
             "the notification API answered {status}"
         ))),
-        status => Err(HandlerError::permanent(format!(
+        status => Err(DomainError::Refused(format!(
             "the notification API refused the message ({status})"
         ))),
     }

@@ -51,14 +51,15 @@ fn list(request: &Request, user: &str) -> Result<Response, Problem> {
     let Some(user) = mart_domain::parse_uuid(user) else {
         return Ok(json_response(200, &serde_json::json!({ "items": [] })));
     };
-    let db = pg::connect("notifications")?;
+    let db = pg::Database::connect("notifications")?;
     let rows = db
+        .connection
         .query(
             "SELECT id, kind, channel, subject, body, status, (created_at AT TIME ZONE 'UTC') AS created_at FROM notifications \
              WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
             &[uuid(&user), ParameterValue::Int64(i64::from(limit))],
         )
-        .map_err(|e| pg::failed("notifications", e))?;
+        .map_err(|e| db.failed(e))?;
     let items = rows
         .rows
         .iter()
@@ -73,6 +74,6 @@ fn list(request: &Request, user: &str) -> Result<Response, Problem> {
                 created_at: timestamp(&r[6])?,
             })
         })
-        .collect::<Result<Vec<_>, Problem>>()?;
+        .collect::<Result<Vec<_>, mart_domain::DomainError>>()?;
     Ok(json_response(200, &serde_json::json!({ "items": items })))
 }

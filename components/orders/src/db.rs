@@ -3,13 +3,12 @@
 
 use mart_domain::events::EventType;
 use mart_domain::orders::{Address, OrderChanged, OrderLine, OrderPlaced, Status};
-use mart_domain::Problem;
-use mart_guest::db::Connection;
+use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
 use spin_sdk::pg4::{DbValue, ParameterValue};
 
-fn failed(e: impl std::fmt::Display) -> Problem {
+fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("orders", e)
 }
 
@@ -53,7 +52,7 @@ pub struct Order {
 }
 
 impl Order {
-    pub fn status(&self) -> Result<Status, Problem> {
+    pub fn status(&self) -> Result<Status, DomainError> {
         Status::parse(&self.status).ok_or_else(|| failed(format!("unknown status {}", self.status)))
     }
 }
@@ -84,7 +83,7 @@ const COLUMNS: &str = "id, user_id, status, currency, total_minor, shipping_addr
                        payment_provider, (created_at AT TIME ZONE 'UTC') AS created_at, \
                        (updated_at AT TIME ZONE 'UTC') AS updated_at, request_hash, payment_redirect_url";
 
-fn order(row: &[DbValue]) -> Result<Order, Problem> {
+fn order(row: &[DbValue]) -> Result<Order, DomainError> {
     let address: String = decode(&row[5])?;
     let status: String = decode(&row[2])?;
     // The payment page matters only while the order waits for payment.
@@ -110,27 +109,12 @@ fn order(row: &[DbValue]) -> Result<Order, Problem> {
     })
 }
 
-pub struct Db {
-    pub connection: Connection,
-}
+mart_guest::service_database!(pub struct Db("orders"));
 
 impl Db {
-    pub fn connect() -> Result<Self, Problem> {
-        Ok(Self {
-            connection: pg::connect("orders")?,
-        })
-    }
-
-    pub fn transaction<T, E: From<Problem>>(
-        &self,
-        work: impl FnOnce(&Self) -> Result<T, E>,
-    ) -> Result<T, E> {
-        pg::transaction(&self.connection, "orders", || work(self))
-    }
-
     /// Creates the order as `pending` with `order.placed`, or returns the
     /// order an earlier request with the same Idempotency-Key created.
-    pub fn place(&self, new: &NewOrder<'_>) -> Result<Placed, Problem> {
+    pub fn place(&self, new: &NewOrder<'_>) -> Result<Placed, DomainError> {
         self.transaction(|db| {
             db.ensure_room_for_an_open_order(new)?;
             let total = mart_domain::orders::total_minor(new.lines);
@@ -161,7 +145,7 @@ impl Db {
                 .map_err(|e| match pg::sql_state(&e) {
                     // The key's own conflict is DO NOTHING above; the only
                     // other unique index is one order per cart.
-                    Some("23505") => Problem::conflict(format!(
+                    Some("23505") => DomainError::conflict(format!(
                         "cart {} has already been ordered; see GET /orders",
                         new.cart_id.unwrap_or_default()
                     )),
@@ -211,7 +195,7 @@ impl Db {
         })
     }
 
-    pub fn by_key(&self, user: &str, key: &str) -> Result<Option<Order>, Problem> {
+    pub fn by_key(&self, user: &str, key: &str) -> Result<Option<Order>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -228,14 +212,14 @@ impl Db {
     }
 
     /// The order with its lines and history.
-    pub fn order(&self, id: &str) -> Result<Option<Order>, Problem> {
+    pub fn order(&self, id: &str) -> Result<Option<Order>, DomainError> {
         self.order_row(id, false)?
             .map(|o| self.with_details(o))
             .transpose()
     }
 
     /// The order row, locked for update when `lock`.
-    fn order_row(&self, id: &str, lock: bool) -> Result<Option<Order>, Problem> {
+    fn order_row(&self, id: &str, lock: bool) -> Result<Option<Order>, DomainError> {
         let lock = if lock { " FOR UPDATE" } else { "" };
         let rows = self
             .connection
@@ -247,7 +231,7 @@ impl Db {
         rows.rows.first().map(|r| order(r)).transpose()
     }
 
-    fn with_details(&self, mut order: Order) -> Result<Order, Problem> {
+    fn with_details(&self, mut order: Order) -> Result<Order, DomainError> {
         let rows = self
             .connection
             .query(
@@ -267,13 +251,13 @@ impl Db {
                         unit_price_minor: decode(&r[3])?,
                     })
                 })
-                .collect::<Result<_, Problem>>()?,
+                .collect::<Result<_, DomainError>>()?,
         );
         order.history = Some(self.history(&order.id)?);
         Ok(order)
     }
 
-    fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, Problem> {
+    fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -293,7 +277,12 @@ impl Db {
             .collect()
     }
 
-    fn add_history(&self, id: &str, status: Status, reason: Option<&str>) -> Result<(), Problem> {
+    fn add_history(
+        &self,
+        id: &str,
+        status: Status,
+        reason: Option<&str>,
+    ) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO order_history (order_id, status, reason) VALUES ($1, $2, $3)",
@@ -309,7 +298,7 @@ impl Db {
 
     /// `payment.action_required`: where the buyer pays (in the caller's
     /// transaction).
-    pub fn set_payment_redirect(&self, order: &str, url: &str) -> Result<(), Problem> {
+    pub fn set_payment_redirect(&self, order: &str, url: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE orders SET payment_redirect_url = $2, updated_at = now() WHERE id = $1",
@@ -320,7 +309,7 @@ impl Db {
     }
 
     /// How many orders (of `user`, or all) are in each status that has any.
-    pub fn counts_by_status(&self, user: Option<&str>) -> Result<Vec<(String, i64)>, Problem> {
+    pub fn counts_by_status(&self, user: Option<&str>) -> Result<Vec<(String, i64)>, DomainError> {
         let rows = match user {
             Some(user) => self.connection.query(
                 "SELECT status, count(*) FROM orders WHERE user_id = $1 GROUP BY status",
@@ -342,7 +331,7 @@ impl Db {
         &self,
         user: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<Activity>, Problem> {
+    ) -> Result<Vec<Activity>, DomainError> {
         let limit = ParameterValue::Int64(i64::from(limit));
         let rows = match user {
             Some(user) => self.connection.query(
@@ -378,7 +367,7 @@ impl Db {
         status: Option<Status>,
         after: Option<&(String, String)>,
         limit: u32,
-    ) -> Result<Vec<Order>, Problem> {
+    ) -> Result<Vec<Order>, DomainError> {
         let mut conditions = Vec::new();
         let mut params = Vec::new();
         if let Some(user) = user {
@@ -413,26 +402,27 @@ impl Db {
     }
 
     /// Moves an order to `next` (if the machine allows it), with history
-    /// and the matching event, in one transaction. `Ok(None)` when the
-    /// order is already there (a repeated request or event).
+    /// and the matching event, in one transaction (part of the caller's, if
+    /// one is open). `Ok(None)` when the order is already there (a repeated
+    /// request or event).
     pub fn change_status(
         &self,
         id: &str,
         next: Status,
         reason: Option<&str>,
-    ) -> Result<Option<Order>, Problem> {
-        self.transaction(|db| db.change_status_in_transaction(id, next, reason))
+    ) -> Result<Option<Order>, DomainError> {
+        self.transaction(|db| db.move_order(id, next, reason))
     }
 
-    pub fn change_status_in_transaction(
+    fn move_order(
         &self,
         id: &str,
         next: Status,
         reason: Option<&str>,
-    ) -> Result<Option<Order>, Problem> {
+    ) -> Result<Option<Order>, DomainError> {
         let mut order = self
             .order_row(id, true)?
-            .ok_or_else(|| Problem::not_found(format!("no order has id {id}")))?;
+            .ok_or_else(|| DomainError::not_found(format!("no order has id {id}")))?;
         let current = order.status()?;
         if current == next {
             return Ok(None);
@@ -447,8 +437,7 @@ impl Db {
         self.add_history(id, next, reason)?;
         order.status = next.as_str().to_string();
         if let Some(event) = event_for(next) {
-            pg::record(
-                &self.connection,
+            self.record(
                 id,
                 event,
                 &OrderChanged {
@@ -470,7 +459,7 @@ impl Db {
     /// may have `MAX_OPEN_ORDERS` at once (a repeated Idempotency-Key is
     /// answered before this). The customer's placements are serialised by
     /// a transaction lock, so parallel requests cannot all pass the count.
-    fn ensure_room_for_an_open_order(&self, new: &NewOrder<'_>) -> Result<(), Problem> {
+    fn ensure_room_for_an_open_order(&self, new: &NewOrder<'_>) -> Result<(), DomainError> {
         // The seed keeps this lock's keys apart from other advisory locks.
         self.connection
             .execute(
@@ -492,7 +481,7 @@ impl Db {
             .transpose()?
             .unwrap_or(0);
         if open >= mart_domain::orders::MAX_OPEN_ORDERS {
-            return Err(Problem::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "you have {open} orders waiting for stock or payment; pay or cancel one first"
             )));
         }
@@ -502,7 +491,7 @@ impl Db {
     /// Cancels up to `EXPIRY_BATCH` open orders (`pending`, `reserved`)
     /// older than `deadline` ("payment timed out"), releasing their stock
     /// through the saga, skipping orders another request is handling.
-    pub fn expire_stale(&self, deadline_secs: i64) -> Result<usize, Problem> {
+    pub fn expire_stale(&self, deadline_secs: i64) -> Result<usize, DomainError> {
         self.transaction(|db| {
             let rows = db
                 .connection
@@ -518,7 +507,7 @@ impl Db {
             let reason = mart_domain::orders::CancelReason::PaymentTimedOut.as_str();
             for row in &rows.rows {
                 let id = uuid_text(&row[0])?;
-                db.change_status_in_transaction(&id, Status::Cancelled, Some(reason))?;
+                db.change_status(&id, Status::Cancelled, Some(reason))?;
             }
             Ok(rows.rows.len())
         })

@@ -88,7 +88,7 @@ impl mart_guest::timer::Timer for Expiry {
                 eprintln!("orders: {n} order(s) passed their deadline and were cancelled");
                 Ok(())
             }
-            Err(problem) => Err(format!("expiring stale orders: {}", problem.detail)),
+            Err(error) => Err(format!("expiring stale orders: {error}")),
         }
     }
 }

@@ -7,13 +7,12 @@ use mart_domain::orders::OrderPlaced;
 use mart_domain::payments::{
     Charge, ChargeOutcome, PaymentChanged, PaymentStatus, Refund, RefundDue, RefundOutcome,
 };
-use mart_domain::Problem;
-use mart_guest::db::Connection;
+use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
 use spin_sdk::pg4::{DbValue, ParameterValue};
 
-fn failed(e: impl std::fmt::Display) -> Problem {
+fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("payments", e)
 }
 
@@ -53,7 +52,7 @@ const COLUMNS: &str = "id, order_id, user_id, amount_minor, currency, provider, 
                        (updated_at AT TIME ZONE 'UTC') AS updated_at, token, stock_reserved, \
                        order_cancelled, redirect_url";
 
-fn payment(row: &[DbValue]) -> Result<Payment, Problem> {
+fn payment(row: &[DbValue]) -> Result<Payment, DomainError> {
     let optional_uuid = |v: &DbValue| match v {
         DbValue::DbNull => Ok(None),
         other => uuid_text(other).map(Some),
@@ -92,7 +91,7 @@ struct RefundRow {
 
 const REFUND_COLUMNS: &str = "id, order_id, provider, reference, amount_minor, reason, of_payment";
 
-fn refund(row: &[DbValue]) -> Result<RefundRow, Problem> {
+fn refund(row: &[DbValue]) -> Result<RefundRow, DomainError> {
     Ok(RefundRow {
         id: uuid_text(&row[0])?,
         order_id: uuid_text(&row[1])?,
@@ -114,51 +113,34 @@ enum Lease {
     Attempt(i32),
 }
 
-pub struct Db {
-    pub connection: Connection,
-    depth: std::cell::Cell<u32>,
-}
+mart_guest::service_database!(pub struct Db("payments"));
 
 impl Db {
-    pub fn connect() -> Result<Self, Problem> {
-        Ok(Self {
-            connection: pg::connect("payments")?,
-            depth: std::cell::Cell::new(0),
-        })
-    }
-
-    pub fn transaction<T, E: From<Problem>>(
-        &self,
-        work: impl FnOnce(&Self) -> Result<T, E>,
-    ) -> Result<T, E> {
-        pg::nested_transaction(&self.connection, "payments", &self.depth, || work(self))
-    }
-
-    pub fn by_id(&self, id: &str) -> Result<Option<Payment>, Problem> {
+    pub fn by_id(&self, id: &str) -> Result<Option<Payment>, DomainError> {
         self.one(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"), id)
     }
 
-    pub fn by_order(&self, order: &str) -> Result<Option<Payment>, Problem> {
+    pub fn by_order(&self, order: &str) -> Result<Option<Payment>, DomainError> {
         self.one(
             &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"),
             order,
         )
     }
 
-    fn locked(&self, order: &str) -> Result<Option<Payment>, Problem> {
+    fn locked(&self, order: &str) -> Result<Option<Payment>, DomainError> {
         self.one(
             &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 FOR UPDATE"),
             order,
         )
     }
 
-    fn one(&self, sql: &str, id: &str) -> Result<Option<Payment>, Problem> {
+    fn one(&self, sql: &str, id: &str) -> Result<Option<Payment>, DomainError> {
         let rows = self.connection.query(sql, &[uuid(id)]).map_err(failed)?;
         rows.rows.first().map(|r| payment(r)).transpose()
     }
 
     /// `order.placed`: what to charge, and how.
-    pub fn order_placed(&self, placed: &OrderPlaced) -> Result<(), Problem> {
+    pub fn order_placed(&self, placed: &OrderPlaced) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO payments (order_id, user_id, amount_minor, currency, provider, token) \
@@ -181,7 +163,7 @@ impl Db {
     }
 
     /// `inventory.reserved`: the stock is held, so the order may be charged.
-    pub fn stock_reserved(&self, order: &str) -> Result<(), Problem> {
+    pub fn stock_reserved(&self, order: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO payments (order_id, stock_reserved) VALUES ($1, true) \
@@ -195,7 +177,7 @@ impl Db {
     /// Charges once the amount is known and the stock held, unless the
     /// order was cancelled meanwhile. The provider gets the order id as its
     /// idempotency key, so a charge repeated after a crash is not doubled.
-    fn charge_if_ready(&self, order: &str) -> Result<(), Problem> {
+    fn charge_if_ready(&self, order: &str) -> Result<(), DomainError> {
         let Some(p) = self.locked(order)? else {
             return Ok(());
         };
@@ -236,7 +218,7 @@ impl Db {
             ChargeOutcome::Declined { reason } => {
                 self.settle(&p, PaymentStatus::Failed, Some(&reason), None)
             }
-            ChargeOutcome::Unavailable { reason } => Err(Problem::service_unavailable(format!(
+            ChargeOutcome::Unavailable { reason } => Err(DomainError::unavailable(format!(
                 "the payment provider is unavailable: {reason}"
             ))),
         }
@@ -244,7 +226,7 @@ impl Db {
 
     /// `order.cancelled`: no charge any more; a charge that already went
     /// through is refunded.
-    pub fn order_cancelled(&self, order: &str) -> Result<(), Problem> {
+    pub fn order_cancelled(&self, order: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO payments (order_id, order_cancelled) VALUES ($1, true) \
@@ -279,7 +261,7 @@ impl Db {
     /// Decides to refund a succeeded payment (`order.refunded`, or an
     /// admin); `carry_out_refunds` or the handler of `payment.refund_due`
     /// then makes it.
-    pub fn refund_order(&self, order: &str, reason: &str) -> Result<Option<Payment>, Problem> {
+    pub fn refund_order(&self, order: &str, reason: &str) -> Result<Option<Payment>, DomainError> {
         let Some(p) = self.locked(order)? else {
             return Ok(None);
         };
@@ -287,7 +269,7 @@ impl Db {
             PaymentStatus::Succeeded => self.refund_payment(&p, reason)?,
             PaymentStatus::Refunded => {}
             other => {
-                return Err(Problem::conflict(format!(
+                return Err(DomainError::conflict(format!(
                     "payment {} is {}; only a succeeded payment can be refunded",
                     p.id,
                     other.as_str()
@@ -298,7 +280,7 @@ impl Db {
     }
 
     /// Decides to give the order's counted payment back.
-    fn refund_payment(&self, p: &Payment, reason: &str) -> Result<(), Problem> {
+    fn refund_payment(&self, p: &Payment, reason: &str) -> Result<(), DomainError> {
         let reference = p.provider_ref.clone().ok_or_else(|| {
             failed(format!(
                 "payment {} succeeded without the provider's reference",
@@ -309,7 +291,7 @@ impl Db {
     }
 
     /// A charge the provider accepted but has not settled.
-    fn attempted(&self, p: &Payment, reference: &str) -> Result<(), Problem> {
+    fn attempted(&self, p: &Payment, reference: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE payments SET provider_ref = $2, token = NULL, updated_at = now() WHERE id = $1",
@@ -321,7 +303,7 @@ impl Db {
 
     /// A redirect provider's charge: the buyer pays on `url`. The orders
     /// service learns it from `payment.action_required` and shows it.
-    fn awaiting_buyer(&self, p: &Payment, reference: &str, url: &str) -> Result<(), Problem> {
+    fn awaiting_buyer(&self, p: &Payment, reference: &str, url: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE payments SET provider_ref = $2, redirect_url = $3, token = NULL, \
@@ -352,7 +334,7 @@ impl Db {
         reason: Option<&str>,
         reference: &str,
         new_reference: bool,
-    ) -> Result<bool, Problem> {
+    ) -> Result<bool, DomainError> {
         let Some(current) = self.for_update(order)? else {
             return Ok(false);
         };
@@ -385,7 +367,7 @@ impl Db {
 
     /// `payment.succeeded` (our own): refunds it if its order was cancelled
     /// while the charge was in flight.
-    pub fn refund_if_cancelled(&self, order: &str) -> Result<(), Problem> {
+    pub fn refund_if_cancelled(&self, order: &str) -> Result<(), DomainError> {
         match self.locked(order)? {
             Some(p) if p.status() == PaymentStatus::Succeeded && p.order_cancelled => {
                 self.refund_payment(&p, "order cancelled after payment")
@@ -404,7 +386,7 @@ impl Db {
         reference: &str,
         reason: &str,
         of_payment: bool,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), DomainError> {
         let due = RefundDue {
             order_id: p.order_id.clone(),
             provider: p.provider.clone().unwrap_or_default(),
@@ -425,7 +407,7 @@ impl Db {
 
     /// Records the refund unless the charge has one already; whether it
     /// was new.
-    fn record_refund(&self, due: &RefundDue, of_payment: bool) -> Result<bool, Problem> {
+    fn record_refund(&self, due: &RefundDue, of_payment: bool) -> Result<bool, DomainError> {
         let inserted = self
             .connection
             .execute(
@@ -445,7 +427,7 @@ impl Db {
     }
 
     /// Carries out a `payment.refund_due`, outside any transaction.
-    pub fn carry_out(&self, due: &RefundDue) -> Result<(), Problem> {
+    pub fn carry_out(&self, due: &RefundDue) -> Result<(), DomainError> {
         // An event written before refunds were recorded names only a
         // stray charge; it is recorded now.
         self.record_refund(due, false)?;
@@ -466,7 +448,7 @@ impl Db {
 
     /// Carries out the refunds decided for `order` and not made yet (an
     /// admin's refund answers once the money is back).
-    pub fn carry_out_refunds(&self, order: &str) -> Result<(), Problem> {
+    pub fn carry_out_refunds(&self, order: &str) -> Result<(), DomainError> {
         let rows = self
             .connection
             .query(
@@ -485,11 +467,11 @@ impl Db {
     /// One attempt at `refund`: leased (one attempt at a time), the
     /// provider asked outside any transaction, the outcome recorded. Done
     /// refunds are left alone, so asking again is safe.
-    fn attempt(&self, refund: &RefundRow) -> Result<(), Problem> {
+    fn attempt(&self, refund: &RefundRow) -> Result<(), DomainError> {
         let attempt = match self.lease(&refund.id)? {
             Lease::Done => return Ok(()),
             Lease::Busy => {
-                return Err(Problem::service_unavailable(format!(
+                return Err(DomainError::unavailable(format!(
                     "another attempt at refunding {} is under way",
                     refund.reference
                 )))
@@ -513,7 +495,7 @@ impl Db {
             RefundOutcome::Refunded => self.transaction(|db| db.refunded(refund)),
             RefundOutcome::Unavailable { reason } => {
                 self.release(&refund.id)?;
-                Err(Problem::service_unavailable(format!(
+                Err(DomainError::unavailable(format!(
                     "the refund of {} failed: {reason}",
                     refund.reference
                 )))
@@ -528,14 +510,14 @@ impl Db {
                         &[uuid(&refund.id), text(&reason)],
                     )
                     .map_err(failed)?;
-                Err(Problem::conflict(reason))
+                Err(DomainError::conflict(reason))
             }
         }
     }
 
     /// Takes the refund for one attempt (two minutes, beyond any
     /// component's deadline, so a crashed attempt frees it by itself).
-    fn lease(&self, id: &str) -> Result<Lease, Problem> {
+    fn lease(&self, id: &str) -> Result<Lease, DomainError> {
         let taken = self
             .connection
             .query(
@@ -559,7 +541,7 @@ impl Db {
         }
     }
 
-    fn release(&self, id: &str) -> Result<(), Problem> {
+    fn release(&self, id: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE refunds SET leased_until = NULL WHERE id = $1",
@@ -571,7 +553,7 @@ impl Db {
 
     /// The provider gave the money back: the refund is done and, when it
     /// was the order's payment, the payment is refunded (and says so).
-    fn refunded(&self, refund: &RefundRow) -> Result<(), Problem> {
+    fn refunded(&self, refund: &RefundRow) -> Result<(), DomainError> {
         let updated = self
             .connection
             .execute(
@@ -599,12 +581,12 @@ impl Db {
     }
 
     /// The payment of `order`, locked for the caller's transaction.
-    pub fn for_update(&self, order: &str) -> Result<Option<Payment>, Problem> {
+    pub fn for_update(&self, order: &str) -> Result<Option<Payment>, DomainError> {
         self.locked(order)
     }
 
     /// The payment whose provider reference is `reference`.
-    pub fn by_reference(&self, reference: &str) -> Result<Option<Payment>, Problem> {
+    pub fn by_reference(&self, reference: &str) -> Result<Option<Payment>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -622,7 +604,7 @@ impl Db {
         status: PaymentStatus,
         reason: Option<&str>,
         reference: Option<&str>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE payments SET status = $2, reason = $3, \
@@ -654,7 +636,7 @@ impl Db {
         status: PaymentStatus,
         reason: Option<&str>,
         redirect_url: Option<&str>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), DomainError> {
         let payload = PaymentChanged {
             payment_id: p.id.clone(),
             order_id: p.order_id.clone(),

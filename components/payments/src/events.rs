@@ -10,85 +10,60 @@
 //! (`payment.refund_due`), and carried out by this handler of that event,
 //! outside any transaction. Each event is applied once.
 
-use mart_domain::events::{EventType, InventoryChanged};
-use mart_domain::orders::{OrderChanged, OrderPlaced};
-use mart_domain::payments::{PaymentChanged, RefundDue};
-use mart_guest::kafka::{self, Failure, HandlerError, Message};
+use mart_domain::events::{self, Event, EventData};
+use mart_domain::DomainError;
+use mart_guest::kafka::{self, EventHandler, Failure, Handling, Message};
 
 use crate::db::Db;
-
-const CONSUMER: &str = "payments";
 
 struct Events;
 
 impl kafka::Handler for Events {
     fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-        let db = Db::connect()?;
-        kafka::each(&messages, |message| apply(&db, message))
+        kafka::run(&mut Events, &messages)
     }
 }
 
 kafka::export_kafka_handler!(Events);
 
-fn apply(db: &Db, message: &Message) -> Result<(), HandlerError> {
-    let event = kafka::event(message)?;
-    let Some(kind) = EventType::parse(&event.event_type) else {
-        return Ok(());
-    };
-    if !matches!(
-        kind,
-        EventType::OrderPlaced
-            | EventType::InventoryReserved
-            | EventType::OrderCancelled
-            | EventType::OrderRefunded
-            | EventType::PaymentSucceeded
-            | EventType::PaymentRefundDue
-    ) {
-        return Ok(());
+impl EventHandler for Events {
+    type Db = Db;
+    const COMPONENT: &'static str = "payments-events";
+    const CONSUMER: &'static str = "payments";
+
+    fn connect(&self) -> Result<Db, DomainError> {
+        Db::connect()
     }
-    // A refund is carried out outside any transaction (the provider is
-    // asked, then the outcome recorded); the refund's own record makes a
-    // redelivered event find it done.
-    if kind == EventType::PaymentRefundDue {
-        let due: RefundDue = event.data_as().map_err(HandlerError::permanent)?;
-        return Ok(db.carry_out(&due)?);
-    }
-    db.transaction(|db| -> Result<(), HandlerError> {
-        if !kafka::first_time(&db.connection, CONSUMER, &event.id)? {
-            return Ok(());
+
+    fn handling(&self, event: &Event) -> Handling {
+        match event.data {
+            // The provider is asked outside any transaction, then the
+            // outcome recorded; the refund's own record makes a
+            // redelivered event find it done.
+            EventData::PaymentRefundDue(_) => Handling::OnItsOwn,
+            _ if events::takes(Self::COMPONENT, event.event_type()) => Handling::Once,
+            _ => Handling::Skip,
         }
-        match kind {
-            EventType::OrderPlaced => {
-                let placed: OrderPlaced = event.data_as().map_err(HandlerError::permanent)?;
-                db.order_placed(&placed)?;
-            }
-            EventType::InventoryReserved => {
-                let reserved: InventoryChanged =
-                    event.data_as().map_err(HandlerError::permanent)?;
-                db.stock_reserved(&reserved.order_id)?;
-            }
-            EventType::OrderCancelled => {
-                let changed: OrderChanged = event.data_as().map_err(HandlerError::permanent)?;
-                db.order_cancelled(&changed.order_id)?;
-            }
-            EventType::OrderRefunded => {
-                let changed: OrderChanged = event.data_as().map_err(HandlerError::permanent)?;
-                let reason = changed.reason.unwrap_or_else(|| "order refunded".into());
-                match db.refund_order(&changed.order_id, &reason) {
-                    Err(problem) if problem.status == 409 => {
-                        eprintln!("payments: order {}: {}", changed.order_id, problem.detail)
+    }
+
+    fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
+        match &event.data {
+            EventData::OrderPlaced(placed) => db.order_placed(placed),
+            EventData::InventoryReserved(reserved) => db.stock_reserved(&reserved.order_id),
+            EventData::OrderCancelled(changed) => db.order_cancelled(&changed.order_id),
+            EventData::OrderRefunded(changed) => {
+                let reason = changed.reason.as_deref().unwrap_or("order refunded");
+                match db.refund_order(&changed.order_id, reason) {
+                    Err(DomainError::Conflict(why)) => {
+                        eprintln!("payments: order {}: {why}", changed.order_id);
+                        Ok(())
                     }
-                    other => {
-                        other?;
-                    }
+                    other => other.map(|_| ()),
                 }
             }
-            EventType::PaymentSucceeded => {
-                let changed: PaymentChanged = event.data_as().map_err(HandlerError::permanent)?;
-                db.refund_if_cancelled(&changed.order_id)?;
-            }
-            _ => {}
+            EventData::PaymentSucceeded(changed) => db.refund_if_cancelled(&changed.order_id),
+            EventData::PaymentRefundDue(due) => db.carry_out(due),
+            _ => Ok(()),
         }
-        Ok(())
-    })
+    }
 }

@@ -119,18 +119,8 @@ fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
         _ => return Ok(json_response(200, &serde_json::json!({ "received": true }))),
     };
     let db = Db::connect()?;
-    db.transaction(|db| -> Result<(), Problem> {
-        let first = db
-            .connection
-            .execute(
-                "INSERT INTO processed_events (consumer, event_id) VALUES ('stripe-webhook', $1) \
-                 ON CONFLICT DO NOTHING",
-                &[mart_guest::db::text(&event.id)],
-            )
-            .map_err(|e| mart_guest::db::failed("payments", e))?;
-        if first == 0 {
-            return Ok(()); // a resent webhook
-        }
+    // Stripe resends an event until it is answered 200: applied once.
+    db.apply_once("stripe-webhook", &event.id, || -> Result<(), Problem> {
         let payment = match db.by_reference(&event.payment_intent)? {
             Some(p) => Some(p),
             None => match event.order_id.as_deref().and_then(parse_uuid) {
@@ -211,19 +201,10 @@ fn payfast_itn(request: &Request) -> Result<Response, Problem> {
         _ => None, // e.g. PENDING: the final ITN follows
     };
     if let Some((succeeded, reason)) = outcome {
-        db.transaction(|db| -> Result<(), Problem> {
-            let key = format!("{}:{}", itn.pf_payment_id, itn.payment_status);
-            let first = db
-                .connection
-                .execute(
-                    "INSERT INTO processed_events (consumer, event_id) VALUES ('payfast-itn', $1) \
-                     ON CONFLICT DO NOTHING",
-                    &[mart_guest::db::text(&key)],
-                )
-                .map_err(|e| mart_guest::db::failed("payments", e))?;
-            if first == 0 {
-                return Ok(()); // PayFast resent it
-            }
+        // PayFast resends an ITN until it is answered 200: applied once
+        // per PayFast payment and status.
+        let key = format!("{}:{}", itn.pf_payment_id, itn.payment_status);
+        db.apply_once("payfast-itn", &key, || -> Result<(), Problem> {
             // A completed charge the payment does not count (the buyer paid
             // twice, or paid after a failed attempt) goes back.
             match db.provider_outcome(&order, succeeded, reason, &itn.pf_payment_id, true)? {

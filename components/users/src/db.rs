@@ -2,8 +2,7 @@
 
 use mart_domain::auth::Role;
 use mart_domain::events::EventType;
-use mart_domain::{users, Problem};
-use mart_guest::db::Connection;
+use mart_domain::{users, DomainError};
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid_text};
 use serde::Serialize;
 use spin_sdk::pg4::{DbValue, ParameterValue};
@@ -44,38 +43,22 @@ impl User {
 const COLUMNS: &str =
     "id, email, name, password_hash, role, token_version, (created_at AT TIME ZONE 'UTC') AS created_at";
 
-pub struct Db {
-    connection: Connection,
-}
+mart_guest::service_database!(pub struct Db("users"));
 
 pub use mart_domain::parse_uuid as parse_id;
 
-fn failed(e: impl std::fmt::Display) -> Problem {
+fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("users", e)
 }
 
 impl Db {
-    pub fn connect() -> Result<Self, Problem> {
-        Ok(Self {
-            connection: pg::connect("users")?,
-        })
-    }
-
-    /// Runs `work` in one transaction: all of it commits or none of it.
-    pub fn transaction<T>(
-        &self,
-        work: impl FnOnce(&Self) -> Result<T, Problem>,
-    ) -> Result<T, Problem> {
-        pg::transaction(&self.connection, "users", || work(self))
-    }
-
     pub fn insert_user(
         &self,
         email: &str,
         name: &str,
         hash: &str,
         role: Role,
-    ) -> Result<User, Problem> {
+    ) -> Result<User, DomainError> {
         let sql = format!(
             "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
         );
@@ -87,12 +70,12 @@ impl Db {
             )
             .map_err(|e| {
                 if sql_state(&e) == Some("23505") {
-                    Problem::conflict("an account with this email already exists")
+                    DomainError::conflict("an account with this email already exists")
                 } else {
                     failed(e)
                 }
             })?;
-        first_user(&rows.rows)?.ok_or_else(|| Problem::internal("the insert returned no row"))
+        first_user(&rows.rows)?.ok_or_else(|| DomainError::internal("the insert returned no row"))
     }
 
     pub fn record_event(
@@ -100,11 +83,11 @@ impl Db {
         user_id: &str,
         event: EventType,
         payload: &serde_json::Value,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), DomainError> {
         pg::record(&self.connection, user_id, event, payload)
     }
 
-    pub fn user_by_email(&self, email: &str) -> Result<Option<User>, Problem> {
+    pub fn user_by_email(&self, email: &str) -> Result<Option<User>, DomainError> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
         let rows = self
             .connection
@@ -113,7 +96,7 @@ impl Db {
         first_user(&rows.rows)
     }
 
-    pub fn user_by_id(&self, id: &str) -> Result<Option<User>, Problem> {
+    pub fn user_by_id(&self, id: &str) -> Result<Option<User>, DomainError> {
         let Some(id) = parse_id(id) else {
             return Ok(None);
         };
@@ -131,7 +114,7 @@ impl Db {
         id: &str,
         name: Option<&str>,
         hash: Option<&str>,
-    ) -> Result<User, Problem> {
+    ) -> Result<User, DomainError> {
         let sql = format!(
             "UPDATE users SET name = coalesce($2, name),
                     password_hash = coalesce($3, password_hash),
@@ -151,7 +134,8 @@ impl Db {
                 ],
             )
             .map_err(failed)?;
-        first_user(&rows.rows)?.ok_or_else(|| Problem::not_found("the account no longer exists"))
+        first_user(&rows.rows)?
+            .ok_or_else(|| DomainError::not_found("the account no longer exists"))
     }
 
     /// Takes one password attempt for `email` from `client`: `Some(wait)`
@@ -159,7 +143,11 @@ impl Db {
     /// with the attempt already counted as a failure, which a correct
     /// password then clears (`clear_login_attempts`). Taken under the row's
     /// lock, so parallel guesses are each counted.
-    pub fn take_login_attempt(&self, email: &str, client: &str) -> Result<Option<i64>, Problem> {
+    pub fn take_login_attempt(
+        &self,
+        email: &str,
+        client: &str,
+    ) -> Result<Option<i64>, DomainError> {
         self.transaction(|db| {
             let key = [text(email), text(client)];
             db.connection
@@ -199,7 +187,7 @@ impl Db {
     }
 
     /// A correct password: this client's failures for `email` are forgotten.
-    pub fn clear_login_attempts(&self, email: &str, client: &str) -> Result<(), Problem> {
+    pub fn clear_login_attempts(&self, email: &str, client: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "DELETE FROM login_throttle WHERE email = $1 AND client = $2",
@@ -210,7 +198,7 @@ impl Db {
     }
 }
 
-fn first_user(rows: &[Vec<DbValue>]) -> Result<Option<User>, Problem> {
+fn first_user(rows: &[Vec<DbValue>]) -> Result<Option<User>, DomainError> {
     let Some(row) = rows.first() else {
         return Ok(None);
     };

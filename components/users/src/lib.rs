@@ -5,6 +5,7 @@ mod db;
 use mart_domain::auth::{self, Role, Signer};
 use mart_domain::events::EventType;
 use mart_domain::users::{self, Login, ProfileUpdate, Registration};
+use mart_domain::DomainError;
 use mart_domain::{password, FieldError, Problem};
 use mart_guest::config::{optional_variable, variable};
 use mart_guest::{json_body, json_response, method_not_allowed, problem_response, subpath};
@@ -62,7 +63,7 @@ fn register(request: &Request) -> Result<Response, Problem> {
     }
     let hash = password::hash(&valid.password).map_err(Problem::internal)?;
     let db = Db::connect()?;
-    let user = db.transaction(|db| {
+    let user = db.transaction(|db| -> Result<_, DomainError> {
         let user = db.insert_user(&valid.email, &valid.name, &hash, Role::Customer)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
@@ -150,13 +151,17 @@ fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Pro
         return Ok(());
     }
     let hash = password::hash(&admin_password).map_err(Problem::internal)?;
-    db.transaction(|db| {
+    let created = db.transaction(|db| {
         let user = db.insert_user(email, "Administrator", &hash, Role::Admin)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
         db.record_event(&user.id, EventType::UserRegistered, &payload)
-    })
-    .or_else(|p| if p.status == 409 { Ok(()) } else { Err(p) })
+    });
+    match created {
+        // Another first login created it meanwhile.
+        Err(DomainError::Conflict(_)) => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn signer() -> Result<Signer, Problem> {

@@ -11,6 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::orders::{OrderChanged, OrderPlaced};
+use crate::payments::{PaymentChanged, RefundDue};
+
 pub const SPEC_VERSION: &str = "1.0";
 pub const CONTENT_TYPE: &str = "application/json";
 
@@ -125,6 +128,71 @@ impl EventType {
     pub fn topic(self) -> String {
         topic(self.aggregate())
     }
+}
+
+/// The events one Kafka handler component takes: the one definition its
+/// handler's `handling` reads and `mart events` prints (with the topics
+/// `spin.toml` subscribes it to, which must carry them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub component: &'static str,
+    pub takes: &'static [EventType],
+}
+
+/// Every handler component of the app and what it takes.
+pub const SUBSCRIPTIONS: [Subscription; 5] = [
+    Subscription {
+        component: "orders-events",
+        takes: &[
+            EventType::InventoryReserved,
+            EventType::InventoryRejected,
+            EventType::PaymentSucceeded,
+            EventType::PaymentFailed,
+            EventType::PaymentRefunded,
+            EventType::PaymentActionRequired,
+        ],
+    },
+    Subscription {
+        component: "inventory-events",
+        takes: &[
+            EventType::OrderPlaced,
+            EventType::OrderCancelled,
+            EventType::OrderPaid,
+            EventType::OrderRefunded,
+        ],
+    },
+    Subscription {
+        component: "payments-events",
+        takes: &[
+            EventType::OrderPlaced,
+            EventType::InventoryReserved,
+            EventType::OrderCancelled,
+            EventType::OrderRefunded,
+            EventType::PaymentSucceeded,
+            EventType::PaymentRefundDue,
+        ],
+    },
+    Subscription {
+        component: "carts-events",
+        takes: &[EventType::OrderPlaced],
+    },
+    Subscription {
+        component: "notifications-events",
+        takes: &[
+            EventType::UserRegistered,
+            EventType::OrderPaid,
+            EventType::OrderCancelled,
+            EventType::OrderRefunded,
+            EventType::OrderShipped,
+        ],
+    },
+];
+
+/// Whether handler `component` takes events of type `event`.
+pub fn takes(component: &str, event: EventType) -> bool {
+    SUBSCRIPTIONS
+        .iter()
+        .any(|s| s.component == component && s.takes.contains(&event))
 }
 
 /// `mart.<aggregate type>`: one topic per aggregate type.
@@ -246,6 +314,166 @@ pub struct InventoryRejected {
     pub reason: String,
 }
 
+/// A Mart event, decoded once: its envelope's attributes beside its data,
+/// typed by its event type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Unique per event; consumers dedupe on it.
+    pub id: String,
+    /// The aggregate id (the Kafka key).
+    pub subject: String,
+    pub source: String,
+    pub time: String,
+    pub data: EventData,
+}
+
+/// Every event's data. Products and notifications carry the resource as
+/// the API shows it (no consumer reads them yet), so they stay JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    UserRegistered(UserRegistered),
+    ProductCreated(serde_json::Value),
+    ProductUpdated(serde_json::Value),
+    ProductDeleted(serde_json::Value),
+    OrderPlaced(OrderPlaced),
+    OrderPaid(OrderChanged),
+    OrderCancelled(OrderChanged),
+    OrderShipped(OrderChanged),
+    OrderDelivered(OrderChanged),
+    OrderRefunded(OrderChanged),
+    InventoryReserved(InventoryChanged),
+    InventoryRejected(InventoryRejected),
+    InventoryReleased(InventoryChanged),
+    InventoryCommitted(InventoryChanged),
+    PaymentSucceeded(PaymentChanged),
+    PaymentFailed(PaymentChanged),
+    PaymentRefunded(PaymentChanged),
+    PaymentActionRequired(PaymentChanged),
+    PaymentRefundDue(RefundDue),
+    NotificationSent(serde_json::Value),
+}
+
+/// Why a record could not be decoded into an event: it will never decode,
+/// so a consumer gives up on it at once (a dead letter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    NotAnEvent(EnvelopeError),
+    /// The data does not fit its type's shape.
+    Malformed {
+        event_type: &'static str,
+        error: String,
+    },
+}
+
+impl std::error::Error for DecodeError {}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::NotAnEvent(e) => write!(f, "not a Mart event: {e}"),
+            DecodeError::Malformed { event_type, error } => {
+                write!(f, "malformed {event_type} data: {error}")
+            }
+        }
+    }
+}
+
+impl Event {
+    /// Decodes an envelope's data by its type. `Ok(None)` for a type this
+    /// version does not know (a newer producer's): consumers pass over it.
+    pub fn decode(envelope: Envelope) -> Result<Option<Event>, DecodeError> {
+        let Some(kind) = EventType::parse(&envelope.event_type) else {
+            return Ok(None);
+        };
+        let data = EventData::decode(kind, &envelope.data)?;
+        Ok(Some(Event {
+            id: envelope.id,
+            subject: envelope.subject,
+            source: envelope.source,
+            time: envelope.time,
+            data,
+        }))
+    }
+
+    /// Decodes a Kafka record (headers and value).
+    pub fn from_record(
+        headers: &[(String, Vec<u8>)],
+        value: &[u8],
+    ) -> Result<Option<Event>, DecodeError> {
+        let envelope = Envelope::from_record(headers, value).map_err(DecodeError::NotAnEvent)?;
+        Event::decode(envelope)
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.data.event_type()
+    }
+}
+
+impl EventData {
+    fn decode(kind: EventType, data: &[u8]) -> Result<EventData, DecodeError> {
+        fn parse<T: for<'de> Deserialize<'de>>(
+            kind: EventType,
+            data: &[u8],
+        ) -> Result<T, DecodeError> {
+            serde_json::from_slice(data).map_err(|e| DecodeError::Malformed {
+                event_type: kind.as_str(),
+                error: e.to_string(),
+            })
+        }
+        use EventData as D;
+        use EventType as T;
+        Ok(match kind {
+            T::UserRegistered => D::UserRegistered(parse(kind, data)?),
+            T::ProductCreated => D::ProductCreated(parse(kind, data)?),
+            T::ProductUpdated => D::ProductUpdated(parse(kind, data)?),
+            T::ProductDeleted => D::ProductDeleted(parse(kind, data)?),
+            T::OrderPlaced => D::OrderPlaced(parse(kind, data)?),
+            T::OrderPaid => D::OrderPaid(parse(kind, data)?),
+            T::OrderCancelled => D::OrderCancelled(parse(kind, data)?),
+            T::OrderShipped => D::OrderShipped(parse(kind, data)?),
+            T::OrderDelivered => D::OrderDelivered(parse(kind, data)?),
+            T::OrderRefunded => D::OrderRefunded(parse(kind, data)?),
+            T::InventoryReserved => D::InventoryReserved(parse(kind, data)?),
+            T::InventoryRejected => D::InventoryRejected(parse(kind, data)?),
+            T::InventoryReleased => D::InventoryReleased(parse(kind, data)?),
+            T::InventoryCommitted => D::InventoryCommitted(parse(kind, data)?),
+            T::PaymentSucceeded => D::PaymentSucceeded(parse(kind, data)?),
+            T::PaymentFailed => D::PaymentFailed(parse(kind, data)?),
+            T::PaymentRefunded => D::PaymentRefunded(parse(kind, data)?),
+            T::PaymentActionRequired => D::PaymentActionRequired(parse(kind, data)?),
+            T::PaymentRefundDue => D::PaymentRefundDue(parse(kind, data)?),
+            T::NotificationSent => D::NotificationSent(parse(kind, data)?),
+        })
+    }
+
+    pub fn event_type(&self) -> EventType {
+        use EventData as D;
+        use EventType as T;
+        match self {
+            D::UserRegistered(_) => T::UserRegistered,
+            D::ProductCreated(_) => T::ProductCreated,
+            D::ProductUpdated(_) => T::ProductUpdated,
+            D::ProductDeleted(_) => T::ProductDeleted,
+            D::OrderPlaced(_) => T::OrderPlaced,
+            D::OrderPaid(_) => T::OrderPaid,
+            D::OrderCancelled(_) => T::OrderCancelled,
+            D::OrderShipped(_) => T::OrderShipped,
+            D::OrderDelivered(_) => T::OrderDelivered,
+            D::OrderRefunded(_) => T::OrderRefunded,
+            D::InventoryReserved(_) => T::InventoryReserved,
+            D::InventoryRejected(_) => T::InventoryRejected,
+            D::InventoryReleased(_) => T::InventoryReleased,
+            D::InventoryCommitted(_) => T::InventoryCommitted,
+            D::PaymentSucceeded(_) => T::PaymentSucceeded,
+            D::PaymentFailed(_) => T::PaymentFailed,
+            D::PaymentRefunded(_) => T::PaymentRefunded,
+            D::PaymentActionRequired(_) => T::PaymentActionRequired,
+            D::PaymentRefundDue(_) => T::PaymentRefundDue,
+            D::NotificationSent(_) => T::NotificationSent,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +564,67 @@ mod tests {
                 .unwrap(),
             rejected
         );
+    }
+
+    fn record(event_type: &str, data: serde_json::Value) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+        let envelope = Envelope {
+            id: "e1".into(),
+            event_type: event_type.into(),
+            source: "/mart/orders".into(),
+            time: "2026-12-01T00:00:00Z".into(),
+            subject: "o1".into(),
+            data: serde_json::to_vec(&data).unwrap(),
+        };
+        (envelope.headers(), envelope.data)
+    }
+
+    #[test]
+    fn a_record_decodes_once_into_its_typed_event() {
+        let (headers, value) = record(
+            "inventory.rejected",
+            serde_json::json!({"order_id": "o1", "reason": "out of stock"}),
+        );
+        let event = Event::from_record(&headers, &value).unwrap().unwrap();
+        assert_eq!(event.id, "e1");
+        assert_eq!(event.subject, "o1");
+        assert_eq!(event.event_type(), EventType::InventoryRejected);
+        assert_eq!(
+            event.data,
+            EventData::InventoryRejected(InventoryRejected {
+                order_id: "o1".into(),
+                reason: "out of stock".into()
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_passed_over_and_malformed_data_named() {
+        let (headers, value) = record("order.exploded", serde_json::json!({}));
+        assert_eq!(Event::from_record(&headers, &value), Ok(None));
+        let (headers, value) = record("order.paid", serde_json::json!({"order_id": 7}));
+        let error = Event::from_record(&headers, &value).unwrap_err();
+        assert!(
+            error.to_string().starts_with("malformed order.paid data: "),
+            "{error}"
+        );
+        let error = Event::from_record(&[], b"{}").unwrap_err();
+        assert_eq!(
+            error,
+            DecodeError::NotAnEvent(EnvelopeError::MissingHeader("ce_specversion"))
+        );
+    }
+
+    #[test]
+    fn every_type_decodes_to_its_own_variant() {
+        for kind in EventType::ALL {
+            // The JSON ones take any object; the others say what they miss.
+            match EventData::decode(kind, b"{}") {
+                Ok(data) => assert_eq!(data.event_type(), kind),
+                Err(DecodeError::Malformed { event_type, .. }) => {
+                    assert_eq!(event_type, kind.as_str())
+                }
+                Err(other) => panic!("{kind:?}: {other}"),
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldError, Problem};
+use crate::{DomainError, FieldError};
 
 /// Far above any real shelf, far below i32 overflow when added up.
 pub const MAX_QUANTITY: i32 = 1_000_000;
@@ -47,9 +47,9 @@ pub struct ReservationRequest {
     pub lines: Vec<Line>,
 }
 
-pub fn validate_set(input: &SetStock) -> Result<(), Problem> {
+pub fn validate_set(input: &SetStock) -> Result<(), DomainError> {
     if !(0..=MAX_QUANTITY).contains(&input.on_hand) {
-        return Err(Problem::invalid(vec![FieldError::new(
+        return Err(DomainError::Invalid(vec![FieldError::new(
             "on_hand",
             format!("must be from 0 to {MAX_QUANTITY}"),
         )]));
@@ -57,7 +57,7 @@ pub fn validate_set(input: &SetStock) -> Result<(), Problem> {
     Ok(())
 }
 
-pub fn validate_adjustment(input: &Adjustment) -> Result<String, Problem> {
+pub fn validate_adjustment(input: &Adjustment) -> Result<String, DomainError> {
     let mut errors = Vec::new();
     if input.delta == 0 || input.delta.abs() > MAX_QUANTITY {
         errors.push(FieldError::new(
@@ -72,14 +72,17 @@ pub fn validate_adjustment(input: &Adjustment) -> Result<String, Problem> {
     if errors.is_empty() {
         Ok(reason)
     } else {
-        Err(Problem::invalid(errors))
+        Err(DomainError::Invalid(errors))
     }
 }
 
 /// Checks a reservation's lines and merges repeated products, returning them
 /// sorted by product id: every transaction locks rows in the same order, so
 /// concurrent reservations cannot deadlock.
-pub fn normalise_lines(lines: &[Line], is_id: impl Fn(&str) -> bool) -> Result<Vec<Line>, Problem> {
+pub fn normalise_lines(
+    lines: &[Line],
+    is_id: impl Fn(&str) -> bool,
+) -> Result<Vec<Line>, DomainError> {
     let mut errors = Vec::new();
     if lines.is_empty() || lines.len() > 100 {
         errors.push(FieldError::new("lines", "must have 1 to 100 lines"));
@@ -124,7 +127,7 @@ pub fn normalise_lines(lines: &[Line], is_id: impl Fn(&str) -> bool) -> Result<V
         ));
     }
     if !errors.is_empty() {
-        return Err(Problem::invalid(errors));
+        return Err(DomainError::Invalid(errors));
     }
     merged.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     Ok(merged)
@@ -162,7 +165,10 @@ mod tests {
             |_| true,
         )
         .unwrap_err();
-        let fields: Vec<_> = bad.errors.iter().map(|e| e.field.as_str()).collect();
+        let DomainError::Invalid(errors) = bad else {
+            panic!("{bad:?}")
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
             [
@@ -172,18 +178,15 @@ mod tests {
             ]
         );
         assert!(normalise_lines(&[], |_| true).is_err());
-        assert!(
-            normalise_lines(&[line("x", 1)], |_| false)
-                .unwrap_err()
-                .errors[0]
-                .field
-                == "lines[0].product_id"
+        assert_eq!(
+            normalise_lines(&[line("x", 1)], |_| false).unwrap_err(),
+            DomainError::invalid("lines[0].product_id", "must be a product id (UUID)")
         );
         let too_much = normalise_lines(&[line("a", MAX_QUANTITY), line("a", MAX_QUANTITY)], |_| {
             true
         })
         .unwrap_err();
-        assert!(too_much.detail.contains("adds up"), "{}", too_much.detail);
+        assert!(too_much.to_string().contains("adds up"), "{too_much}");
     }
 
     #[test]

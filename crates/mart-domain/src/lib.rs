@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod carts;
 pub mod catalog;
+pub mod error;
 pub mod events;
 pub mod inventory;
 pub mod json;
@@ -19,6 +20,7 @@ pub mod sql;
 pub mod stripe;
 pub mod users;
 
+pub use error::DomainError;
 pub use problem::{FieldError, Problem};
 
 /// A canonical (lower-case, hyphenated) UUID, or `None`. Ids in paths are

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{parse_uuid, FieldError, Problem};
+use crate::{parse_uuid, DomainError, FieldError, Problem};
 
 /// Most distinct lines in one order.
 pub const MAX_LINES: usize = 100;
@@ -86,12 +86,12 @@ impl Status {
         )
     }
 
-    /// The move, or a 409 that says why it is not allowed.
-    pub fn transition(self, next: Status) -> Result<Status, Problem> {
+    /// The move, or a conflict that says why it is not allowed.
+    pub fn transition(self, next: Status) -> Result<Status, DomainError> {
         if self.can_become(next) {
             Ok(next)
         } else {
-            Err(Problem::conflict(format!(
+            Err(DomainError::conflict(format!(
                 "an order that is {} cannot become {}",
                 self.as_str(),
                 next.as_str()
@@ -387,8 +387,10 @@ mod tests {
             }
         }
         let err = Shipped.transition(Cancelled).unwrap_err();
-        assert_eq!(err.status, 409);
-        assert!(err.detail.contains("shipped cannot become cancelled"));
+        assert_eq!(
+            err,
+            DomainError::conflict("an order that is shipped cannot become cancelled")
+        );
         assert_eq!(Reserved.transition(Paid).unwrap(), Paid);
     }
 

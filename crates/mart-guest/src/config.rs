@@ -1,13 +1,13 @@
-//! Spin variables, with failures turned into 500 problems (a missing
-//! variable is our misconfiguration, never the caller's fault).
+//! Spin variables, a missing one being our failure (a misconfiguration,
+//! never the caller's fault).
 
-use mart_domain::Problem;
+use mart_domain::DomainError;
 use spin_sdk::variables;
 
-pub fn variable(name: &str) -> Result<String, Problem> {
+pub fn variable(name: &str) -> Result<String, DomainError> {
     variables::get(name).map_err(|e| {
         eprintln!("variable {name}: {e}");
-        Problem::internal(format!("the service is not configured ({name})"))
+        DomainError::Internal(format!("the service is not configured ({name})"))
     })
 }
 

@@ -1,8 +1,9 @@
 //! PostgreSQL through `spin:postgres`, the way every Mart component uses it:
-//! the connection from the `db_url` variable, transactions, the outbox, and
-//! value decoding with failures mapped to 500 problems (logged, not leaked).
+//! the connection from the `db_url` variable, transactions, the outbox, the
+//! processed-events record, and value decoding with failures reported as
+//! our own (logged, not leaked).
 
-use mart_domain::{outbox, sql, Problem};
+use mart_domain::{outbox, sql, DomainError};
 use spin_sdk::pg4::{DbValue, Decode, ParameterValue, PgError, QueryError, RowSet};
 
 /// A `spin:postgres` connection whose `query` also works on Fermyon Spin
@@ -31,85 +32,172 @@ impl Connection {
     }
 }
 
-/// A database failure: logged with `service`'s name, answered as a generic 500.
-pub fn failed(service: &str, error: impl std::fmt::Display) -> Problem {
+/// A database failure: logged with `service`'s name, reported without our
+/// internals (a 500 to an HTTP caller, a retry to the Kafka trigger).
+pub fn failed(service: &str, error: impl std::fmt::Display) -> DomainError {
     eprintln!("{service}: database error: {error}");
-    Problem::internal(format!("the {service} database failed"))
+    DomainError::Internal(format!("the {service} database failed"))
 }
 
-/// Opens the component's database (`db_url`); 503 if it is unreachable.
-pub fn connect(service: &str) -> Result<Connection, Problem> {
-    let url = crate::config::variable("db_url")?;
-    Connection::open(&url).map_err(|e| {
-        eprintln!("{service}: cannot open the database: {e}");
-        Problem::service_unavailable(format!("the {service} database is unavailable"))
-    })
+/// A service's database, the one way every component reaches it: the
+/// connection from the `db_url` variable, transactions that nest, the
+/// outbox, and the processed-events record that applies an event once.
+pub struct Database {
+    pub connection: Connection,
+    service: &'static str,
+    /// Open transactions: nested ones become savepoints.
+    depth: std::cell::Cell<u32>,
 }
 
-/// Runs `work` between BEGIN and COMMIT; any error rolls everything back.
-pub fn transaction<T, E: From<Problem>>(
-    connection: &Connection,
-    service: &str,
-    work: impl FnOnce() -> Result<T, E>,
-) -> Result<T, E> {
-    connection
-        .execute("BEGIN", &[])
-        .map_err(|e| failed(service, e))?;
-    match work() {
-        Ok(value) => {
-            connection
-                .execute("COMMIT", &[])
-                .map_err(|e| failed(service, e))?;
-            Ok(value)
+impl Database {
+    /// Opens the component's database (`db_url`); unavailable (a 503, a
+    /// retry) if it cannot be reached.
+    pub fn connect(service: &'static str) -> Result<Self, DomainError> {
+        let url = crate::config::variable("db_url")?;
+        let connection = Connection::open(&url).map_err(|e| {
+            eprintln!("{service}: cannot open the database: {e}");
+            DomainError::Unavailable(format!("the {service} database is unavailable"))
+        })?;
+        Ok(Self {
+            connection,
+            service,
+            depth: std::cell::Cell::new(0),
+        })
+    }
+
+    /// A failure of this database (see `failed`).
+    pub fn failed(&self, error: impl std::fmt::Display) -> DomainError {
+        failed(self.service, error)
+    }
+
+    /// Runs `work` between BEGIN and COMMIT; any error rolls it back.
+    /// Inside an open transaction it runs under a savepoint instead, so an
+    /// inner failure undoes only the inner work and the same code serves
+    /// on its own and as part of a larger change.
+    pub fn transaction<T, E: From<DomainError>>(
+        &self,
+        work: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let level = self.depth.get();
+        let (begin, commit, rollback) = if level == 0 {
+            (
+                "BEGIN".to_string(),
+                "COMMIT".to_string(),
+                "ROLLBACK".to_string(),
+            )
+        } else {
+            (
+                format!("SAVEPOINT nested_{level}"),
+                format!("RELEASE SAVEPOINT nested_{level}"),
+                format!("ROLLBACK TO SAVEPOINT nested_{level}"),
+            )
+        };
+        self.connection
+            .execute(&begin, &[])
+            .map_err(|e| self.failed(e))?;
+        self.depth.set(level + 1);
+        let result = work();
+        self.depth.set(level);
+        match result {
+            Ok(value) => {
+                self.connection
+                    .execute(&commit, &[])
+                    .map_err(|e| self.failed(e))?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = self.connection.execute(&rollback, &[]);
+                Err(error)
+            }
         }
-        Err(error) => {
-            let _ = connection.execute("ROLLBACK", &[]);
-            Err(error)
-        }
+    }
+
+    /// Runs `work` once per `(consumer, event_id)`: the processed-events
+    /// record and the work commit in one transaction, so a redelivered
+    /// event (or a resent webhook) finds its record and is skipped.
+    /// Returns `None` when it was skipped. Effects outside the database (a
+    /// payment provider, a mail API) are not covered: pass `event_id` to
+    /// them as their idempotency key.
+    pub fn apply_once<T, E: From<DomainError>>(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        work: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Option<T>, E> {
+        self.transaction(|| {
+            let inserted = self
+                .connection
+                .execute(
+                    "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    &[text(consumer), text(event_id)],
+                )
+                .map_err(|e| self.failed(e))?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            work().map(Some)
+        })
+    }
+
+    /// Records `event` about `aggregate_id` in the outbox (see `record`).
+    pub fn record(
+        &self,
+        aggregate_id: &str,
+        event: mart_domain::events::EventType,
+        payload: &impl serde::Serialize,
+    ) -> Result<(), DomainError> {
+        record(&self.connection, aggregate_id, event, payload)
     }
 }
 
-/// Like `transaction`, but nests: inside an open transaction (`depth` > 0)
-/// the work runs under a savepoint, so an inner failure undoes only the
-/// inner work. A component keeps `depth` next to its connection.
-pub fn nested_transaction<T, E: From<Problem>>(
-    connection: &Connection,
-    service: &str,
-    depth: &std::cell::Cell<u32>,
-    work: impl FnOnce() -> Result<T, E>,
-) -> Result<T, E> {
-    let level = depth.get();
-    let (begin, commit, rollback) = if level == 0 {
-        (
-            "BEGIN".to_string(),
-            "COMMIT".to_string(),
-            "ROLLBACK".to_string(),
-        )
-    } else {
-        (
-            format!("SAVEPOINT nested_{level}"),
-            format!("RELEASE SAVEPOINT nested_{level}"),
-            format!("ROLLBACK TO SAVEPOINT nested_{level}"),
-        )
+/// Defines a component's database type around `Database` for `service`:
+/// `connect`, `transaction` (the closure gets the component's type, so its
+/// own queries compose) and the `Database` underneath (`db.connection`,
+/// `db.record`, `db.apply_once`). The component adds its queries in an
+/// `impl` of its own.
+///
+/// ```ignore
+/// mart_guest::service_database!(pub struct Db("orders"));
+/// ```
+#[macro_export]
+macro_rules! service_database {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident($service:literal)) => {
+        $(#[$meta])*
+        $vis struct $name {
+            db: $crate::db::Database,
+        }
+
+        impl $name {
+            pub fn connect() -> Result<Self, $crate::DomainError> {
+                Ok(Self {
+                    db: $crate::db::Database::connect($service)?,
+                })
+            }
+
+            /// Runs `work` in one transaction (a savepoint inside another).
+            #[allow(dead_code)]
+            pub fn transaction<T, E: From<$crate::DomainError>>(
+                &self,
+                work: impl FnOnce(&Self) -> Result<T, E>,
+            ) -> Result<T, E> {
+                self.db.transaction(|| work(self))
+            }
+        }
+
+        impl AsRef<$crate::db::Database> for $name {
+            fn as_ref(&self) -> &$crate::db::Database {
+                &self.db
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::db::Database;
+            fn deref(&self) -> &$crate::db::Database {
+                &self.db
+            }
+        }
     };
-    connection
-        .execute(&begin, &[])
-        .map_err(|e| failed(service, e))?;
-    depth.set(level + 1);
-    let result = work();
-    depth.set(level);
-    match result {
-        Ok(value) => {
-            connection
-                .execute(&commit, &[])
-                .map_err(|e| failed(service, e))?;
-            Ok(value)
-        }
-        Err(error) => {
-            let _ = connection.execute(&rollback, &[]);
-            Err(error)
-        }
-    }
 }
 
 /// Records `event` about `aggregate_id` in the outbox, its aggregate type
@@ -119,7 +207,7 @@ pub fn record(
     aggregate_id: &str,
     event: mart_domain::events::EventType,
     payload: &impl serde::Serialize,
-) -> Result<(), Problem> {
+) -> Result<(), DomainError> {
     let payload = serde_json::to_value(payload).map_err(|e| failed(event.aggregate(), e))?;
     record_event(
         connection,
@@ -137,7 +225,7 @@ pub fn record_event(
     aggregate_id: &str,
     event_type: &str,
     payload: &serde_json::Value,
-) -> Result<(), Problem> {
+) -> Result<(), DomainError> {
     let payload = serde_json::to_vec(payload).map_err(|e| failed(service, e))?;
     // The relay publishes rows in order; a row the broker would refuse
     // (librdkafka's default message.max.bytes is 1 MB) would hold back every
@@ -174,11 +262,11 @@ pub fn sql_state(error: &PgError) -> Option<&str> {
     }
 }
 
-pub fn decode<T: Decode>(value: &DbValue) -> Result<T, Problem> {
+pub fn decode<T: Decode>(value: &DbValue) -> Result<T, DomainError> {
     T::decode(value).map_err(|e| failed("component", e))
 }
 
-pub fn uuid_text(value: &DbValue) -> Result<String, Problem> {
+pub fn uuid_text(value: &DbValue) -> Result<String, DomainError> {
     match value {
         DbValue::Uuid(u) => Ok(u.clone()),
         other => Err(failed("component", format!("not a uuid: {other:?}"))),
@@ -186,7 +274,7 @@ pub fn uuid_text(value: &DbValue) -> Result<String, Problem> {
 }
 
 /// A timestamp column as RFC 3339 UTC with microseconds.
-pub fn timestamp(value: &DbValue) -> Result<String, Problem> {
+pub fn timestamp(value: &DbValue) -> Result<String, DomainError> {
     let dt: chrono::NaiveDateTime = decode(value)?;
     Ok(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
 }

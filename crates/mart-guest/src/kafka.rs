@@ -1,20 +1,24 @@
 //! Kafka handler components: Mart's own `mart:kafka` interfaces (not
-//! Spin's; see wit/mart/kafka.wit), the CloudEvent a message carries, and
-//! the idempotence every handler needs.
+//! Spin's; see wit/mart/kafka.wit), and the one runner every handler uses:
+//! it decodes each message into its typed event once, opens the database
+//! once per batch, applies each event once (its processed-events record in
+//! the event's transaction) and turns a `DomainError` into the trigger's
+//! retry or dead letter.
 //!
 //! ```ignore
-//! struct Handler;
-//! impl mart_guest::kafka::Handler for Handler {
+//! struct Events;
+//! impl EventHandler for Events { ... fn on(&mut self, db, event) { ... } }
+//! impl mart_guest::kafka::Handler for Events {
 //!     fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-//!         mart_guest::kafka::each(&messages, |message| { ... })
+//!         mart_guest::kafka::run(&mut Events, &messages)
 //!     }
 //! }
-//! mart_guest::kafka::export_kafka_handler!(Handler);
+//! mart_guest::kafka::export_kafka_handler!(Events);
 //! ```
 
-use crate::db::Connection;
-use mart_domain::events::{Envelope, EnvelopeError};
-use spin_sdk::pg4::ParameterValue;
+use crate::db::Database;
+use mart_domain::events::{self, Event};
+use mart_domain::DomainError;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -32,150 +36,125 @@ pub use bindings::exports::mart::kafka::handler::Header;
 pub use bindings::exports::mart::kafka::handler::{Failure, Guest as Handler, Message};
 pub use bindings::mart::kafka::producer::{self, publish};
 
-/// Why one message could not be handled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandlerError {
-    /// Transient (a database or provider hiccup): retried with backoff.
-    Retry(String),
-    /// Can never succeed (malformed event): dead-lettered at once.
-    Permanent(String),
+/// How a handler takes one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Not for this handler: passed over (no database opened for it).
+    Skip,
+    /// In a transaction of its own with the processed-events record
+    /// written inside it, so that it applies once however often it is
+    /// delivered.
+    Once,
+    /// Outside any transaction and without a processed-events record: the
+    /// handler's own records make it idempotent. For work that calls a
+    /// provider, which must not happen with a transaction held open.
+    OnItsOwn,
 }
 
-impl HandlerError {
-    pub fn retry(error: impl std::fmt::Display) -> Self {
-        HandlerError::Retry(error.to_string())
+/// A Kafka handler component's logic: which events it takes, and what it
+/// does with each. `run` does the rest (decoding, the database, dedupe,
+/// trace context, and the trigger's retry or dead letter).
+pub trait EventHandler {
+    /// Its database: `Database`, or a component's wrapper around it.
+    type Db: AsRef<Database>;
+    /// Its component id: its entry in `mart_domain::events::SUBSCRIPTIONS`,
+    /// which says what it takes.
+    const COMPONENT: &'static str;
+    /// The name its processed-events records go under.
+    const CONSUMER: &'static str;
+
+    fn connect(&self) -> Result<Self::Db, DomainError>;
+
+    /// What it subscribes to, once; anything else is skipped.
+    fn handling(&self, event: &Event) -> Handling {
+        if events::takes(Self::COMPONENT, event.event_type()) {
+            Handling::Once
+        } else {
+            Handling::Skip
+        }
     }
 
-    pub fn permanent(error: impl std::fmt::Display) -> Self {
-        HandlerError::Permanent(error.to_string())
-    }
+    fn on(&mut self, db: &Self::Db, event: &Event) -> Result<(), DomainError>;
 }
 
-/// Handles the batch one message at a time, in order; the first error
-/// becomes the batch's failure at that message's index, so the messages
-/// before it count as done.
-pub fn each(
-    messages: &[Message],
-    mut handle_one: impl FnMut(&Message) -> Result<(), HandlerError>,
-) -> Result<(), Failure> {
+/// Handles a batch, one event at a time and in order, opening the
+/// database once (when the first event needs it). The first error becomes
+/// the batch's failure at that message's index, so the messages before it
+/// count as done: retried later if it may succeed then (our failure, an
+/// unavailable dependency), dead-lettered at once if it never will (a
+/// malformed event, a rule or state that refuses it).
+pub fn run(handler: &mut impl EventHandler, messages: &[Message]) -> Result<(), Failure> {
+    let mut db = None;
     for (index, message) in messages.iter().enumerate() {
         // Events this message causes continue its trace.
         crate::trace::set(
-            message
-                .headers
-                .iter()
-                .find(|h| h.key == "traceparent")
-                .and_then(|h| String::from_utf8(h.value.clone()).ok()),
+            header(message, "traceparent").and_then(|v| String::from_utf8(v.to_vec()).ok()),
         );
-        if let Err(error) = handle_one(message) {
-            let (retry, reason) = match error {
-                HandlerError::Retry(r) => (true, r),
-                HandlerError::Permanent(r) => (false, r),
-            };
-            return Err(Failure {
-                index: index as u32,
-                retry,
-                reason,
-            });
-        }
+        handle(handler, &mut db, message).map_err(|(retry, reason)| Failure {
+            index: index as u32,
+            retry,
+            reason,
+        })?;
     }
     Ok(())
 }
 
-/// The CloudEvent in a message (binary mode: `ce_*` headers, JSON value).
-pub fn envelope(message: &Message) -> Result<Envelope, EnvelopeError> {
+/// One message: `Err((retry, reason))` if it failed.
+fn handle<H: EventHandler>(
+    handler: &mut H,
+    db: &mut Option<H::Db>,
+    message: &Message,
+) -> Result<(), (bool, String)> {
+    let event = match decode(message) {
+        Ok(Some(event)) => event,
+        Ok(None) => return Ok(()), // a newer event type this version does not know
+        Err(e) => return Err((false, e)),
+    };
+    let handling = handler.handling(&event);
+    if handling == Handling::Skip {
+        return Ok(());
+    }
+    let failure = |e: DomainError| (e.is_transient(), e.to_string());
+    let db = match db {
+        Some(db) => db,
+        None => db.insert(handler.connect().map_err(failure)?),
+    };
+    let outcome = match handling {
+        Handling::Once => db
+            .as_ref()
+            .apply_once(H::CONSUMER, &event.id, || handler.on(db, &event))
+            .map(|_| ()),
+        _ => handler.on(db, &event),
+    };
+    outcome.map_err(failure)
+}
+
+/// The Mart event a message carries (CloudEvents binary mode: `ce_*`
+/// headers, JSON value), `None` for a type this version does not know.
+pub fn decode(message: &Message) -> Result<Option<Event>, String> {
     let headers: Vec<(String, Vec<u8>)> = message
         .headers
         .iter()
         .map(|h| (h.key.clone(), h.value.clone()))
         .collect();
-    Envelope::from_record(&headers, message.value.as_deref().unwrap_or_default())
-}
-
-/// Like `envelope`, a malformed event being a permanent failure.
-pub fn event(message: &Message) -> Result<Envelope, HandlerError> {
-    envelope(message).map_err(|e| {
-        HandlerError::permanent(format!(
-            "{}/{}@{} is not a Mart event: {e}",
+    Event::from_record(&headers, message.value.as_deref().unwrap_or_default()).map_err(|e| {
+        format!(
+            "{}/{}@{}: {e}",
             message.topic, message.partition, message.offset
-        ))
+        )
     })
 }
 
-/// Applies `effect` once per `(consumer, event_id)`: the processed-events
-/// record and the effect commit in one transaction, so a redelivered event
-/// finds its record and is skipped. Returns `false` when it was skipped.
-/// Effects outside the database (a payment provider, a mail API) are not
-/// covered: pass `event_id` to them as their idempotency key.
-pub fn apply_once(
-    connection: &Connection,
-    consumer: &str,
-    event_id: &str,
-    effect: impl FnOnce() -> Result<(), HandlerError>,
-) -> Result<bool, HandlerError> {
-    connection
-        .execute("BEGIN", &[])
-        .map_err(HandlerError::retry)?;
-    let outcome = first_time(connection, consumer, event_id).and_then(|first| {
-        if first {
-            effect()?;
-        }
-        Ok(first)
-    });
-    let end = if outcome.is_ok() {
-        "COMMIT"
-    } else {
-        "ROLLBACK"
-    };
-    let ended = connection.execute(end, &[]);
-    let first = outcome?;
-    ended.map_err(HandlerError::retry)?;
-    Ok(first)
+fn header<'m>(message: &'m Message, name: &str) -> Option<&'m [u8]> {
+    message
+        .headers
+        .iter()
+        .find(|h| h.key == name)
+        .map(|h| h.value.as_slice())
 }
 
-/// Records that `consumer` applied `event_id`; `false` if it already had.
-/// Call it inside the transaction that applies the event's effect (when the
-/// caller manages that transaction itself; `apply_once` does both).
-pub fn first_time(
-    connection: &Connection,
-    consumer: &str,
-    event_id: &str,
-) -> Result<bool, HandlerError> {
-    let inserted = connection
-        .execute(
-            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING",
-            &[
-                ParameterValue::Str(consumer.to_string()),
-                ParameterValue::Str(event_id.to_string()),
-            ],
-        )
-        .map_err(HandlerError::retry)?;
-    Ok(inserted == 1)
-}
-
-/// A problem from the shared HTTP-side code: ours (5xx) is worth retrying,
-/// the event's (4xx: it names something that does not exist, breaks a rule)
-/// never will be.
-impl From<mart_domain::Problem> for HandlerError {
-    fn from(problem: mart_domain::Problem) -> Self {
-        let reason = format!("{} ({})", problem.detail, problem.status);
-        if problem.status >= 500 {
-            HandlerError::Retry(reason)
-        } else {
-            HandlerError::Permanent(reason)
-        }
-    }
-}
-
-/// A problem before any message was looked at (the database is down, a
-/// variable is missing): the whole batch failed, retryably if it is ours.
-impl From<mart_domain::Problem> for Failure {
-    fn from(problem: mart_domain::Problem) -> Self {
-        Failure {
-            index: 0,
-            retry: problem.status >= 500,
-            reason: problem.detail,
-        }
+impl AsRef<Database> for Database {
+    fn as_ref(&self) -> &Database {
+        self
     }
 }

@@ -11,6 +11,8 @@ pub mod kafka;
 pub mod timer;
 pub mod trace;
 
+pub use mart_domain::DomainError;
+
 pub use http::{
     json_body, json_response, method_not_allowed, problem_response, require_json, segments,
     subpath, Query,

@@ -3,5 +3,6 @@
 //! trigger type per process, as `spin up` runs them).
 
 pub mod config;
+pub mod event_map;
 pub mod events;
 pub mod spin_plugin;

@@ -63,6 +63,13 @@ enum Command {
         #[arg(long, env = "MART_DATABASE_URL")]
         database_url: String,
     },
+    /// Print where each event goes (a Markdown table: its topic, the
+    /// components whose database writes it, the handlers that take it).
+    /// Exits 1 if a handler takes an event its trigger does not read.
+    Events {
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+    },
     /// Write an HTTP-only copy of the manifest that Fermyon Spin can run.
     SpinManifest {
         #[arg(short = 'f', long = "from", default_value = "spin.toml")]
@@ -224,9 +231,26 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(args) => migrate(args).await,
             Command::Check { database_url } => check(&database_url).await,
             Command::DeadLetters(args) => dead_letters(args).await,
+            Command::Events { manifest } => events(&manifest),
             Command::SpinManifest { manifest, out } => spin_manifest(&manifest, &out),
         }
     })
+}
+
+fn events(manifest: &std::path::Path) -> anyhow::Result<()> {
+    use mart_host::event_map;
+    let app = App::load(manifest)?;
+    print!("{}", event_map::markdown(&event_map::routes(&app)?));
+    let problems = event_map::problems(&app)?;
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    anyhow::ensure!(
+        problems.is_empty(),
+        "{} handler(s) take events they never receive",
+        problems.len()
+    );
+    Ok(())
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {

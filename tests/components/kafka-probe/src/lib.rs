@@ -15,8 +15,8 @@
 //! Every attempt is logged in `attempts`; effects in `effects`. Tables live in
 //! the database named by the `db_url` variable (the test creates them).
 
-use mart_guest::db::Connection;
-use mart_guest::kafka::{self, Failure, HandlerError, Message};
+use mart_guest::db::Database;
+use mart_guest::kafka::{self, Failure, Message};
 use spin_sdk::pg4::ParameterValue;
 
 struct Probe;
@@ -32,28 +32,70 @@ impl kafka::Handler for Probe {
             retry: false,
             reason: e.to_string(),
         })?;
-        let db = Connection::open(&url).map_err(|e| Failure {
+        let db = Database::connect("kafka-probe").map_err(|e| Failure {
             index: 0,
             retry: true,
             reason: e.to_string(),
         })?;
-        kafka::each(&messages, |message| handle_one(&db, &url, message))
+        // Not Mart events but the trigger's own test messages: the probe
+        // answers each itself, unlike the app's handlers (kafka::run).
+        for (index, message) in messages.iter().enumerate() {
+            if let Err(error) = handle_one(&db, &url, message) {
+                let (retry, reason) = match error {
+                    HandlerError::Retry(r) => (true, r),
+                    HandlerError::Permanent(r) => (false, r),
+                };
+                return Err(Failure {
+                    index: index as u32,
+                    retry,
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How one test message failed.
+enum HandlerError {
+    Retry(String),
+    Permanent(String),
+}
+
+impl HandlerError {
+    fn retry(error: impl std::fmt::Display) -> Self {
+        HandlerError::Retry(error.to_string())
+    }
+
+    fn permanent(error: impl std::fmt::Display) -> Self {
+        HandlerError::Permanent(error.to_string())
+    }
+}
+
+impl From<mart_domain::DomainError> for HandlerError {
+    fn from(error: mart_domain::DomainError) -> Self {
+        if error.is_transient() {
+            HandlerError::retry(error)
+        } else {
+            HandlerError::permanent(error)
+        }
     }
 }
 
 kafka::export_kafka_handler!(Probe);
 
-fn handle_one(db: &Connection, url: &str, message: &Message) -> Result<(), HandlerError> {
+fn handle_one(db: &Database, url: &str, message: &Message) -> Result<(), HandlerError> {
     let value: serde_json::Value =
         serde_json::from_slice(message.value.as_deref().unwrap_or_default())
             .map_err(HandlerError::permanent)?;
     let id = value["id"].as_str().unwrap_or_default().to_string();
     let where_from = format!("{}/{}@{}", message.topic, message.partition, message.offset);
-    db.execute(
-        "INSERT INTO attempts (id, origin) VALUES ($1, $2)",
-        &[text(&id), text(&where_from)],
-    )
-    .map_err(HandlerError::retry)?;
+    db.connection
+        .execute(
+            "INSERT INTO attempts (id, origin) VALUES ($1, $2)",
+            &[text(&id), text(&where_from)],
+        )
+        .map_err(HandlerError::retry)?;
     let action = &value["action"];
     if action == "poison" {
         return Err(HandlerError::permanent(format!("{id} is poison")));
@@ -85,26 +127,29 @@ fn handle_one(db: &Connection, url: &str, message: &Message) -> Result<(), Handl
         }
     }
     if let Some(ms) = action["sleep_ms"].as_i64() {
-        db.query(
-            "SELECT pg_sleep($1::bigint / 1000.0)",
-            &[ParameterValue::Int64(ms)],
-        )
-        .map_err(HandlerError::retry)?;
+        db.connection
+            .query(
+                "SELECT pg_sleep($1::bigint / 1000.0)",
+                &[ParameterValue::Int64(ms)],
+            )
+            .map_err(HandlerError::retry)?;
     }
-    kafka::apply_once(db, "kafka-probe", &id, || {
-        db.execute(
-            "INSERT INTO effects (id, origin) VALUES ($1, $2)",
-            &[text(&id), text(&where_from)],
-        )
-        .map(|_| ())
-        .map_err(HandlerError::retry)
+    db.apply_once("kafka-probe", &id, || {
+        db.connection
+            .execute(
+                "INSERT INTO effects (id, origin) VALUES ($1, $2)",
+                &[text(&id), text(&where_from)],
+            )
+            .map(|_| ())
+            .map_err(HandlerError::retry)
     })?;
     Ok(())
 }
 
 /// How often a message with `id` was tried, this attempt included.
-fn attempts_of(db: &Connection, id: &str) -> Result<i64, HandlerError> {
+fn attempts_of(db: &Database, id: &str) -> Result<i64, HandlerError> {
     let attempts = db
+        .connection
         .query("SELECT count(*) FROM attempts WHERE id = $1", &[text(id)])
         .map_err(HandlerError::retry)?;
     Ok(match attempts.rows[0][0] {
