@@ -235,7 +235,7 @@ impl Db {
                 }
             }
             let body = lines_json(order, "reserved", lines);
-            pg::record(&db.connection, order, EventType::InventoryReserved, &body)?;
+            db.record(order, EventType::InventoryReserved, &body)?;
             Ok(body)
         });
         match result {
@@ -248,9 +248,7 @@ impl Db {
             }
             Err(Abort::Short(reason)) => {
                 let body = serde_json::json!({ "order_id": order, "reason": reason });
-                self.transaction(|db| {
-                    pg::record(&db.connection, order, EventType::InventoryRejected, &body)
-                })?;
+                self.transaction(|db| db.record(order, EventType::InventoryRejected, &body))?;
                 Ok(Outcome::Rejected(reason))
             }
             Err(Abort::Failed(problem)) => Err(problem),
@@ -289,7 +287,7 @@ impl Db {
             }
             let body = lines_json(order, target, &lines);
             let event = if commit { EventType::InventoryCommitted } else { EventType::InventoryReleased };
-            pg::record(&db.connection, order, event, &body)?;
+            db.record(order, event, &body)?;
             Ok(Outcome::Done(body))
         })
     }
@@ -345,7 +343,7 @@ impl Db {
                 db.audit(&line.product_id, line.quantity, after, &format!("order {order} refunded"), "orders")?;
             }
             let body = lines_json(order, "returned", &lines);
-            pg::record(&db.connection, order, EventType::InventoryReleased, &body)?;
+            db.record(order, EventType::InventoryReleased, &body)?;
             Ok(Outcome::Done(body))
         })
     }

@@ -175,9 +175,7 @@ impl Db {
                     .map_err(failed)?;
             }
             db.add_history(&created.id, Status::Pending, None)?;
-            pg::record(
-                &db.connection,
-                &created.id,
+            db.record(&created.id,
                 EventType::OrderPlaced,
                 &OrderPlaced {
                     order_id: created.id.clone(),

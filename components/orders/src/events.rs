@@ -1,13 +1,15 @@
 //! The order side of the checkout saga, as a Kafka handler (Mart's
 //! `mart:kafka/handler`): reservations and payments move orders along.
 //!
-//! Each event is applied once (the runner's processed-events record, in
-//! the same transaction as the move). Events from different topics may
+//! What each event means for the order is decided in
+//! `mart_domain::orders::saga_step` (tested natively); this applies it, once
+//! (the runner's processed-events record, in the same transaction as the
+//! move). Events from different topics may
 //! arrive in any order, so a move that no longer applies (the order moved
 //! on) is skipped, not failed.
 
-use mart_domain::events::{Event, EventData};
-use mart_domain::orders::{CancelReason, Status};
+use mart_domain::events::Event;
+use mart_domain::orders::{saga_step, SagaStep, Status};
 use mart_domain::DomainError;
 use mart_guest::kafka::{self, EventHandler, Failure, Message};
 
@@ -33,33 +35,17 @@ impl EventHandler for Events {
     }
 
     fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
-        let (order, next, reason) = match &event.data {
-            EventData::InventoryReserved(data) => (&data.order_id, Status::Reserved, None),
-            EventData::InventoryRejected(data) => {
-                let reason = format!("{}: {}", CancelReason::OutOfStock.as_str(), data.reason);
-                (&data.order_id, Status::Cancelled, Some(reason))
+        match saga_step(&event.data)? {
+            Some(SagaStep::Move {
+                order_id,
+                status,
+                reason,
+            }) => move_if_allowed(db, &order_id, status, reason.as_deref()),
+            Some(SagaStep::PaymentPage { order_id, url }) => {
+                db.set_payment_redirect(&order_id, &url)
             }
-            EventData::PaymentSucceeded(data) => (&data.order_id, Status::Paid, None),
-            EventData::PaymentFailed(data) => {
-                let declined = CancelReason::PaymentDeclined.as_str();
-                let reason = match &data.reason {
-                    Some(r) => format!("{declined}: {r}"),
-                    None => declined.to_string(),
-                };
-                (&data.order_id, Status::Cancelled, Some(reason))
-            }
-            EventData::PaymentRefunded(data) => {
-                (&data.order_id, Status::Refunded, data.reason.clone())
-            }
-            EventData::PaymentActionRequired(data) => {
-                let url = data.redirect_url.as_deref().ok_or_else(|| {
-                    DomainError::invalid("redirect_url", "payment.action_required without a URL")
-                })?;
-                return db.set_payment_redirect(&data.order_id, url);
-            }
-            _ => return Ok(()),
-        };
-        move_if_allowed(db, order, next, reason.as_deref())
+            None => Ok(()),
+        }
     }
 }
 

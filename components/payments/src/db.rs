@@ -395,12 +395,8 @@ impl Db {
             reason: reason.to_string(),
         };
         if self.record_refund(&due, of_payment)? {
-            pg::record(
-                &self.connection,
-                &p.order_id,
-                EventType::PaymentRefundDue,
-                &due,
-            )?;
+            self.db
+                .record(&p.order_id, EventType::PaymentRefundDue, &due)?;
         }
         Ok(())
     }
@@ -647,6 +643,6 @@ impl Db {
             reason: reason.map(str::to_string),
             redirect_url: redirect_url.map(str::to_string),
         };
-        pg::record(&self.connection, &p.order_id, event, &payload)
+        self.db.record(&p.order_id, event, &payload)
     }
 }

@@ -1,7 +1,6 @@
 //! The users database: every statement parameterised.
 
 use mart_domain::auth::Role;
-use mart_domain::events::EventType;
 use mart_domain::{users, DomainError};
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid_text};
 use serde::Serialize;
@@ -76,15 +75,6 @@ impl Db {
                 }
             })?;
         first_user(&rows.rows)?.ok_or_else(|| DomainError::internal("the insert returned no row"))
-    }
-
-    pub fn record_event(
-        &self,
-        user_id: &str,
-        event: EventType,
-        payload: &serde_json::Value,
-    ) -> Result<(), DomainError> {
-        pg::record(&self.connection, user_id, event, payload)
     }
 
     pub fn user_by_email(&self, email: &str) -> Result<Option<User>, DomainError> {

@@ -67,7 +67,7 @@ fn register(request: &Request) -> Result<Response, Problem> {
         let user = db.insert_user(&valid.email, &valid.name, &hash, Role::Customer)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record_event(&user.id, EventType::UserRegistered, &payload)?;
+        db.record(&user.id, EventType::UserRegistered, &payload)?;
         Ok(user)
     })?;
     let mut response = json_response(201, &user.profile());
@@ -155,7 +155,7 @@ fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Pro
         let user = db.insert_user(email, "Administrator", &hash, Role::Admin)?;
         let payload =
             serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record_event(&user.id, EventType::UserRegistered, &payload)
+        db.record(&user.id, EventType::UserRegistered, &payload)
     });
     match created {
         // Another first login created it meanwhile.

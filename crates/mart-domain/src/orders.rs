@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::EventData;
 use crate::{parse_uuid, DomainError, FieldError, Problem};
 
 /// Most distinct lines in one order.
@@ -123,6 +124,61 @@ impl CancelReason {
             CancelReason::CancelledByUser => "cancelled by user",
         }
     }
+}
+
+/// What the orders service does with an event of another service: the
+/// order's side of the saga, decided here and applied by its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SagaStep {
+    /// Move the order to `status`; a move the order's status no longer
+    /// allows (it moved on, the events crossed) is skipped.
+    Move {
+        order_id: String,
+        status: Status,
+        reason: Option<String>,
+    },
+    /// Show the buyer the provider's page to pay on (PayFast).
+    PaymentPage { order_id: String, url: String },
+}
+
+/// The order's next step for `event`; `None` for events it does not follow.
+pub fn saga_step(event: &EventData) -> Result<Option<SagaStep>, DomainError> {
+    let step = |order_id: &str, status, reason| {
+        Some(SagaStep::Move {
+            order_id: order_id.to_string(),
+            status,
+            reason,
+        })
+    };
+    Ok(match event {
+        EventData::InventoryReserved(data) => step(&data.order_id, Status::Reserved, None),
+        EventData::InventoryRejected(data) => {
+            let reason = format!("{}: {}", CancelReason::OutOfStock.as_str(), data.reason);
+            step(&data.order_id, Status::Cancelled, Some(reason))
+        }
+        EventData::PaymentSucceeded(data) => step(&data.order_id, Status::Paid, None),
+        EventData::PaymentFailed(data) => {
+            let declined = CancelReason::PaymentDeclined.as_str();
+            let reason = match &data.reason {
+                Some(r) => format!("{declined}: {r}"),
+                None => declined.to_string(),
+            };
+            step(&data.order_id, Status::Cancelled, Some(reason))
+        }
+        EventData::PaymentRefunded(data) => {
+            step(&data.order_id, Status::Refunded, data.reason.clone())
+        }
+        EventData::PaymentActionRequired(data) => {
+            let url = data.redirect_url.clone().ok_or_else(|| {
+                DomainError::invalid("redirect_url", "payment.action_required without a URL")
+            })?;
+            Some(SagaStep::PaymentPage {
+                order_id: data.order_id.clone(),
+                url,
+            })
+        }
+        _ => None,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -528,5 +584,98 @@ mod tests {
             },
         ];
         assert_eq!(total_minor(&lines), 1500);
+    }
+
+    fn payment(
+        reason: Option<&str>,
+        redirect_url: Option<&str>,
+    ) -> crate::payments::PaymentChanged {
+        crate::payments::PaymentChanged {
+            payment_id: "p1".into(),
+            order_id: "o1".into(),
+            user_id: "u1".into(),
+            status: crate::payments::PaymentStatus::Pending,
+            amount_minor: 100,
+            currency: "EUR".into(),
+            reason: reason.map(str::to_string),
+            redirect_url: redirect_url.map(str::to_string),
+        }
+    }
+
+    fn moves_to(step: Option<SagaStep>) -> (Status, Option<String>) {
+        match step {
+            Some(SagaStep::Move {
+                order_id,
+                status,
+                reason,
+            }) => {
+                assert_eq!(order_id, "o1");
+                (status, reason)
+            }
+            other => panic!("not a move: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_order_follows_reservations_and_payments() {
+        use crate::events::{InventoryChanged, InventoryRejected};
+        let reserved = EventData::InventoryReserved(InventoryChanged {
+            order_id: "o1".into(),
+            status: "reserved".into(),
+            lines: vec![],
+        });
+        assert_eq!(
+            moves_to(saga_step(&reserved).unwrap()),
+            (Status::Reserved, None)
+        );
+        let rejected = EventData::InventoryRejected(InventoryRejected {
+            order_id: "o1".into(),
+            reason: "2 of p available".into(),
+        });
+        assert_eq!(
+            moves_to(saga_step(&rejected).unwrap()),
+            (
+                Status::Cancelled,
+                Some("out of stock: 2 of p available".into())
+            )
+        );
+        let paid = EventData::PaymentSucceeded(payment(None, None));
+        assert_eq!(moves_to(saga_step(&paid).unwrap()), (Status::Paid, None));
+        let declined = EventData::PaymentFailed(payment(Some("card declined"), None));
+        assert_eq!(
+            moves_to(saga_step(&declined).unwrap()),
+            (
+                Status::Cancelled,
+                Some("payment declined: card declined".into())
+            )
+        );
+        let refunded = EventData::PaymentRefunded(payment(Some("damaged"), None));
+        assert_eq!(
+            moves_to(saga_step(&refunded).unwrap()),
+            (Status::Refunded, Some("damaged".into()))
+        );
+    }
+
+    #[test]
+    fn a_payment_page_is_shown_and_other_events_are_not_followed() {
+        let page = EventData::PaymentActionRequired(payment(None, Some("https://pay/x")));
+        assert_eq!(
+            saga_step(&page).unwrap(),
+            Some(SagaStep::PaymentPage {
+                order_id: "o1".into(),
+                url: "https://pay/x".into()
+            })
+        );
+        let no_url = EventData::PaymentActionRequired(payment(None, None));
+        assert!(matches!(saga_step(&no_url), Err(DomainError::Invalid(_))));
+        let own = EventData::OrderShipped(OrderChanged {
+            order_id: "o1".into(),
+            user_id: "u1".into(),
+            status: Status::Shipped,
+            reason: None,
+            total_minor: 100,
+            currency: "EUR".into(),
+        });
+        assert_eq!(saga_step(&own).unwrap(), None);
     }
 }

@@ -140,14 +140,23 @@ impl Database {
         })
     }
 
-    /// Records `event` about `aggregate_id` in the outbox (see `record`).
+    /// Records `event` about `aggregate_id` in the outbox, its aggregate
+    /// type and name from the event type; call it inside the change's
+    /// transaction.
     pub fn record(
         &self,
         aggregate_id: &str,
         event: mart_domain::events::EventType,
         payload: &impl serde::Serialize,
     ) -> Result<(), DomainError> {
-        record(&self.connection, aggregate_id, event, payload)
+        let payload = serde_json::to_value(payload).map_err(|e| self.failed(e))?;
+        record_event(
+            &self.connection,
+            event.aggregate(),
+            aggregate_id,
+            event.as_str(),
+            &payload,
+        )
     }
 }
 
@@ -200,26 +209,9 @@ macro_rules! service_database {
     };
 }
 
-/// Records `event` about `aggregate_id` in the outbox, its aggregate type
-/// and name from the event type; call it inside the change's transaction.
-pub fn record(
-    connection: &Connection,
-    aggregate_id: &str,
-    event: mart_domain::events::EventType,
-    payload: &impl serde::Serialize,
-) -> Result<(), DomainError> {
-    let payload = serde_json::to_value(payload).map_err(|e| failed(event.aggregate(), e))?;
-    record_event(
-        connection,
-        event.aggregate(),
-        aggregate_id,
-        event.as_str(),
-        &payload,
-    )
-}
-
-/// Records an event in the outbox; call it inside the state change's transaction.
-pub fn record_event(
+/// Records an event in the outbox; call it inside the state change's
+/// transaction.
+fn record_event(
     connection: &Connection,
     service: &str,
     aggregate_id: &str,

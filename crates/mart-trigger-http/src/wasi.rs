@@ -6,7 +6,6 @@ use futures::FutureExt as _;
 use mart_outbound_http::trace::TraceParent;
 
 use mart_runtime::{AppComponent, Runtime};
-use wasmtime::Trap;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -58,9 +57,9 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let component = &target.component;
-    let mut store = runtime
-        .new_store(component, mart_runtime::TriggerKind::Http, trace)
-        .map_err(|e| InvokeError::Failed(format!("{e:#}")))?;
+    let (mut store, invocation) = runtime
+        .prepare(component, mart_runtime::TriggerKind::Http, trace)
+        .map_err(InvokeError::from)?;
     let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let setup = (|| {
         let req = store
@@ -73,22 +72,20 @@ where
     let (req, out) = setup.map_err(|e| InvokeError::Failed(format!("{e:#}")))?;
 
     let proxy = target.proxy.clone();
-    let timeout = component.limits.timeout;
-    let metrics = runtime.metrics().clone();
     let mut run = Box::pin(async move {
-        let call = async {
-            let started = std::time::Instant::now();
-            let instance = proxy.instantiate_async(&mut store).await?;
-            metrics.instantiated(started.elapsed());
-            instance
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result.map_err(|e| classify(&e)),
-            Err(_) => Err(InvokeError::Deadline),
-        }
+        invocation
+            .run(
+                store,
+                async |store| proxy.instantiate_async(store).await,
+                async move |proxy, store| {
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(store, req, out)
+                        .await
+                },
+            )
+            .await
+            .map_err(InvokeError::from)
     });
 
     // The guest runs on this task, not a spawned one: handing each request to
@@ -143,9 +140,11 @@ fn log_late_failure(component: &str, result: Result<(), InvokeError>) {
     }
 }
 
-fn classify(error: &wasmtime::Error) -> InvokeError {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => InvokeError::Deadline,
-        _ => InvokeError::Failed(format!("{error:?}")),
+impl From<mart_runtime::InvokeError> for InvokeError {
+    fn from(error: mart_runtime::InvokeError) -> Self {
+        match error {
+            mart_runtime::InvokeError::Deadline(_) => InvokeError::Deadline,
+            other => InvokeError::Failed(other.to_string()),
+        }
     }
 }

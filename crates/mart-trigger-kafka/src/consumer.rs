@@ -484,7 +484,7 @@ impl Poller {
             // poll thread restarts the partition when it next dispatches.
             let run = std::panic::AssertUnwindSafe(worker.run(context, progress));
             if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
-                tracing::error!(%topic, partition = number, panic = %panic_text(&panic), "a Kafka worker panicked");
+                tracing::error!(%topic, partition = number, panic = %mart_runtime::panic_text(&*panic), "a Kafka worker panicked");
             }
             let _ = done_tx.send(());
         });
@@ -568,15 +568,6 @@ fn restart_offset(finished: Option<i64>, first_offset: i64) -> i64 {
     finished.unwrap_or(first_offset)
 }
 
-/// The message of a caught panic.
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
-
 #[cfg(test)]
 mod restart_tests {
     use super::*;
@@ -585,11 +576,5 @@ mod restart_tests {
     fn a_dead_worker_restarts_after_what_was_finished() {
         assert_eq!(restart_offset(Some(42), 10), 42);
         assert_eq!(restart_offset(None, 10), 10);
-    }
-
-    #[test]
-    fn panic_messages_are_kept() {
-        let caught = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
-        assert_eq!(panic_text(&*caught), "boom 7");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use mart_kafka::bindings::{KafkaHandlerPre, Message, MessageHeader};
 use mart_outbound_http::trace::TraceParent;
-use mart_runtime::{AppComponent, InstanceState, Runtime};
+use mart_runtime::{AppComponent, InstanceState, InvokeError, Runtime};
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 
 use crate::dead_letter::header;
@@ -61,67 +61,37 @@ impl Handler {
             .and_then(|m| header(m, "traceparent"))
             .and_then(|v| std::str::from_utf8(v).ok().and_then(TraceParent::parse))
             .map(|parent| parent.child());
-        let mut store =
-            match self
-                .runtime
-                .new_store(&self.component, mart_runtime::TriggerKind::Kafka, trace)
-            {
-                Ok(store) => store,
-                Err(e) => {
-                    let reason = format!("cannot set up an instance: {e:#}");
-                    tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
-                    return Outcome::Failed {
-                        index: 0,
-                        retry: true,
-                        reason,
-                    };
-                }
-            };
         let started = Instant::now();
-        let metrics = self.runtime.metrics().clone();
-        let call = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            metrics.instantiated(started.elapsed());
-            instance
-                .mart_kafka_handler()
-                .call_handle(&mut store, &messages)
-                .await
-        };
-        // A panic in host code during the call fails this batch (retried,
-        // then dead-lettered) instead of killing the partition's worker.
-        let call = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(call));
-        let result = tokio::time::timeout(self.component.limits.timeout, call).await;
-        metrics.kafka_invocation(&self.component.id, started.elapsed());
+        let result = self
+            .runtime
+            .invoke(
+                &self.component,
+                mart_runtime::TriggerKind::Kafka,
+                trace,
+                async |store| self.pre.instantiate_async(store).await,
+                async |handler, store| {
+                    handler
+                        .mart_kafka_handler()
+                        .call_handle(store, &messages)
+                        .await
+                },
+            )
+            .await;
+        self.runtime
+            .metrics()
+            .kafka_invocation(&self.component.id, started.elapsed());
         match result {
-            Ok(Ok(Ok(Ok(())))) => Outcome::Done,
-            Ok(Ok(Ok(Err(failure)))) => self.reported(failure, batch.len()),
-            Ok(Err(panic)) => {
-                let reason = format!(
-                    "the host panicked during the call: {}",
-                    crate::consumer::panic_text(&*panic)
-                );
-                tracing::error!(component = %self.component.id, %reason, "Kafka handler failed");
-                Outcome::Failed {
-                    index: 0,
-                    retry: true,
-                    reason,
+            Ok(Ok(())) => Outcome::Done,
+            Ok(Err(failure)) => self.reported(failure, batch.len()),
+            // Retried (then dead-lettered): a trap, the deadline, or a panic
+            // in host code fails this batch, never the partition's worker.
+            Err(error) => {
+                let reason = error.to_string();
+                if matches!(error, InvokeError::Panicked(_)) {
+                    tracing::error!(component = %self.component.id, %reason, "Kafka handler failed");
+                } else {
+                    tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
                 }
-            }
-            Ok(Ok(Err(trap))) => {
-                let reason = format!("the handler trapped: {trap:#}");
-                tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
-                Outcome::Failed {
-                    index: 0,
-                    retry: true,
-                    reason,
-                }
-            }
-            Err(_) => {
-                let reason = format!(
-                    "the handler did not finish within {} ms",
-                    self.component.limits.timeout.as_millis()
-                );
-                tracing::warn!(component = %self.component.id, %reason, "Kafka handler failed");
                 Outcome::Failed {
                     index: 0,
                     retry: true,

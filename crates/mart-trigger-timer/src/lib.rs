@@ -148,25 +148,24 @@ impl Timer {
     }
 
     async fn call(&self, scheduled_ms: i64) -> Result<(), String> {
-        let mut store = self
+        let result = self
             .runtime
-            .new_store(&self.component, mart_runtime::TriggerKind::Timer, None)
-            .map_err(|e| format!("cannot set up an instance: {e:#}"))?;
-        let call = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance
-                .mart_timer_handler()
-                .call_tick(&mut store, scheduled_ms)
-                .await
-        };
-        match tokio::time::timeout(self.component.limits.timeout, call).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(message))) => Err(message),
-            Ok(Err(trap)) => Err(format!("the component trapped: {trap:#}")),
-            Err(_) => Err(format!(
-                "the tick did not finish within {} ms",
-                self.component.limits.timeout.as_millis()
-            )),
+            .invoke(
+                &self.component,
+                mart_runtime::TriggerKind::Timer,
+                None,
+                async |store| self.pre.instantiate_async(store).await,
+                async |timer, store| {
+                    timer
+                        .mart_timer_handler()
+                        .call_tick(store, scheduled_ms)
+                        .await
+                },
+            )
+            .await;
+        match result {
+            Ok(tick) => tick,
+            Err(error) => Err(error.to_string()),
         }
     }
 }

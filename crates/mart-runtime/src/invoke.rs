@@ -1,0 +1,147 @@
+//! One way to run a component, whatever triggered it: a fresh store with the
+//! component's limits, instantiation (counted), the call of the trigger's
+//! export, the deadline, and a panic in host code during the call caught
+//! and reported instead of taking the trigger's task down. Each trigger
+//! only says how to instantiate and what to call, and what an error means
+//! to its caller (a 504, a retried batch, a failed tick).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use mart_metrics::Metrics;
+use mart_outbound_http::trace::TraceParent;
+use wasmtime::{Store, Trap};
+
+use crate::{AppComponent, InstanceState, Runtime, TriggerKind};
+
+/// Why an invocation did not return a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// No instance could be set up (its files, its limits).
+    #[error("cannot set up an instance: {0}")]
+    Setup(String),
+    /// The guest trapped, or the host failed while running it (wasmtime
+    /// reports both as the call's error).
+    #[error("the component trapped: {0}")]
+    Trapped(String),
+    /// Host code panicked during the call (a bug of ours).
+    #[error("the host panicked during the call: {0}")]
+    Panicked(String),
+    /// The component's deadline passed.
+    #[error("the component did not finish within {} ms", .0.as_millis())]
+    Deadline(Duration),
+}
+
+/// What running one invocation needs, owned, so that the call may outlive
+/// the borrow it was started from (an HTTP body keeps streaming).
+pub struct Invocation {
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+}
+
+impl Runtime {
+    /// A fresh store for one invocation of `component` by a `kind` trigger.
+    pub fn prepare(
+        &self,
+        component: &AppComponent,
+        kind: TriggerKind,
+        trace: Option<TraceParent>,
+    ) -> Result<(Store<InstanceState>, Invocation), InvokeError> {
+        let store = self
+            .new_store(component, kind, trace)
+            .map_err(|e| InvokeError::Setup(format!("{e:#}")))?;
+        let invocation = Invocation {
+            metrics: self.metrics().clone(),
+            timeout: component.limits.timeout,
+        };
+        Ok((store, invocation))
+    }
+
+    /// Prepares a store and runs the invocation in it (see `Invocation::run`).
+    pub async fn invoke<I, T>(
+        &self,
+        component: &AppComponent,
+        kind: TriggerKind,
+        trace: Option<TraceParent>,
+        instantiate: impl AsyncFnOnce(&mut Store<InstanceState>) -> wasmtime::Result<I>,
+        call: impl AsyncFnOnce(I, &mut Store<InstanceState>) -> wasmtime::Result<T>,
+    ) -> Result<T, InvokeError> {
+        let (store, invocation) = self.prepare(component, kind, trace)?;
+        invocation.run(store, instantiate, call).await
+    }
+}
+
+impl Invocation {
+    /// Instantiates the component in `store` and calls its export, under
+    /// the component's deadline.
+    pub async fn run<I, T>(
+        self,
+        mut store: Store<InstanceState>,
+        instantiate: impl AsyncFnOnce(&mut Store<InstanceState>) -> wasmtime::Result<I>,
+        call: impl AsyncFnOnce(I, &mut Store<InstanceState>) -> wasmtime::Result<T>,
+    ) -> Result<T, InvokeError> {
+        let metrics = self.metrics;
+        let work = async {
+            let started = Instant::now();
+            let instance = instantiate(&mut store).await?;
+            metrics.instantiated(started.elapsed());
+            call(instance, &mut store).await
+        };
+        let work = std::panic::AssertUnwindSafe(work).catch_unwind();
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(InvokeError::Deadline(self.timeout)),
+            Ok(Err(panic)) => Err(InvokeError::Panicked(panic_text(&*panic))),
+            Ok(Ok(Err(error))) => Err(classify(&error, self.timeout)),
+            Ok(Ok(Ok(value))) => Ok(value),
+        }
+    }
+}
+
+/// The epoch deadline interrupts a guest busy in its own code: that is the
+/// deadline too, whichever of the two fired first.
+fn classify(error: &wasmtime::Error, timeout: Duration) -> InvokeError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Deadline(timeout),
+        _ => InvokeError::Trapped(format!("{error:#}")),
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_kept() {
+        let caught = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(panic_text(&*caught), "boom 7");
+    }
+
+    #[test]
+    fn an_interrupted_guest_ran_out_of_time() {
+        let timeout = Duration::from_millis(250);
+        let interrupted = wasmtime::Error::from(Trap::Interrupt);
+        assert_eq!(
+            classify(&interrupted, timeout),
+            InvokeError::Deadline(timeout)
+        );
+        let trapped = wasmtime::Error::from(Trap::UnreachableCodeReached);
+        assert!(matches!(
+            classify(&trapped, timeout),
+            InvokeError::Trapped(_)
+        ));
+        assert_eq!(
+            InvokeError::Deadline(timeout).to_string(),
+            "the component did not finish within 250 ms"
+        );
+    }
+}
