@@ -5,7 +5,8 @@
 use mart_domain::events::EventType;
 use mart_domain::orders::OrderPlaced;
 use mart_domain::payments::{
-    Charge, ChargeOutcome, PaymentChanged, PaymentStatus, Refund, RefundDue, RefundOutcome,
+    Charge, ChargeOutcome, OnCancel, PaymentChanged, PaymentState, PaymentStatus, ProviderVerdict,
+    Refund, RefundDue, RefundOutcome,
 };
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
@@ -43,6 +44,18 @@ pub struct Payment {
 impl Payment {
     fn status(&self) -> PaymentStatus {
         PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Pending)
+    }
+
+    /// What the saga's decisions (`mart_domain::payments::PaymentState`) read.
+    fn state(&self) -> PaymentState {
+        PaymentState {
+            status: self.status(),
+            stock_reserved: self.stock_reserved,
+            order_cancelled: self.order_cancelled,
+            order_known: self.amount_minor.is_some(),
+            token_held: self.token.is_some(),
+            charge_made: self.provider_ref.is_some(),
+        }
     }
 }
 
@@ -181,11 +194,7 @@ impl Db {
         let Some(p) = self.locked(order)? else {
             return Ok(());
         };
-        let ready = p.status() == PaymentStatus::Pending
-            && p.stock_reserved
-            && !p.order_cancelled
-            && p.amount_minor.is_some();
-        if !ready {
+        if !p.state().ready_to_charge() {
             return Ok(());
         }
         let (Some(amount), Some(currency), Some(token), Some(name)) =
@@ -237,11 +246,9 @@ impl Db {
         let Some(p) = self.locked(order)? else {
             return Ok(());
         };
-        match p.status() {
-            // A charge in flight (the provider has not settled it) must not
-            // be forgotten: if it succeeds, payment.succeeded refunds it.
-            // The payment page is withdrawn.
-            PaymentStatus::Pending if p.provider_ref.is_some() => {
+        match p.state().on_order_cancelled() {
+            // If the charge in flight succeeds, payment.succeeded refunds it.
+            OnCancel::WithdrawPaymentPage => {
                 self.connection
                     .execute(
                         "UPDATE payments SET redirect_url = NULL, updated_at = now() WHERE id = $1",
@@ -250,11 +257,11 @@ impl Db {
                     .map_err(failed)?;
                 Ok(())
             }
-            PaymentStatus::Pending => {
+            OnCancel::Cancel => {
                 self.settle(&p, PaymentStatus::Cancelled, Some("order cancelled"), None)
             }
-            PaymentStatus::Succeeded => self.refund_payment(&p, "order cancelled after payment"),
-            _ => Ok(()),
+            OnCancel::Refund => self.refund_payment(&p, "order cancelled after payment"),
+            OnCancel::Nothing => Ok(()),
         }
     }
 
@@ -265,16 +272,8 @@ impl Db {
         let Some(p) = self.locked(order)? else {
             return Ok(None);
         };
-        match p.status() {
-            PaymentStatus::Succeeded => self.refund_payment(&p, reason)?,
-            PaymentStatus::Refunded => {}
-            other => {
-                return Err(DomainError::conflict(format!(
-                    "payment {} is {}; only a succeeded payment can be refunded",
-                    p.id,
-                    other.as_str()
-                )))
-            }
+        if p.state().on_refund_request()? {
+            self.refund_payment(&p, reason)?;
         }
         self.by_order(order)
     }
@@ -338,29 +337,30 @@ impl Db {
         let Some(current) = self.for_update(order)? else {
             return Ok(false);
         };
-        if current.status() == PaymentStatus::Pending {
-            let status = if succeeded {
-                PaymentStatus::Succeeded
-            } else {
-                PaymentStatus::Failed
-            };
+        let this_charge = current.provider_ref.as_deref() == Some(reference);
+        let counted = this_charge
+            && matches!(
+                current.status(),
+                PaymentStatus::Succeeded | PaymentStatus::Refunded
+            );
+        match current.state().on_provider_outcome(succeeded, counted) {
             // A success for an order cancelled meanwhile is refunded by this
             // service's own handler of payment.succeeded
             // (`refund_if_cancelled`), with the trigger's retries, not here:
             // a provider's webhook must not fail because its refund does.
-            self.settle(&current, status, reason, new_reference.then_some(reference))?;
-            return Ok(true);
-        }
-        let this_charge = current.provider_ref.as_deref() == Some(reference);
-        let counted = this_charge && matches!(current.status.as_str(), "succeeded" | "refunded");
-        if succeeded && !counted {
-            let provider = current.provider.clone().unwrap_or_default();
-            self.refund_due(
-                &current,
-                reference,
-                &format!("a {provider} charge the order does not count"),
-                false,
-            )?;
+            ProviderVerdict::Settle(status) => {
+                self.settle(&current, status, reason, new_reference.then_some(reference))?
+            }
+            ProviderVerdict::RefundStrayCharge => {
+                let provider = current.provider.clone().unwrap_or_default();
+                self.refund_due(
+                    &current,
+                    reference,
+                    &format!("a {provider} charge the order does not count"),
+                    false,
+                )?
+            }
+            ProviderVerdict::Nothing => {}
         }
         Ok(true)
     }
@@ -369,7 +369,7 @@ impl Db {
     /// while the charge was in flight.
     pub fn refund_if_cancelled(&self, order: &str) -> Result<(), DomainError> {
         match self.locked(order)? {
-            Some(p) if p.status() == PaymentStatus::Succeeded && p.order_cancelled => {
+            Some(p) if p.state().refund_late_success() => {
                 self.refund_payment(&p, "order cancelled after payment")
             }
             _ => Ok(()),

@@ -42,6 +42,110 @@ impl PaymentStatus {
     }
 }
 
+/// What an order's payment knows when the saga asks it to act: the one
+/// input of the payments service's decisions below (its handler reads it
+/// from the locked row, then does what they say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentState {
+    pub status: PaymentStatus,
+    /// `inventory.reserved` came in.
+    pub stock_reserved: bool,
+    /// `order.cancelled` came in.
+    pub order_cancelled: bool,
+    /// `order.placed` came in (the amount, currency and provider are known).
+    pub order_known: bool,
+    /// The buyer's payment token is still held: no charge was attempted.
+    pub token_held: bool,
+    /// The provider has a charge for it (its reference is known).
+    pub charge_made: bool,
+}
+
+impl PaymentState {
+    /// Whether to charge now: the order and its stock are in, it was not
+    /// cancelled, and no charge was attempted. `order.placed` and
+    /// `inventory.reserved` come from different topics in either order;
+    /// whichever comes second charges.
+    pub fn ready_to_charge(&self) -> bool {
+        self.status == PaymentStatus::Pending
+            && self.stock_reserved
+            && self.order_known
+            && !self.order_cancelled
+            && self.token_held
+    }
+
+    /// What `order.cancelled` does to the payment.
+    pub fn on_order_cancelled(&self) -> OnCancel {
+        match self.status {
+            // A charge in flight (the provider has not settled it) must not
+            // be forgotten: if it succeeds, the success is refunded.
+            PaymentStatus::Pending if self.charge_made => OnCancel::WithdrawPaymentPage,
+            PaymentStatus::Pending => OnCancel::Cancel,
+            PaymentStatus::Succeeded => OnCancel::Refund,
+            _ => OnCancel::Nothing,
+        }
+    }
+
+    /// Whether this service's own `payment.succeeded` must be refunded: the
+    /// order was cancelled while the charge was in flight.
+    pub fn refund_late_success(&self) -> bool {
+        self.status == PaymentStatus::Succeeded && self.order_cancelled
+    }
+
+    /// `order.refunded` or an admin: refund a succeeded payment; a refunded
+    /// one is done already; anything else cannot be refunded.
+    pub fn on_refund_request(&self) -> Result<bool, crate::DomainError> {
+        match self.status {
+            PaymentStatus::Succeeded => Ok(true),
+            PaymentStatus::Refunded => Ok(false),
+            other => Err(crate::DomainError::conflict(format!(
+                "the payment is {}; only a succeeded payment can be refunded",
+                other.as_str()
+            ))),
+        }
+    }
+
+    /// A provider's final word (webhook, ITN) on a charge: settle a
+    /// pending payment; give back a success the payment does not count
+    /// (it was settled otherwise meanwhile, or it is another charge), so no
+    /// money stays with us for an order that does not have it.
+    /// `counted`: the charge is the payment's own and it succeeded already.
+    pub fn on_provider_outcome(&self, succeeded: bool, counted: bool) -> ProviderVerdict {
+        if self.status == PaymentStatus::Pending {
+            ProviderVerdict::Settle(if succeeded {
+                PaymentStatus::Succeeded
+            } else {
+                PaymentStatus::Failed
+            })
+        } else if succeeded && !counted {
+            ProviderVerdict::RefundStrayCharge
+        } else {
+            ProviderVerdict::Nothing
+        }
+    }
+}
+
+/// What `order.cancelled` does to a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCancel {
+    /// A charge is in flight: withdraw the payment page and let its
+    /// success (if it comes) be refunded.
+    WithdrawPaymentPage,
+    /// Never charged: cancelled.
+    Cancel,
+    /// Charged: the money goes back.
+    Refund,
+    Nothing,
+}
+
+/// What a provider's final word on a charge does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderVerdict {
+    Settle(PaymentStatus),
+    /// A success the payment does not count goes back.
+    RefundStrayCharge,
+    Nothing,
+}
+
 /// What to charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge<'a> {
@@ -218,5 +322,131 @@ mod tests {
         for s in ["pending", "succeeded", "failed", "refunded", "cancelled"] {
             assert_eq!(PaymentStatus::parse(s).unwrap().as_str(), s);
         }
+    }
+
+    fn state(status: PaymentStatus) -> PaymentState {
+        PaymentState {
+            status,
+            stock_reserved: true,
+            order_cancelled: false,
+            order_known: true,
+            token_held: true,
+            charge_made: false,
+        }
+    }
+
+    #[test]
+    fn an_order_is_charged_once_both_halves_are_in_and_never_after_a_cancel() {
+        assert!(state(PaymentStatus::Pending).ready_to_charge());
+        let only_reserved = PaymentState {
+            order_known: false,
+            ..state(PaymentStatus::Pending)
+        };
+        assert!(!only_reserved.ready_to_charge());
+        let only_placed = PaymentState {
+            stock_reserved: false,
+            ..state(PaymentStatus::Pending)
+        };
+        assert!(!only_placed.ready_to_charge());
+        let cancelled = PaymentState {
+            order_cancelled: true,
+            ..state(PaymentStatus::Pending)
+        };
+        assert!(!cancelled.ready_to_charge());
+        // A charge attempted already (a redelivered event): never again.
+        let attempted = PaymentState {
+            token_held: false,
+            charge_made: true,
+            ..state(PaymentStatus::Pending)
+        };
+        assert!(!attempted.ready_to_charge());
+        assert!(!state(PaymentStatus::Succeeded).ready_to_charge());
+    }
+
+    #[test]
+    fn a_cancel_refunds_what_was_charged_and_keeps_a_charge_in_flight_in_view() {
+        assert_eq!(
+            state(PaymentStatus::Pending).on_order_cancelled(),
+            OnCancel::Cancel
+        );
+        let in_flight = PaymentState {
+            charge_made: true,
+            ..state(PaymentStatus::Pending)
+        };
+        assert_eq!(
+            in_flight.on_order_cancelled(),
+            OnCancel::WithdrawPaymentPage
+        );
+        assert_eq!(
+            state(PaymentStatus::Succeeded).on_order_cancelled(),
+            OnCancel::Refund
+        );
+        for done in [
+            PaymentStatus::Failed,
+            PaymentStatus::Refunded,
+            PaymentStatus::Cancelled,
+        ] {
+            assert_eq!(state(done).on_order_cancelled(), OnCancel::Nothing);
+        }
+    }
+
+    #[test]
+    fn a_success_after_a_cancel_is_refunded() {
+        // The cancel came while the charge was in flight; the provider's
+        // success settles the payment, and its own event refunds it.
+        let in_flight = PaymentState {
+            order_cancelled: true,
+            charge_made: true,
+            ..state(PaymentStatus::Pending)
+        };
+        assert_eq!(
+            in_flight.on_provider_outcome(true, false),
+            ProviderVerdict::Settle(PaymentStatus::Succeeded)
+        );
+        let settled = PaymentState {
+            status: PaymentStatus::Succeeded,
+            ..in_flight
+        };
+        assert!(settled.refund_late_success());
+        assert!(!state(PaymentStatus::Succeeded).refund_late_success());
+    }
+
+    #[test]
+    fn a_success_the_payment_does_not_count_goes_back_and_a_repeat_changes_nothing() {
+        let failed = state(PaymentStatus::Failed);
+        assert_eq!(
+            failed.on_provider_outcome(true, false),
+            ProviderVerdict::RefundStrayCharge
+        );
+        let paid = state(PaymentStatus::Succeeded);
+        assert_eq!(
+            paid.on_provider_outcome(true, true),
+            ProviderVerdict::Nothing
+        );
+        assert_eq!(
+            paid.on_provider_outcome(true, false),
+            ProviderVerdict::RefundStrayCharge,
+            "a second charge for a paid order"
+        );
+        assert_eq!(
+            paid.on_provider_outcome(false, false),
+            ProviderVerdict::Nothing
+        );
+    }
+
+    #[test]
+    fn only_a_succeeded_payment_can_be_refunded() {
+        assert_eq!(
+            state(PaymentStatus::Succeeded).on_refund_request(),
+            Ok(true)
+        );
+        assert_eq!(
+            state(PaymentStatus::Refunded).on_refund_request(),
+            Ok(false)
+        );
+        assert!(matches!(
+            state(PaymentStatus::Pending).on_refund_request(),
+            Err(crate::DomainError::Conflict(_))
+        ));
     }
 }
