@@ -32,10 +32,13 @@ pub struct Events {
 impl Events {
     /// Creates the topics the app uses, then starts consuming and relaying.
     /// Without brokers the app runs HTTP only, unless it has Kafka triggers.
+    /// `producer`: the runtime's `mart:kafka/producer` part, given the
+    /// publisher here.
     pub async fn start(
         app: &App,
         runtime: &Arc<Runtime>,
         kafka: Option<&KafkaClient>,
+        producer: &mart_kafka::ProducerPart,
         options: &EventOptions,
     ) -> anyhow::Result<Self> {
         let has_triggers = !app
@@ -60,7 +63,7 @@ impl Events {
         };
         mart_kafka::ensure_topics(kafka, &topics_to_create(app)?).await?;
         let publisher = mart_kafka::Publisher::new(kafka, "mart-host")?;
-        runtime.set_publisher(publisher.clone());
+        producer.set_publisher(publisher.clone());
         let triggers = mart_trigger_kafka::KafkaTriggers::start(app, runtime.clone(), kafka)?;
         let (relay, relayed) = match (kafka.outbox(), options.relay) {
             (Some(outbox), true) => {

@@ -258,10 +258,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config_path = args.runtime_config_file.as_deref();
     let resolver = config::resolver(&app, config_path, &args.variables)?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?;
+    let producer = Arc::new(mart_kafka::ProducerPart::new(&app)?);
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.no_cache, args.cache_dir.clone()),
         pg_compatibility: args.pg_compatibility.into(),
         pg_pools: pool_budgets(&args),
+        parts: vec![producer.clone()],
         ..RuntimeOptions::default()
     };
     let loading = std::time::Instant::now();
@@ -279,6 +281,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         &app,
         &runtime,
         kafka.as_ref(),
+        &producer,
         &EventOptions {
             relay: !args.no_outbox_relay,
             retention: std::time::Duration::from_secs(args.event_retention_hours * 3600),

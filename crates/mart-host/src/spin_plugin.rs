@@ -167,8 +167,11 @@ async fn run(trigger: TriggerType, args: PluginArgs) -> anyhow::Result<()> {
     let app = load_app(trigger, &spin.locked_file, &spin.working_dir)?;
     let config_path = args.runtime_config_file.as_deref();
     let resolver = config::resolver(&app, config_path, &args.variables)?;
+    // Components run by either trigger may publish through mart:kafka.
+    let producer = Arc::new(mart_kafka::ProducerPart::new(&app)?);
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.disable_cache, None),
+        parts: vec![producer.clone()],
         ..RuntimeOptions::default()
     };
     let runtime = Arc::new(Runtime::load(&app, &resolver, &options)?);
@@ -180,6 +183,7 @@ async fn run(trigger: TriggerType, args: PluginArgs) -> anyhow::Result<()> {
                 &app,
                 &runtime,
                 kafka.as_ref(),
+                &producer,
                 &EventOptions {
                     relay: true,
                     retention: std::time::Duration::from_secs(

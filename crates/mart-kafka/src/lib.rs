@@ -10,8 +10,10 @@
 mod admin;
 pub mod bindings;
 mod client;
+mod part;
 mod producer;
 
 pub use admin::ensure_topics;
 pub use client::KafkaClient;
+pub use part::ProducerPart;
 pub use producer::{add_to_linker, Header, ProducerHost, PublishError, Publisher, Record};

@@ -4,14 +4,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mart_kafka::{ProducerHost, Publisher};
 use mart_manifest::App;
 use mart_metrics::Metrics;
 use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, OutboundHttp};
 use mart_outbound_networking::AllowedHosts;
-use mart_outbound_pg::{PgCompatibility, PgHost, PgPools, PoolBudgets, TriggerKind};
-use mart_variables::{ComponentVariables, Resolver, Template, VariablesHost};
+use mart_outbound_pg::{PgCompatibility, PgPools, PoolBudgets, TriggerKind};
+use mart_variables::{ComponentVariables, Resolver, Template};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
@@ -20,6 +19,7 @@ use wasmtime::{
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
+use crate::parts::{HostPart, PgPart, VariablesPart};
 use crate::{AppComponent, InstanceState, InvocationLimits};
 
 /// How much of a memory slot is reset in place rather than released to the OS.
@@ -41,6 +41,9 @@ pub struct RuntimeOptions {
     pub pg_compatibility: PgCompatibility,
     /// Where the runtime and the triggers record what they do.
     pub metrics: Arc<Metrics>,
+    /// Host interfaces beyond the built-in ones (`spin:postgres`, Spin's
+    /// variables), e.g. Mart's Kafka producer.
+    pub parts: Vec<Arc<dyn HostPart>>,
 }
 
 impl Default for RuntimeOptions {
@@ -52,6 +55,7 @@ impl Default for RuntimeOptions {
             pg_pools: PoolBudgets::default(),
             pg_compatibility: PgCompatibility::default(),
             metrics: Arc::new(Metrics::new()),
+            parts: Vec::new(),
         }
     }
 }
@@ -61,9 +65,8 @@ pub struct Runtime {
     engine: Engine,
     components: HashMap<String, Arc<AppComponent>>,
     pg_pools: Arc<PgPools>,
-    pg_compatibility: PgCompatibility,
+    parts: Vec<Arc<dyn HostPart>>,
     local_dispatch: OnceLock<Arc<dyn LocalDispatch>>,
-    publisher: OnceLock<Publisher>,
     metrics: Arc<Metrics>,
 }
 
@@ -86,7 +89,19 @@ impl Runtime {
             .max()
             .unwrap_or(options.default_limits.max_memory_bytes);
         let engine = build_engine(options, largest_memory)?;
-        let linker = build_linker(&engine)?;
+        let pg_pools = Arc::new(PgPools::new(options.pg_pools));
+        let builtin: [Arc<dyn HostPart>; 2] = [
+            Arc::new(PgPart {
+                pools: pg_pools.clone(),
+                compatibility: options.pg_compatibility,
+            }),
+            Arc::new(VariablesPart),
+        ];
+        let parts: Vec<_> = builtin
+            .into_iter()
+            .chain(options.parts.iter().cloned())
+            .collect();
+        let linker = build_linker(&engine, &parts)?;
         start_epoch_ticker(&engine);
 
         crate::files::remove_stale_staging();
@@ -120,12 +135,6 @@ impl Runtime {
             )
             .with_context(|| format!("component `{id}`"))?;
             let allowed = allowed_hosts(id, manifest_component.all_outbound_hosts(), resolver)?;
-            let publish_topics = manifest_component
-                .mart_settings()
-                .map_err(anyhow::Error::msg)?
-                .kafka_publish_topics
-                .into_iter()
-                .collect();
             components.insert(
                 id.clone(),
                 Arc::new(AppComponent {
@@ -134,7 +143,6 @@ impl Runtime {
                     limits,
                     allowed_hosts: Arc::new(allowed),
                     variables: variables.for_component(id),
-                    publish_topics: Arc::new(publish_topics),
                     environment: manifest_component
                         .environment
                         .iter()
@@ -147,10 +155,9 @@ impl Runtime {
         Ok(Self {
             engine,
             components,
-            pg_pools: Arc::new(PgPools::new(options.pg_pools)),
-            pg_compatibility: options.pg_compatibility,
+            pg_pools,
+            parts,
             local_dispatch: OnceLock::new(),
-            publisher: OnceLock::new(),
             metrics: options.metrics.clone(),
         })
     }
@@ -178,11 +185,6 @@ impl Runtime {
     /// Lets outbound HTTP to `<component>.spin.internal` reach the HTTP trigger.
     pub fn set_local_dispatch(&self, dispatch: Arc<dyn LocalDispatch>) {
         let _ = self.local_dispatch.set(dispatch);
-    }
-
-    /// Lets components publish through `mart:kafka/producer`.
-    pub fn set_publisher(&self, publisher: Publisher) {
-        let _ = self.publisher.set(publisher);
     }
 
     /// A fresh store for one invocation of `component` by a `kind` trigger
@@ -213,17 +215,11 @@ impl Runtime {
                 self.local_dispatch.get().cloned(),
             )
             .with_trace(trace),
-            pg: PgHost::new(
-                self.pg_pools.clone(),
-                kind,
-                component.allowed_hosts.clone(),
-                self.pg_compatibility,
-            ),
-            variables: VariablesHost::new(component.variables.clone()),
-            kafka: ProducerHost::new(
-                self.publisher.get().cloned(),
-                component.publish_topics.clone(),
-            ),
+            parts: self
+                .parts
+                .iter()
+                .map(|part| part.instance(component, kind))
+                .collect(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(component.limits.max_memory_bytes)
                 .trap_on_grow_failure(true)
@@ -310,13 +306,16 @@ fn build_engine(options: &RuntimeOptions, largest_memory: usize) -> anyhow::Resu
         .context("creating the wasmtime engine")
 }
 
-fn build_linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
+fn build_linker(
+    engine: &Engine,
+    parts: &[Arc<dyn HostPart>],
+) -> anyhow::Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    mart_variables::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.variables)?;
-    mart_outbound_pg::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.pg)?;
-    mart_kafka::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.kafka)?;
+    for part in parts {
+        part.link(&mut linker)?;
+    }
     Ok(linker)
 }
 

@@ -9,10 +9,12 @@ mod engine;
 pub mod files;
 mod invoke;
 mod limits;
+mod parts;
 mod state;
 
 pub use engine::{Runtime, RuntimeOptions};
 pub use invoke::{panic_text, Invocation, InvokeError};
 pub use limits::InvocationLimits;
 pub use mart_outbound_pg::{PgCompatibility, PoolBudgets, PoolSettings, TriggerKind};
+pub use parts::{HostPart, PgPart, VariablesPart};
 pub use state::{AppComponent, InstanceState};

@@ -1,11 +1,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mart_kafka::ProducerHost;
 use mart_outbound_http::OutboundHttp;
 use mart_outbound_networking::AllowedHosts;
-use mart_outbound_pg::PgHost;
-use mart_variables::VariablesHost;
 use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -20,8 +17,6 @@ pub struct AppComponent {
     pub limits: InvocationLimits,
     pub allowed_hosts: Arc<AllowedHosts>,
     pub variables: Arc<BTreeMap<String, String>>,
-    /// Topics the component may publish to (`kafka_publish_topics`).
-    pub publish_topics: Arc<std::collections::BTreeSet<String>>,
     pub environment: Vec<(String, String)>,
     /// The component's `files`, mounted read-only as `/` in every instance.
     pub files: Option<crate::files::StagedFiles>,
@@ -33,12 +28,22 @@ pub struct InstanceState {
     pub(crate) table: ResourceTable,
     pub(crate) http: WasiHttpCtx,
     pub(crate) http_hooks: OutboundHttp,
-    pub(crate) pg: PgHost,
-    pub(crate) variables: VariablesHost,
-    pub(crate) kafka: ProducerHost,
+    /// Each host part's state for this instance (see parts.rs).
+    pub(crate) parts: Vec<Box<dyn std::any::Any + Send>>,
     pub(crate) limits: StoreLimits,
     /// Keeps the live-instance gauge up while this instance exists.
     pub(crate) _alive: mart_metrics::InstanceGuard,
+}
+
+impl InstanceState {
+    /// The instance's state of the part whose state is a `T`: how a part's
+    /// linked functions reach it.
+    pub fn part<T: 'static>(&mut self) -> &mut T {
+        self.parts
+            .iter_mut()
+            .find_map(|p| p.downcast_mut::<T>())
+            .expect("a linked part has its state in every instance")
+    }
 }
 
 impl WasiView for InstanceState {
