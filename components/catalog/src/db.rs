@@ -1,7 +1,7 @@
 //! The catalog's database: every statement parameterised.
 
 use mart_domain::catalog::ValidProduct;
-use mart_domain::events::EventType;
+use mart_domain::events::EventData;
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
 use mart_guest::db::{Connection, Database};
@@ -95,25 +95,27 @@ pub fn get(id: &str) -> Result<Option<Product>, DomainError> {
 /// learn of every catalog change through the outbox.
 fn write_with_event<T>(
     work: impl FnOnce(&Connection) -> Result<Option<T>, DomainError>,
-    event: impl FnOnce(&T) -> (String, EventType, serde_json::Value),
+    event: impl FnOnce(&T) -> (String, EventData),
 ) -> Result<Option<T>, DomainError> {
     let db = connect()?;
     db.transaction(|| {
         let Some(value) = work(&db.connection)? else {
             return Ok(None);
         };
-        let (aggregate_id, event_type, payload) = event(&value);
-        db.record(&aggregate_id, event_type, &payload)?;
+        let (aggregate_id, event) = event(&value);
+        db.record(&aggregate_id, &event)?;
         Ok(Some(value))
     })
 }
 
+/// The event of a product change: `kind` is `EventData::ProductCreated`
+/// or `ProductUpdated`, with the product as the API shows it.
 fn product_event(
-    event_type: EventType,
-) -> impl FnOnce(&Product) -> (String, EventType, serde_json::Value) {
+    kind: fn(serde_json::Value) -> EventData,
+) -> impl FnOnce(&Product) -> (String, EventData) {
     move |product| {
         let payload = serde_json::to_value(product).expect("a product serialises");
-        (product.id.clone(), event_type, payload)
+        (product.id.clone(), kind(payload))
     }
 }
 
@@ -130,7 +132,7 @@ pub fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
                     .next(),
             )
         },
-        product_event(EventType::ProductCreated),
+        product_event(EventData::ProductCreated),
     )?;
     created.ok_or_else(|| DomainError::internal("the insert returned no row"))
 }
@@ -149,7 +151,7 @@ pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, DomainError
                 .into_iter()
                 .next())
         },
-        product_event(EventType::ProductUpdated),
+        product_event(EventData::ProductUpdated),
     )
 }
 
@@ -167,8 +169,7 @@ pub fn delete(id: &str) -> Result<bool, DomainError> {
         |id| {
             (
                 id.clone(),
-                EventType::ProductDeleted,
-                serde_json::json!({ "product_id": id }),
+                EventData::ProductDeleted(serde_json::json!({ "product_id": id })),
             )
         },
     )?;

@@ -1,7 +1,7 @@
 //! The inventory database: every statement parameterised, every multi-step
 //! change in one transaction.
 
-use mart_domain::events::EventType;
+use mart_domain::events::{EventData, InventoryChanged, InventoryRejected, ReservedLine};
 use mart_domain::inventory::{Line, Stock};
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid, uuid_text};
@@ -28,9 +28,9 @@ pub struct AdjustmentEntry {
 
 /// The result of an idempotent operation.
 pub enum Outcome {
-    Done(serde_json::Value),
+    Done(InventoryChanged),
     /// The same request was already applied; here is its result.
-    AlreadyDone(serde_json::Value),
+    AlreadyDone(InventoryChanged),
     Rejected(String),
 }
 
@@ -61,9 +61,19 @@ fn stock_item(row: &[DbValue]) -> Result<StockItem, DomainError> {
     })
 }
 
-fn lines_json(order: &str, status: &str, lines: &[Line]) -> serde_json::Value {
-    serde_json::json!({ "order_id": order, "status": status, "lines": lines.iter().map(|l| serde_json::json!({
-        "product_id": l.product_id, "quantity": l.quantity })).collect::<Vec<_>>() })
+/// An order's reservation as the API answers it and the events carry it.
+fn reservation(order: &str, status: &str, lines: &[Line]) -> InventoryChanged {
+    InventoryChanged {
+        order_id: order.to_string(),
+        status: status.to_string(),
+        lines: lines
+            .iter()
+            .map(|l| ReservedLine {
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
+            })
+            .collect(),
+    }
 }
 
 impl Db {
@@ -234,8 +244,8 @@ impl Db {
                     return Err(Abort::Short(format!("not enough stock for product {}", line.product_id)));
                 }
             }
-            let body = lines_json(order, "reserved", lines);
-            db.record(order, EventType::InventoryReserved, &body)?;
+            let body = reservation(order, "reserved", lines);
+            db.record(order, &EventData::InventoryReserved(body.clone()))?;
             Ok(body)
         });
         match result {
@@ -244,11 +254,14 @@ impl Db {
                 let existing = self.reservation_lines(order)?;
                 let status = existing.first().map(|(_, s)| s.clone()).unwrap_or_default();
                 let lines: Vec<Line> = existing.into_iter().map(|(l, _)| l).collect();
-                Ok(Outcome::AlreadyDone(lines_json(order, &status, &lines)))
+                Ok(Outcome::AlreadyDone(reservation(order, &status, &lines)))
             }
             Err(Abort::Short(reason)) => {
-                let body = serde_json::json!({ "order_id": order, "reason": reason });
-                self.transaction(|db| db.record(order, EventType::InventoryRejected, &body))?;
+                let rejected = EventData::InventoryRejected(InventoryRejected {
+                    order_id: order.to_string(),
+                    reason: reason.clone(),
+                });
+                self.transaction(|db| db.record(order, &rejected))?;
                 Ok(Outcome::Rejected(reason))
             }
             Err(Abort::Failed(problem)) => Err(problem),
@@ -268,7 +281,7 @@ impl Db {
                 let status = status.clone();
                 let lines: Vec<Line> = existing.into_iter().map(|(l, _)| l).collect();
                 return Ok(if status == target {
-                    Outcome::AlreadyDone(lines_json(order, &status, &lines))
+                    Outcome::AlreadyDone(reservation(order, &status, &lines))
                 } else {
                     Outcome::Rejected(format!("the reservation for order {order} is already {status}"))
                 });
@@ -285,9 +298,9 @@ impl Db {
                     db.audit(&line.product_id, -line.quantity, after, &format!("order {order}"), "orders")?;
                 }
             }
-            let body = lines_json(order, target, &lines);
-            let event = if commit { EventType::InventoryCommitted } else { EventType::InventoryReleased };
-            db.record(order, event, &body)?;
+            let body = reservation(order, target, &lines);
+            let event = if commit { EventData::InventoryCommitted } else { EventData::InventoryReleased };
+            db.record(order, &event(body.clone()))?;
             Ok(Outcome::Done(body))
         })
     }
@@ -342,8 +355,8 @@ impl Db {
                 let after = db.stock(&line.product_id)?.map(|s| s.on_hand).unwrap_or(0);
                 db.audit(&line.product_id, line.quantity, after, &format!("order {order} refunded"), "orders")?;
             }
-            let body = lines_json(order, "returned", &lines);
-            db.record(order, EventType::InventoryReleased, &body)?;
+            let body = reservation(order, "returned", &lines);
+            db.record(order, &EventData::InventoryReleased(body.clone()))?;
             Ok(Outcome::Done(body))
         })
     }

@@ -1,7 +1,7 @@
 //! The orders database: every statement parameterised, every change of
 //! status in one transaction with its history row and its event.
 
-use mart_domain::events::EventType;
+use mart_domain::events::EventData;
 use mart_domain::orders::{Address, OrderChanged, OrderLine, OrderPlaced, Status};
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
@@ -175,9 +175,9 @@ impl Db {
                     .map_err(failed)?;
             }
             db.add_history(&created.id, Status::Pending, None)?;
-            db.record(&created.id,
-                EventType::OrderPlaced,
-                &OrderPlaced {
+            db.record(
+                &created.id,
+                &EventData::OrderPlaced(OrderPlaced {
                     order_id: created.id.clone(),
                     user_id: created.user_id.clone(),
                     cart_id: new.cart_id.map(str::to_string),
@@ -185,7 +185,7 @@ impl Db {
                     total_minor: total,
                     currency: created.currency.clone(),
                     payment: new.payment.clone(),
-                },
+                }),
             )?;
             created.lines = Some(new.lines.to_vec());
             created.history = Some(db.history(&created.id)?);
@@ -437,15 +437,14 @@ impl Db {
         if let Some(event) = event_for(next) {
             self.record(
                 id,
-                event,
-                &OrderChanged {
+                &event(OrderChanged {
                     order_id: order.id.clone(),
                     user_id: order.user_id.clone(),
                     status: next,
                     reason: reason.map(str::to_string),
                     total_minor: order.total_minor,
                     currency: order.currency.clone(),
-                },
+                }),
             )?;
         }
         Ok(Some(order))
@@ -513,13 +512,13 @@ impl Db {
 }
 
 /// The event a move announces; `reserved` is internal to the saga.
-fn event_for(status: Status) -> Option<EventType> {
+fn event_for(status: Status) -> Option<fn(OrderChanged) -> EventData> {
     match status {
-        Status::Paid => Some(EventType::OrderPaid),
-        Status::Cancelled => Some(EventType::OrderCancelled),
-        Status::Refunded => Some(EventType::OrderRefunded),
-        Status::Shipped => Some(EventType::OrderShipped),
-        Status::Delivered => Some(EventType::OrderDelivered),
+        Status::Paid => Some(EventData::OrderPaid),
+        Status::Cancelled => Some(EventData::OrderCancelled),
+        Status::Refunded => Some(EventData::OrderRefunded),
+        Status::Shipped => Some(EventData::OrderShipped),
+        Status::Delivered => Some(EventData::OrderDelivered),
         Status::Pending | Status::Reserved => None,
     }
 }

@@ -2,7 +2,7 @@
 //! with its event, and only along pending → succeeded | failed | cancelled,
 //! succeeded → refunded.
 
-use mart_domain::events::EventType;
+use mart_domain::events::EventData;
 use mart_domain::orders::OrderPlaced;
 use mart_domain::payments::{
     Charge, ChargeOutcome, OnCancel, PaymentChanged, PaymentState, PaymentStatus, ProviderVerdict,
@@ -310,9 +310,9 @@ impl Db {
                 &[uuid(&p.id), text(reference), text(url)],
             )
             .map_err(failed)?;
-        self.record(
+        self.record_change(
             p,
-            EventType::PaymentActionRequired,
+            EventData::PaymentActionRequired,
             PaymentStatus::Pending,
             None,
             Some(url),
@@ -395,8 +395,7 @@ impl Db {
             reason: reason.to_string(),
         };
         if self.record_refund(&due, of_payment)? {
-            self.db
-                .record(&p.order_id, EventType::PaymentRefundDue, &due)?;
+            self.record(&p.order_id, &EventData::PaymentRefundDue(due))?;
         }
         Ok(())
     }
@@ -616,19 +615,20 @@ impl Db {
             )
             .map_err(failed)?;
         let event = match status {
-            PaymentStatus::Succeeded => EventType::PaymentSucceeded,
-            PaymentStatus::Failed => EventType::PaymentFailed,
-            PaymentStatus::Refunded => EventType::PaymentRefunded,
+            PaymentStatus::Succeeded => EventData::PaymentSucceeded,
+            PaymentStatus::Failed => EventData::PaymentFailed,
+            PaymentStatus::Refunded => EventData::PaymentRefunded,
             PaymentStatus::Pending | PaymentStatus::Cancelled => return Ok(()),
         };
-        self.record(p, event, status, reason, None)
+        self.record_change(p, event, status, reason, None)
     }
 
-    /// Writes `event` about `p` to the outbox, in the caller's transaction.
-    fn record(
+    /// Writes the `kind` of change of `p` to the outbox, in the caller's
+    /// transaction.
+    fn record_change(
         &self,
         p: &Payment,
-        event: EventType,
+        kind: fn(PaymentChanged) -> EventData,
         status: PaymentStatus,
         reason: Option<&str>,
         redirect_url: Option<&str>,
@@ -643,6 +643,6 @@ impl Db {
             reason: reason.map(str::to_string),
             redirect_url: redirect_url.map(str::to_string),
         };
-        self.db.record(&p.order_id, event, &payload)
+        self.record(&p.order_id, &kind(payload))
     }
 }

@@ -3,7 +3,7 @@
 mod db;
 
 use mart_domain::auth::{self, Role, Signer};
-use mart_domain::events::EventType;
+use mart_domain::events::{EventData, UserRegistered};
 use mart_domain::users::{self, Login, ProfileUpdate, Registration};
 use mart_domain::DomainError;
 use mart_domain::{password, FieldError, Problem};
@@ -65,9 +65,7 @@ fn register(request: &Request) -> Result<Response, Problem> {
     let db = Db::connect()?;
     let user = db.transaction(|db| -> Result<_, DomainError> {
         let user = db.insert_user(&valid.email, &valid.name, &hash, Role::Customer)?;
-        let payload =
-            serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record(&user.id, EventType::UserRegistered, &payload)?;
+        db.record(&user.id, &registered(&user))?;
         Ok(user)
     })?;
     let mut response = json_response(201, &user.profile());
@@ -137,6 +135,15 @@ fn issue_token(request: &Request) -> Result<Response, Problem> {
 
 /// The first login as the configured admin creates that account (variables
 /// `admin_email` and `admin_password`); afterwards it is an ordinary admin.
+/// `user.registered` for a new account.
+fn registered(user: &User) -> EventData {
+    EventData::UserRegistered(UserRegistered {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        name: user.name.clone(),
+    })
+}
+
 fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Problem> {
     let (Some(admin_email), Some(admin_password)) = (
         optional_variable("admin_email"),
@@ -153,9 +160,7 @@ fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Pro
     let hash = password::hash(&admin_password).map_err(Problem::internal)?;
     let created = db.transaction(|db| {
         let user = db.insert_user(email, "Administrator", &hash, Role::Admin)?;
-        let payload =
-            serde_json::json!({ "user_id": user.id, "email": user.email, "name": user.name });
-        db.record(&user.id, EventType::UserRegistered, &payload)
+        db.record(&user.id, &registered(&user))
     });
     match created {
         // Another first login created it meanwhile.

@@ -327,10 +327,44 @@ pub struct Event {
     pub data: EventData,
 }
 
-/// Every event's data. Products and notifications carry the resource as
-/// the API shows it (no consumer reads them yet), so they stay JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EventData {
+/// Declares `EventData` and its conversions from one list, so the variant,
+/// its event type and its data type cannot disagree.
+macro_rules! event_data {
+    ($($variant:ident($data:ty)),* $(,)?) => {
+        /// Every event's data, by type (the variant is named as its
+        /// `EventType`). Products and notifications carry the resource as
+        /// the API shows it (no consumer reads them yet), so they stay JSON.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventData {
+            $($variant($data),)*
+        }
+
+        impl EventData {
+            fn decode(kind: EventType, data: &[u8]) -> Result<EventData, DecodeError> {
+                Ok(match kind {
+                    $(EventType::$variant => EventData::$variant(parse(kind, data)?),)*
+                })
+            }
+
+            pub fn event_type(&self) -> EventType {
+                match self {
+                    $(EventData::$variant(_) => EventType::$variant,)*
+                }
+            }
+
+            /// The data as it travels (the record's JSON value).
+            pub fn to_json(&self) -> serde_json::Value {
+                match self {
+                    $(EventData::$variant(data) => {
+                        serde_json::to_value(data).expect("event data is plain data")
+                    })*
+                }
+            }
+        }
+    };
+}
+
+event_data! {
     UserRegistered(UserRegistered),
     ProductCreated(serde_json::Value),
     ProductUpdated(serde_json::Value),
@@ -351,6 +385,13 @@ pub enum EventData {
     PaymentActionRequired(PaymentChanged),
     PaymentRefundDue(RefundDue),
     NotificationSent(serde_json::Value),
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(kind: EventType, data: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(data).map_err(|e| DecodeError::Malformed {
+        event_type: kind.as_str(),
+        error: e.to_string(),
+    })
 }
 
 /// Why a record could not be decoded into an event: it will never decode,
@@ -406,71 +447,6 @@ impl Event {
 
     pub fn event_type(&self) -> EventType {
         self.data.event_type()
-    }
-}
-
-impl EventData {
-    fn decode(kind: EventType, data: &[u8]) -> Result<EventData, DecodeError> {
-        fn parse<T: for<'de> Deserialize<'de>>(
-            kind: EventType,
-            data: &[u8],
-        ) -> Result<T, DecodeError> {
-            serde_json::from_slice(data).map_err(|e| DecodeError::Malformed {
-                event_type: kind.as_str(),
-                error: e.to_string(),
-            })
-        }
-        use EventData as D;
-        use EventType as T;
-        Ok(match kind {
-            T::UserRegistered => D::UserRegistered(parse(kind, data)?),
-            T::ProductCreated => D::ProductCreated(parse(kind, data)?),
-            T::ProductUpdated => D::ProductUpdated(parse(kind, data)?),
-            T::ProductDeleted => D::ProductDeleted(parse(kind, data)?),
-            T::OrderPlaced => D::OrderPlaced(parse(kind, data)?),
-            T::OrderPaid => D::OrderPaid(parse(kind, data)?),
-            T::OrderCancelled => D::OrderCancelled(parse(kind, data)?),
-            T::OrderShipped => D::OrderShipped(parse(kind, data)?),
-            T::OrderDelivered => D::OrderDelivered(parse(kind, data)?),
-            T::OrderRefunded => D::OrderRefunded(parse(kind, data)?),
-            T::InventoryReserved => D::InventoryReserved(parse(kind, data)?),
-            T::InventoryRejected => D::InventoryRejected(parse(kind, data)?),
-            T::InventoryReleased => D::InventoryReleased(parse(kind, data)?),
-            T::InventoryCommitted => D::InventoryCommitted(parse(kind, data)?),
-            T::PaymentSucceeded => D::PaymentSucceeded(parse(kind, data)?),
-            T::PaymentFailed => D::PaymentFailed(parse(kind, data)?),
-            T::PaymentRefunded => D::PaymentRefunded(parse(kind, data)?),
-            T::PaymentActionRequired => D::PaymentActionRequired(parse(kind, data)?),
-            T::PaymentRefundDue => D::PaymentRefundDue(parse(kind, data)?),
-            T::NotificationSent => D::NotificationSent(parse(kind, data)?),
-        })
-    }
-
-    pub fn event_type(&self) -> EventType {
-        use EventData as D;
-        use EventType as T;
-        match self {
-            D::UserRegistered(_) => T::UserRegistered,
-            D::ProductCreated(_) => T::ProductCreated,
-            D::ProductUpdated(_) => T::ProductUpdated,
-            D::ProductDeleted(_) => T::ProductDeleted,
-            D::OrderPlaced(_) => T::OrderPlaced,
-            D::OrderPaid(_) => T::OrderPaid,
-            D::OrderCancelled(_) => T::OrderCancelled,
-            D::OrderShipped(_) => T::OrderShipped,
-            D::OrderDelivered(_) => T::OrderDelivered,
-            D::OrderRefunded(_) => T::OrderRefunded,
-            D::InventoryReserved(_) => T::InventoryReserved,
-            D::InventoryRejected(_) => T::InventoryRejected,
-            D::InventoryReleased(_) => T::InventoryReleased,
-            D::InventoryCommitted(_) => T::InventoryCommitted,
-            D::PaymentSucceeded(_) => T::PaymentSucceeded,
-            D::PaymentFailed(_) => T::PaymentFailed,
-            D::PaymentRefunded(_) => T::PaymentRefunded,
-            D::PaymentActionRequired(_) => T::PaymentActionRequired,
-            D::PaymentRefundDue(_) => T::PaymentRefundDue,
-            D::NotificationSent(_) => T::NotificationSent,
-        }
     }
 }
 
@@ -611,6 +587,19 @@ mod tests {
         assert_eq!(
             error,
             DecodeError::NotAnEvent(EnvelopeError::MissingHeader("ce_specversion"))
+        );
+    }
+
+    #[test]
+    fn data_travels_as_the_json_it_decodes_from() {
+        let rejected = EventData::InventoryRejected(InventoryRejected {
+            order_id: "o1".into(),
+            reason: "short".into(),
+        });
+        let json = serde_json::to_vec(&rejected.to_json()).unwrap();
+        assert_eq!(
+            EventData::decode(rejected.event_type(), &json).unwrap(),
+            rejected
         );
     }
 

@@ -3,6 +3,7 @@
 //! processed-events record, and value decoding with failures reported as
 //! our own (logged, not leaked).
 
+use mart_domain::events::EventData;
 use mart_domain::{outbox, sql, DomainError};
 use spin_sdk::pg4::{DbValue, Decode, ParameterValue, PgError, QueryError, RowSet};
 
@@ -143,19 +144,14 @@ impl Database {
     /// Records `event` about `aggregate_id` in the outbox, its aggregate
     /// type and name from the event type; call it inside the change's
     /// transaction.
-    pub fn record(
-        &self,
-        aggregate_id: &str,
-        event: mart_domain::events::EventType,
-        payload: &impl serde::Serialize,
-    ) -> Result<(), DomainError> {
-        let payload = serde_json::to_value(payload).map_err(|e| self.failed(e))?;
+    pub fn record(&self, aggregate_id: &str, event: &EventData) -> Result<(), DomainError> {
+        let kind = event.event_type();
         record_event(
             &self.connection,
-            event.aggregate(),
+            kind.aggregate(),
             aggregate_id,
-            event.as_str(),
-            &payload,
+            kind.as_str(),
+            &event.to_json(),
         )
     }
 }
