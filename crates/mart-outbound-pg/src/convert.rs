@@ -125,93 +125,121 @@ pub(crate) fn data_type(ty: &Type, compatibility: PgCompatibility) -> DbDataType
     }
 }
 
-pub(crate) fn columns(
-    columns: &[tokio_postgres::Column],
-    compatibility: PgCompatibility,
-) -> Vec<Column> {
+/// A result column: its name and type.
+pub(crate) type ColumnInfo = (String, Type);
+
+/// A result row as the host reads it: each column's value in PostgreSQL's
+/// binary form (`None` for NULL). tokio-postgres' rows are one; tests make
+/// their own, so the conversion rules are tested without a server.
+pub(crate) trait RawRow {
+    fn raw(&self, column: usize) -> Result<Option<&[u8]>, BoxError>;
+}
+
+impl RawRow for tokio_postgres::Row {
+    fn raw(&self, column: usize) -> Result<Option<&[u8]>, BoxError> {
+        Ok(self.try_get::<_, Option<RawRef<'_>>>(column)?.map(|r| r.0))
+    }
+}
+
+impl RawRow for Vec<Option<Vec<u8>>> {
+    fn raw(&self, column: usize) -> Result<Option<&[u8]>, BoxError> {
+        Ok(self.get(column).ok_or("no such column")?.as_deref())
+    }
+}
+
+/// A value's bytes, borrowed from the row.
+struct RawRef<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for RawRef<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        Ok(RawRef(raw))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+pub(crate) fn columns(columns: &[ColumnInfo], compatibility: PgCompatibility) -> Vec<Column> {
     columns
         .iter()
-        .map(|c| Column {
-            name: c.name().to_string(),
-            data_type: data_type(c.type_(), compatibility),
+        .map(|(name, ty)| Column {
+            name: name.clone(),
+            data_type: data_type(ty, compatibility),
         })
         .collect()
 }
 
 /// Converts every value of a row; `Err` names the column that failed.
 pub(crate) fn row(
-    row: &tokio_postgres::Row,
+    row: &impl RawRow,
+    columns: &[ColumnInfo],
     compatibility: PgCompatibility,
 ) -> Result<Vec<DbValue>, String> {
-    (0..row.len())
-        .map(|i| {
-            let column = &row.columns()[i];
-            let ty = column.type_();
-            let converted =
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| {
+            let converted = row.raw(i).and_then(|raw| {
                 if compatibility == PgCompatibility::Spin40 && crate::spin40::is_unsupported(ty) {
-                    unsupported(row, i)
+                    Ok(raw.map_or(DbValue::DbNull, |b| DbValue::Unsupported(b.to_vec())))
                 } else {
-                    value(row, i, ty)
-                };
-            converted.map_err(|e| format!("column `{}` ({ty}): {e}", column.name()))
+                    value(raw, ty)
+                }
+            });
+            converted.map_err(|e| format!("column `{name}` ({ty}): {e}"))
         })
         .collect()
 }
 
-fn unsupported(row: &tokio_postgres::Row, i: usize) -> Result<DbValue, BoxError> {
-    Ok(row
-        .try_get::<_, Option<Raw>>(i)?
-        .map(|Raw(bytes)| DbValue::Unsupported(bytes))
-        .unwrap_or(DbValue::DbNull))
-}
-
-fn value(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result<DbValue, BoxError> {
+fn value(raw: Option<&[u8]>, ty: &Type) -> Result<DbValue, BoxError> {
     fn get<'a, T: FromSql<'a>>(
-        row: &'a tokio_postgres::Row,
-        i: usize,
+        raw: Option<&'a [u8]>,
+        ty: &Type,
         wrap: impl FnOnce(T) -> DbValue,
     ) -> Result<DbValue, BoxError> {
-        Ok(row
-            .try_get::<_, Option<T>>(i)?
+        if !T::accepts(ty) {
+            return Err(format!("cannot read a {ty} value").into());
+        }
+        Ok(Option::<T>::from_sql_nullable(ty, raw)?
             .map(wrap)
             .unwrap_or(DbValue::DbNull))
     }
     match *ty {
-        Type::BOOL => get(row, i, DbValue::Boolean),
-        Type::CHAR => get(row, i, DbValue::Int8),
-        Type::INT2 => get(row, i, DbValue::Int16),
-        Type::INT4 => get(row, i, DbValue::Int32),
-        Type::INT8 => get(row, i, DbValue::Int64),
-        Type::FLOAT4 => get(row, i, DbValue::Floating32),
-        Type::FLOAT8 => get(row, i, DbValue::Floating64),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => get(row, i, DbValue::Str),
-        Type::BYTEA => get(row, i, DbValue::Binary),
-        Type::DATE => get(row, i, |d: NaiveDate| {
+        Type::BOOL => get(raw, ty, DbValue::Boolean),
+        Type::CHAR => get(raw, ty, DbValue::Int8),
+        Type::INT2 => get(raw, ty, DbValue::Int16),
+        Type::INT4 => get(raw, ty, DbValue::Int32),
+        Type::INT8 => get(raw, ty, DbValue::Int64),
+        Type::FLOAT4 => get(raw, ty, DbValue::Floating32),
+        Type::FLOAT8 => get(raw, ty, DbValue::Floating64),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => get(raw, ty, DbValue::Str),
+        Type::BYTEA => get(raw, ty, DbValue::Binary),
+        Type::DATE => get(raw, ty, |d: NaiveDate| {
             DbValue::Date((d.year(), d.month() as u8, d.day() as u8))
         }),
-        Type::TIME => get(row, i, |t: NaiveTime| DbValue::Time(time_tuple(t))),
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => get(row, i, |UtcDateTime(dt)| {
+        Type::TIME => get(raw, ty, |t: NaiveTime| DbValue::Time(time_tuple(t))),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => get(raw, ty, |UtcDateTime(dt)| {
             DbValue::Datetime(datetime_tuple(dt))
         }),
-        Type::UUID => get(row, i, |u: uuid::Uuid| DbValue::Uuid(u.to_string())),
-        Type::JSON | Type::JSONB => get(row, i, |Json(bytes)| DbValue::Jsonb(bytes)),
-        Type::NUMERIC => get(row, i, |d: Decimal| DbValue::Decimal(d.to_string())),
-        Type::INT4_RANGE => get(row, i, |Range(r)| DbValue::RangeInt32(r)),
-        Type::INT8_RANGE => get(row, i, |Range(r)| DbValue::RangeInt64(r)),
-        Type::NUM_RANGE => get(row, i, |Range::<Decimal>((lo, hi))| {
+        Type::UUID => get(raw, ty, |u: uuid::Uuid| DbValue::Uuid(u.to_string())),
+        Type::JSON | Type::JSONB => get(raw, ty, |Json(bytes)| DbValue::Jsonb(bytes)),
+        Type::NUMERIC => get(raw, ty, |d: Decimal| DbValue::Decimal(d.to_string())),
+        Type::INT4_RANGE => get(raw, ty, |Range(r)| DbValue::RangeInt32(r)),
+        Type::INT8_RANGE => get(raw, ty, |Range(r)| DbValue::RangeInt64(r)),
+        Type::NUM_RANGE => get(raw, ty, |Range::<Decimal>((lo, hi))| {
             let text = |b: Option<(Decimal, RangeBoundKind)>| b.map(|(d, k)| (d.to_string(), k));
             DbValue::RangeDecimal((text(lo), text(hi)))
         }),
-        Type::INT4_ARRAY => get(row, i, DbValue::ArrayInt32),
-        Type::INT8_ARRAY => get(row, i, DbValue::ArrayInt64),
-        Type::NUMERIC_ARRAY => get(row, i, |v: Vec<Option<Decimal>>| {
+        Type::INT4_ARRAY => get(raw, ty, DbValue::ArrayInt32),
+        Type::INT8_ARRAY => get(raw, ty, DbValue::ArrayInt64),
+        Type::NUMERIC_ARRAY => get(raw, ty, |v: Vec<Option<Decimal>>| {
             DbValue::ArrayDecimal(v.into_iter().map(|d| d.map(|d| d.to_string())).collect())
         }),
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY | Type::NAME_ARRAY => {
-            get(row, i, DbValue::ArrayStr)
+            get(raw, ty, DbValue::ArrayStr)
         }
-        Type::INTERVAL => get(row, i, DbValue::Interval),
-        _ => get(row, i, |Raw(bytes)| DbValue::Unsupported(bytes)),
+        Type::INTERVAL => get(raw, ty, DbValue::Interval),
+        _ => get(raw, ty, |Raw(bytes)| DbValue::Unsupported(bytes)),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::bindings::spin::postgres::postgres::{
     self as pg, DbError, Error, HostConnection, ParameterValue, QueryError, RowSet,
 };
 use crate::client::{Connection, OpenError};
-use crate::convert::{self, SqlParam};
+use crate::convert::{self, ColumnInfo, RawRow, SqlParam};
 use crate::{spin40, PgCompatibility, PgHost};
 
 impl pg::Host for PgHost {}
@@ -40,27 +40,21 @@ impl HostConnection for PgHost {
         params: Vec<ParameterValue>,
     ) -> Result<RowSet, Error> {
         let compatibility = self.compatibility;
-        let spin40 = compatibility == PgCompatibility::Spin40;
         let (client, prepared, params) = self.prepare(&connection, &statement, params).await?;
-        if spin40 {
-            spin40::check_columns(prepared.columns())?;
+        let columns: Vec<ColumnInfo> = prepared
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_string(), c.type_().clone()))
+            .collect();
+        if compatibility == PgCompatibility::Spin40 {
+            // Before running it: Spin fails such a query without running it.
+            spin40::check_columns(&columns)?;
         }
         let rows = client
             .query(&prepared, &param_refs(&params))
             .await
             .map_err(query_failed)?;
-        if spin40 && rows.is_empty() {
-            return Err(spin40::no_rows());
-        }
-        let rows = rows
-            .iter()
-            .map(|row| convert::row(row, compatibility))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::ValueConversionFailed)?;
-        Ok(RowSet {
-            columns: convert::columns(prepared.columns(), compatibility),
-            rows,
-        })
+        row_set(&columns, &rows, compatibility)
     }
 
     async fn execute(
@@ -80,6 +74,30 @@ impl HostConnection for PgHost {
         self.table.delete(connection)?;
         Ok(())
     }
+}
+
+/// The interface's answer to a query from its result rows, as this host
+/// or (under `Spin40`) Fermyon Spin 4.0.x would give it.
+fn row_set(
+    columns: &[ColumnInfo],
+    rows: &[impl RawRow],
+    compatibility: PgCompatibility,
+) -> Result<RowSet, Error> {
+    if compatibility == PgCompatibility::Spin40 {
+        spin40::check_columns(columns)?;
+        if rows.is_empty() {
+            return Err(spin40::no_rows());
+        }
+    }
+    let rows = rows
+        .iter()
+        .map(|row| convert::row(row, columns, compatibility))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::ValueConversionFailed)?;
+    Ok(RowSet {
+        columns: convert::columns(columns, compatibility),
+        rows,
+    })
 }
 
 impl PgHost {
@@ -169,4 +187,107 @@ fn db_extras(db: &tokio_postgres::error::DbError) -> Vec<(String, String)> {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::spin::postgres::postgres::{DbDataType, DbValue};
+    use bytes::BytesMut;
+    use postgres_types::{ToSql, Type};
+
+    fn raw(value: &(dyn ToSql + Sync), ty: &Type) -> Option<Vec<u8>> {
+        let mut out = BytesMut::new();
+        value.to_sql_checked(ty, &mut out).unwrap();
+        Some(out.to_vec())
+    }
+
+    /// The interface's values have no `PartialEq`; their debug text compares.
+    fn same(rows: &[Vec<DbValue>]) -> String {
+        format!("{rows:?}")
+    }
+
+    fn column(name: &str, ty: Type) -> ColumnInfo {
+        (name.to_string(), ty)
+    }
+
+    #[test]
+    fn rows_are_converted_value_by_value_with_nulls() {
+        let id = uuid::Uuid::parse_str("0b7c6f0e-5a8e-4e52-9c53-8f2f0f7d9a10").unwrap();
+        let columns = [
+            column("id", Type::UUID),
+            column("qty", Type::INT4),
+            column("name", Type::TEXT),
+            column("note", Type::TEXT),
+        ];
+        let rows = vec![vec![
+            raw(&id, &Type::UUID),
+            raw(&7i32, &Type::INT4),
+            raw(&"tea", &Type::TEXT),
+            None,
+        ]];
+        let set = row_set(&columns, &rows, PgCompatibility::Full).unwrap();
+        assert_eq!(
+            same(&set.rows),
+            same(&[vec![
+                DbValue::Uuid(id.to_string()),
+                DbValue::Int32(7),
+                DbValue::Str("tea".into()),
+                DbValue::DbNull,
+            ]])
+        );
+        assert_eq!(set.columns[1].name, "qty");
+        assert!(matches!(set.columns[1].data_type, DbDataType::Int32));
+    }
+
+    #[test]
+    fn a_value_that_is_not_its_columns_type_names_the_column() {
+        let columns = [column("qty", Type::INT4)];
+        let rows = vec![vec![Some(vec![1, 2])]];
+        let Err(Error::ValueConversionFailed(why)) =
+            row_set(&columns, &rows, PgCompatibility::Full)
+        else {
+            panic!("a two-byte int4 must not convert");
+        };
+        assert!(why.starts_with("column `qty` (int4)"), "{why}");
+    }
+
+    #[test]
+    fn under_spin40_what_spin_cannot_answer_is_refused_as_spin_does() {
+        let at = column("created_at", Type::TIMESTAMPTZ);
+        let Err(Error::QueryFailed(QueryError::Text(why))) = row_set(
+            std::slice::from_ref(&at),
+            &Vec::<Vec<Option<Vec<u8>>>>::new(),
+            PgCompatibility::Spin40,
+        ) else {
+            panic!("timestamptz must be refused under Spin40");
+        };
+        assert!(why.contains("created_at"), "{why}");
+        // This host reads it.
+        let when = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        let rows = vec![vec![raw(&when, &Type::TIMESTAMPTZ)]];
+        let set = row_set(&[at], &rows, PgCompatibility::Full).unwrap();
+        assert_eq!(
+            same(&set.rows),
+            same(&[vec![DbValue::Datetime((1970, 1, 1, 0, 0, 0, 0))]])
+        );
+
+        let no_rows = row_set(
+            &[column("n", Type::INT8)],
+            &Vec::<Vec<Option<Vec<u8>>>>::new(),
+            PgCompatibility::Spin40,
+        );
+        assert!(matches!(no_rows, Err(Error::QueryFailed(_))));
+        let json = row_set(
+            &[column("doc", Type::JSON)],
+            &[vec![Some(b"{}".to_vec())]],
+            PgCompatibility::Spin40,
+        )
+        .unwrap();
+        assert_eq!(
+            same(&json.rows),
+            same(&[vec![DbValue::Unsupported(b"{}".to_vec())]])
+        );
+        assert!(matches!(json.columns[0].data_type, DbDataType::Other(_)));
+    }
 }

@@ -12,15 +12,15 @@ use crate::bindings::spin::postgres::postgres::{Error, QueryError};
 /// Spin reads a `timestamptz` column as a naive date-time, which
 /// tokio-postgres refuses for that type: the whole query fails, with this
 /// error (the column index counts from 0).
-pub(crate) fn check_columns(columns: &[tokio_postgres::Column]) -> Result<(), Error> {
-    match columns.iter().position(|c| *c.type_() == Type::TIMESTAMPTZ) {
+pub(crate) fn check_columns(columns: &[crate::convert::ColumnInfo]) -> Result<(), Error> {
+    match columns.iter().position(|(_, ty)| *ty == Type::TIMESTAMPTZ) {
         None => Ok(()),
         Some(i) => Err(Error::QueryFailed(QueryError::Text(format!(
             "error deserializing column {i}: cannot convert between the Rust type \
              `core::option::Option<chrono::naive::datetime::NaiveDateTime>` and the Postgres \
              type `timestamptz` (Fermyon Spin 4.0.x cannot return timestamptz column `{}`; \
              select it as `({0} AT TIME ZONE 'UTC') AS {0}`)",
-            columns[i].name()
+            columns[i].0
         )))),
     }
 }
