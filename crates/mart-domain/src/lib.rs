@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod inventory;
 pub mod json;
+pub mod notifications;
 pub mod orders;
 pub mod outbox;
 pub mod paging;
