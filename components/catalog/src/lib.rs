@@ -134,7 +134,7 @@ fn authorize_write(request: &Request) -> Result<(), Problem> {
 
 fn valid_body(request: &Request) -> Result<catalog::ValidProduct, Problem> {
     let input: catalog::ProductInput = json_body(request, MAX_BODY_BYTES)?;
-    catalog::validate(input, &db::shop_currency()?)
+    Ok(catalog::validate(input, &db::shop_currency()?)?)
 }
 
 fn not_found(id: &str) -> Problem {

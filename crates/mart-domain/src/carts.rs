@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldError, Problem};
+use crate::{DomainError, FieldError};
 
 /// Most units of one product in one cart.
 pub const MAX_QUANTITY: i32 = 1_000;
@@ -20,11 +20,11 @@ pub struct SetQuantity {
     pub quantity: i32,
 }
 
-pub fn check_quantity(quantity: i32) -> Result<(), Problem> {
+pub fn check_quantity(quantity: i32) -> Result<(), DomainError> {
     if (1..=MAX_QUANTITY).contains(&quantity) {
         Ok(())
     } else {
-        Err(Problem::invalid(vec![FieldError::new(
+        Err(DomainError::Invalid(vec![FieldError::new(
             "quantity",
             format!("must be from 1 to {MAX_QUANTITY} (remove a line with DELETE)"),
         )]))
@@ -61,11 +61,11 @@ pub fn total_minor(lines: &[Line]) -> i64 {
 }
 
 /// The quantity after adding `more` to `existing`, within the limit.
-pub fn added_quantity(existing: i32, more: i32) -> Result<i32, Problem> {
+pub fn added_quantity(existing: i32, more: i32) -> Result<i32, DomainError> {
     check_quantity(more)?;
     let total = existing.saturating_add(more);
     if total > MAX_QUANTITY {
-        return Err(Problem::invalid(vec![FieldError::new(
+        return Err(DomainError::Invalid(vec![FieldError::new(
             "quantity",
             format!("the cart would hold {total}; at most {MAX_QUANTITY} of one product"),
         )]));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldError, Problem};
+use crate::{DomainError, FieldError};
 
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 5_000;
@@ -35,7 +35,7 @@ pub struct ValidProduct {
 
 /// Checks every field, reporting all problems at once. `shop_currency` is the
 /// one currency the shop sells in, so cart totals never mix currencies.
-pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct, Problem> {
+pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct, DomainError> {
     let mut errors = Vec::new();
     let name = input.name.trim().to_string();
     if name.is_empty() {
@@ -79,7 +79,7 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
         ));
     }
     if !errors.is_empty() {
-        return Err(Problem::invalid(errors));
+        return Err(DomainError::Invalid(errors));
     }
     Ok(ValidProduct {
         name,
@@ -112,6 +112,7 @@ pub fn is_currency_code(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Problem;
 
     fn input() -> ProductInput {
         ProductInput {
@@ -139,7 +140,7 @@ mod tests {
             price_minor: -1,
             currency: "eur".into(),
         };
-        let p = validate(bad, "EUR").unwrap_err();
+        let p = validate(bad, "EUR").map_err(Problem::from).unwrap_err();
         let fields: Vec<_> = p.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -152,11 +153,19 @@ mod tests {
     fn other_currency_and_huge_price_are_refused() {
         let mut i = input();
         i.currency = "USD".into();
-        assert!(validate(i, "EUR").unwrap_err().detail.contains("EUR only"));
+        assert!(validate(i, "EUR")
+            .map_err(Problem::from)
+            .unwrap_err()
+            .detail
+            .contains("EUR only"));
         let mut i = input();
         i.price_minor = MAX_PRICE_MINOR + 1;
         assert_eq!(
-            validate(i, "EUR").unwrap_err().errors[0].field,
+            validate(i, "EUR")
+                .map_err(Problem::from)
+                .unwrap_err()
+                .errors[0]
+                .field,
             "price_minor"
         );
         let mut i = input();

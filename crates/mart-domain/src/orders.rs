@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::events::EventData;
-use crate::{parse_uuid, DomainError, FieldError, Problem};
+use crate::{parse_uuid, DomainError, FieldError};
 
 /// Most distinct lines in one order.
 pub const MAX_LINES: usize = 100;
@@ -235,11 +235,11 @@ impl PlaceOrder {
     /// Checks everything that needs no other service; every problem found
     /// is reported at once, each naming its field. `providers`: the payment
     /// providers this deployment enabled.
-    pub fn validate(&self, providers: &[&str]) -> Result<LineSource, Problem> {
+    pub fn validate(&self, providers: &[&str]) -> Result<LineSource, DomainError> {
         // Fail closed: a deployment that never chose a provider takes no
         // orders (rather than accepting test tokens as payment).
         if providers.is_empty() {
-            return Err(Problem::service_unavailable(
+            return Err(DomainError::unavailable(
                 "this shop takes no orders yet: no payment provider is configured \
                  (the payment_providers variable)",
             ));
@@ -283,7 +283,7 @@ impl PlaceOrder {
         }
         match source {
             Some(source) if errors.is_empty() => Ok(source),
-            _ => Err(Problem::invalid(errors)),
+            _ => Err(DomainError::Invalid(errors)),
         }
     }
 }
@@ -419,6 +419,7 @@ pub struct OrderChanged {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Problem;
 
     #[test]
     fn the_status_machine_allows_only_its_moves() {
@@ -504,7 +505,7 @@ mod tests {
         let mut r = request(serde_json::json!([{"product_id": "nope", "quantity": 0}]));
         r.shipping_address.country = "Germany".into();
         r.payment.provider = "cash".into();
-        let problem = r.validate(&["fake"]).unwrap_err();
+        let problem = r.validate(&["fake"]).map_err(Problem::from).unwrap_err();
         assert_eq!(problem.status, 422);
         let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
@@ -518,12 +519,21 @@ mod tests {
         let mut both = request(serde_json::json!([{"product_id": P1, "quantity": 1}]));
         both.cart_id = Some(P2.into());
         assert_eq!(
-            both.validate(&["fake"]).unwrap_err().errors[0].field,
+            both.validate(&["fake"])
+                .map_err(Problem::from)
+                .unwrap_err()
+                .errors[0]
+                .field,
             "cart_id"
         );
         let empty = request(serde_json::json!([]));
         assert_eq!(
-            empty.validate(&["fake"]).unwrap_err().errors[0].field,
+            empty
+                .validate(&["fake"])
+                .map_err(Problem::from)
+                .unwrap_err()
+                .errors[0]
+                .field,
             "items"
         );
     }
@@ -538,11 +548,17 @@ mod tests {
         let mut stripe = r.clone();
         stripe.payment.provider = "stripe".into();
         assert!(stripe.validate(&["fake", "stripe"]).is_ok());
-        let problem = stripe.validate(&["fake"]).unwrap_err();
+        let problem = stripe
+            .validate(&["fake"])
+            .map_err(Problem::from)
+            .unwrap_err();
         assert_eq!(problem.errors[0].field, "payment.provider");
         assert_eq!(problem.errors[0].message, "must be one of fake");
         // Nothing configured: no order is taken at all.
-        let none = r.validate(&enabled_providers("")).unwrap_err();
+        let none = r
+            .validate(&enabled_providers(""))
+            .map_err(Problem::from)
+            .unwrap_err();
         assert_eq!(none.status, 503);
         assert!(none.detail.contains("payment_providers"), "{}", none.detail);
     }
@@ -557,12 +573,19 @@ mod tests {
         };
         assert!(payfast.validate(&["payfast"]).is_ok());
         payfast.payment.token = "tok_visa".into();
-        let problem = payfast.validate(&["payfast"]).unwrap_err();
+        let problem = payfast
+            .validate(&["payfast"])
+            .map_err(Problem::from)
+            .unwrap_err();
         assert_eq!(problem.errors[0].field, "payment.token");
         let mut fake = r;
         fake.payment.token = String::new();
         assert_eq!(
-            fake.validate(&["fake"]).unwrap_err().errors[0].field,
+            fake.validate(&["fake"])
+                .map_err(Problem::from)
+                .unwrap_err()
+                .errors[0]
+                .field,
             "payment.token"
         );
     }

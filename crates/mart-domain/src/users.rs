@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::{password, FieldError, Problem};
+use crate::{password, DomainError, FieldError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +38,7 @@ pub struct ValidRegistration {
     pub password: String,
 }
 
-pub fn validate_registration(input: Registration) -> Result<ValidRegistration, Problem> {
+pub fn validate_registration(input: Registration) -> Result<ValidRegistration, DomainError> {
     let mut errors = Vec::new();
     let email = normalise_email(&input.email);
     if let Err(e) = check_email(&email) {
@@ -58,7 +58,7 @@ pub fn validate_registration(input: Registration) -> Result<ValidRegistration, P
             password: input.password,
         })
     } else {
-        Err(Problem::invalid(errors))
+        Err(DomainError::Invalid(errors))
     }
 }
 
@@ -116,6 +116,7 @@ pub fn login_delay_secs(failures: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Problem;
 
     #[test]
     fn registration_normalises_and_checks_every_field() {
@@ -133,6 +134,7 @@ mod tests {
             name: "".into(),
             password: "short".into(),
         })
+        .map_err(Problem::from)
         .unwrap_err();
         let fields: Vec<_> = bad.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["email", "name", "password"]);
