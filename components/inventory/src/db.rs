@@ -3,6 +3,7 @@
 
 use mart_domain::events::{EventData, InventoryChanged, InventoryRejected, ReservedLine};
 use mart_domain::inventory::{Line, Stock};
+use mart_domain::inventory::{NothingMoved, ReservationStatus, ReservationStep};
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid, uuid_text};
 use serde::Serialize;
@@ -268,38 +269,60 @@ impl Db {
         }
     }
 
-    /// Releases (or commits) an order's reservation, once.
-    pub fn finish_reservation(&self, order: &str, commit: bool) -> Result<Outcome, DomainError> {
-        let target = if commit { "committed" } else { "released" };
+    /// Takes `step` for an order's reservation, once, in one transaction:
+    /// moves its lines, changes the stock as the step says (auditing what
+    /// changes on hand) and records the step's event. What a step does when
+    /// nothing was where it starts is `ReservationStep::when_nothing_moved`.
+    pub fn take_step(&self, order: &str, step: ReservationStep) -> Result<Outcome, DomainError> {
+        let (from, to) = (step.from().as_str(), step.to().as_str());
         self.transaction(|db| {
-            let lines = db.move_reservation(order, "reserved", target)?;
+            let lines = db.move_reservation(order, from, to)?;
             if lines.is_empty() {
                 let existing = db.reservation_lines(order)?;
-                let Some((_, status)) = existing.first() else {
-                    return Err(DomainError::not_found(format!("no reservation for order {order}")));
-                };
-                let status = status.clone();
+                let current = existing
+                    .first()
+                    .and_then(|(_, s)| ReservationStatus::parse(s));
                 let lines: Vec<Line> = existing.into_iter().map(|(l, _)| l).collect();
-                return Ok(if status == target {
-                    Outcome::AlreadyDone(reservation(order, &status, &lines))
-                } else {
-                    Outcome::Rejected(format!("the reservation for order {order} is already {status}"))
+                return Ok(match step.when_nothing_moved(order, current)? {
+                    NothingMoved::AlreadyDone => {
+                        Outcome::AlreadyDone(reservation(order, to, &lines))
+                    }
+                    NothingMoved::Refused(reason) => Outcome::Rejected(reason),
                 });
             }
+            let (on_hand, reserved) = step.stock_change();
+            let why = match step {
+                ReservationStep::Return => format!("order {order} refunded"),
+                _ => format!("order {order}"),
+            };
             for line in &lines {
-                let sql = if commit {
-                    "UPDATE stock SET reserved = reserved - $2, on_hand = on_hand - $2, updated_at = now() WHERE product_id = $1"
-                } else {
-                    "UPDATE stock SET reserved = reserved - $2, updated_at = now() WHERE product_id = $1"
-                };
-                db.connection.execute(sql, &[uuid(&line.product_id), ParameterValue::Int32(line.quantity)]).map_err(failed)?;
-                if commit {
+                db.connection
+                    .execute(
+                        "UPDATE stock SET on_hand = on_hand + $2, reserved = reserved + $3, \
+                           updated_at = now() WHERE product_id = $1",
+                        &[
+                            uuid(&line.product_id),
+                            ParameterValue::Int32(on_hand * line.quantity),
+                            ParameterValue::Int32(reserved * line.quantity),
+                        ],
+                    )
+                    .map_err(failed)?;
+                if on_hand != 0 {
                     let after = db.stock(&line.product_id)?.map(|s| s.on_hand).unwrap_or(0);
-                    db.audit(&line.product_id, -line.quantity, after, &format!("order {order}"), "orders")?;
+                    db.audit(
+                        &line.product_id,
+                        on_hand * line.quantity,
+                        after,
+                        &why,
+                        "orders",
+                    )?;
                 }
             }
-            let body = reservation(order, target, &lines);
-            let event = if commit { EventData::InventoryCommitted } else { EventData::InventoryReleased };
+            let body = reservation(order, to, &lines);
+            let event = match step {
+                ReservationStep::Commit => EventData::InventoryCommitted,
+                ReservationStep::Release | ReservationStep::Return => EventData::InventoryReleased,
+            };
             db.record(order, &event(body.clone()))?;
             Ok(Outcome::Done(body))
         })
@@ -336,29 +359,6 @@ impl Db {
             .collect::<Result<Vec<_>, DomainError>>()?;
         lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
         Ok(lines)
-    }
-
-    /// Puts a refunded order's committed units back on hand, once.
-    pub fn return_stock(&self, order: &str) -> Result<Outcome, DomainError> {
-        self.transaction(|db| {
-            let lines = db.move_reservation(order, "committed", "returned")?;
-            if lines.is_empty() {
-                return Ok(Outcome::Rejected(format!("order {order} has no committed stock to return")));
-            }
-            for line in &lines {
-                db.connection
-                    .execute(
-                        "UPDATE stock SET on_hand = on_hand + $2, updated_at = now() WHERE product_id = $1",
-                        &[uuid(&line.product_id), ParameterValue::Int32(line.quantity)],
-                    )
-                    .map_err(failed)?;
-                let after = db.stock(&line.product_id)?.map(|s| s.on_hand).unwrap_or(0);
-                db.audit(&line.product_id, line.quantity, after, &format!("order {order} refunded"), "orders")?;
-            }
-            let body = reservation(order, "returned", &lines);
-            db.record(order, &EventData::InventoryReleased(body.clone()))?;
-            Ok(Outcome::Done(body))
-        })
     }
 }
 

@@ -9,7 +9,7 @@
 //! in order.
 
 use mart_domain::events::{Event, EventData};
-use mart_domain::inventory::{self, Line};
+use mart_domain::inventory::{self, Line, ReservationStep};
 use mart_domain::{parse_uuid, DomainError};
 use mart_guest::kafka::{self, EventHandler, Failure, Message};
 
@@ -50,16 +50,15 @@ impl EventHandler for Events {
                 db.reserve(&order, &lines)?
             }
             EventData::OrderCancelled(changed) => {
-                match db.finish_reservation(&order_id(&changed.order_id)?, false) {
-                    // Rejected orders never had a reservation.
-                    Err(DomainError::NotFound(_)) => return Ok(()),
-                    other => other?,
-                }
+                take(db, &changed.order_id, ReservationStep::Release)?
             }
+            // A paid order always had a reservation: none is for an operator.
             EventData::OrderPaid(changed) => {
-                db.finish_reservation(&order_id(&changed.order_id)?, true)?
+                db.take_step(&order_id(&changed.order_id)?, ReservationStep::Commit)?
             }
-            EventData::OrderRefunded(changed) => db.return_stock(&order_id(&changed.order_id)?)?,
+            EventData::OrderRefunded(changed) => {
+                take(db, &changed.order_id, ReservationStep::Return)?
+            }
             _ => return Ok(()),
         };
         if let Outcome::Rejected(reason) = outcome {
@@ -68,6 +67,15 @@ impl EventHandler for Events {
             eprintln!("inventory: {}: {reason}", event.subject);
         }
         Ok(())
+    }
+}
+
+/// Releases or returns the order's reservation. An order without one (it
+/// was rejected for want of stock) has nothing to release or return.
+fn take(db: &Db, order: &str, step: ReservationStep) -> Result<Outcome, DomainError> {
+    match db.take_step(&order_id(order)?, step) {
+        Err(DomainError::NotFound(why)) => Ok(Outcome::Rejected(why)),
+        other => other,
     }
 }
 

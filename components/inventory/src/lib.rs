@@ -17,6 +17,7 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 use crate::db::{Db, Outcome};
+use mart_domain::inventory::ReservationStep;
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -139,7 +140,12 @@ fn finish(request: &Request, order: &str, commit: bool) -> Result<Response, Prob
     require_admin(request)?;
     let order = parse_uuid(order)
         .ok_or_else(|| Problem::not_found(format!("no reservation for order {order}")))?;
-    match Db::connect()?.finish_reservation(&order, commit)? {
+    let step = if commit {
+        ReservationStep::Commit
+    } else {
+        ReservationStep::Release
+    };
+    match Db::connect()?.take_step(&order, step)? {
         Outcome::Done(body) | Outcome::AlreadyDone(body) => Ok(json_response(200, &body)),
         Outcome::Rejected(reason) => Err(Problem::conflict(reason)),
     }

@@ -133,6 +133,107 @@ pub fn normalise_lines(
     Ok(merged)
 }
 
+/// Where an order's reservation stands (all its lines move together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Reserved,
+    /// Paid: the units left the shelf.
+    Committed,
+    /// Cancelled before payment: the units are free again.
+    Released,
+    /// Refunded after payment: the units are back on the shelf.
+    Returned,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Reserved => "reserved",
+            ReservationStatus::Committed => "committed",
+            ReservationStatus::Released => "released",
+            ReservationStatus::Returned => "returned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            ReservationStatus::Reserved,
+            ReservationStatus::Committed,
+            ReservationStatus::Released,
+            ReservationStatus::Returned,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// The steps a reservation takes after it was made, one per saga event:
+/// `order.paid` commits it, `order.cancelled` releases it,
+/// `order.refunded` returns its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStep {
+    Commit,
+    Release,
+    Return,
+}
+
+/// What a step does when no line of the order's reservation was where it
+/// starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NothingMoved {
+    /// The step was taken before (a repeated event or request).
+    AlreadyDone,
+    /// The reservation went another way (a cancel after the commit).
+    Refused(String),
+}
+
+impl ReservationStep {
+    pub fn from(self) -> ReservationStatus {
+        match self {
+            ReservationStep::Commit | ReservationStep::Release => ReservationStatus::Reserved,
+            ReservationStep::Return => ReservationStatus::Committed,
+        }
+    }
+
+    pub fn to(self) -> ReservationStatus {
+        match self {
+            ReservationStep::Commit => ReservationStatus::Committed,
+            ReservationStep::Release => ReservationStatus::Released,
+            ReservationStep::Return => ReservationStatus::Returned,
+        }
+    }
+
+    /// How a product's `on_hand` and `reserved` change per unit moved.
+    pub fn stock_change(self) -> (i32, i32) {
+        match self {
+            ReservationStep::Commit => (-1, -1),
+            ReservationStep::Release => (0, -1),
+            ReservationStep::Return => (1, 0),
+        }
+    }
+
+    /// The step when none of `order`'s lines was in `from()`: its
+    /// reservation is now `current` (`None`: it has none, e.g. an order
+    /// rejected for want of stock).
+    pub fn when_nothing_moved(
+        self,
+        order: &str,
+        current: Option<ReservationStatus>,
+    ) -> Result<NothingMoved, DomainError> {
+        match current {
+            None => Err(DomainError::not_found(format!(
+                "no reservation for order {order}"
+            ))),
+            Some(status) if status == self.to() => Ok(NothingMoved::AlreadyDone),
+            Some(status) => Ok(NothingMoved::Refused(format!(
+                "the reservation for order {order} is {}, so it cannot become {}",
+                status.as_str(),
+                self.to().as_str()
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +312,44 @@ mod tests {
         .is_err());
         assert!(validate_set(&SetStock { on_hand: -1 }).is_err());
         assert!(validate_set(&SetStock { on_hand: 0 }).is_ok());
+    }
+
+    #[test]
+    fn a_reservation_is_committed_released_or_returned_once() {
+        use ReservationStatus::*;
+        use ReservationStep::*;
+        assert_eq!((Commit.from(), Commit.to()), (Reserved, Committed));
+        assert_eq!((Release.from(), Release.to()), (Reserved, Released));
+        assert_eq!((Return.from(), Return.to()), (Committed, Returned));
+        // Paid: the units leave; cancelled: they are free; refunded: back.
+        assert_eq!(Commit.stock_change(), (-1, -1));
+        assert_eq!(Release.stock_change(), (0, -1));
+        assert_eq!(Return.stock_change(), (1, 0));
+        // A repeated event finds its step taken.
+        assert_eq!(
+            Commit.when_nothing_moved("o1", Some(Committed)),
+            Ok(NothingMoved::AlreadyDone)
+        );
+        // A cancel after the payment committed the stock moves nothing.
+        let refused = Release.when_nothing_moved("o1", Some(Committed)).unwrap();
+        assert_eq!(
+            refused,
+            NothingMoved::Refused(
+                "the reservation for order o1 is committed, so it cannot become released".into()
+            )
+        );
+        // A refund of an order whose stock was never committed returns nothing.
+        assert!(matches!(
+            Return.when_nothing_moved("o1", Some(Released)),
+            Ok(NothingMoved::Refused(_))
+        ));
+        // An order rejected for want of stock has no reservation at all.
+        assert!(matches!(
+            Release.when_nothing_moved("o1", None),
+            Err(DomainError::NotFound(_))
+        ));
+        for status in [Reserved, Committed, Released, Returned] {
+            assert_eq!(ReservationStatus::parse(status.as_str()), Some(status));
+        }
     }
 }
