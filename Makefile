@@ -19,9 +19,11 @@ build: components host web ## Build the host, every component and the web assets
 system-packages: ## Install the Debian packages the host's build needs (cmake, libcurl headers)
 	@scripts/install-debian-packages.sh cmake libcurl4-openssl-dev
 
-components: ## Build the Wasm components (wasm32-wasip2)
+components: ## Build the Wasm components (wasm32-wasip2; the probe also as a wasm32-wasip1 core module)
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS))
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	$(CARGO) build --profile wasm --target wasm32-wasip1 -p probe
 
 components-app: ## Build only the app's components (what the container ships)
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)

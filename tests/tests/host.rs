@@ -562,3 +562,43 @@ fn slow_clients_hold_connections_not_instances() {
         "{text}"
     );
 }
+
+#[test]
+fn a_core_module_runs_as_a_component_as_on_spin() {
+    // The probe built for wasm32-wasip1 (Spin's Rust target): a core
+    // module, which Spin componentizes at load with WASI's preview1 adapter.
+    let wasm = repo_root().join("target/wasm32-wasip1/wasm/probe.wasm");
+    let bytes = std::fs::read(&wasm).expect("make components builds the wasip1 probe");
+    assert_eq!(&bytes[4..8], [1, 0, 0, 0], "a core module, not a component");
+    let manifest =
+        std::env::temp_dir().join(format!("mart-core-module-{}.toml", std::process::id()));
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"spin_manifest_version = 2
+
+[application]
+name = "core-module"
+
+[[trigger.http]]
+route = "/probe/..."
+component = "probe"
+
+[component.probe]
+source = "{}"
+variables = {{ greeting = "hello from a core module" }}
+"#,
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    let host = Host::start(manifest.to_str().unwrap(), &[]);
+    assert_eq!(host.get("/probe/noop").status, 200);
+    let r = host.get("/probe/var?name=greeting");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello from a core module");
+    let trapped = host.get("/probe/trap");
+    assert_eq!(trapped.status, 500, "a trap is answered as for a component");
+    drop(host);
+    let _ = std::fs::remove_file(manifest);
+}

@@ -113,8 +113,10 @@ impl Runtime {
         for (done, (id, manifest_component, limits)) in settings.into_iter().enumerate() {
             let path = app.component_source_path(manifest_component);
             let started = std::time::Instant::now();
-            let component = Component::from_file(&engine, &path)
+            let component = std::fs::read(&path)
                 .map_err(anyhow::Error::from)
+                .and_then(crate::componentize::componentize_if_needed)
+                .and_then(|bytes| Component::new(&engine, &bytes).map_err(anyhow::Error::from))
                 .with_context(|| format!("component `{id}`: cannot load {}", path.display()))?;
             let pre = linker
                 .instantiate_pre(&component)

@@ -5,6 +5,7 @@
 //! instantiated fresh for every request or event in a `Store` of its own:
 //! Spin's isolation model. The pooling allocator keeps that cheap.
 
+mod componentize;
 mod engine;
 pub mod files;
 mod invoke;
