@@ -602,3 +602,54 @@ variables = {{ greeting = "hello from a core module" }}
     drop(host);
     let _ = std::fs::remove_file(manifest);
 }
+
+/// A TCP server on loopback that answers each connection `pong`.
+fn pong_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut line = [0u8; 5];
+            let _ = stream.read_exact(&mut line);
+            let _ = stream.write_all(b"pong\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_tcp_reaches_only_what_allowed_outbound_hosts_lists() {
+    let (allowed, other) = (pong_server(), pong_server());
+    let wasm = repo_root().join("target/wasm32-wasip2/wasm/probe.wasm");
+    let manifest = std::env::temp_dir().join(format!("mart-tcp-{}.toml", std::process::id()));
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"spin_manifest_version = 2
+
+[application]
+name = "tcp"
+
+[[trigger.http]]
+route = "/probe/..."
+component = "probe"
+
+[component.probe]
+source = "{}"
+allowed_outbound_hosts = ["tcp://127.0.0.1:{allowed}"]
+"#,
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    let host = Host::start(manifest.to_str().unwrap(), &[]);
+    let r = host.get(&format!("/probe/tcp?addr=127.0.0.1:{allowed}"));
+    assert_eq!((r.status, r.text()), (200, "pong".to_string()));
+    let r = host.get(&format!("/probe/tcp?addr=127.0.0.1:{other}"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().starts_with("PermissionDenied"), "{}", r.text());
+    drop(host);
+    let _ = std::fs::remove_file(manifest);
+}

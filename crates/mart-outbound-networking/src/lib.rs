@@ -134,6 +134,24 @@ impl AllowedHosts {
         self.allow_all || self.entries.iter().any(|e| e.matches(target))
     }
 
+    /// Whether a TCP connection (`wasi:sockets`) to `address` is allowed: as
+    /// in Spin, by a `tcp://` entry (or `*://`) naming its IP address, a
+    /// CIDR range holding it, or any host, with its port.
+    pub fn allows_tcp(&self, address: std::net::SocketAddr) -> bool {
+        let ip = address.ip().to_canonical();
+        self.allows(&OutboundTarget::new("tcp", &ip.to_string(), address.port()))
+    }
+
+    /// Whether any entry may allow `scheme` (e.g. whether a component may
+    /// use TCP sockets at all).
+    pub fn mentions_scheme(&self, scheme: &str) -> bool {
+        self.allow_all
+            || self
+                .entries
+                .iter()
+                .any(|e| e.scheme.as_deref().is_none_or(|s| s == scheme))
+    }
+
     /// Whether a chained request to `<component>.spin.internal` is allowed.
     /// As in Spin, it must be listed like any host (`http://*.spin.internal`
     /// or `http://<component>.spin.internal`); `self` does not cover it.
@@ -462,5 +480,28 @@ mod tests {
         assert!(!AllowedHosts::parse(&["http://localhost"])
             .unwrap()
             .allows_component("http", "users"));
+    }
+
+    #[test]
+    fn tcp_is_allowed_by_address_range_and_port_only() {
+        let allowed = AllowedHosts::parse(&[
+            "tcp://127.0.0.1:5432",
+            "tcp://10.0.0.0/8:6379",
+            "https://api.example.com",
+        ])
+        .unwrap();
+        let at = |a: &str| allowed.allows_tcp(a.parse().unwrap());
+        assert!(at("127.0.0.1:5432"));
+        assert!(!at("127.0.0.1:5433"), "another port");
+        assert!(at("10.1.2.3:6379"));
+        assert!(!at("11.1.2.3:6379"), "outside the range");
+        assert!(
+            at("[::ffff:127.0.0.1]:5432"),
+            "an IPv4-mapped address is its IPv4 one"
+        );
+        assert!(allowed.mentions_scheme("tcp"));
+        let http_only = AllowedHosts::parse(&["https://api.example.com"]).unwrap();
+        assert!(!http_only.mentions_scheme("tcp"));
+        assert!(!http_only.allows_tcp("127.0.0.1:443".parse().unwrap()));
     }
 }

@@ -202,6 +202,7 @@ impl Runtime {
         wasi.inherit_stdout()
             .inherit_stderr()
             .envs(&component.environment);
+        allow_outbound_tcp(&mut wasi, component.allowed_hosts.clone());
         if let Some(files) = &component.files {
             wasi.preopened_dir(files.root(), "/", FsPerms::ReadOnly)
                 .map_err(anyhow::Error::from)
@@ -238,6 +239,32 @@ impl Runtime {
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
         store.epoch_deadline_trap();
         Ok(store)
+    }
+}
+
+/// Outbound TCP through `wasi:sockets`, as `allowed_outbound_hosts` says
+/// (`tcp://address:port`, CIDR ranges); every other use of sockets
+/// (listening, binding, UDP) is refused, and a refused connection is the
+/// guest's `access-denied`. Name lookups only for a component that may use
+/// TCP.
+fn allow_outbound_tcp(wasi: &mut wasmtime_wasi::WasiCtxBuilder, allowed: Arc<AllowedHosts>) {
+    let tcp = allowed.mentions_scheme("tcp");
+    wasi.allow_tcp(tcp)
+        .allow_udp(false)
+        .allow_ip_name_lookup(tcp);
+    if tcp {
+        wasi.socket_addr_check(move |address, use_| {
+            use wasmtime_wasi::sockets::SocketAddrUse;
+            let allowed = match use_ {
+                SocketAddrUse::TcpConnect => allowed.allows_tcp(address),
+                // A connect first checks the implicit bind to the wildcard
+                // address and an ephemeral port; listening (its own check)
+                // stays refused, so this opens nothing to the outside.
+                SocketAddrUse::TcpBind => address.ip().is_unspecified() && address.port() == 0,
+                _ => false,
+            };
+            Box::pin(std::future::ready(allowed))
+        });
     }
 }
 

@@ -35,6 +35,7 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             Err(e) => text(404, &format!("{e:?}")),
         },
         "/http" => outbound(&param("url")).await,
+        "/tcp" => tcp_exchange(&param("addr")),
         "/chain" => outbound("http://probe-callee.spin.internal/headers?from=chain").await,
         "/pg" => pg_round_trip(&param("url")),
         "/pg-query" => pg_query(&param("url"), &param("sql")),
@@ -97,6 +98,23 @@ fn alloc(mib: usize) -> Response {
         200,
         &format!("allocated {} MiB", std::hint::black_box(block).len() >> 20),
     )
+}
+
+/// Sends `ping` over TCP (wasi:sockets) and answers what came back, or
+/// 502 with the error (e.g. `PermissionDenied` when the host refuses).
+fn tcp_exchange(addr: &str) -> Response {
+    use std::io::{Read, Write};
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.write_all(b"ping\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    match exchange() {
+        Ok(answer) => text(200, answer.trim()),
+        Err(e) => text(502, &format!("{:?}: {e}", e.kind())),
+    }
 }
 
 async fn outbound(url: &str) -> Response {
