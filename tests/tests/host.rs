@@ -570,22 +570,15 @@ fn slow_clients_hold_connections_not_instances() {
     );
 }
 
-#[test]
-fn a_core_module_runs_as_a_component_as_on_spin() {
-    // The probe built for wasm32-wasip1 (Spin's Rust target): a core
-    // module, which Spin componentizes at load with WASI's preview1 adapter.
-    let wasm = repo_root().join("target/wasm32-wasip1/wasm/probe.wasm");
-    let bytes = std::fs::read(&wasm).expect("make components builds the wasip1 probe");
-    assert_eq!(&bytes[4..8], [1, 0, 0, 0], "a core module, not a component");
-    let manifest =
-        std::env::temp_dir().join(format!("mart-core-module-{}.toml", std::process::id()));
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"spin_manifest_version = 2
+/// A manifest serving `wasm` as the probe under `/probe/...`, with
+/// `settings` added to its component table.
+fn probe_app(name: &str, wasm: &std::path::Path, settings: &str) -> std::path::PathBuf {
+    let manifest = std::env::temp_dir().join(format!("mart-{name}-{}.toml", std::process::id()));
+    let text = format!(
+        r#"spin_manifest_version = 2
 
 [application]
-name = "core-module"
+name = "{name}"
 
 [[trigger.http]]
 route = "/probe/..."
@@ -593,12 +586,26 @@ component = "probe"
 
 [component.probe]
 source = "{}"
-variables = {{ greeting = "hello from a core module" }}
+{settings}
 "#,
-            wasm.display()
-        ),
-    )
-    .unwrap();
+        wasm.display()
+    );
+    std::fs::write(&manifest, text).unwrap();
+    manifest
+}
+
+#[test]
+fn a_core_module_runs_as_a_component_as_on_spin() {
+    // The probe built for wasm32-wasip1 (Spin's Rust target): a core
+    // module, which Spin componentizes at load with WASI's preview1 adapter.
+    let wasm = repo_root().join("target/wasm32-wasip1/wasm/probe.wasm");
+    let bytes = std::fs::read(&wasm).expect("make components builds the wasip1 probe");
+    assert_eq!(&bytes[4..8], [1, 0, 0, 0], "a core module, not a component");
+    let manifest = probe_app(
+        "core-module",
+        &wasm,
+        r#"variables = { greeting = "hello from a core module" }"#,
+    );
     let host = Host::start(manifest.to_str().unwrap(), &[]);
     assert_eq!(host.get("/probe/noop").status, 200);
     let r = host.get("/probe/var?name=greeting");
@@ -630,27 +637,11 @@ fn pong_server() -> u16 {
 fn outbound_tcp_reaches_only_what_allowed_outbound_hosts_lists() {
     let (allowed, other) = (pong_server(), pong_server());
     let wasm = repo_root().join("target/wasm32-wasip2/wasm/probe.wasm");
-    let manifest = std::env::temp_dir().join(format!("mart-tcp-{}.toml", std::process::id()));
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"spin_manifest_version = 2
-
-[application]
-name = "tcp"
-
-[[trigger.http]]
-route = "/probe/..."
-component = "probe"
-
-[component.probe]
-source = "{}"
-allowed_outbound_hosts = ["tcp://127.0.0.1:{allowed}"]
-"#,
-            wasm.display()
-        ),
-    )
-    .unwrap();
+    let manifest = probe_app(
+        "tcp",
+        &wasm,
+        &format!(r#"allowed_outbound_hosts = ["tcp://127.0.0.1:{allowed}"]"#),
+    );
     let host = Host::start(manifest.to_str().unwrap(), &[]);
     let r = host.get(&format!("/probe/tcp?addr=127.0.0.1:{allowed}"));
     assert_eq!((r.status, r.text()), (200, "pong".to_string()));

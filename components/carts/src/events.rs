@@ -3,19 +3,13 @@
 
 use mart_domain::events::{Event, EventData};
 use mart_domain::DomainError;
-use mart_guest::kafka::{self, EventHandler, Failure, Message};
+use mart_guest::kafka::EventHandler;
 
 use crate::db::Db;
 
 struct Events;
 
-impl kafka::Handler for Events {
-    fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-        kafka::run(&mut Events, &messages)
-    }
-}
-
-kafka::export_kafka_handler!(Events);
+mart_guest::export_event_handler!(Events);
 
 impl EventHandler for Events {
     type Db = Db;

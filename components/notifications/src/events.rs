@@ -12,17 +12,11 @@ use mart_domain::events::{Event, EventData, UserRegistered};
 use mart_domain::notifications::{note_for, Note};
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, text, uuid, Database};
-use mart_guest::kafka::{self, EventHandler, Failure, Message};
+use mart_guest::kafka::EventHandler;
 
 struct Events;
 
-impl kafka::Handler for Events {
-    fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-        kafka::run(&mut Events, &messages)
-    }
-}
-
-kafka::export_kafka_handler!(Events);
+mart_guest::export_event_handler!(Events);
 
 impl EventHandler for Events {
     type Db = Database;

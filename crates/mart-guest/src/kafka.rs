@@ -8,12 +8,7 @@
 //! ```ignore
 //! struct Events;
 //! impl EventHandler for Events { ... fn on(&mut self, db, event) { ... } }
-//! impl mart_guest::kafka::Handler for Events {
-//!     fn handle(messages: Vec<Message>) -> Result<(), Failure> {
-//!         mart_guest::kafka::run(&mut Events, &messages)
-//!     }
-//! }
-//! mart_guest::kafka::export_kafka_handler!(Events);
+//! mart_guest::export_event_handler!(Events);
 //! ```
 
 use crate::db::Database;
@@ -35,6 +30,21 @@ pub use bindings::export_kafka_handler;
 pub use bindings::exports::mart::kafka::handler::Header;
 pub use bindings::exports::mart::kafka::handler::{Failure, Guest as Handler, Message};
 pub use bindings::mart::kafka::producer::{self, publish};
+
+/// Exports the unit struct `$handler`, an `EventHandler`, as the
+/// component's `mart:kafka/handler`: every batch goes through `run`.
+#[macro_export]
+macro_rules! export_event_handler {
+    ($handler:ident) => {
+        impl $crate::kafka::Handler for $handler {
+            fn handle(messages: Vec<$crate::kafka::Message>) -> Result<(), $crate::kafka::Failure> {
+                $crate::kafka::run(&mut $handler, &messages)
+            }
+        }
+
+        $crate::kafka::export_kafka_handler!($handler);
+    };
+}
 
 /// How a handler takes one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
