@@ -3,10 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The app's Wasm components, and the test-only ones.
 APP_COMPONENTS := catalog users inventory carts orders payments notifications static-files
-COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe
+COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe spin-interfaces
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build system-packages broker components components-app host web browser fuzz-tools actionlint release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
+.PHONY: help build system-packages test-servers broker components components-app host web browser fuzz-tools actionlint release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,7 +78,12 @@ spin-up: components web host spin-plugins broker ## Run the whole app with Fermy
 fuzz-tools: ## Install what the OpenAPI fuzzing test needs (Schemathesis, pinned)
 	scripts/schemathesis.sh install
 
-test: build broker browser fuzz-tools actionlint ## Run every test (unit, integration with PostgreSQL, the broker and the host)
+# Spin's outbound Redis and MQTT are tested against real servers from
+# Debian, which the tests start on loopback ports of their own.
+test-servers: ## Install the servers the Spin interface tests start (redis-server, mosquitto)
+	@scripts/install-debian-packages.sh redis-server mosquitto
+
+test: build broker browser fuzz-tools actionlint test-servers ## Run every test (unit, integration with PostgreSQL, the broker and the host)
 	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))
 
 bench: system-packages ## Benchmark the host against a native server (prints a table)

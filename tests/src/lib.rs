@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod fake_http;
+pub mod servers;
 pub mod spin;
 
 use std::io::Read;
@@ -96,8 +97,13 @@ pub fn stop_when_this_process_exits(script: &Path, dir: &Path) {
     ));
 }
 
+/// Deletes `dir` once this test process has exited, however it exits.
+pub fn remove_when_this_process_exits(dir: &Path) {
+    after_this_process_exits(&format!("rm -rf '{}'", dir.display()));
+}
+
 /// Runs the shell command `then` once this test process has exited.
-fn after_this_process_exits(then: &str) {
+pub(crate) fn after_this_process_exits(then: &str) {
     let watchdog = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {then}",
         pid = std::process::id(),

@@ -173,8 +173,8 @@ fn an_unsupported_import_fails_at_load_naming_the_interface() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("component `kv`"), "{stderr}");
-    assert!(stderr.contains("key-value"), "{stderr}");
+    assert!(stderr.contains("component `llm`"), "{stderr}");
+    assert!(stderr.contains("fermyon:spin/llm"), "{stderr}");
 }
 
 #[test]

@@ -2,13 +2,15 @@
 //! variable providers, the Kafka client and the compile cache.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use mart_manifest::{App, RuntimeConfig, VariablesProvider};
+use mart_runtime::HostPart;
 use mart_variables::{EnvProvider, Resolver};
 
 /// The runtime config at `path`, or the empty one.
-fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
+pub fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
     let config = match path {
         Some(path) => RuntimeConfig::load(path)?,
         None => RuntimeConfig::default(),
@@ -20,14 +22,14 @@ fn runtime_config(path: Option<&Path>) -> anyhow::Result<RuntimeConfig> {
 }
 
 /// The app's variables: `--variable` values first (Spin's static provider),
-/// then the providers of the runtime config at `config_path` in its order,
-/// then Spin's default environment provider.
+/// then the providers of the runtime config (read from `config_path`) in
+/// its order, then Spin's default environment provider.
 pub fn resolver(
     app: &App,
+    config: &RuntimeConfig,
     config_path: Option<&Path>,
     cli_variables: &[String],
 ) -> anyhow::Result<Resolver> {
-    let config = runtime_config(config_path)?;
     let mut providers = vec![EnvProvider::with_values(
         cli_variables
             .iter()
@@ -49,6 +51,14 @@ pub fn resolver(
                 }
                 providers.push(EnvProvider::new(prefix.as_deref(), vars));
             }
+            VariablesProvider::Vault { .. } | VariablesProvider::AzureKeyVault { .. } => {
+                anyhow::bail!(
+                    "runtime config: variables_provider `{}` is not provided by Mart's host \
+                     (only `env`); pass secrets as SPIN_VARIABLE_<NAME> or --variable, or run \
+                     the app under Spin",
+                    provider.kind()
+                )
+            }
         }
     }
     // Spin's default provider, always last: SPIN_VARIABLE_<NAME>, then a
@@ -61,6 +71,30 @@ pub fn resolver(
     }
     providers.push(EnvProvider::new(None, vars));
     Ok(Resolver::new(app.manifest.variables.clone(), providers))
+}
+
+/// Spin's built-in interfaces beyond PostgreSQL and variables, as host
+/// parts: key-value and SQLite with the stores and databases of `config`
+/// (the `default` ones in the state directory: `state_dir_flag`, then
+/// `state_dir` in `config`, then `.spin` in a local app's `app_dir`, else
+/// memory), outbound Redis and
+/// MQTT. Fails, as Spin does, if a component lists a store or database
+/// nothing defines.
+pub fn spin_parts(
+    app: &App,
+    config: &RuntimeConfig,
+    state_dir_flag: Option<&str>,
+    app_dir: Option<&Path>,
+) -> anyhow::Result<Vec<Arc<dyn HostPart>>> {
+    let state_dir = config.state_dir(state_dir_flag, app_dir);
+    let stores = mart_key_value::Stores::resolve(app, config, state_dir.as_deref())?;
+    let databases = mart_sqlite::Databases::resolve(app, config, state_dir.as_deref())?;
+    Ok(vec![
+        Arc::new(mart_key_value::KeyValuePart::new(stores)),
+        Arc::new(mart_sqlite::SqlitePart::new(databases)),
+        Arc::new(mart_outbound_redis::RedisPart),
+        Arc::new(mart_outbound_mqtt::MqttPart),
+    ])
 }
 
 /// One `--variable` as Spin reads it: `name=value`, or `name=@file` for a

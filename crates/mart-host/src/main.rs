@@ -87,6 +87,11 @@ struct UpArgs {
     /// Spin runtime config.
     #[arg(long, env = "MART_RUNTIME_CONFIG")]
     runtime_config_file: Option<PathBuf>,
+    /// Where the `default` key-value store and SQLite database live (Spin's
+    /// `--state-dir`; default: `state_dir` in the runtime config, else
+    /// `.spin` beside the manifest; "" keeps them in memory).
+    #[arg(long = "state-dir", env = "MART_STATE_DIR")]
+    state_dir: Option<String>,
     /// An application variable, `name=value` or `name=@file` (as Spin's
     /// `--variable`); wins over every other provider.
     #[arg(long = "variable", value_name = "NAME=VALUE")]
@@ -256,14 +261,22 @@ fn events(manifest: &std::path::Path) -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
     let config_path = args.runtime_config_file.as_deref();
-    let resolver = config::resolver(&app, config_path, &args.variables)?;
+    let runtime_config = config::runtime_config(config_path)?;
+    let resolver = config::resolver(&app, &runtime_config, config_path, &args.variables)?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?;
     let producer = Arc::new(mart_kafka::ProducerPart::new(&app)?);
+    let mut parts = config::spin_parts(
+        &app,
+        &runtime_config,
+        args.state_dir.as_deref(),
+        Some(&app.base_dir),
+    )?;
+    parts.push(producer.clone());
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.no_cache, args.cache_dir.clone()),
         pg_compatibility: args.pg_compatibility.into(),
         pg_pools: pool_budgets(&args),
-        parts: vec![producer.clone()],
+        parts,
         ..RuntimeOptions::default()
     };
     let loading = std::time::Instant::now();
@@ -322,7 +335,8 @@ async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
     use mart_trigger_kafka::Resolution;
     let app = App::load(&args.manifest)?;
     let config_path = args.runtime_config_file.as_deref();
-    let resolver = config::resolver(&app, config_path, &[])?;
+    let runtime_config = config::runtime_config(config_path)?;
+    let resolver = config::resolver(&app, &runtime_config, config_path, &[])?;
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?.context(
         "no Kafka brokers: set them in [application.trigger.kafka], or pass --kafka-brokers",
     )?;

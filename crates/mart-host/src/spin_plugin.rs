@@ -55,9 +55,10 @@ pub struct PluginArgs {
     /// Configuration file for config providers (Spin's runtime config).
     #[arg(long = "runtime-config-file", env = "RUNTIME_CONFIG_FILE")]
     pub runtime_config_file: Option<PathBuf>,
-    /// The application state directory (Spin's `--state-dir`). Mart's
-    /// triggers keep no state on disk (offsets live in the broker); accepted
-    /// so `spin up --state-dir` works with them.
+    /// The application state directory (Spin's `--state-dir`): where the
+    /// `default` key-value store and SQLite database live, as under `spin
+    /// up` ("" keeps them in memory). The triggers' own state (offsets)
+    /// lives in the broker.
     #[arg(long = "state-dir")]
     pub state_dir: Option<String>,
     /// An application variable, `name=value` or `name=@file` (Spin's
@@ -107,6 +108,9 @@ impl LaunchMetadata {
 pub struct SpinEnvironment {
     pub locked_file: PathBuf,
     pub working_dir: PathBuf,
+    /// The app's directory, for a local app (Spin's state directory
+    /// defaults to `.spin` in it).
+    pub local_app_dir: Option<PathBuf>,
 }
 
 impl SpinEnvironment {
@@ -125,6 +129,7 @@ impl SpinEnvironment {
         Ok(Self {
             locked_file,
             working_dir: PathBuf::from(var("SPIN_WORKING_DIR")?),
+            local_app_dir: std::env::var_os("SPIN_LOCAL_APP_DIR").map(PathBuf::from),
         })
     }
 }
@@ -166,12 +171,22 @@ async fn run(trigger: TriggerType, args: PluginArgs) -> anyhow::Result<()> {
     let spin = SpinEnvironment::from_env()?;
     let app = load_app(trigger, &spin.locked_file, &spin.working_dir)?;
     let config_path = args.runtime_config_file.as_deref();
-    let resolver = config::resolver(&app, config_path, &args.variables)?;
-    // Components run by either trigger may publish through mart:kafka.
+    let runtime_config = config::runtime_config(config_path)?;
+    let resolver = config::resolver(&app, &runtime_config, config_path, &args.variables)?;
+    // Components run by either trigger may publish through mart:kafka, and
+    // use Spin's key-value store and SQLite database beside `spin up`'s
+    // HTTP trigger (the same files, in the same state directory).
     let producer = Arc::new(mart_kafka::ProducerPart::new(&app)?);
+    let mut parts = config::spin_parts(
+        &app,
+        &runtime_config,
+        args.state_dir.as_deref(),
+        spin.local_app_dir.as_deref(),
+    )?;
+    parts.push(producer.clone());
     let options = RuntimeOptions {
         cache_dir: config::cache_dir(!args.disable_cache, None),
-        parts: vec![producer.clone()],
+        parts,
         ..RuntimeOptions::default()
     };
     let runtime = Arc::new(Runtime::load(&app, &resolver, &options)?);

@@ -6,6 +6,7 @@
 //! manifest stays valid for Fermyon Spin.
 
 mod export;
+mod grants;
 mod kafka;
 mod locked;
 mod manifest;
@@ -13,6 +14,7 @@ mod runtime_config;
 mod timer;
 
 pub use export::http_only;
+pub use grants::Grants;
 pub use kafka::*;
 pub use locked::LockedApp;
 pub use manifest::*;

@@ -1,0 +1,207 @@
+//! Spin's outbound MQTT, `fermyon:spin/mqtt@2.0.0`: a component opens a
+//! connection to an `mqtt://host:port?client_id=<id>` address its
+//! `allowed_outbound_hosts` lists and publishes on it. An address not
+//! listed is `connection-failed` ("address … is not permitted"), Spin's
+//! answer, and nothing is dialled.
+//!
+//! As in Spin (`crates/factor-outbound-mqtt`), `open` only prepares the
+//! client; `publish` connects if needed and returns once the broker has the
+//! message at the requested QoS (sent for at-most-once, PUBACK for
+//! at-least-once, PUBCOMP for exactly-once), or fails within a timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mart_outbound_networking::{AllowedHosts, OutboundTarget};
+use mart_runtime::{AppComponent, HostPart, InstanceState, TriggerKind};
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: ["../../wit/spin/mqtt@2.0.0"],
+        inline: "
+            package mart:host-mqtt;
+            world mqtt-host {
+                import fermyon:spin/mqtt@2.0.0;
+            }
+        ",
+        world: "mart:host-mqtt/mqtt-host",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/mqtt.connection": crate::Connection,
+        },
+    });
+}
+
+use bindings::fermyon::spin::mqtt::{self as v2, Error, Qos};
+
+/// How long one publish may take, connecting included.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages a connection queues before `publish` waits.
+const QUEUE: usize = 16;
+/// Connections one instance may hold open at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// One open connection; clones share it.
+#[derive(Clone)]
+pub struct Connection {
+    client: AsyncClient,
+    events: Arc<tokio::sync::Mutex<EventLoop>>,
+}
+
+impl Connection {
+    fn new(
+        address: &str,
+        username: String,
+        password: String,
+        keep_alive: Duration,
+    ) -> Result<Self, Error> {
+        let mut options = MqttOptions::parse_url(address).map_err(|e| {
+            tracing::warn!(%address, error = %e, "mqtt address refused");
+            Error::InvalidAddress
+        })?;
+        if !username.is_empty() || !password.is_empty() {
+            options.set_credentials(username, password);
+        }
+        // rumqttc refuses a keep-alive under 5 s; 0 means none, as in MQTT.
+        if keep_alive.is_zero() || keep_alive >= Duration::from_secs(5) {
+            options.set_keep_alive(keep_alive);
+        }
+        let (client, events) = AsyncClient::new(options, QUEUE);
+        Ok(Self {
+            client,
+            events: Arc::new(tokio::sync::Mutex::new(events)),
+        })
+    }
+
+    async fn publish(&self, topic: String, payload: Vec<u8>, qos: QoS) -> Result<(), Error> {
+        let delivered = async {
+            self.client
+                .publish(topic, qos, false, payload)
+                .await
+                .map_err(|e| Error::Other(e.to_string()))?;
+            // Drive the connection until the broker has the message.
+            let mut events = self.events.lock().await;
+            loop {
+                let event = events
+                    .poll()
+                    .await
+                    .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+                let done = matches!(
+                    (qos, event),
+                    (QoS::AtMostOnce, Event::Outgoing(Outgoing::Publish(_)))
+                        | (QoS::AtLeastOnce, Event::Incoming(Incoming::PubAck(_)))
+                        | (QoS::ExactlyOnce, Event::Incoming(Incoming::PubComp(_)))
+                );
+                if done {
+                    return Ok(());
+                }
+            }
+        };
+        tokio::time::timeout(PUBLISH_TIMEOUT, delivered)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::ConnectionFailed(format!(
+                    "the broker did not take the message within {PUBLISH_TIMEOUT:?}"
+                )))
+            })
+    }
+}
+
+/// One instance's MQTT state.
+pub struct MqttHost {
+    allowed: Arc<AllowedHosts>,
+    table: ResourceTable,
+    open: usize,
+}
+
+impl MqttHost {
+    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
+        Self {
+            allowed,
+            table: ResourceTable::new(),
+            open: 0,
+        }
+    }
+}
+
+/// A call's answer: the guest sees the interface's error, never a trap.
+type Answer<T> = wasmtime::Result<Result<T, Error>>;
+
+impl v2::Host for MqttHost {}
+
+impl v2::HostConnection for MqttHost {
+    async fn open(
+        &mut self,
+        address: String,
+        username: String,
+        password: String,
+        keep_alive_interval_in_secs: u64,
+    ) -> Answer<Resource<Connection>> {
+        let allowed = OutboundTarget::from_url(&address).is_ok_and(|t| self.allowed.allows(&t));
+        if !allowed {
+            tracing::warn!(%address, "mqtt address not in allowed_outbound_hosts");
+            return Ok(Err(Error::ConnectionFailed(format!(
+                "address {address} is not permitted"
+            ))));
+        }
+        if self.open >= MAX_CONNECTIONS {
+            return Ok(Err(Error::TooManyConnections));
+        }
+        let keep_alive = Duration::from_secs(keep_alive_interval_in_secs);
+        let connection = match Connection::new(&address, username, password, keep_alive) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.open += 1;
+        Ok(Ok(self.table.push(connection)?))
+    }
+
+    async fn publish(
+        &mut self,
+        connection: Resource<Connection>,
+        topic: String,
+        payload: Vec<u8>,
+        qos: Qos,
+    ) -> Answer<()> {
+        let connection = self.table.get(&connection)?.clone();
+        let qos = match qos {
+            Qos::AtMostOnce => QoS::AtMostOnce,
+            Qos::AtLeastOnce => QoS::AtLeastOnce,
+            Qos::ExactlyOnce => QoS::ExactlyOnce,
+        };
+        Ok(connection.publish(topic, payload, qos).await)
+    }
+
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        // Dropping the event loop closes the socket.
+        self.table.delete(connection)?;
+        self.open -= 1;
+        Ok(())
+    }
+}
+
+struct Mqtt;
+
+impl HasData for Mqtt {
+    type Data<'a> = &'a mut MqttHost;
+}
+
+/// `fermyon:spin/mqtt@2.0.0` as a host part of the runtime.
+pub struct MqttPart;
+
+impl HostPart for MqttPart {
+    fn link(&self, linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
+        v2::add_to_linker::<_, Mqtt>(linker, InstanceState::part::<MqttHost>)?;
+        Ok(())
+    }
+
+    fn instance(
+        &self,
+        component: &AppComponent,
+        _kind: TriggerKind,
+    ) -> Box<dyn std::any::Any + Send> {
+        Box::new(MqttHost::new(component.allowed_hosts.clone()))
+    }
+}

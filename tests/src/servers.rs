@@ -1,0 +1,109 @@
+//! Servers the Spin interface tests talk to, from Debian's packages
+//! (`make test-servers`): one Redis and one MQTT broker (Mosquitto) per
+//! test process, each on a loopback port of its own and stopped when the
+//! process exits.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::{after_this_process_exits, free_port};
+
+/// A server process started by the harness.
+pub struct LocalServer {
+    pub port: u16,
+    pub pid: u32,
+}
+
+impl LocalServer {
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The test process's Redis server (no persistence).
+pub fn redis() -> &'static LocalServer {
+    static REDIS: OnceLock<LocalServer> = OnceLock::new();
+    REDIS.get_or_init(|| {
+        let port = free_port();
+        let dir = scratch_dir("redis", port);
+        start(
+            "redis-server",
+            Command::new(installed("redis-server"))
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&dir),
+            port,
+            &dir,
+        )
+    })
+}
+
+/// The test process's MQTT broker (anonymous clients, no persistence).
+pub fn mosquitto() -> &'static LocalServer {
+    static MOSQUITTO: OnceLock<LocalServer> = OnceLock::new();
+    MOSQUITTO.get_or_init(|| {
+        let port = free_port();
+        let dir = scratch_dir("mosquitto", port);
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("writing mosquitto.conf");
+        start(
+            "mosquitto",
+            Command::new(installed("mosquitto")).arg("-c").arg(&config),
+            port,
+            &dir,
+        )
+    })
+}
+
+fn scratch_dir(name: &str, port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mart-test-{name}-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("server scratch directory");
+    dir
+}
+
+/// The server binary, or a panic that says how to install it.
+fn installed(binary: &str) -> PathBuf {
+    ["/usr/bin", "/usr/sbin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(binary))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{binary} is missing: run `make test-servers` (or `make test`), which installs it"
+            )
+        })
+}
+
+/// Starts `command`, stops it when this process exits, and waits until it
+/// accepts connections on `port` (generously: the machine may be loaded).
+// The server outlives its Child handle on purpose: the watchdog stops it.
+#[allow(clippy::zombie_processes)]
+fn start(name: &str, command: &mut Command, port: u16, dir: &Path) -> LocalServer {
+    let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("server log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let pid = child.id();
+    after_this_process_exits(&format!("kill {pid}; rm -rf '{}'", dir.display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen on {port} within 60 s: {}",
+            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    LocalServer { port, pid }
+}
