@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mart_integration_tests::fake_http::{FakeHttp, Recorded};
 use mart_integration_tests::{free_port, mart_bin, postgres, repo_root, Host};
 
 const PROBE: &str = "tests/fixtures/probe.toml";
@@ -650,4 +651,83 @@ fn outbound_tcp_reaches_only_what_allowed_outbound_hosts_lists() {
     assert!(r.text().starts_with("PermissionDenied"), "{}", r.text());
     drop(host);
     let _ = std::fs::remove_file(manifest);
+}
+
+/// Vault's KV v2 API as far as Spin's `vault` provider uses it: one secret
+/// per variable under `secret/shop/`, for the token `s.mart-test` only.
+fn vault(request: &Recorded, _: &[Recorded]) -> (u16, serde_json::Value) {
+    if request.header("x-vault-token") != Some("s.mart-test") {
+        return (403, serde_json::json!({ "errors": ["permission denied"] }));
+    }
+    match request.path.as_str() {
+        "/v1/secret/data/shop/greeting" => (
+            200,
+            serde_json::json!({ "data": { "data": { "value": "hello from vault" } } }),
+        ),
+        _ => (404, serde_json::json!({ "errors": [] })),
+    }
+}
+
+#[test]
+fn variables_come_from_vault_as_spins_vault_provider_reads_them() {
+    let fake = FakeHttp::start(vault);
+    let wasm = repo_root().join("target/wasm32-wasip2/wasm/probe.wasm");
+    let manifest = probe_app(
+        "vault",
+        &wasm,
+        r#"variables = { greeting = "{{ greeting }}", motto = "{{ motto }}" }
+
+[variables]
+greeting = { required = true, secret = true }
+motto = { default = "from the manifest" }"#,
+    );
+    let config = |token: &str| {
+        let path = manifest.with_extension(format!("{token}.runtime-config.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[[variables_provider]]\ntype = \"vault\"\nurl = \"{}\"\ntoken = \"{token}\"\n\
+                 mount = \"secret\"\nprefix = \"shop\"\n",
+                fake.url
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = config("s.mart-test");
+    let host = Host::start(
+        manifest.to_str().unwrap(),
+        &[("MART_RUNTIME_CONFIG", good.display().to_string())],
+    );
+    assert_eq!(
+        host.get("/probe/var?name=greeting").text(),
+        "hello from vault"
+    );
+    // Vault has no `motto`: the next provider, then the default, answers.
+    assert_eq!(
+        host.get("/probe/var?name=motto").text(),
+        "from the manifest"
+    );
+    drop(host);
+
+    // A token Vault refuses stops the start: no secret is taken from
+    // elsewhere in its place.
+    let refused = config("s.wrong");
+    let output = Command::new(mart_bin())
+        .args(["up", "--from"])
+        .arg(&manifest)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--runtime-config-file")
+        .arg(&refused)
+        .env("SPIN_VARIABLE_GREETING", "from the environment")
+        .env_remove("MART_KAFKA_BROKERS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Vault answered 403"), "{stderr}");
+    for file in [manifest, good, refused] {
+        let _ = std::fs::remove_file(file);
+    }
 }

@@ -51,14 +51,27 @@ pub fn resolver(
                 }
                 providers.push(EnvProvider::new(prefix.as_deref(), vars));
             }
-            VariablesProvider::Vault { .. } | VariablesProvider::AzureKeyVault { .. } => {
-                anyhow::bail!(
-                    "runtime config: variables_provider `{}` is not provided by Mart's host \
-                     (only `env`); pass secrets as SPIN_VARIABLE_<NAME> or --variable, or run \
-                     the app under Spin",
-                    provider.kind()
-                )
+            VariablesProvider::Vault {
+                url,
+                token,
+                mount,
+                prefix,
+            } => {
+                let settings = mart_variables::VaultSettings {
+                    url: url.clone(),
+                    token: token.clone(),
+                    mount: mount.clone(),
+                    prefix: prefix.clone(),
+                };
+                let names = app.manifest.variables.keys().map(String::as_str);
+                let values = mart_variables::read_vault(&settings, names)?;
+                providers.push(EnvProvider::with_values(values));
             }
+            VariablesProvider::AzureKeyVault { .. } => anyhow::bail!(
+                "runtime config: variables_provider `azure_key_vault` is not provided by Mart's \
+                 host (`env` and `vault` are); pass secrets as SPIN_VARIABLE_<NAME> or \
+                 --variable, or run the app under Spin"
+            ),
         }
     }
     // Spin's default provider, always last: SPIN_VARIABLE_<NAME>, then a

@@ -96,17 +96,6 @@ pub enum VariablesProvider {
     },
 }
 
-impl VariablesProvider {
-    /// The provider's `type`, as written in the runtime config.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            VariablesProvider::Env { .. } => "env",
-            VariablesProvider::Vault { .. } => "vault",
-            VariablesProvider::AzureKeyVault { .. } => "azure_key_vault",
-        }
-    }
-}
-
 impl RuntimeConfig {
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
