@@ -62,6 +62,25 @@ measure() {
 }
 to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
 
+# Where one in-process request's instructions go, stage by stage
+# (mart-breakdown): callgrind counts instructions, which repeat from run to
+# run where times on these machines do not. Kernel time (page faults,
+# system calls) is not in the count; the req/s and µs above have it.
+profile() {
+  local path=$1 title=$2 out=.mart/bench-callgrind.out requests=2000
+  if ! command -v valgrind >/dev/null; then scripts/install-debian-packages.sh valgrind; fi
+  # A few pool slots: valgrind cannot reserve the address space of 1,000.
+  SPIN_VARIABLE_PG_PORT=$PG_PORT RUST_BACKTRACE=0 valgrind --tool=callgrind --collect-atstart=no \
+    '--toggle-collect=mart_overhead::requests*' --callgrind-out-file="$out" \
+    target/release/mart-overhead --manifest tests/fixtures/bench.toml --path "$path" \
+    --iterations "$requests" --max-instances 4 --cache-dir .mart/bench-cache >/dev/null 2>&1
+  echo "Where the instructions of one in-process request go: $title (callgrind, $((requests + 1000)) requests)"
+  echo
+  callgrind_annotate --threshold=100 --inclusive=no --tree=none --auto=no "$out" 2>/dev/null \
+    | target/release/mart-breakdown --requests $((requests + 1000))
+  echo
+}
+
 # BENCH_ONLY=events skips the HTTP part (for working on the saga).
 if [ "${BENCH_ONLY:-}" != events ]; then
 native_noop=$(measure "http://127.0.0.1:$NATIVE_PORT/noop")
@@ -86,6 +105,9 @@ echo "host / native, no-op route: $(ratio "$host_noop" "$native_noop")   (target
 echo "host / native, DB read:     $(ratio "$host_db" "$native_db")   (target >= 80 %)"
 echo
 target/release/mart-overhead --manifest tests/fixtures/bench.toml --path /probe/noop
+echo
+profile /probe/noop "no-op route"
+profile "/products/$PRODUCT" "GET /products/{id}"
 fi
 
 # --- events: the Kafka trigger and the checkout saga ---------------------------
