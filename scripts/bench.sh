@@ -37,7 +37,7 @@ server="postgres://mart@127.0.0.1:$PG_PORT/postgres"
 target/release/mart migrate --database-url "$server" --migrations migrations >/dev/null 2>&1
 scripts/seed.sh "$server" 2>/dev/null
 
-SPIN_VARIABLE_PG_PORT=$PG_PORT RUST_LOG=warn target/release/mart up --from tests/fixtures/bench.toml \
+SPIN_VARIABLE_PG_PORT=$PG_PORT target/release/mart up --from tests/fixtures/bench.toml \
   --listen "127.0.0.1:$HOST_PORT" 2>/dev/null &
 pids+=($!)
 target/release/mart-native-ref --listen "127.0.0.1:$NATIVE_PORT" \
@@ -73,7 +73,7 @@ profile() {
   SPIN_VARIABLE_PG_PORT=$PG_PORT RUST_BACKTRACE=0 valgrind --tool=callgrind --collect-atstart=no \
     '--toggle-collect=mart_overhead::requests*' --callgrind-out-file="$out" \
     target/release/mart-overhead --manifest tests/fixtures/bench.toml --path "$path" \
-    --iterations "$requests" --max-instances 4 --cache-dir .mart/bench-cache >/dev/null 2>&1
+    --iterations "$requests" --max-instances 4 --cache-dir "$PWD/.mart/bench-cache" >/dev/null 2>&1
   echo "Where the instructions of one in-process request go: $title (callgrind, $((requests + 1000)) requests)"
   echo
   callgrind_annotate --threshold=100 --inclusive=no --tree=none --auto=no "$out" 2>/dev/null \
@@ -125,16 +125,37 @@ fi
 SPIN_VARIABLE_PG_PORT=$PG_PORT SPIN_VARIABLE_JWT_PRIVATE_KEY="$(cat .mart/bench-jwt/private.pem)" \
   SPIN_VARIABLE_JWT_PUBLIC_KEY="$(cat .mart/bench-jwt/public.pem)" \
   SPIN_VARIABLE_PAYMENT_PROVIDERS=fake SPIN_VARIABLE_ADMIN_EMAIL=admin@bench.local SPIN_VARIABLE_ADMIN_PASSWORD=bench-admin-password \
-  MART_DATABASE_URL="$server" RUST_LOG=warn target/release/mart up --from spin.toml \
+  MART_DATABASE_URL="$server" target/release/mart up --from spin.toml \
   --listen "127.0.0.1:$APP_PORT" --admin-listen 127.0.0.1:9392 2>/dev/null &
-pids+=($!)
-wait_for "127.0.0.1:$EVENTS_HOST_PORT/.well-known/spin/health"
+app_pid=$!
+pids+=($app_pid)
+app_launched=$(date +%s%N)
 wait_for "127.0.0.1:$APP_PORT/.well-known/spin/health"
+app_ready_ms=$(( ($(date +%s%N) - app_launched) / 1000000 ))
+wait_for "127.0.0.1:$EVENTS_HOST_PORT/.well-known/spin/health"
 BENCH_ADMIN_TOKEN=$(curl -sf "127.0.0.1:$APP_PORT/auth/token" -H 'content-type: application/json' \
   -d '{"email":"admin@bench.local","password":"bench-admin-password"}' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 export BENCH_ADMIN_TOKEN
 sleep 3 # let both consumer groups settle before measuring
 target/release/mart-events-bench --brokers "$MART_KAFKA_BROKERS" --trigger-admin http://127.0.0.1:9391 \
-  --app "http://127.0.0.1:$APP_PORT" --database-url "$server" --orders "${BENCH_ORDERS:-400}"
+  --app "http://127.0.0.1:$APP_PORT" --database-url "$server" --orders "${BENCH_ORDERS:-400}" \
+  --app-admin http://127.0.0.1:9392 --host-pid "$app_pid" --postgres-pid "$(head -1 .mart/bench-pg/postmaster.pid)" \
+  --broker-pid "$(cat .mart/bench-kafka/tansu.pid)" --idle-secs "${BENCH_IDLE_SECS:-60}"
+
+# Footprint: the whole shop's host (8 components, 5 Kafka handlers, a timer)
+# from launch to ready, and its resident memory under 256 connections.
+peak=0
+wrk -t2 -c256 -d10s "http://127.0.0.1:$APP_PORT/products?limit=5" >/dev/null 2>&1 &
+load=$!
+while kill -0 "$load" 2>/dev/null; do
+  rss=$(awk '/^VmRSS:/ {print int($2 / 1024)}' "/proc/$app_pid/status")
+  [ "$rss" -gt "$peak" ] && peak=$rss
+  sleep 0.2
+done
+echo
+echo "| footprint of \`mart up\` with spin.toml | value | goal |"
+echo "|---|---:|---:|"
+echo "| launch → ready (compile cache in ~/.cache/mart/wasmtime) | $app_ready_ms ms | < 1,000 ms, cache warm |"
+echo "| resident memory, peak under 256 connections (GET /products) | $peak MiB | ≤ 150 MiB |"
 echo
 echo "Metrics during the run: curl 127.0.0.1:9392/metrics (kafka lag, handler outcomes, outbox backlog)"

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mart_integration_tests::fake_http::{FakeHttp, Recorded};
-use mart_integration_tests::{free_port, mart_bin, postgres, repo_root, Host};
+use mart_integration_tests::{eventually, free_port, mart_bin, postgres, repo_root, Host};
 
 const PROBE: &str = "tests/fixtures/probe.toml";
 
@@ -84,9 +84,11 @@ fn a_trap_is_a_500_and_the_host_keeps_serving() {
     let p = host.get("/probe/trap").problem(500);
     assert!(p["detail"].as_str().unwrap().contains("`probe`"), "{p}");
     assert_eq!(host.get("/probe/headers").status, 200);
-    assert!(
-        host.log().contains("component failed"),
-        "a log line names the failure"
+    // Log lines are written by the host's log thread, a moment later.
+    eventually(
+        Duration::from_secs(30),
+        "a log line names the failure",
+        || host.log().contains("component failed").then_some(()),
     );
 }
 
@@ -494,9 +496,10 @@ fn trace_context_is_continued_into_components_and_across_chained_calls() {
     let fresh = host.get("/probe/headers").json();
     let root = fresh["traceparent"].as_str().unwrap();
     assert_eq!(root.len(), 55, "a new trace is started: {root}");
-    assert!(
-        host.log().contains("trace_id"),
-        "log lines carry the trace id"
+    eventually(
+        Duration::from_secs(30),
+        "log lines carry the trace id",
+        || host.log().contains("trace_id").then_some(()),
     );
 }
 

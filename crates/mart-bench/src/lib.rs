@@ -1,2 +1,7 @@
-//! See the binaries: `mart-native-ref` (the native reference server) and
-//! `mart-overhead` (in-process cost of one request through the host).
+//! See the binaries: `mart-native-ref` (the native reference server),
+//! `mart-overhead` (in-process cost of one request through the host),
+//! `mart-breakdown` (where that request's instructions go) and
+//! `mart-events-bench` (the Kafka trigger and the saga, with what an order
+//! costs: `cost.rs`).
+
+pub mod cost;

@@ -192,18 +192,29 @@ pub fn cache_dir(enabled: bool, dir: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 /// Logs to stderr, as text or one JSON object per line; `RUST_LOG` filters.
-pub fn init_logging(json: bool) {
+///
+/// Lines are written by a thread of their own: a request formats its log
+/// line and queues it, and never waits for a write to stderr (a pipe to a
+/// container runtime can be slow). The queue holds 128,000 lines; only a
+/// writer that far behind makes callers wait, so no line is lost. Keep the
+/// returned guard until the process ends: dropping it flushes the queue.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// Resolves on SIGINT or SIGTERM (Spin stops its trigger processes with either).

@@ -225,7 +225,7 @@ struct MigrateArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    config::init_logging(matches!(cli.log_format, LogFormat::Json));
+    let _log_writer = config::init_logging(matches!(cli.log_format, LogFormat::Json));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

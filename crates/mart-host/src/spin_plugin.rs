@@ -152,7 +152,8 @@ pub fn main(trigger: TriggerType) -> std::process::ExitCode {
             Err(_) => std::process::ExitCode::FAILURE,
         };
     }
-    config::init_logging(std::env::var("MART_LOG_FORMAT").is_ok_and(|f| f == "json"));
+    let _log_writer =
+        config::init_logging(std::env::var("MART_LOG_FORMAT").is_ok_and(|f| f == "json"));
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -48,6 +48,14 @@ impl KafkaClient {
 
     /// Settings every client shares: brokers, security, passthrough properties.
     pub fn base(&self, client_id: &str) -> ClientConfig {
+        self.base_with_defaults(client_id, &[])
+    }
+
+    /// `base`, with `defaults` set before the manifest's `properties`, so
+    /// that a deployment can tune them (e.g. `fetch.wait.max.ms` for a
+    /// broker that answers fetches early) while Mart's own choices hold
+    /// where nobody says otherwise.
+    pub fn base_with_defaults(&self, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", self.brokers())
@@ -64,6 +72,9 @@ impl KafkaClient {
             if let Some(value) = value {
                 config.set(key, value);
             }
+        }
+        for (key, value) in defaults {
+            config.set(*key, *value);
         }
         for (key, value) in &self.config.properties {
             config.set(key, value);
@@ -90,5 +101,33 @@ impl KafkaClient {
             result
         });
         check.await.map_err(|e| e.to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifests_properties_win_over_marts_defaults() {
+        let client = KafkaClient::new(KafkaConfig {
+            brokers: Some("b:9092".into()),
+            properties: [("fetch.wait.max.ms".to_string(), "500".to_string())].into(),
+            ..KafkaConfig::default()
+        })
+        .unwrap();
+        let defaults = [("fetch.wait.max.ms", "10"), ("session.timeout.ms", "10000")];
+        let config = client.base_with_defaults("mart-test", &defaults);
+        assert_eq!(
+            config.get("fetch.wait.max.ms"),
+            Some("500"),
+            "tuned by the deployment"
+        );
+        assert_eq!(
+            config.get("session.timeout.ms"),
+            Some("10000"),
+            "Mart's default"
+        );
+        assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
     }
 }

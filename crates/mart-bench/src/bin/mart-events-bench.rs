@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use mart_bench::cost::{self, Cpu, Processes};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -38,6 +39,20 @@ struct Args {
     orders: usize,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Admin listener of the host running spin.toml (its metrics).
+    #[arg(long)]
+    app_admin: String,
+    /// The host running spin.toml, PostgreSQL's postmaster and the broker:
+    /// whose CPU an order costs.
+    #[arg(long)]
+    host_pid: u32,
+    #[arg(long)]
+    postgres_pid: u32,
+    #[arg(long)]
+    broker_pid: u32,
+    /// How long the shop is watched idle after the burst.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
 }
 
 #[tokio::main]
@@ -172,6 +187,12 @@ async fn saga(args: &Args) -> anyhow::Result<()> {
         "payment": {"provider": "fake", "token": "tok_visa"}
     });
     let mut unloaded = tokio::task::block_in_place(|| one_at_a_time(args, &token, &body, suffix))?;
+    let processes = Processes {
+        host: args.host_pid,
+        postgres: args.postgres_pid,
+        broker: args.broker_pid,
+    };
+    let before = Counters::read(args, processes).await?;
     let started = Instant::now();
     let mut handles = Vec::new();
     let per_worker = args.orders.div_ceil(args.concurrency);
@@ -216,6 +237,7 @@ async fn saga(args: &Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let cost = Counters::read(args, processes).await?.since(&before);
     // Latencies from the services' own timestamps (one clock: one machine).
     let rows = orders_db
         .query(
@@ -272,6 +294,8 @@ async fn saga(args: &Args) -> anyhow::Result<()> {
         "| placed → paid, one order at a time (client view) p99 | {:.1} ms |",
         percentile(&mut unloaded, 0.99)
     );
+    cost.print(ids.len());
+    idle(args, processes).await?;
     println!();
     println!("Where the time goes under that burst (per order, from the services' timestamps):");
     println!("| hop | p50 | p99 |");
@@ -401,6 +425,112 @@ async fn hops(
         }
     }
     Ok(rows)
+}
+
+/// What the shop has used and done so far: CPU per process, PostgreSQL
+/// transactions, and the host's own counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    cpu: Cpu,
+    transactions: f64,
+    consumed: f64,
+    produced: f64,
+    http_requests: f64,
+}
+
+impl Counters {
+    async fn read(args: &Args, processes: Processes) -> anyhow::Result<Self> {
+        let postgres = db(&args.database_url, "postgres").await?;
+        let transactions: i64 = postgres
+            .query_one(
+                "SELECT (sum(xact_commit) + sum(xact_rollback))::bigint FROM pg_stat_database",
+                &[],
+            )
+            .await?
+            .get(0);
+        let metrics = ureq::get(&format!("{}/metrics", args.app_admin))
+            .call()?
+            .into_string()?;
+        Ok(Self {
+            cpu: Cpu::now(processes)?,
+            transactions: transactions as f64,
+            consumed: cost::metric_sum(&metrics, "mart_kafka_messages_total"),
+            produced: cost::metric_sum(&metrics, "mart_outbox_published_total"),
+            http_requests: cost::metric_sum(&metrics, "mart_http_requests_total"),
+        })
+    }
+
+    fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            cpu: self.cpu.since(&earlier.cpu),
+            transactions: self.transactions - earlier.transactions,
+            consumed: self.consumed - earlier.consumed,
+            produced: self.produced - earlier.produced,
+            http_requests: self.http_requests - earlier.http_requests,
+        }
+    }
+
+    fn print(&self, orders: usize) {
+        let per = |v: f64| v / orders as f64;
+        println!();
+        println!("What one order of that burst costs (all orders placed → paid; from /proc and the host's metrics):");
+        println!("| per order | value | goal |");
+        println!("|---|---:|---:|");
+        println!(
+            "| host CPU (every trigger: HTTP, Kafka handlers, relay, timer) | {:.2} ms | ≤ 1 ms |",
+            per(self.cpu.host) * 1e3
+        );
+        println!(
+            "| PostgreSQL CPU (postmaster and backends) | {:.2} ms | ≤ 1 ms |",
+            per(self.cpu.postgres) * 1e3
+        );
+        println!(
+            "| broker CPU (tansu, the test broker) | {:.2} ms | |",
+            per(self.cpu.broker) * 1e3
+        );
+        println!(
+            "| Kafka messages produced (outbox rows relayed) | {:.1} | |",
+            per(self.produced)
+        );
+        println!(
+            "| Kafka messages consumed by handlers | {:.1} | |",
+            per(self.consumed)
+        );
+        println!(
+            "| PostgreSQL transactions (every database; includes the bench's polling) | {:.1} | |",
+            per(self.transactions)
+        );
+        println!(
+            "| HTTP requests to the app (the bench's POST and polls) | {:.1} | |",
+            per(self.http_requests)
+        );
+    }
+}
+
+/// CPU the shop uses doing nothing (consumers polling, relays and timers
+/// waking), as a share of one core, and the host's resident memory.
+async fn idle(args: &Args, processes: Processes) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_secs(5)).await; // let the burst's tail settle
+    let start = Cpu::now(processes)?;
+    let watched = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let used = Cpu::now(processes)?.since(&start);
+    let share = |seconds: f64| 100.0 * seconds / watched.elapsed().as_secs_f64();
+    println!();
+    println!(
+        "The shop idle for {} s (share of one core):",
+        args.idle_secs
+    );
+    println!("| process | CPU | goal |");
+    println!("|---|---:|---:|");
+    println!("| host | {:.2} % | < 1 % |", share(used.host));
+    println!("| PostgreSQL | {:.2} % | |", share(used.postgres));
+    println!("| broker (tansu) | {:.2} % | |", share(used.broker));
+    println!(
+        "| host resident memory, idle | {:.0} MiB | |",
+        cost::rss_mib(processes.host)?
+    );
+    Ok(())
 }
 
 async fn db(server: &str, database: &str) -> anyhow::Result<tokio_postgres::Client> {
