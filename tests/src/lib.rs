@@ -229,9 +229,12 @@ pub fn admin_token() -> String {
 }
 
 /// Sends SIGTERM to `pid` (a graceful stop, as in production).
+/// SIGTERM to `pid`; quiet if it has already exited (a host stopped
+/// twice: by a test, then by its drop).
 fn signal_term(pid: u32) {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
+        .stderr(Stdio::null())
         .status();
 }
 

@@ -21,25 +21,46 @@ impl LocalServer {
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// Stops the server at once (SIGKILL), as a crash would, and waits
+    /// until its port is free.
+    pub fn kill(&self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the server on {} did not stop",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// The test process's Redis server (no persistence).
 pub fn redis() -> &'static LocalServer {
     static REDIS: OnceLock<LocalServer> = OnceLock::new();
-    REDIS.get_or_init(|| {
-        let port = free_port();
-        let dir = scratch_dir("redis", port);
-        start(
-            "redis-server",
-            Command::new(installed("redis-server"))
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(&dir),
-            port,
-            &dir,
-        )
-    })
+    REDIS.get_or_init(|| redis_on(free_port()))
+}
+
+/// A Redis server of the caller's own on `port` (no persistence), for a
+/// test that stops it (`LocalServer::kill`) and starts another there.
+pub fn redis_on(port: u16) -> LocalServer {
+    let dir = scratch_dir("redis", port);
+    start(
+        "redis-server",
+        Command::new(installed("redis-server"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir),
+        port,
+        &dir,
+    )
 }
 
 /// The test process's MQTT broker (anonymous clients, no persistence).
@@ -64,7 +85,12 @@ pub fn mosquitto() -> &'static LocalServer {
 }
 
 fn scratch_dir(name: &str, port: u16) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mart-test-{name}-{}-{port}", std::process::id()));
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "mart-test-{name}-{}-{port}-{n}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("server scratch directory");
     dir
 }

@@ -12,9 +12,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use mart_integration_tests::servers::{mosquitto, redis};
+use mart_integration_tests::servers::{mosquitto, redis, redis_on};
 use mart_integration_tests::{
-    free_port, mart_bin, remove_when_this_process_exits, repo_root, unique, Host,
+    eventually, free_port, mart_bin, remove_when_this_process_exits, repo_root, unique, Host,
 };
 
 /// The app's files: manifest, runtime config and state directory.
@@ -70,8 +70,10 @@ fn write_app(name: &str, components: &[(&str, &str)]) -> App {
         format!(
             "state_dir = \"{state}\"\n\n\
              [key_value_store.cache]\ntype = \"spin\"\npath = \"cache.db\"\n\n\
+             [key_value_store.shared]\ntype = \"redis\"\nurl = \"redis://{redis}\"\n\n\
              [sqlite_database.orders]\ntype = \"spin\"\npath = \"{orders}\"\n",
             state = dir.join("state").display(),
+            redis = redis().address(),
             orders = dir.join("orders.db").display(),
         ),
     )
@@ -88,7 +90,7 @@ fn shop() -> (&'static App, &'static Host) {
     static APP: OnceLock<App> = OnceLock::new();
     let app = APP.get_or_init(|| {
         let allowed = format!(
-            "key_value_stores = [\"default\", \"cache\"]\n\
+            "key_value_stores = [\"default\", \"cache\", \"shared\"]\n\
              sqlite_databases = [\"default\", \"orders\"]\n\
              allowed_outbound_hosts = [\"redis://127.0.0.1:{}\", \"mqtt://127.0.0.1:{}\"]",
             redis().port,
@@ -177,6 +179,78 @@ fn a_key_value_store_is_open_to_the_components_that_list_it() {
         kv("allowed", "elsewhere", "get", ""),
         (409, "Error::AccessDenied".into())
     );
+}
+
+#[test]
+fn a_redis_backed_store_keeps_its_keys_in_redis() {
+    let (_, host) = shop();
+    let key = unique("stock-cache");
+    let kv = |op: &str, value: &str| {
+        call(
+            host,
+            "/allowed/kv",
+            &[
+                ("store", "shared"),
+                ("op", op),
+                ("key", &key),
+                ("value", value),
+            ],
+        )
+    };
+    assert_eq!(kv("set", "17"), (200, "null".into()));
+    // As Spin's redis store: the key as given, no label prefix.
+    let stored: String = redis::cmd("GET")
+        .arg(&key)
+        .query(&mut redis_client())
+        .unwrap();
+    assert_eq!(stored, "17");
+    assert_eq!(kv("get", ""), (200, "\"17\"".into()));
+    assert_eq!(kv("exists", ""), (200, "true".into()));
+    assert_eq!(kv("delete", ""), (200, "null".into()));
+    assert_eq!(kv("get", ""), (200, "null".into()));
+}
+
+#[test]
+fn a_redis_backed_store_works_again_once_redis_is_back() {
+    let port = free_port();
+    let first = redis_on(port);
+    let app = write_app(
+        &unique("flaky-redis"),
+        &[("app", "key_value_stores = [\"flaky\"]")],
+    );
+    let config = std::fs::read_to_string(&app.runtime_config).unwrap();
+    std::fs::write(
+        &app.runtime_config,
+        format!("{config}\n[key_value_store.flaky]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut host = Host::start(app.manifest.to_str().unwrap(), &app.env());
+    let kv = |op: &str, value: &str| {
+        call(
+            &host,
+            "/app/kv",
+            &[
+                ("store", "flaky"),
+                ("op", op),
+                ("key", "k"),
+                ("value", value),
+            ],
+        )
+    };
+    assert_eq!(kv("set", "1"), (200, "null".into()));
+    first.kill();
+    let (status, body) = kv("get", "");
+    assert_eq!(status, 409, "Redis is down: {body}");
+    assert!(body.starts_with("Error::Other("), "{body}");
+    // Redis is back (empty: it keeps nothing on disk): the store reconnects
+    // by itself, without a restart of the host.
+    let second = redis_on(port);
+    eventually(Duration::from_secs(60), "the store works again", || {
+        (kv("set", "2").0 == 200).then_some(())
+    });
+    assert_eq!(kv("get", ""), (200, "\"2\"".into()));
+    host.terminate(Duration::from_secs(30));
+    second.kill();
 }
 
 #[test]

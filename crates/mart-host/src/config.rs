@@ -87,12 +87,11 @@ pub fn resolver(
 }
 
 /// Spin's built-in interfaces beyond PostgreSQL and variables, as host
-/// parts: key-value and SQLite with the stores and databases of `config`
-/// (the `default` ones in the state directory: `state_dir_flag`, then
-/// `state_dir` in `config`, then `.spin` in a local app's `app_dir`, else
-/// memory), outbound Redis and
-/// MQTT. Fails, as Spin does, if a component lists a store or database
-/// nothing defines.
+/// parts: key-value and SQLite with the stores and databases of `config`,
+/// outbound Redis and MQTT. The `default` store and database live in the
+/// state directory: `state_dir_flag`, then `state_dir` in `config`, then
+/// `.spin` in a local app's `app_dir`, else memory. Fails, as Spin does, if
+/// a component lists a store or database nothing defines.
 pub fn spin_parts(
     app: &App,
     config: &RuntimeConfig,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use mart_sqlite::{Connection, Database, Location, SqlValue, SqliteError};
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use redis::AsyncCommands as _;
 use tokio::sync::OnceCell;
 
@@ -168,13 +168,15 @@ impl SqliteStore {
 
 pub struct RedisStore {
     url: String,
-    connection: OnceCell<MultiplexedConnection>,
+    /// Reconnects by itself: a server that was briefly away costs the
+    /// calls made meanwhile, not every later one.
+    connection: OnceCell<ConnectionManager>,
 }
 
 impl RedisStore {
-    async fn connection(&self) -> Result<MultiplexedConnection, BackendError> {
+    async fn connection(&self) -> Result<ConnectionManager, BackendError> {
         self.connection
-            .get_or_try_init(|| mart_outbound_redis::connect(&self.url))
+            .get_or_try_init(|| mart_outbound_redis::connect_managed(&self.url))
             .await
             .cloned()
             .map_err(text)

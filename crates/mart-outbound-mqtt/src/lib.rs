@@ -64,8 +64,11 @@ impl Connection {
         if !username.is_empty() || !password.is_empty() {
             options.set_credentials(username, password);
         }
-        // rumqttc refuses a keep-alive under 5 s; 0 means none, as in MQTT.
-        if keep_alive.is_zero() || keep_alive >= Duration::from_secs(5) {
+        // MQTT counts keep-alive in whole seconds up to u16::MAX, 0 meaning
+        // none; rumqttc panics under a second, so shorter asks keep its
+        // default (60 s) rather than take the host down.
+        let keep_alive = keep_alive.min(Duration::from_secs(u16::MAX.into()));
+        if keep_alive.is_zero() || keep_alive >= Duration::from_secs(1) {
             options.set_keep_alive(keep_alive);
         }
         let (client, events) = AsyncClient::new(options, QUEUE);

@@ -53,6 +53,16 @@ pub async fn connect(url: &str) -> redis::RedisResult<MultiplexedConnection> {
         .await
 }
 
+/// A connection to `url` for a long-lived user (a Redis-backed key-value
+/// store shared by every instance): it reconnects by itself after the
+/// server went away, with the same timeouts.
+pub async fn connect_managed(url: &str) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    redis::aio::ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
+}
+
 /// One instance's Redis state.
 pub struct RedisHost {
     allowed: Arc<AllowedHosts>,
