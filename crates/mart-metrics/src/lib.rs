@@ -274,6 +274,11 @@ impl Metrics {
     }
 
     /// Counts an instance alive until the returned guard is dropped.
+    /// Component instances alive now.
+    pub fn instances_alive(&self) -> i64 {
+        self.instances_active.get()
+    }
+
     pub fn instance_alive(&self) -> InstanceGuard {
         self.instances_active.inc();
         InstanceGuard(self.instances_active.clone())

@@ -28,6 +28,12 @@ const RESET_IN_PLACE_BYTES: usize = 16 << 20;
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// How often it advances while no instance is alive: deadlines matter only
+/// while something runs, and an idle host should not wake 100 times a
+/// second. An instance started meanwhile gets its first tick at most this
+/// late, so its deadline passes at most this much later.
+const IDLE_EPOCH_TICK: Duration = Duration::from_millis(100);
+
 #[derive(Clone)]
 pub struct RuntimeOptions {
     /// Where compiled machine code is cached between runs; `None` disables it.
@@ -102,7 +108,7 @@ impl Runtime {
             .chain(options.parts.iter().cloned())
             .collect();
         let linker = build_linker(&engine, &parts)?;
-        start_epoch_ticker(&engine);
+        start_epoch_ticker(&engine, options.metrics.clone());
 
         crate::files::remove_stale_staging();
         let mut components = HashMap::new();
@@ -348,13 +354,15 @@ fn build_linker(
     Ok(linker)
 }
 
-/// Advances the engine's epoch until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
+/// Advances the engine's epoch until the engine is dropped: every
+/// `EPOCH_TICK` while instances run, every `IDLE_EPOCH_TICK` otherwise.
+fn start_epoch_ticker(engine: &Engine, metrics: Arc<Metrics>) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("mart-epoch".into())
         .spawn(move || loop {
-            std::thread::sleep(EPOCH_TICK);
+            let busy = metrics.instances_alive() > 0;
+            std::thread::sleep(if busy { EPOCH_TICK } else { IDLE_EPOCH_TICK });
             match weak.upgrade() {
                 Some(engine) => engine.increment_epoch(),
                 None => return,
