@@ -69,11 +69,12 @@ impl TriggerConsumer {
             group: group.clone(),
             metrics: metrics.clone(),
         };
-        // Tuning a deployment may change in `properties`: the test broker
-        // (tansu) holds every fetch for its full wait, so hops wait 10 ms at
-        // most; a Kafka broker answers as soon as data arrives, where a
-        // longer wait (Kafka's default, 500 ms) costs no latency and polls
-        // far less when the shop is idle (`make bench` measures that).
+        // Tuning a deployment may override in `properties`. The fetch wait:
+        // the test broker (tansu) holds every fetch for its full wait, so
+        // hops wait 10 ms at most; a Kafka broker answers as soon as data
+        // arrives, so there a longer wait (Kafka's default, 500 ms) costs no
+        // latency and polls far less when the shop is idle (README,
+        // Benchmarks).
         let tuning = [
             ("fetch.wait.max.ms", "10"),
             ("session.timeout.ms", "10000"),
