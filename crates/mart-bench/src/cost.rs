@@ -121,15 +121,24 @@ fn stat_field(stat: &str, n: usize) -> f64 {
     }
 }
 
-/// The sum of every sample of `metric` in a Prometheus text exposition
-/// (all label sets), e.g. every Kafka message handled.
-pub fn metric_sum(text: &str, metric: &str) -> f64 {
+/// The Prometheus text a host's admin listener exposes (`<admin>/metrics`).
+pub fn metrics(admin: &str) -> anyhow::Result<String> {
+    Ok(ureq::get(&format!("{admin}/metrics"))
+        .call()?
+        .into_string()?)
+}
+
+/// The sum of the samples of `metric` in a Prometheus text exposition
+/// whose labels contain `labels` (`""`: every label set), e.g. every Kafka
+/// message handled, or those with `outcome="ok"`.
+pub fn metric_sum(text: &str, metric: &str, labels: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| {
             l.strip_prefix(metric)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
+        .filter(|l| l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -169,6 +178,8 @@ mod tests {
         let text = "# HELP x\nmart_outbox_published_total{database=\"orders\"} 3\n\
                     mart_outbox_published_total{database=\"payments\"} 4\n\
                     mart_outbox_published_totals 100\nmart_other 9\n";
-        assert_eq!(metric_sum(text, "mart_outbox_published_total"), 7.0);
+        assert_eq!(metric_sum(text, "mart_outbox_published_total", ""), 7.0);
+        let only = "database=\"orders\"";
+        assert_eq!(metric_sum(text, "mart_outbox_published_total", only), 3.0);
     }
 }

@@ -42,14 +42,10 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Manifest;
 
     fn app(components: &str) -> App {
         let text = format!("spin_manifest_version = 2\n[application]\nname = \"t\"\n{components}");
-        App {
-            manifest: Manifest::parse(&text).unwrap(),
-            base_dir: ".".into(),
-        }
+        App::from_text(&text, std::path::Path::new(".")).unwrap()
     }
 
     #[test]

@@ -36,6 +36,18 @@ impl App {
         Ok(Self { manifest, base_dir })
     }
 
+    /// The app whose manifest is `text`, as if its file were in `base_dir`:
+    /// parsed and validated as `load` does (for tests and tools that hold
+    /// the text).
+    pub fn from_text(text: &str, base_dir: &Path) -> Result<Self, String> {
+        let manifest = Manifest::parse(text)?;
+        manifest.validate()?;
+        Ok(Self {
+            manifest,
+            base_dir: base_dir.to_path_buf(),
+        })
+    }
+
     /// The app in a Spin lock file (what `spin up` hands a trigger plugin);
     /// `app_dir` is the folder its `files` were staged in.
     pub fn load_locked(path: &Path, app_dir: &Path) -> Result<Self, ManifestError> {

@@ -74,19 +74,21 @@ impl Connection {
     /// Opens `database` for one instance, creating its file (and
     /// directory) if needed.
     pub async fn open(database: &Database) -> Result<Self, SqliteError> {
-        let mut connection = Self::open_shared(database).await?;
-        let handle = connection.inner.lock().map(|c| c.get_interrupt_handle());
-        connection.interrupt = handle.ok().map(Arc::new);
-        Ok(connection)
+        Self::opened(database, true).await
     }
 
     /// Opens `database` for callers that share it (e.g. a key-value store).
     pub async fn open_shared(database: &Database) -> Result<Self, SqliteError> {
+        Self::opened(database, false).await
+    }
+
+    async fn opened(database: &Database, interruptible: bool) -> Result<Self, SqliteError> {
         let database = database.clone();
         let inner = blocking(move || open(&database)).await?;
+        let interrupt = interruptible.then(|| Arc::new(inner.get_interrupt_handle()));
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
-            interrupt: None,
+            interrupt,
         })
     }
 

@@ -122,10 +122,7 @@ mod tests {
 
     fn app(components: &str) -> App {
         let text = format!("spin_manifest_version = 2\n[application]\nname = \"t\"\n{components}");
-        App {
-            manifest: mart_manifest::Manifest::parse(&text).unwrap(),
-            base_dir: ".".into(),
-        }
+        App::from_text(&text, Path::new(".")).unwrap()
     }
 
     #[test]

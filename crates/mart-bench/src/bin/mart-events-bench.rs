@@ -65,14 +65,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// Messages the trigger host handled (`outcome="ok"`), from its metrics.
 fn handled(admin: &str) -> anyhow::Result<u64> {
-    let text = ureq::get(&format!("{admin}/metrics"))
-        .call()?
-        .into_string()?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("mart_kafka_messages_total") && l.contains("outcome=\"ok\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
+    let text = cost::metrics(admin)?;
+    Ok(cost::metric_sum(&text, "mart_kafka_messages_total", "outcome=\"ok\"") as u64)
 }
 
 async fn trigger_throughput(args: &Args) -> anyhow::Result<()> {
@@ -448,15 +442,13 @@ impl Counters {
             )
             .await?
             .get(0);
-        let metrics = ureq::get(&format!("{}/metrics", args.app_admin))
-            .call()?
-            .into_string()?;
+        let metrics = cost::metrics(&args.app_admin)?;
         Ok(Self {
             cpu: Cpu::now(processes)?,
             transactions: transactions as f64,
-            consumed: cost::metric_sum(&metrics, "mart_kafka_messages_total"),
-            produced: cost::metric_sum(&metrics, "mart_outbox_published_total"),
-            http_requests: cost::metric_sum(&metrics, "mart_http_requests_total"),
+            consumed: cost::metric_sum(&metrics, "mart_kafka_messages_total", ""),
+            produced: cost::metric_sum(&metrics, "mart_outbox_published_total", ""),
+            http_requests: cost::metric_sum(&metrics, "mart_http_requests_total", ""),
         })
     }
 
