@@ -3,7 +3,7 @@
 //! backends) and the broker, and the host's own counters (Kafka messages,
 //! outbox rows, HTTP requests) from its metrics.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// `/proc/<pid>/stat` counts CPU time in these ticks (USER_HZ, 100 on Linux).
@@ -72,6 +72,38 @@ pub fn tree_cpu_seconds(pid: u32) -> std::io::Result<f64> {
         );
     }
     Ok(total)
+}
+
+/// CPU seconds of `pid`'s living threads, summed per kind of thread (see
+/// `thread_kind`). A thread that has exited is not listed, though its time
+/// stays in `cpu_seconds`.
+pub fn thread_cpu_seconds(pid: u32) -> std::io::Result<BTreeMap<&'static str, f64>> {
+    let mut kinds = BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
+            continue; // exited meanwhile
+        };
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map_or("", |(name, _)| name);
+        *kinds.entry(thread_kind(name)).or_insert(0.0) +=
+            stat_field(&stat, 14) + stat_field(&stat, 15);
+    }
+    Ok(kinds)
+}
+
+/// What a host thread does, from its name (Linux keeps 15 bytes of it).
+pub fn thread_kind(name: &str) -> &'static str {
+    match name {
+        n if n.starts_with("tokio-runtime") => "tokio's threads (every trigger's tasks)",
+        n if n.starts_with("rdk:") => "librdkafka's threads",
+        n if n.starts_with("kafka-") => "Kafka consumers' poll threads",
+        n if n.starts_with("mart-producer") => "Kafka producers' poll threads",
+        n if n.starts_with("tracing-append") => "log writer",
+        "mart-epoch" => "epoch ticker (deadlines)",
+        _ => "other threads",
+    }
 }
 
 /// Resident memory of `pid`, in MiB (`VmRSS`).
@@ -171,6 +203,44 @@ mod tests {
         assert!(cpu_seconds(me).unwrap() > start, "busy work is counted");
         assert!(tree_cpu_seconds(me).unwrap() >= cpu_seconds(me).unwrap());
         assert!(rss_mib(me).unwrap() > 1.0);
+    }
+
+    #[test]
+    fn a_threads_cpu_is_counted_under_the_kind_its_name_says() {
+        let kind = "Kafka consumers' poll threads";
+        let (report, reported) = std::sync::mpsc::channel();
+        let busy = std::thread::Builder::new()
+            .name("kafka-probe".into())
+            .spawn(move || {
+                // Busy until the kernel has counted a tick of this thread
+                // (10 ms), however loaded the machine; bounded so that a
+                // broken reading fails instead of hanging.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                let counted = || {
+                    thread_cpu_seconds(std::process::id())
+                        .unwrap()
+                        .get(kind)
+                        .copied()
+                };
+                while counted().unwrap_or(0.0) == 0.0 && std::time::Instant::now() < deadline {
+                    std::hint::black_box((0..1_000_000u64).sum::<u64>());
+                }
+                let _ = report.send(counted());
+            })
+            .unwrap();
+        let seen = reported.recv().unwrap();
+        assert!(seen.is_some_and(|s| s > 0.0), "{seen:?}");
+        busy.join().unwrap();
+        assert_eq!(thread_kind("rdk:broker1"), "librdkafka's threads");
+        assert_eq!(
+            thread_kind("kafka-inventory"),
+            "Kafka consumers' poll threads"
+        );
+        assert_eq!(
+            thread_kind("tokio-runtime-w"),
+            "tokio's threads (every trigger's tasks)"
+        );
+        assert_eq!(thread_kind("mart"), "other threads");
     }
 
     #[test]

@@ -1,16 +1,27 @@
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::message::{Header as KafkaHeader, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::ClientContext;
+use tokio::sync::oneshot;
 
 use crate::bindings::mart::kafka::producer;
 use crate::KafkaClient;
 
 /// How long a guest's `publish` waits for the broker before giving up.
 const GUEST_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one poll of the producer's queue may wait for an event. Each
+/// poll ends with up to a millisecond of busy polling (rdkafka rounds the
+/// time left down to whole milliseconds, so its last turns wait 0 ms); at
+/// rdkafka's own 100 ms that was 1 % of a core per idle producer.
+/// Acknowledgements are delivered as they arrive, whatever this is; it
+/// only bounds how long the thread takes to notice its producer is gone.
+const POLL_WAIT: Duration = Duration::from_secs(2);
 
 pub type Header = (String, Vec<u8>);
 
@@ -34,16 +45,53 @@ pub enum PublishError {
     Cancelled,
 }
 
+/// Resolves when the broker acknowledged a queued record (see
+/// `Publisher::acknowledged`).
+pub type Delivery = oneshot::Receiver<Result<(i32, i64), rdkafka::error::KafkaError>>;
+
 /// A producer that reports success only once the broker acknowledged the
 /// record (`acks=all`), keeping records of one partition in order.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Arc<Polled>,
+}
+
+/// The producer and the thread that polls it for acknowledgements; the
+/// thread stops when the last `Publisher` clone is dropped.
+struct Polled {
+    producer: Arc<BaseProducer<Acknowledgements>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Polled {
+    fn drop(&mut self) {
+        // Not joined: the thread notices within POLL_WAIT, and nobody
+        // should wait that long for a drop.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Hands each acknowledgement (or final failure) to the record's `Delivery`.
+struct Acknowledgements;
+
+impl ClientContext for Acknowledgements {}
+
+impl ProducerContext for Acknowledgements {
+    type DeliveryOpaque = Box<oneshot::Sender<Result<(i32, i64), rdkafka::error::KafkaError>>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(message) => Ok((message.partition(), message.offset())),
+            Err((error, _)) => Err(error.clone()),
+        };
+        // The publisher may have stopped waiting (a guest's timeout).
+        let _ = delivery.send(outcome);
+    }
 }
 
 impl Publisher {
     pub fn new(client: &KafkaClient, client_id: &str) -> anyhow::Result<Self> {
-        let producer = client
+        let producer: BaseProducer<Acknowledgements> = client
             .base(client_id)
             .set("acks", "all")
             // Idempotence keeps a partition's records in order and free of
@@ -55,14 +103,27 @@ impl Publisher {
             .set("message.timeout.ms", "0")
             // Low latency beats bigger batches for event hops.
             .set("linger.ms", "1")
-            .create()
+            .create_with_context(Acknowledgements)
             .context("creating the Kafka producer")?;
-        Ok(Self { producer })
+        let producer = Arc::new(producer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (polled, stopped) = (producer.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("mart-producer-{client_id}"))
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    polled.poll(POLL_WAIT);
+                }
+            })
+            .context("starting the Kafka producer's poll thread")?;
+        Ok(Self {
+            producer: Arc::new(Polled { producer, stop }),
+        })
     }
 
-    /// Queues a record; the future resolves when the broker acknowledged it.
-    /// Records queued in order reach their partition in that order.
-    pub fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, PublishError> {
+    /// Queues a record; the `Delivery` resolves when the broker acknowledged
+    /// it. Records queued in order reach their partition in that order.
+    pub fn enqueue(&self, record: &Record) -> Result<Delivery, PublishError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in &record.headers {
             headers = headers.insert(KafkaHeader {
@@ -70,9 +131,11 @@ impl Publisher {
                 value: Some(value),
             });
         }
-        let mut kafka_record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&record.topic)
-            .payload(&record.value)
-            .headers(headers);
+        let (acknowledge, delivery) = oneshot::channel();
+        let mut kafka_record =
+            BaseRecord::<Vec<u8>, Vec<u8>, _>::with_opaque_to(&record.topic, Box::new(acknowledge))
+                .payload(&record.value)
+                .headers(headers);
         if let Some(key) = &record.key {
             kafka_record = kafka_record.key(key);
         }
@@ -80,8 +143,10 @@ impl Publisher {
             kafka_record = kafka_record.partition(partition);
         }
         self.producer
-            .send_result(kafka_record)
-            .map_err(|(e, _)| PublishError::Rejected(e))
+            .producer
+            .send(kafka_record)
+            .map_err(|(e, _)| PublishError::Rejected(e))?;
+        Ok(delivery)
     }
 
     /// Publishes one record and waits for the acknowledgement:
@@ -91,17 +156,17 @@ impl Publisher {
         Self::acknowledged(delivery).await
     }
 
-    pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(i32, i64), PublishError> {
+    pub async fn acknowledged(delivery: Delivery) -> Result<(i32, i64), PublishError> {
         match delivery.await {
-            Ok(Ok(d)) => Ok((d.partition, d.offset)),
-            Ok(Err((e, _))) => Err(PublishError::Rejected(e)),
+            Ok(Ok(acknowledged)) => Ok(acknowledged),
+            Ok(Err(e)) => Err(PublishError::Rejected(e)),
             Err(_) => Err(PublishError::Cancelled),
         }
     }
 
     /// Waits up to `timeout` for queued records to be delivered.
     pub fn flush(&self, timeout: Duration) {
-        let _ = self.producer.flush(timeout);
+        let _ = self.producer.producer.flush(timeout);
     }
 }
 

@@ -1,11 +1,14 @@
 //! Every metric the host exports, registered once and shared by the
 //! triggers, the runtime and the admin listener (`GET /metrics`).
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 100 µs to 10 s.
@@ -31,6 +34,42 @@ pub struct Metrics {
     outbox_published: IntCounterVec,
     outbox_latency: HistogramVec,
     timer_ticks: IntCounterVec,
+    /// One resolved series per `TaskKind`, so that counting a poll costs
+    /// no label lookup.
+    task_busy: [Counter; TaskKind::ALL.len()],
+}
+
+/// The host's kinds of work, for attributing the time its worker threads
+/// spend: every trigger runs on one tokio pool in one process, so `/proc`
+/// cannot tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// HTTP connections: parsing, routing, the components they invoke.
+    Http,
+    /// Kafka partition workers: the handlers they invoke, offsets, retries.
+    Kafka,
+    /// The outbox relays: reading rows, publishing, marking them sent.
+    Relay,
+    /// Timer ticks and the components they invoke.
+    Timer,
+}
+
+impl TaskKind {
+    pub const ALL: [TaskKind; 4] = [
+        TaskKind::Http,
+        TaskKind::Kafka,
+        TaskKind::Relay,
+        TaskKind::Timer,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskKind::Http => "http",
+            TaskKind::Kafka => "kafka",
+            TaskKind::Relay => "relay",
+            TaskKind::Timer => "timer",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -160,6 +199,17 @@ impl Metrics {
             &["component", "outcome"],
         )
         .expect("valid metric");
+        let task_busy_vec = CounterVec::new(
+            Opts::new(
+                "task_busy_seconds_total",
+                "Time the host's worker threads spent running each kind of task (http, kafka, \
+                 relay, timer), summed over the polls of its futures: CPU time, unless a thread \
+                 was preempted during a poll",
+            ),
+            &["task"],
+        )
+        .expect("valid metric");
+        let task_busy = TaskKind::ALL.map(|kind| task_busy_vec.with_label_values(&[kind.label()]));
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -176,6 +226,7 @@ impl Metrics {
             Box::new(outbox_published.clone()),
             Box::new(outbox_latency.clone()),
             Box::new(timer_ticks.clone()),
+            Box::new(task_busy_vec),
         ] {
             registry
                 .register(collector)
@@ -198,6 +249,17 @@ impl Metrics {
             outbox_published,
             outbox_latency,
             timer_ticks,
+            task_busy,
+        }
+    }
+
+    /// `task`, with the time spent polling it counted as `kind`'s work.
+    /// Wrap the root future of a spawned task only: a wrapped future inside
+    /// another would be counted twice.
+    pub fn busy<F: Future>(&self, kind: TaskKind, task: F) -> Busy<F> {
+        Busy {
+            task,
+            counter: self.task_busy[kind as usize].clone(),
         }
     }
 
@@ -305,6 +367,30 @@ impl Metrics {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A future whose polls are timed (see `Metrics::busy`). A poll never
+    /// blocks, so its wall time is the CPU time it used unless the thread
+    /// was preempted meanwhile; reading the monotonic clock costs tens of
+    /// nanoseconds where the thread's CPU clock costs a system call.
+    pub struct Busy<F> {
+        #[pin]
+        task: F,
+        counter: Counter,
+    }
+}
+
+impl<F: Future> Future for Busy<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let started = Instant::now();
+        let poll = this.task.poll(cx);
+        this.counter.inc_by(started.elapsed().as_secs_f64());
+        poll
+    }
+}
+
 /// Decrements the live-instance gauge when the instance's store is dropped.
 pub struct InstanceGuard(IntGauge);
 
@@ -336,5 +422,39 @@ mod tests {
         );
         drop(guard);
         assert!(m.render().contains("mart_instances_active 0"));
+    }
+
+    #[test]
+    fn the_time_a_task_runs_is_counted_for_its_kind_only() {
+        let m = Metrics::new();
+        let busy = async {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(20) {
+                std::hint::spin_loop();
+            }
+        };
+        run_to_end(m.busy(TaskKind::Relay, busy));
+        let text = m.render();
+        let seconds = |task: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("mart_task_busy_seconds_total{{task=\"{task}\"}} "))
+                })
+                .map(|v| v.parse::<f64>().unwrap())
+                .unwrap_or_else(|| panic!("no series for {task}: {text}"))
+        };
+        assert!(seconds("relay") >= 0.02, "{text}");
+        assert_eq!(seconds("http"), 0.0, "{text}");
+    }
+
+    /// Polls a future that never waits to its end.
+    fn run_to_end<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use mart_domain::events::{self, Envelope};
 use mart_kafka::{Publisher, Record};
-use mart_metrics::Metrics;
+use mart_metrics::{Metrics, TaskKind};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
@@ -86,7 +86,7 @@ impl OutboxRelay {
                     options: options.clone(),
                     stop: stopped.clone(),
                 };
-                tokio::spawn(relay.run())
+                tokio::spawn(metrics.busy(TaskKind::Relay, relay.run()))
             })
             .collect();
         Self { stop, tasks }
@@ -138,7 +138,7 @@ impl DatabaseRelay {
             .await
             .with_context(|| format!("connecting to database `{}`", self.db.name))?;
         let (wake_tx, mut wake) = mpsc::unbounded_channel::<()>();
-        let driver = tokio::spawn(async move {
+        let driver = tokio::spawn(self.metrics.busy(TaskKind::Relay, async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
@@ -152,7 +152,7 @@ impl DatabaseRelay {
                     }
                 }
             }
-        });
+        }));
         let result = self.lead_and_relay(&client, &mut wake).await;
         drop(client);
         driver.abort();

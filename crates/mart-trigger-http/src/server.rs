@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use mart_manifest::App;
+use mart_metrics::TaskKind;
 use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, ResponseFuture};
 use mart_runtime::Runtime;
@@ -165,12 +166,12 @@ impl HttpTrigger {
                     let _ = stream.set_nodelay(true);
                     let Some(client_slot) = per_client.try_acquire(client.ip()) else {
                         self.runtime.metrics().http_refused("client_connections_full");
-                        tokio::spawn(refuse_connection(stream));
+                        tokio::spawn(self.runtime.metrics().busy(TaskKind::Http, refuse_connection(stream)));
                         continue;
                     };
                     let Ok(slot) = connections.clone().try_acquire_owned() else {
                         self.runtime.metrics().http_refused("connections_full");
-                        tokio::spawn(refuse_connection(stream));
+                        tokio::spawn(self.runtime.metrics().busy(TaskKind::Http, refuse_connection(stream)));
                         continue;
                     };
                     let this = self.clone();
@@ -180,12 +181,13 @@ impl HttpTrigger {
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
+                    let connection = async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                         drop((slot, client_slot));
-                    });
+                    };
+                    tokio::spawn(self.runtime.metrics().busy(TaskKind::Http, connection));
                 }
                 () = &mut shutdown => break,
             }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use futures::FutureExt as _;
+use mart_metrics::TaskKind;
 use mart_outbound_http::trace::TraceParent;
 
 use mart_runtime::{AppComponent, Runtime};
@@ -107,7 +108,8 @@ where
                 log_late_failure(&component.id, result);
             } else {
                 let id = component.id.clone();
-                tokio::spawn(async move { log_late_failure(&id, run.await) });
+                let rest = async move { log_late_failure(&id, run.await) };
+                tokio::spawn(runtime.metrics().busy(TaskKind::Http, rest));
             }
             response.map_err(InvokeError::ErrorCode)
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use mart_kafka::{KafkaClient, Publisher};
 use mart_manifest::KafkaTrigger;
-use mart_metrics::Metrics;
+use mart_metrics::{Metrics, TaskKind};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Message as _, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -486,7 +486,8 @@ impl Poller {
         let context = self.worker_context.clone();
         let progress: Arc<dyn Progress> = self.partitions.clone();
         let (topic, number) = worker.partition.clone();
-        self.runtime.spawn(async move {
+        let metrics = context.metrics.clone();
+        let task = async move {
             // A panic must not pass silently: it is logged here, and the
             // poll thread restarts the partition when it next dispatches.
             let run = std::panic::AssertUnwindSafe(worker.run(context, progress));
@@ -494,7 +495,8 @@ impl Poller {
                 tracing::error!(%topic, partition = number, panic = %mart_runtime::panic_text(&*panic), "a Kafka worker panicked");
             }
             let _ = done_tx.send(());
-        });
+        };
+        self.runtime.spawn(metrics.busy(TaskKind::Kafka, task));
         WorkerHandle {
             id,
             first_offset,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use mart_manifest::{App, IntervalSetting, TimerTrigger};
+use mart_metrics::TaskKind;
 use mart_runtime::{AppComponent, InstanceState, Runtime};
 use mart_variables::{Resolver, Template};
 use tokio::sync::watch;
@@ -66,7 +67,10 @@ impl TimerTriggers {
                 pre,
                 interval,
             };
-            tasks.push(tokio::spawn(timer.run(stopped.clone())));
+            let ticking = timer.run(stopped.clone());
+            tasks.push(tokio::spawn(
+                runtime.metrics().busy(TaskKind::Timer, ticking),
+            ));
             timers.push((trigger.component.clone(), interval));
         }
         Ok(Self {

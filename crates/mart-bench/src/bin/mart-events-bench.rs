@@ -6,13 +6,14 @@
 //! (`--trigger-admin`) and a host serving `spin.toml` (`--app`), both started
 //! by scripts/bench.sh.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use mart_bench::cost::{self, Cpu, Processes};
+use mart_metrics::TaskKind;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -421,16 +422,25 @@ async fn hops(
     Ok(rows)
 }
 
-/// What the shop has used and done so far: CPU per process, PostgreSQL
-/// transactions, and the host's own counters.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the shop has used and done so far: CPU per process and per kind
+/// of host thread, the time the host's tasks ran per kind, PostgreSQL
+/// transactions and statements, and the host's own counters.
+#[derive(Debug, Clone, Default)]
 struct Counters {
     cpu: Cpu,
+    host_threads: BTreeMap<&'static str, f64>,
+    busy: BTreeMap<&'static str, f64>,
     transactions: f64,
+    /// Per database, by the components' own roles; the relay and this
+    /// bench connect as the owner, counted under `OWNER`.
+    statements: BTreeMap<String, f64>,
     consumed: f64,
     produced: f64,
     http_requests: f64,
 }
+
+/// Where `Counters::statements` counts the owner role's statements.
+const OWNER: &str = "(owner role: outbox relays, this bench's polling)";
 
 impl Counters {
     async fn read(args: &Args, processes: Processes) -> anyhow::Result<Self> {
@@ -443,9 +453,20 @@ impl Counters {
             .await?
             .get(0);
         let metrics = cost::metrics(&args.app_admin)?;
+        let busy = TaskKind::ALL
+            .iter()
+            .map(|kind| {
+                let label = format!("task=\"{}\"", kind.label());
+                let seconds = cost::metric_sum(&metrics, "mart_task_busy_seconds_total", &label);
+                (kind.label(), seconds)
+            })
+            .collect();
         Ok(Self {
             cpu: Cpu::now(processes)?,
+            host_threads: cost::thread_cpu_seconds(processes.host)?,
+            busy,
             transactions: transactions as f64,
+            statements: statements(&postgres).await?,
             consumed: cost::metric_sum(&metrics, "mart_kafka_messages_total", ""),
             produced: cost::metric_sum(&metrics, "mart_outbox_published_total", ""),
             http_requests: cost::metric_sum(&metrics, "mart_http_requests_total", ""),
@@ -455,7 +476,10 @@ impl Counters {
     fn since(&self, earlier: &Counters) -> Counters {
         Counters {
             cpu: self.cpu.since(&earlier.cpu),
+            host_threads: difference(&self.host_threads, &earlier.host_threads),
+            busy: difference(&self.busy, &earlier.busy),
             transactions: self.transactions - earlier.transactions,
+            statements: difference(&self.statements, &earlier.statements),
             consumed: self.consumed - earlier.consumed,
             produced: self.produced - earlier.produced,
             http_requests: self.http_requests - earlier.http_requests,
@@ -493,10 +517,84 @@ impl Counters {
             per(self.transactions)
         );
         println!(
+            "| PostgreSQL statements (BEGIN and COMMIT included) | {} | |",
+            if self.statements.is_empty() {
+                "not counted (pg_stat_statements is not loaded)".to_string()
+            } else {
+                format!("{:.1}", per(self.statements.values().sum()))
+            }
+        );
+        println!(
             "| HTTP requests to the app (the bench's POST and polls) | {:.1} | |",
             per(self.http_requests)
         );
+        println!();
+        println!("The host's CPU per order, by thread (from /proc/<pid>/task):");
+        println!("| thread | CPU per order |");
+        println!("|---|---:|");
+        for (kind, seconds) in &self.host_threads {
+            println!("| {kind} | {:.2} ms |", per(*seconds) * 1e3);
+        }
+        let listed: f64 = self.host_threads.values().sum();
+        println!(
+            "| threads that exited meanwhile (tokio's blocking pool) | {:.2} ms |",
+            per(self.cpu.host - listed).max(0.0) * 1e3
+        );
+        println!();
+        println!("Time tokio's threads ran each trigger's tasks, per order (mart_task_busy_seconds_total; the rest of their CPU is PostgreSQL connections, the admin listener and the runtime itself):");
+        println!("| tasks | time per order |");
+        println!("|---|---:|");
+        for (kind, seconds) in &self.busy {
+            println!("| {kind} | {:.2} ms |", per(*seconds) * 1e3);
+        }
+        println!();
+        println!("PostgreSQL statements per order, by database:");
+        println!("| database | statements per order |");
+        println!("|---|---:|");
+        for (database, calls) in &self.statements {
+            println!("| {database} | {:.1} |", per(*calls));
+        }
     }
+}
+
+/// Statements run so far, per database by the components' roles
+/// (`mart_<service>`) and in all databases by the owner role, from
+/// pg_stat_statements; empty when PostgreSQL was started without it.
+async fn statements(postgres: &tokio_postgres::Client) -> anyhow::Result<BTreeMap<String, f64>> {
+    if postgres
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .is_err()
+    {
+        return Ok(BTreeMap::new());
+    }
+    let rows = match postgres
+        .query(
+            "SELECT CASE WHEN r.rolname LIKE 'mart\\_%' THEN d.datname ELSE $1 END, \
+                    sum(s.calls)::float8 \
+               FROM pg_stat_statements s \
+               JOIN pg_database d ON d.oid = s.dbid \
+               JOIN pg_roles r ON r.oid = s.userid \
+              GROUP BY 1",
+            &[&OWNER],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        // Created, but not in shared_preload_libraries: nothing counted.
+        Err(_) => return Ok(BTreeMap::new()),
+    };
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// `now - earlier`, key by key.
+fn difference<K: Ord + Clone>(
+    now: &BTreeMap<K, f64>,
+    earlier: &BTreeMap<K, f64>,
+) -> BTreeMap<K, f64> {
+    now.iter()
+        .map(|(k, v)| (k.clone(), v - earlier.get(k).copied().unwrap_or(0.0)))
+        .collect()
 }
 
 /// CPU the shop uses doing nothing (consumers polling, relays and timers
@@ -504,9 +602,11 @@ impl Counters {
 async fn idle(args: &Args, processes: Processes) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await; // let the burst's tail settle
     let start = Cpu::now(processes)?;
+    let threads_start = cost::thread_cpu_seconds(processes.host)?;
     let watched = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let used = Cpu::now(processes)?.since(&start);
+    let threads = difference(&cost::thread_cpu_seconds(processes.host)?, &threads_start);
     let share = |seconds: f64| 100.0 * seconds / watched.elapsed().as_secs_f64();
     println!();
     println!(
@@ -516,6 +616,9 @@ async fn idle(args: &Args, processes: Processes) -> anyhow::Result<()> {
     println!("| process | CPU | goal |");
     println!("|---|---:|---:|");
     println!("| host | {:.2} % | < 1 % |", share(used.host));
+    for (kind, seconds) in &threads {
+        println!("| host: {kind} | {:.2} % | |", share(*seconds));
+    }
     println!("| PostgreSQL | {:.2} % | |", share(used.postgres));
     println!("| broker (tansu) | {:.2} % | |", share(used.broker));
     println!(
