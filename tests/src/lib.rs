@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod fake_http;
+pub mod kong;
 pub mod servers;
 pub mod spin;
 
@@ -288,11 +289,16 @@ impl Host {
     /// Starts the app in `manifest` (relative to the repo root) against the
     /// test cluster, with extra environment variables.
     pub fn start(manifest: &str, env: &[(&str, String)]) -> Host {
+        Host::start_with(manifest, &[], env)
+    }
+
+    /// `start`, with more arguments for `mart up` (e.g. `--component-id`).
+    pub fn start_with(manifest: &str, args: &[&str], env: &[(&str, String)]) -> Host {
         // Ports are picked free and then given to the host, so another
         // process may take one in between: then the host cannot listen and
         // is started again on others.
         for attempt in 1.. {
-            let mut host = Host::spawn(manifest, env);
+            let mut host = Host::spawn(manifest, args, env);
             match host.wait_ready(Duration::from_secs(120)) {
                 Ok(()) => return host,
                 Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
@@ -302,7 +308,7 @@ impl Host {
         unreachable!()
     }
 
-    fn spawn(manifest: &str, env: &[(&str, String)]) -> Host {
+    fn spawn(manifest: &str, args: &[&str], env: &[(&str, String)]) -> Host {
         let pg = postgres();
         let port = free_port();
         let admin_port = free_port();
@@ -321,6 +327,7 @@ impl Host {
             .arg("--cache-dir")
             .arg(repo_root().join("target/mart-test-cache"))
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args(args)
             .env("MART_DATABASE_URL", pg.server_url())
             // The app's Kafka triggers and outbox relay need a broker; tests
             // that want their own pass MART_KAFKA_BROKERS in `env`.

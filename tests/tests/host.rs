@@ -162,6 +162,33 @@ fn a_missing_required_variable_stops_the_start() {
 }
 
 #[test]
+fn component_ids_pick_the_components_one_process_runs_as_spins_do() {
+    let env = [("SPIN_VARIABLE_API_KEY", "k-123".to_string())];
+    let host = Host::start_with(PROBE, &["--component-id", "probe-slow"], &env);
+    assert_eq!(host.get("/slow/noop").status, 200, "{}", host.log());
+    // The other components' routes are not served by this process.
+    assert_eq!(host.get("/probe/noop").status, 404);
+    assert_eq!(host.get("/items/7/noop").status, 404);
+
+    // A kept component calling one left out would fail on every request:
+    // refused at start, as Spin refuses it.
+    let output = Command::new(mart_bin())
+        .current_dir(repo_root())
+        .args(["up", "--from", PROBE, "-c", "probe"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("SPIN_VARIABLE_API_KEY", "k-123")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("http://probe-callee.spin.internal"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("keep `probe-callee` too"), "{stderr}");
+}
+
+#[test]
 fn an_unsupported_import_fails_at_load_naming_the_interface() {
     let output = Command::new(mart_bin())
         .current_dir(repo_root())

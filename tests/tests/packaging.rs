@@ -4,6 +4,7 @@
 //! every required variable provided. The CI workflow passes actionlint
 //! and runs `.ci/run`; the dev container has what `make run` needs.
 
+use mart_integration_tests::kong::{self, KongRoute};
 use mart_integration_tests::repo_root;
 use serde_yaml::Value as Yaml;
 
@@ -15,56 +16,8 @@ fn spin() -> toml::Table {
     toml::from_str(&read("spin.toml")).unwrap()
 }
 
-/// kong/kong.yml as the kong-config service renders it.
-fn kong() -> Yaml {
-    let key =
-        "          -----BEGIN PUBLIC KEY-----\n          MFkw\n          -----END PUBLIC KEY-----";
-    let rendered = read("kong/kong.yml").replace("${MART_JWT_PUBLIC_KEY_INDENTED}", key);
-    serde_yaml::from_str(&rendered).expect("the rendered kong.yml is valid YAML")
-}
-
 fn compose() -> Yaml {
     serde_yaml::from_str(&read("docker-compose.yml")).unwrap()
-}
-
-struct KongRoute {
-    name: String,
-    paths: Vec<String>,
-    methods: Vec<String>,
-    jwt: bool,
-}
-
-fn kong_routes() -> Vec<KongRoute> {
-    let kong = kong();
-    let mut routes = Vec::new();
-    for service in kong["services"].as_sequence().unwrap() {
-        assert_eq!(
-            service["url"], "http://mart:3000",
-            "Kong forwards to the host's app listener only"
-        );
-        for route in service["routes"].as_sequence().unwrap() {
-            let strings = |v: &Yaml| -> Vec<String> {
-                v.as_sequence()
-                    .map(|s| s.iter().map(|x| x.as_str().unwrap().to_string()).collect())
-                    .unwrap_or_default()
-            };
-            let jwt = route["plugins"]
-                .as_sequence()
-                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "jwt"));
-            assert_eq!(
-                route["strip_path"],
-                Yaml::Bool(false),
-                "paths reach the host unchanged"
-            );
-            routes.push(KongRoute {
-                name: route["name"].as_str().unwrap().into(),
-                paths: strings(&route["paths"]),
-                methods: strings(&route["methods"]),
-                jwt,
-            });
-        }
-    }
-    routes
 }
 
 /// How Kong picks a route: method filter, then the longest matching path
@@ -102,7 +55,7 @@ fn sample_path(route: &str) -> String {
 
 #[test]
 fn every_public_route_is_reachable_through_kong() {
-    let routes = kong_routes();
+    let routes = kong::routes();
     let spin = spin();
     for trigger in spin["trigger"]["http"].as_array().unwrap() {
         let Some(route) = trigger["route"].as_str() else {
@@ -121,11 +74,11 @@ fn every_public_route_is_reachable_through_kong() {
 
 #[test]
 fn kong_requires_tokens_where_the_api_does() {
-    let routes = kong_routes();
+    let routes = kong::routes();
     let needs_token = |method: &str, path: &str| -> bool {
         kong_route(&routes, method, path)
             .unwrap_or_else(|| panic!("{method} {path} is not routed"))
-            .jwt
+            .jwt()
     };
     for (method, path) in [
         ("GET", "/products"),
@@ -159,7 +112,7 @@ fn kong_requires_tokens_where_the_api_does() {
             "{method} {path} needs a token at the gateway"
         );
     }
-    let kong = kong();
+    let kong = kong::rendered();
     let secret = &kong["consumers"][0]["jwt_secrets"][0];
     assert_eq!(secret["algorithm"], "ES256");
     assert_eq!(
@@ -185,7 +138,7 @@ fn kong_requires_tokens_where_the_api_does() {
         assert!(global.contains(&plugin), "global plugin {plugin}");
     }
     let auth = routes.iter().find(|r| r.name == "auth-token").unwrap();
-    assert!(!auth.jwt);
+    assert!(!auth.jwt());
 }
 
 #[test]

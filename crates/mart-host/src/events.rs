@@ -141,7 +141,7 @@ impl Events {
 
 /// Every topic the app touches: one per aggregate type, what the triggers
 /// read and dead-letter to, and what components may publish to.
-fn topics_to_create(app: &App) -> anyhow::Result<Vec<String>> {
+pub fn topics_to_create(app: &App) -> anyhow::Result<Vec<String>> {
     let mut topics = mart_trigger_kafka::KafkaTriggers::topics(app)?;
     topics.extend(
         mart_domain::events::EventType::ALL

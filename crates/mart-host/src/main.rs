@@ -46,7 +46,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the app.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Create the service databases and apply pending migrations.
     Migrate(MigrateArgs),
     /// List a dead-letter topic's messages not yet redriven, or send them
@@ -84,6 +84,10 @@ struct UpArgs {
     /// The Spin manifest.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
     manifest: PathBuf,
+    /// Run only this component and its triggers (repeatable; default: all),
+    /// as Spin's `--component-id`: e.g. one Kafka handler per Deployment.
+    #[arg(short = 'c', long = "component-id", value_name = "ID")]
+    components: Vec<String>,
     /// Spin runtime config.
     #[arg(long, env = "MART_RUNTIME_CONFIG")]
     runtime_config_file: Option<PathBuf>,
@@ -232,7 +236,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => up(args).await,
+            Command::Up(args) => up(*args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Check { database_url } => check(&database_url).await,
             Command::DeadLetters(args) => dead_letters(args).await,
@@ -259,7 +263,13 @@ fn events(manifest: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let app = App::load(&args.manifest)?;
+    let mut app = App::load(&args.manifest)?;
+    if !args.components.is_empty() {
+        let ids: Vec<&str> = args.components.iter().map(String::as_str).collect();
+        app.retain_components(&ids)
+            .map_err(anyhow::Error::msg)
+            .context("--component-id")?;
+    }
     let config_path = args.runtime_config_file.as_deref();
     let runtime_config = config::runtime_config(config_path)?;
     let resolver = config::resolver(&app, &runtime_config, config_path, &args.variables)?;

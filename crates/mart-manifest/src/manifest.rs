@@ -82,7 +82,13 @@ impl App {
         m.trigger
             .other
             .retain(|kind, _| kinds.contains(&kind.as_str()));
-        let used: std::collections::BTreeSet<String> = m
+        self.drop_untriggered_components();
+    }
+
+    /// Components no trigger runs are left out, as Spin leaves them.
+    fn drop_untriggered_components(&mut self) {
+        let m = &mut self.manifest;
+        let triggered: std::collections::BTreeSet<String> = m
             .trigger
             .http
             .iter()
@@ -95,12 +101,64 @@ impl App {
                     .filter_map(|t| t.get("component")?.as_str().map(String::from)),
             )
             .collect();
-        m.component.retain(|id, _| used.contains(id));
+        m.component.retain(|id, _| triggered.contains(id));
+    }
+
+    /// Only the triggers of the components `ids` and those components, as
+    /// Spin's `spin up --component-id` (`-c`) keeps them: one process can
+    /// then run a subset of the app (one Kafka handler per Deployment). As
+    /// in Spin, an id the app lacks is refused, and so is a kept component
+    /// that calls one left out (`http://<id>.spin.internal`, or any with
+    /// `*.spin.internal`) — that call would fail on every request.
+    pub fn retain_components(&mut self, ids: &[&str]) -> Result<(), String> {
+        let m = &mut self.manifest;
+        if let Some(missing) = ids.iter().find(|id| !m.component.contains_key(**id)) {
+            return Err(format!(
+                "component `{missing}` is not in the app (its components: {})",
+                m.component.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for id in ids {
+            for host in &m.component[*id].allowed_outbound_hosts {
+                if let Some(target) = chained_component(host) {
+                    if !ids.contains(&target) {
+                        return Err(format!(
+                            "component `{id}` calls {host} (allowed_outbound_hosts), \
+                             which is not among the components kept; keep `{target}` too"
+                        ));
+                    }
+                }
+            }
+        }
+        let kept = |component: &str| ids.contains(&component);
+        m.trigger.http.retain(|t| kept(&t.component));
+        for triggers in m.trigger.other.values_mut() {
+            triggers.retain(|t| {
+                t.get("component")
+                    .and_then(|c| c.as_str())
+                    .is_some_and(kept)
+            });
+        }
+        m.trigger.other.retain(|_, triggers| !triggers.is_empty());
+        self.drop_untriggered_components();
+        Ok(())
     }
 
     pub fn component_source_path(&self, component: &Component) -> PathBuf {
         self.base_dir.join(&component.source)
     }
+}
+
+/// The component an `allowed_outbound_hosts` entry chains to
+/// (`http://<id>.spin.internal`, `*` for every one); templated entries are
+/// not resolved here and so name none, as in Spin's check.
+fn chained_component(host: &str) -> Option<&str> {
+    if host.contains("{{") {
+        return None;
+    }
+    let authority = host.split_once("://").map_or(host, |(_, rest)| rest);
+    let name = authority.split([':', '/']).next()?;
+    name.strip_suffix(".spin.internal")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -511,5 +569,85 @@ max_memory_mib = 64
         for bad in ["", "Catalog", "a--b", "-a", "a-", "a_b", "1a"] {
             assert!(check_component_id(bad).is_err(), "{bad}");
         }
+    }
+
+    const CHAINED: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "shop"
+
+[[trigger.http]]
+route = "/orders/..."
+component = "orders"
+
+[[trigger.http]]
+route = "/products/..."
+component = "catalog"
+
+[[trigger.kafka]]
+component = "orders-events"
+topics = ["mart.payments"]
+
+[[trigger.timer]]
+component = "orders-expiry"
+interval_secs = "30"
+
+[component.orders]
+source = "orders.wasm"
+allowed_outbound_hosts = ["http://catalog.spin.internal", "postgres://{{ host }}"]
+
+[component.catalog]
+source = "catalog.wasm"
+
+[component.orders-events]
+source = "orders.wasm"
+
+[component.orders-expiry]
+source = "orders.wasm"
+"#;
+
+    fn chained() -> App {
+        App::from_text(CHAINED, Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn kept_components_keep_their_triggers_only() {
+        let mut app = chained();
+        app.retain_components(&["orders-events"]).unwrap();
+        let m = &app.manifest;
+        assert!(m.trigger.http.is_empty());
+        assert_eq!(m.trigger.other.keys().collect::<Vec<_>>(), ["kafka"]);
+        assert_eq!(m.component.keys().collect::<Vec<_>>(), ["orders-events"]);
+
+        let mut app = chained();
+        app.retain_components(&["orders", "catalog", "orders-expiry"])
+            .unwrap();
+        let m = &app.manifest;
+        assert_eq!(m.trigger.http.len(), 2);
+        assert_eq!(m.trigger.other.keys().collect::<Vec<_>>(), ["timer"]);
+        assert_eq!(m.component.len(), 3);
+    }
+
+    #[test]
+    fn keeping_a_component_without_the_one_it_calls_is_refused() {
+        let err = chained().retain_components(&["orders"]).unwrap_err();
+        assert!(
+            err.contains("`orders` calls http://catalog.spin.internal"),
+            "{err}"
+        );
+        assert!(err.contains("keep `catalog` too"), "{err}");
+        let wildcard = CHAINED.replace("http://catalog.spin.internal", "http://*.spin.internal");
+        let mut app = App::from_text(&wildcard, Path::new(".")).unwrap();
+        assert!(
+            app.retain_components(&["orders", "catalog"]).is_err(),
+            "* chains to every component"
+        );
+    }
+
+    #[test]
+    fn keeping_a_component_the_app_lacks_is_refused() {
+        let err = chained().retain_components(&["order-events"]).unwrap_err();
+        assert!(err.contains("`order-events` is not in the app"), "{err}");
+        assert!(err.contains("orders-events"), "lists the components: {err}");
     }
 }
