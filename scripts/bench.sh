@@ -14,6 +14,7 @@ PRODUCT=00000000-0000-4000-8000-000000000001
 KAFKA_PORT=${BENCH_KAFKA_PORT:-19192}
 EVENTS_HOST_PORT=${BENCH_EVENTS_HOST_PORT:-3302}
 APP_PORT=${BENCH_APP_PORT:-3303}
+SPIN_PORT=${BENCH_SPIN_PORT:-3304}
 
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -87,6 +88,17 @@ native_noop=$(measure "http://127.0.0.1:$NATIVE_PORT/noop")
 host_noop=$(measure "http://127.0.0.1:$HOST_PORT/probe/noop")
 native_db=$(measure "http://127.0.0.1:$NATIVE_PORT/products/$PRODUCT")
 host_db=$(measure "http://127.0.0.1:$HOST_PORT/products/$PRODUCT")
+# Fermyon Spin beside them when it is installed: the same manifest, the same
+# database, in the same run.
+spin_noop="" spin_db=""
+if command -v spin >/dev/null; then
+  SPIN_VARIABLE_PG_PORT=$PG_PORT spin up --from tests/fixtures/bench.toml \
+    --listen "127.0.0.1:$SPIN_PORT" >/dev/null 2>&1 &
+  pids+=($!)
+  wait_for "127.0.0.1:$SPIN_PORT/.well-known/spin/health"
+  spin_noop=$(measure "http://127.0.0.1:$SPIN_PORT/probe/noop")
+  spin_db=$(measure "http://127.0.0.1:$SPIN_PORT/products/$PRODUCT")
+fi
 
 row() { read -r rps p50 p99 <<<"$2"; printf "| %-34s | %10.0f | %8s | %8s |\n" "$1" "$rps" "$p50" "$p99"; }
 ratio() { awk -v a="$(cut -d' ' -f1 <<<"$1")" -v b="$(cut -d' ' -f1 <<<"$2")" 'BEGIN { printf "%.0f %%", 100*a/b }'; }
@@ -100,9 +112,19 @@ row "native no-op GET"                    "$native_noop"
 row "mart host no-op component"           "$host_noop"
 row "native GET /products/{id}"           "$native_db"
 row "mart host GET /products/{id}"        "$host_db"
+if [ -n "$spin_noop" ]; then
+  row "Fermyon Spin no-op component"      "$spin_noop"
+  row "Fermyon Spin GET /products/{id}"   "$spin_db"
+fi
 echo
 echo "host / native, no-op route: $(ratio "$host_noop" "$native_noop")   (target >= 50 %)"
 echo "host / native, DB read:     $(ratio "$host_db" "$native_db")   (target >= 80 %)"
+if [ -n "$spin_noop" ]; then
+  echo "host / Spin, no-op route:   $(ratio "$host_noop" "$spin_noop")"
+  echo "host / Spin, DB read:       $(ratio "$host_db" "$spin_db")"
+else
+  echo "Fermyon Spin: not on PATH, so not measured beside them"
+fi
 echo
 target/release/mart-overhead --manifest tests/fixtures/bench.toml --path /probe/noop
 echo

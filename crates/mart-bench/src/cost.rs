@@ -96,13 +96,15 @@ pub fn thread_cpu_seconds(pid: u32) -> std::io::Result<BTreeMap<&'static str, f6
 /// What a host thread does, from its name (Linux keeps 15 bytes of it).
 pub fn thread_kind(name: &str) -> &'static str {
     match name {
-        n if n.starts_with("tokio-runtime") => "tokio's threads (every trigger's tasks)",
+        // tokio names its workers and blocking threads `tokio-rt-worker`
+        // (older releases: `tokio-runtime-worker`).
+        n if n.starts_with("tokio-") => "tokio's threads (every trigger's tasks)",
         n if n.starts_with("rdk:") => "librdkafka's threads",
         n if n.starts_with("kafka-") => "Kafka consumers' poll threads",
         n if n.starts_with("mart-producer") => "Kafka producers' poll threads",
         n if n.starts_with("tracing-append") => "log writer",
         "mart-epoch" => "epoch ticker (deadlines)",
-        _ => "other threads",
+        _ => "other threads (the main thread)",
     }
 }
 
@@ -237,10 +239,10 @@ mod tests {
             "Kafka consumers' poll threads"
         );
         assert_eq!(
-            thread_kind("tokio-runtime-w"),
+            thread_kind("tokio-rt-worker"),
             "tokio's threads (every trigger's tasks)"
         );
-        assert_eq!(thread_kind("mart"), "other threads");
+        assert_eq!(thread_kind("mart"), "other threads (the main thread)");
     }
 
     #[test]

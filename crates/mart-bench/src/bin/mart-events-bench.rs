@@ -541,11 +541,16 @@ impl Counters {
             per(self.cpu.host - listed).max(0.0) * 1e3
         );
         println!();
-        println!("Time tokio's threads ran each trigger's tasks, per order (mart_task_busy_seconds_total; the rest of their CPU is PostgreSQL connections, the admin listener and the runtime itself):");
-        println!("| tasks | time per order |");
-        println!("|---|---:|");
+        println!("Time tokio's threads ran each trigger's tasks, per order (mart_task_busy_seconds_total: the wall time of their polls, so a thread preempted mid-poll counts the wait too; what tokio's threads did outside them is PostgreSQL connections, the admin listener and the runtime itself):");
+        println!("| tasks | time per order | share |");
+        println!("|---|---:|---:|");
+        let all: f64 = self.busy.values().sum();
         for (kind, seconds) in &self.busy {
-            println!("| {kind} | {:.2} ms |", per(*seconds) * 1e3);
+            println!(
+                "| {kind} | {:.2} ms | {:.0} % |",
+                per(*seconds) * 1e3,
+                100.0 * seconds / all.max(f64::MIN_POSITIVE)
+            );
         }
         println!();
         println!("PostgreSQL statements per order, by database:");
