@@ -45,9 +45,13 @@ pub enum PublishError {
     Cancelled,
 }
 
+/// The broker's answer for one record: where it was written (partition,
+/// offset), or why it was not.
+type Acknowledgement = Result<(i32, i64), rdkafka::error::KafkaError>;
+
 /// Resolves when the broker acknowledged a queued record (see
 /// `Publisher::acknowledged`).
-pub type Delivery = oneshot::Receiver<Result<(i32, i64), rdkafka::error::KafkaError>>;
+pub type Delivery = oneshot::Receiver<Acknowledgement>;
 
 /// A producer that reports success only once the broker acknowledged the
 /// record (`acks=all`), keeping records of one partition in order.
@@ -77,7 +81,7 @@ struct Acknowledgements;
 impl ClientContext for Acknowledgements {}
 
 impl ProducerContext for Acknowledgements {
-    type DeliveryOpaque = Box<oneshot::Sender<Result<(i32, i64), rdkafka::error::KafkaError>>>;
+    type DeliveryOpaque = Box<oneshot::Sender<Acknowledgement>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
         let outcome = match result {
