@@ -58,6 +58,8 @@ pub type Delivery = oneshot::Receiver<Acknowledgement>;
 #[derive(Clone)]
 pub struct Publisher {
     producer: Arc<Polled>,
+    client: KafkaClient,
+    client_id: Arc<str>,
 }
 
 /// The producer and the thread that polls it for acknowledgements; the
@@ -122,7 +124,18 @@ impl Publisher {
             .context("starting the Kafka producer's poll thread")?;
         Ok(Self {
             producer: Arc::new(Polled { producer, stop }),
+            client: client.clone(),
+            client_id: client_id.into(),
         })
+    }
+
+    /// A new producer with the same settings: a new producer id, so fresh
+    /// sequence numbers. For a caller whose records the broker keeps
+    /// refusing: a test broker restarted while records were in flight
+    /// (tansu) can refuse every later record of the idempotent producer it
+    /// knew, with an unknown error from which librdkafka does not recover.
+    pub fn renewed(&self) -> anyhow::Result<Self> {
+        Self::new(&self.client, &self.client_id)
     }
 
     /// Queues a record; the `Delivery` resolves when the broker acknowledged
