@@ -16,6 +16,4 @@ mod producer;
 pub use admin::ensure_topics;
 pub use client::KafkaClient;
 pub use part::ProducerPart;
-pub use producer::{
-    add_to_linker, Delivery, Header, ProducerHost, PublishError, Publisher, Record,
-};
+pub use producer::{add_to_linker, Header, ProducerHost, PublishError, Publisher, Record};

@@ -122,19 +122,6 @@ impl DatabaseRelay {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(database = %self.db.name, error = %format!("{e:#}"), "outbox relay interrupted; retrying");
-                    // Refused records are still in the outbox, unsent; they
-                    // go out again in order, through a producer the broker
-                    // has no state for.
-                    if e.downcast_ref::<mart_kafka::PublishError>()
-                        .is_some_and(|p| matches!(p, mart_kafka::PublishError::Rejected(_)))
-                    {
-                        match self.publisher.renewed() {
-                            Ok(renewed) => self.publisher = renewed,
-                            Err(e) => {
-                                tracing::warn!(error = %format!("{e:#}"), "cannot renew the outbox relay's Kafka producer")
-                            }
-                        }
-                    }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.stop.wait_for(|s| *s) => return,
