@@ -101,7 +101,8 @@ pub fn thread_kind(name: &str) -> &'static str {
         n if n.starts_with("tokio-") => "tokio's threads (every trigger's tasks)",
         n if n.starts_with("rdk:") => "librdkafka's threads",
         n if n.starts_with("kafka-") => "Kafka consumers' poll threads",
-        n if n.starts_with("mart-producer") => "Kafka producers' poll threads",
+        // rdkafka's threaded producer: "producer polling thread".
+        n if n.starts_with("producer poll") => "Kafka producers' poll threads",
         n if n.starts_with("tracing-append") => "log writer",
         "mart-epoch" => "epoch ticker (deadlines)",
         _ => "other threads (the main thread)",
