@@ -43,18 +43,31 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(client: &KafkaClient, client_id: &str) -> anyhow::Result<Self> {
-        let producer = client
-            .base(client_id)
-            .set("acks", "all")
-            // Idempotence keeps a partition's records in order and free of
-            // broker-side duplicates across internal retries, with up to 5
-            // requests in flight.
-            .set("enable.idempotence", "true")
-            // Retry for as long as it takes: the outbox row stays unsent until
-            // this resolves, so giving up early would only re-send it later.
-            .set("message.timeout.ms", "0")
+        // Defaults a deployment may override in `[application.trigger.kafka]
+        // properties`. Order without idempotence: one request in flight per
+        // broker, so a retried batch cannot be overtaken by the next one. The
+        // idempotent producer would add only broker-side deduplication, which
+        // the consumers already do on the event id, and it needs producer-id
+        // state on the broker that a broker restart can confuse: librdkafka
+        // bumps the epoch by itself after a failed batch, and tansu 0.6.0
+        // (the test broker) then fails every later request of that broker
+        // process (its storage task panics on an epoch it never issued),
+        // which stalled the whole saga after a restart in faults_broker.rs.
+        let tuning = [
+            ("enable.idempotence", "false"),
+            ("max.in.flight.requests.per.connection", "1"),
             // Low latency beats bigger batches for event hops.
-            .set("linger.ms", "1")
+            ("linger.ms", "1"),
+        ];
+        let producer = client
+            .base_with_defaults(client_id, &tuning)
+            // Not overridable: a record counts as published only once every
+            // in-sync replica has it, ...
+            .set("acks", "all")
+            // ... and it is retried for as long as it takes: the outbox row
+            // stays unsent until this resolves, so giving up early would only
+            // re-send it later.
+            .set("message.timeout.ms", "0")
             .create()
             .context("creating the Kafka producer")?;
         Ok(Self { producer })
