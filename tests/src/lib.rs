@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod fake_http;
 pub mod kong;
+pub mod otlp;
 pub mod servers;
 pub mod spin;
 

@@ -178,24 +178,12 @@ fn one_trace_follows_an_order_across_services() {
     let user = customer(host);
     let item = product(host, 900, 5);
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let body = serde_json::to_vec(&order_body(
-        json!([{"product_id": item, "quantity": 1}]),
-        "tok_visa",
-    ))
-    .unwrap();
-    let auth = format!("Bearer {user}");
-    let r = host.request(
-        "POST",
-        "/orders",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &auth),
-            ("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01")),
-        ],
-        Some(&body),
+    let order = place_traced(
+        host,
+        &user,
+        &item,
+        &format!("00-{trace_id}-00f067aa0ba902b7-01"),
     );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let order = r.json()["id"].as_str().unwrap().to_string();
     wait_for(host, &user, &order, "paid");
     // Every service's event about this order carries the caller's trace:
     // orders (the HTTP request), inventory and payments (Kafka handlers

@@ -230,6 +230,11 @@ struct MigrateArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_writer = config::init_logging(matches!(cli.log_format, LogFormat::Json));
+    // Before the async runtime, so the last spans are flushed after it ends.
+    let _span_export = match cli.command {
+        Command::Up(_) => mart_telemetry::init_from_env()?,
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

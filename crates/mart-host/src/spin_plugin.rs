@@ -154,11 +154,15 @@ pub fn main(trigger: TriggerType) -> std::process::ExitCode {
     }
     let _log_writer =
         config::init_logging(std::env::var("MART_LOG_FORMAT").is_ok_and(|f| f == "json"));
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .and_then(|rt| rt.block_on(run(trigger, args)));
+    // Spin hands its environment to the plugin: the same OTEL_* variables
+    // that make `spin up` export traces make its triggers export theirs.
+    let result = mart_telemetry::init_from_env().and_then(|_span_export| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(run(trigger, args)))
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

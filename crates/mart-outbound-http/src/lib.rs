@@ -6,14 +6,13 @@
 //! handed to the HTTP trigger, which runs that component in-process (Spin's
 //! service chaining).
 
-pub mod trace;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use http::uri::Scheme;
 use mart_outbound_networking::{well_known_port, AllowedHosts, OutboundTarget};
+use mart_telemetry::{Span, SpanKind};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 pub type ResponseFuture =
@@ -34,7 +33,7 @@ pub struct OutboundHttp {
     allowed: Arc<AllowedHosts>,
     local: Option<Arc<dyn LocalDispatch>>,
     /// The trace this instance runs in; outbound requests continue it.
-    trace: Option<trace::TraceParent>,
+    trace: Option<mart_telemetry::TraceParent>,
 }
 
 impl OutboundHttp {
@@ -51,7 +50,7 @@ impl OutboundHttp {
         }
     }
 
-    pub fn with_trace(mut self, trace: Option<trace::TraceParent>) -> Self {
+    pub fn with_trace(mut self, trace: Option<mart_telemetry::TraceParent>) -> Self {
         self.trace = trace;
         self
     }
@@ -78,25 +77,75 @@ impl WasiHttpHooks for OutboundHttp {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                    ),
-                    HttpError,
-                >,
-            > + Send,
-    > {
+    ) -> SendFuture {
         let mut request = request;
-        if let Some(trace) = &self.trace {
-            if !request.headers().contains_key("traceparent") {
-                if let Ok(value) = http::HeaderValue::from_str(&trace.child().to_string()) {
-                    request.headers_mut().insert("traceparent", value);
+        let span = self.client_span(&mut request);
+        let sent = self.send(request, options, fut);
+        Box::new(async move {
+            let result = Box::into_pin(sent).await;
+            if let Some(mut span) = span {
+                match &result {
+                    Ok((response, _)) => {
+                        let status = response.status();
+                        span.set("http.response.status_code", i64::from(status.as_u16()));
+                        if status.is_server_error() {
+                            span.fail(format!("answered {status}"));
+                        }
+                    }
+                    Err(e) => span.fail(e.to_string()),
                 }
             }
+            result
+        })
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl OutboundHttp {
+    /// The outbound call's span, a child of the instance's, whose context
+    /// the request carries on, unless the component set its own
+    /// `traceparent` (it then continues the trace itself).
+    fn client_span(&self, request: &mut http::Request<WasiBody>) -> Option<Span> {
+        let trace = self.trace.as_ref()?;
+        if request.headers().contains_key("traceparent") {
+            return None;
         }
+        let method = request.method().as_str().to_string();
+        let mut span = Span::child_of(trace, method.clone(), SpanKind::Client);
+        let value = http::HeaderValue::from_str(&span.context().to_string()).ok()?;
+        request.headers_mut().insert("traceparent", value);
+        if span.is_recording() {
+            span.set("http.request.method", method);
+            span.set("url.full", request.uri().to_string());
+            if let Some(host) = request.uri().host() {
+                span.set("server.address", host.to_string());
+            }
+            if let Some(port) = request.uri().port_u16() {
+                span.set("server.port", i64::from(port));
+            }
+        }
+        Some(span)
+    }
+
+    /// Sends `request` where the policy says: refused, to a component of
+    /// this app, or over the network.
+    fn send(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
         let decision = self.decide(&request);
         let local = self.local.clone();
         let no_io = || Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;

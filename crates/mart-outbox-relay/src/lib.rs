@@ -24,8 +24,24 @@ use futures::StreamExt as _;
 use mart_domain::events::{self, Envelope};
 use mart_kafka::{Publisher, Record};
 use mart_metrics::{Metrics, TaskKind};
+use mart_telemetry::{Span, SpanKind, TraceParent};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+/// The span of one event's publish (OpenTelemetry's messaging conventions),
+/// a child of the trace that wrote the event, or a new trace.
+fn publish_span(topic: &str, written_in: Option<&TraceParent>, envelope: &Envelope) -> Span {
+    let mut span = Span::start(format!("send {topic}"), SpanKind::Producer, written_in);
+    if span.is_recording() {
+        span.set("messaging.system", "kafka");
+        span.set("messaging.operation.type", "send");
+        span.set("messaging.destination.name", topic.to_string());
+        span.set("messaging.message.id", envelope.id.clone());
+        span.set("cloudevents.event_type", envelope.event_type.clone());
+        span.set("cloudevents.event_source", envelope.source.clone());
+    }
+    span
+}
 
 /// `pg_try_advisory_lock` key of the relay ("mart-out" in ASCII).
 const RELAY_LOCK: i64 = 0x6d61_7274_2d6f_7574;
@@ -254,13 +270,21 @@ impl DatabaseRelay {
                 subject: row.get(3),
                 data: row.get::<_, String>(5).into_bytes(),
             };
+            let topic = events::topic(&aggregate_type);
+            // The trace of the change that wrote the event goes on through
+            // this publish to the handlers.
+            let written_in = row
+                .get::<_, Option<String>>(7)
+                .as_deref()
+                .and_then(TraceParent::parse);
+            let span = publish_span(&topic, written_in.as_ref(), &envelope);
             let mut headers = envelope.headers();
-            // The trace of the change that wrote the event, for the handlers.
-            if let Some(traceparent) = row.get::<_, Option<String>>(7) {
-                headers.push(("traceparent".into(), traceparent.into_bytes()));
-            }
+            headers.push((
+                "traceparent".into(),
+                span.context().to_string().into_bytes(),
+            ));
             let record = Record {
-                topic: events::topic(&aggregate_type),
+                topic,
                 partition: None,
                 key: Some(envelope.subject.clone().into_bytes()),
                 headers,
@@ -268,7 +292,7 @@ impl DatabaseRelay {
             };
             let seq: i64 = row.get(0);
             match self.publisher.enqueue(&record) {
-                Ok(delivery) => pending.push((seq, created, delivery)),
+                Ok(delivery) => pending.push((seq, created, delivery, span)),
                 Err(e) => {
                     // Stop here: a later row of the same aggregate must not
                     // overtake this one. The rest go out next round, in order.
@@ -281,13 +305,16 @@ impl DatabaseRelay {
         let mut acknowledged = Vec::with_capacity(pending.len());
         let mut oldest = None;
         let mut failure = enqueue_failure;
-        for (seq, created, delivery) in pending {
+        for (seq, created, delivery, mut span) in pending {
             match Publisher::acknowledged(delivery).await {
-                Ok(_) => {
+                Ok((partition, offset)) => {
                     acknowledged.push(seq);
                     oldest.get_or_insert(created);
+                    span.set("messaging.destination.partition.id", partition.to_string());
+                    span.set("messaging.kafka.offset", offset);
                 }
                 Err(e) => {
+                    span.fail(e.to_string());
                     failure.get_or_insert(e);
                 }
             }

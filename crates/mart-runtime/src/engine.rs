@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mart_manifest::App;
 use mart_metrics::Metrics;
-use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, OutboundHttp};
 use mart_outbound_networking::AllowedHosts;
 use mart_outbound_pg::{PgCompatibility, PgPools, PoolBudgets, TriggerKind};
+use mart_telemetry::TraceParent;
 use mart_variables::{ComponentVariables, Resolver, Template};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{

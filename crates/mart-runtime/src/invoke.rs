@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use mart_metrics::Metrics;
-use mart_outbound_http::trace::TraceParent;
+use mart_telemetry::TraceParent;
 use wasmtime::{Store, Trap};
 
 use crate::{AppComponent, InstanceState, Runtime, TriggerKind};

@@ -17,9 +17,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use mart_manifest::App;
 use mart_metrics::TaskKind;
-use mart_outbound_http::trace::TraceParent;
 use mart_outbound_http::{LocalDispatch, ResponseFuture};
 use mart_runtime::Runtime;
+use mart_telemetry::{Span, SpanKind, TraceParent};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 use wasmtime_wasi_http::WasiBody;
@@ -311,9 +311,9 @@ impl HttpTrigger {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return response;
         };
-        let trace = continue_trace(&mut parts.headers);
+        let span = server_span(&mut parts, &route);
         let request = Request::from_parts(parts, body);
-        let response = self.run(&route, request, request_id, Some(trace)).await;
+        let response = self.run(&route, request, request_id, span).await;
         let status = response.status().as_u16();
         self.runtime.metrics().http_request(
             &route.component,
@@ -347,20 +347,44 @@ impl HttpTrigger {
         route: &RouteMatch,
         request: Request<B>,
         request_id: &str,
-        trace: Option<TraceParent>,
+        mut span: Span,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let Some(target) = self.components.get(&route.component) else {
-            return problem(
+        let response = match self.components.get(&route.component) {
+            Some(target) => {
+                self.invoke_component(route, target, request, request_id, &span)
+                    .await
+            }
+            None => problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the route names a component that is not loaded",
                 request_id,
-            );
+            ),
         };
-        match invoke(&self.runtime, target, request, trace).await {
+        let status = response.status();
+        span.set("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            span.fail(format!("the component answered {status}"));
+        }
+        response
+    }
+
+    async fn invoke_component<B>(
+        &self,
+        route: &RouteMatch,
+        target: &HttpComponent,
+        request: Request<B>,
+        request_id: &str,
+        span: &Span,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        match invoke(&self.runtime, target, request, Some(span.context().clone())).await {
             Ok(response) => response.map(|body| {
                 body.map_err(|code| anyhow::anyhow!("{code:?}"))
                     .boxed_unsync()
@@ -441,14 +465,9 @@ impl LocalDispatch for Chaining {
                     .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?,
             );
             let request_id = uuid::Uuid::new_v4().to_string();
-            let trace = continue_trace(&mut parts.headers);
+            let span = server_span(&mut parts, &route);
             let response = trigger
-                .run(
-                    &route,
-                    Request::from_parts(parts, body),
-                    &request_id,
-                    Some(trace),
-                )
+                .run(&route, Request::from_parts(parts, body), &request_id, span)
                 .await;
             Ok(response.map(|body| {
                 body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
@@ -458,22 +477,34 @@ impl LocalDispatch for Chaining {
     }
 }
 
-/// Continues the caller's W3C trace (or starts one): the component sees a
-/// `traceparent` naming this invocation as the parent, and the log line
-/// carries the trace id so one request can be followed across components.
-fn continue_trace(headers: &mut http::HeaderMap) -> TraceParent {
-    let incoming = headers
+/// The request's span, continuing the caller's W3C trace (or starting
+/// one): the component sees a `traceparent` naming this span as the parent,
+/// and the log line carries the trace id so one request can be followed
+/// across components. Named and described as Spin's HTTP trigger does
+/// (`"{method} {route}"`, HTTP semantic conventions).
+fn server_span(parts: &mut http::request::Parts, route: &RouteMatch) -> Span {
+    let incoming = parts
+        .headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
-    let ours = incoming
-        .map(|t| t.child())
-        .unwrap_or_else(TraceParent::root);
-    if let Ok(value) = HeaderValue::from_str(&ours.to_string()) {
-        headers.insert("traceparent", value);
+    let method = parts.method.as_str().to_string();
+    let mut span = Span::start(
+        format!("{method} {}", route.raw_route),
+        SpanKind::Server,
+        incoming.as_ref(),
+    );
+    if span.is_recording() {
+        span.set("http.request.method", method);
+        span.set("http.route", route.raw_route.clone());
+        span.set("url.path", parts.uri.path().to_string());
+        span.set("mart.component", route.component.clone());
     }
-    tracing::Span::current().record("trace_id", ours.trace_id.as_str());
-    ours
+    if let Ok(value) = HeaderValue::from_str(&span.context().to_string()) {
+        parts.headers.insert("traceparent", value);
+    }
+    tracing::Span::current().record("trace_id", span.trace_id());
+    span
 }
 
 fn request_id(request: &Request<Incoming>) -> String {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::FutureExt as _;
 use mart_metrics::TaskKind;
-use mart_outbound_http::trace::TraceParent;
+use mart_telemetry::TraceParent;
 
 use mart_runtime::{AppComponent, Runtime};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use mart_kafka::bindings::{KafkaHandlerPre, Message, MessageHeader};
-use mart_outbound_http::trace::TraceParent;
 use mart_runtime::{AppComponent, InstanceState, InvokeError, Runtime};
+use mart_telemetry::{Span, SpanKind, TraceParent};
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 
 use crate::dead_letter::header;
@@ -54,20 +54,22 @@ impl Handler {
 
     /// Runs the component on `batch` (messages of one partition, in order)
     /// in a fresh instance with the component's time and memory limits.
-    pub async fn invoke(&self, batch: &[OwnedMessage]) -> Outcome {
-        let messages: Vec<Message> = batch.iter().map(to_wit).collect();
-        let trace = batch
-            .first()
-            .and_then(|m| header(m, "traceparent"))
-            .and_then(|v| std::str::from_utf8(v).ok().and_then(TraceParent::parse))
-            .map(|parent| parent.child());
+    pub async fn invoke(&self, batch: &[OwnedMessage], group: &str) -> Outcome {
+        let mut span = self.span(batch, group);
+        let mut messages: Vec<Message> = batch.iter().map(to_wit).collect();
+        // As an HTTP component sees its request's span as the parent, the
+        // handler sees this invocation's span in the message the span
+        // continues: the events it records carry the trace on from here.
+        if let Some(first) = messages.first_mut() {
+            set_traceparent(first, span.context());
+        }
         let started = Instant::now();
         let result = self
             .runtime
             .invoke(
                 &self.component,
                 mart_runtime::TriggerKind::Kafka,
-                trace,
+                Some(span.context().clone()),
                 async |store| self.pre.instantiate_async(store).await,
                 async |handler, store| {
                     handler
@@ -80,9 +82,51 @@ impl Handler {
         self.runtime
             .metrics()
             .kafka_invocation(&self.component.id, started.elapsed());
+        let outcome = self.outcome(result, batch.len());
+        if let Outcome::Failed { reason, .. } = &outcome {
+            span.fail(reason.clone());
+        }
+        outcome
+    }
+
+    /// The invocation's span, continuing the trace of the batch's first
+    /// message (its producer's span), with OpenTelemetry's messaging
+    /// attributes.
+    fn span(&self, batch: &[OwnedMessage], group: &str) -> Span {
+        let first = batch.first();
+        let incoming = first
+            .and_then(|m| header(m, "traceparent"))
+            .and_then(|v| std::str::from_utf8(v).ok().and_then(TraceParent::parse));
+        let topic = first.map(|m| m.topic().to_string()).unwrap_or_default();
+        let mut span = Span::start(
+            format!("process {topic}"),
+            SpanKind::Consumer,
+            incoming.as_ref(),
+        );
+        if let (true, Some(first)) = (span.is_recording(), first) {
+            span.set("messaging.system", "kafka");
+            span.set("messaging.operation.type", "process");
+            span.set("messaging.destination.name", topic);
+            span.set("messaging.consumer.group.name", group.to_string());
+            span.set(
+                "messaging.destination.partition.id",
+                first.partition().to_string(),
+            );
+            span.set("messaging.kafka.offset", first.offset());
+            span.set("messaging.batch.message_count", batch.len() as i64);
+            span.set("mart.component", self.component.id.clone());
+        }
+        span
+    }
+
+    fn outcome(
+        &self,
+        result: Result<Result<(), mart_kafka::bindings::Failure>, InvokeError>,
+        len: usize,
+    ) -> Outcome {
         match result {
             Ok(Ok(())) => Outcome::Done,
-            Ok(Err(failure)) => self.reported(failure, batch.len()),
+            Ok(Err(failure)) => self.reported(failure, len),
             // Retried (then dead-lettered): a trap, the deadline, or a panic
             // in host code fails this batch, never the partition's worker.
             Err(error) => {
@@ -126,6 +170,15 @@ impl Handler {
             reason: failure.reason,
         }
     }
+}
+
+fn set_traceparent(message: &mut Message, trace: &TraceParent) {
+    let value = trace.to_string().into_bytes();
+    message.headers.retain(|h| h.key != "traceparent");
+    message.headers.push(MessageHeader {
+        key: "traceparent".into(),
+        value,
+    });
 }
 
 fn to_wit(message: &OwnedMessage) -> Message {

@@ -308,7 +308,7 @@ impl Worker {
                     permit = ctx.permits.acquire() => permit.expect("never closed"),
                     _ = self.stop.wait_for(|stop| *stop) => return None,
                 };
-                ctx.handler.invoke(rest).await
+                ctx.handler.invoke(rest, &ctx.group).await
             };
             let (index, retry, reason) = match outcome {
                 Outcome::Done => {

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use mart_manifest::{App, IntervalSetting, TimerTrigger};
 use mart_metrics::TaskKind;
 use mart_runtime::{AppComponent, InstanceState, Runtime};
+use mart_telemetry::{Span, SpanKind, TraceParent};
 use mart_variables::{Resolver, Template};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -138,26 +139,31 @@ impl Timer {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let started = Instant::now();
-        let outcome = match self.call(scheduled_ms).await {
+        // Each tick starts a trace of its own: what it changes (an expired
+        // order cancelled) can be followed from there through the events.
+        let mut span = Span::start(format!("timer {id}"), SpanKind::Internal, None);
+        span.set("mart.component", id.to_string());
+        let outcome = match self.call(scheduled_ms, span.context()).await {
             Ok(()) => {
                 tracing::debug!(component = %id, elapsed_ms = started.elapsed().as_millis() as u64, "timer tick");
                 "ok"
             }
             Err(reason) => {
                 tracing::warn!(component = %id, %reason, "timer tick failed");
+                span.fail(reason);
                 "failed"
             }
         };
         self.runtime.metrics().timer_tick(id, outcome);
     }
 
-    async fn call(&self, scheduled_ms: i64) -> Result<(), String> {
+    async fn call(&self, scheduled_ms: i64, trace: &TraceParent) -> Result<(), String> {
         let result = self
             .runtime
             .invoke(
                 &self.component,
                 mart_runtime::TriggerKind::Timer,
-                None,
+                Some(trace.clone()),
                 async |store| self.pre.instantiate_async(store).await,
                 async |timer, store| {
                     timer

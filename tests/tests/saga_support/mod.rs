@@ -106,6 +106,29 @@ pub fn place_items(host: &Host, user: &str, product: &str, quantity: i32, token:
     r.json()["id"].as_str().unwrap().to_string()
 }
 
+/// Places an order of one `product` as `user` from a caller whose span is
+/// `traceparent`; the new order's id.
+pub fn place_traced(host: &Host, user: &str, product: &str, traceparent: &str) -> String {
+    let body = serde_json::to_vec(&order_body(
+        json!([{"product_id": product, "quantity": 1}]),
+        "tok_visa",
+    ))
+    .unwrap();
+    let auth = format!("Bearer {user}");
+    let r = host.request(
+        "POST",
+        "/orders",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+            ("traceparent", traceparent),
+        ],
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
 /// `POST /orders/{order}/cancel` as `user` (it takes no body).
 pub fn cancel(host: &Host, user: &str, order: &str) -> mart_integration_tests::Resp {
     let auth = format!("Bearer {user}");

@@ -1,6 +1,6 @@
 //! W3C Trace Context (`traceparent`), so one order's path can be followed
-//! across components: the HTTP trigger continues the caller's trace (or
-//! starts one), and every outbound request of the instance carries it on.
+//! across components: every trigger continues the caller's trace (or starts
+//! one), and every outbound request of the instance carries it on.
 
 use std::fmt;
 
@@ -59,6 +59,12 @@ impl TraceParent {
         }
     }
 
+    /// Whether the trace is sampled (the `sampled` flag): spans of a trace
+    /// the caller does not record are not exported either.
+    pub fn sampled(&self) -> bool {
+        u8::from_str_radix(&self.flags, 16).is_ok_and(|flags| flags & 1 == 1)
+    }
+
     /// The same trace with a new span of ours as the parent.
     pub fn child(&self) -> Self {
         Self {
@@ -110,5 +116,14 @@ mod tests {
         let child = root.child();
         assert_eq!(child.trace_id, root.trace_id);
         assert_ne!(child.parent_id, root.parent_id);
+        assert!(child.sampled());
+    }
+
+    #[test]
+    fn the_sampled_flag_is_the_lowest_bit() {
+        let unsampled = SAMPLE.replace("-01", "-00");
+        assert!(!TraceParent::parse(&unsampled).unwrap().sampled());
+        let other_flags = SAMPLE.replace("-01", "-03");
+        assert!(TraceParent::parse(&other_flags).unwrap().sampled());
     }
 }
