@@ -86,6 +86,27 @@ fn one_placed_order_is_one_trace_from_post_orders_to_paid() {
     assert_eq!(request.attribute("mart.component"), Some("orders"));
     assert_ne!(request.status_code, STATUS_ERROR);
 
+    // The component's statements: client spans under the request, the
+    // prepared SQL without the values bound to it.
+    let statements: Vec<_> = trace
+        .iter()
+        .filter(|s| s.kind == CLIENT && s.parent_span_id == request.span_id)
+        .filter(|s| s.attribute("db.system.name") == Some("postgresql"))
+        .collect();
+    assert!(
+        statements.iter().any(|s| s.name == "INSERT orders"
+            && s.attribute("db.namespace") == Some("orders")
+            && s.attribute("db.operation.name") == Some("INSERT")),
+        "no INSERT into the orders database under the request: {statements:#?}"
+    );
+    for statement in &statements {
+        let sql = statement.attribute("db.query.text").unwrap_or_default();
+        assert!(
+            !sql.contains("Tea Street"),
+            "values are not in spans: {sql}"
+        );
+    }
+
     // Every hop of the saga, each a child of the one that caused it:
     // request -> publish -> handler -> publish -> handler ...
     let publish_placed = trace

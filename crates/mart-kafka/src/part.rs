@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use mart_manifest::App;
-use mart_runtime::{AppComponent, HostPart, InstanceState, TriggerKind};
+use mart_runtime::{HostPart, InstanceContext, InstanceState};
 use wasmtime::component::Linker;
 
 use crate::{ProducerHost, Publisher};
@@ -48,12 +48,12 @@ impl HostPart for ProducerPart {
         Ok(())
     }
 
-    fn instance(
-        &self,
-        component: &AppComponent,
-        _kind: TriggerKind,
-    ) -> Box<dyn std::any::Any + Send> {
-        let topics = self.topics.get(&*component.id).cloned().unwrap_or_default();
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn std::any::Any + Send> {
+        let topics = self
+            .topics
+            .get(&*of.component.id)
+            .cloned()
+            .unwrap_or_default();
         Box::new(ProducerHost::new(self.publisher.get().cloned(), topics))
     }
 }

@@ -22,7 +22,7 @@ pub use stores::Stores;
 
 use std::sync::Arc;
 
-use mart_runtime::{AppComponent, HostPart, InstanceState, TriggerKind};
+use mart_runtime::{HostPart, InstanceContext, InstanceState};
 use wasmtime::component::Linker;
 
 /// The key-value interface as a host part of the runtime.
@@ -44,11 +44,7 @@ impl HostPart for KeyValuePart {
         Ok(())
     }
 
-    fn instance(
-        &self,
-        component: &AppComponent,
-        _kind: TriggerKind,
-    ) -> Box<dyn std::any::Any + Send> {
-        Box::new(KeyValueHost::new(self.stores.clone(), &component.id))
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn std::any::Any + Send> {
+        Box::new(KeyValueHost::new(self.stores.clone(), &of.component.id))
     }
 }

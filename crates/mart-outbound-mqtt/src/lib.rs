@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mart_outbound_networking::{AllowedHosts, OutboundTarget};
-use mart_runtime::{AppComponent, HostPart, InstanceState, TriggerKind};
+use mart_runtime::{HostPart, InstanceContext, InstanceState};
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -200,11 +200,7 @@ impl HostPart for MqttPart {
         Ok(())
     }
 
-    fn instance(
-        &self,
-        component: &AppComponent,
-        _kind: TriggerKind,
-    ) -> Box<dyn std::any::Any + Send> {
-        Box::new(MqttHost::new(component.allowed_hosts.clone()))
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn std::any::Any + Send> {
+        Box::new(MqttHost::new(of.component.allowed_hosts.clone()))
     }
 }

@@ -3,6 +3,7 @@
 // The error type is the interface's (`spin:postgres` `error`); its size is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+use mart_telemetry::{Span, SpanKind};
 use wasmtime::component::Resource;
 
 use crate::bindings::spin::postgres::postgres::{
@@ -39,8 +40,75 @@ impl HostConnection for PgHost {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> Result<RowSet, Error> {
+        let span = self.statement_span(&connection, &statement);
+        let result = self.run_query(connection, &statement, params).await;
+        finish(span, &result);
+        result
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<Connection>,
+        statement: String,
+        params: Vec<ParameterValue>,
+    ) -> Result<u64, Error> {
+        let span = self.statement_span(&connection, &statement);
+        let result = self.run_execute(connection, &statement, params).await;
+        finish(span, &result);
+        result
+    }
+
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+/// Ends a statement's span, failed when the statement failed.
+fn finish<T>(span: Option<Span>, result: &Result<T, Error>) {
+    if let (Some(mut span), Err(e)) = (span, result) {
+        span.fail(format!("{e:?}"));
+    }
+}
+
+impl PgHost {
+    /// A client span for one statement, under the invocation's span, with
+    /// OpenTelemetry's database attributes. The statement text is the one
+    /// the component prepared: parameters are never part of it.
+    fn statement_span(&self, connection: &Resource<Connection>, statement: &str) -> Option<Span> {
+        let trace = self.trace.as_ref()?;
+        let operation = statement
+            .split_whitespace()
+            .next()
+            .unwrap_or("SQL")
+            .to_ascii_uppercase();
+        let connection = self.table.get(connection).ok();
+        let database = connection.map(|c| c.database.clone()).unwrap_or_default();
+        let mut span = Span::child_of(
+            trace,
+            format!("{operation} {database}").trim_end().to_string(),
+            SpanKind::Client,
+        );
+        if span.is_recording() {
+            span.set("db.system.name", "postgresql");
+            span.set("db.namespace", database);
+            span.set("db.operation.name", operation);
+            span.set("db.query.text", statement.to_string());
+            if let Some(c) = connection {
+                span.set("mart.pg.pool", c.pool.clone());
+            }
+        }
+        Some(span)
+    }
+
+    async fn run_query(
+        &mut self,
+        connection: Resource<Connection>,
+        statement: &str,
+        params: Vec<ParameterValue>,
+    ) -> Result<RowSet, Error> {
         let compatibility = self.compatibility;
-        let (client, prepared, params) = self.prepare(&connection, &statement, params).await?;
+        let (client, prepared, params) = self.prepare(&connection, statement, params).await?;
         let columns: Vec<ColumnInfo> = prepared
             .columns()
             .iter()
@@ -57,22 +125,17 @@ impl HostConnection for PgHost {
         row_set(&columns, &rows, compatibility)
     }
 
-    async fn execute(
+    async fn run_execute(
         &mut self,
         connection: Resource<Connection>,
-        statement: String,
+        statement: &str,
         params: Vec<ParameterValue>,
     ) -> Result<u64, Error> {
-        let (client, prepared, params) = self.prepare(&connection, &statement, params).await?;
+        let (client, prepared, params) = self.prepare(&connection, statement, params).await?;
         client
             .execute(&prepared, &param_refs(&params))
             .await
             .map_err(query_failed)
-    }
-
-    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
-        Ok(())
     }
 }
 

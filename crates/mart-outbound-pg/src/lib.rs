@@ -18,6 +18,8 @@ mod txn;
 
 use std::sync::Arc;
 
+use mart_telemetry::TraceParent;
+
 use mart_outbound_networking::AllowedHosts;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
@@ -67,6 +69,8 @@ pub struct PgHost {
     allowed: Arc<AllowedHosts>,
     table: ResourceTable,
     compatibility: PgCompatibility,
+    /// The invocation's span: each statement is a client span under it.
+    trace: Option<TraceParent>,
 }
 
 impl PgHost {
@@ -82,7 +86,13 @@ impl PgHost {
             allowed,
             table: ResourceTable::new(),
             compatibility,
+            trace: None,
         }
+    }
+
+    pub fn with_trace(mut self, trace: Option<TraceParent>) -> Self {
+        self.trace = trace;
+        self
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mart_outbound_networking::{AllowedHosts, OutboundTarget};
-use mart_runtime::{AppComponent, HostPart, InstanceState, TriggerKind};
+use mart_runtime::{HostPart, InstanceContext, InstanceState};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands as _;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
@@ -264,11 +264,7 @@ impl HostPart for RedisPart {
         Ok(())
     }
 
-    fn instance(
-        &self,
-        component: &AppComponent,
-        _kind: TriggerKind,
-    ) -> Box<dyn std::any::Any + Send> {
-        Box::new(RedisHost::new(component.allowed_hosts.clone()))
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn std::any::Any + Send> {
+        Box::new(RedisHost::new(of.component.allowed_hosts.clone()))
     }
 }

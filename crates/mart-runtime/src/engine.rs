@@ -19,7 +19,7 @@ use wasmtime::{
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use crate::parts::{HostPart, PgPart, VariablesPart};
+use crate::parts::{HostPart, InstanceContext, PgPart, VariablesPart};
 use crate::{AppComponent, InstanceState, InvocationLimits};
 
 /// How much of a memory slot is reset in place rather than released to the OS.
@@ -214,6 +214,12 @@ impl Runtime {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("component `{}`: mounting its files", component.id))?;
         }
+        let context = InstanceContext {
+            component,
+            kind,
+            trace: trace.as_ref(),
+        };
+        let parts = self.parts.iter().map(|p| p.instance(&context)).collect();
         let state = InstanceState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -224,11 +230,7 @@ impl Runtime {
                 self.local_dispatch.get().cloned(),
             )
             .with_trace(trace),
-            parts: self
-                .parts
-                .iter()
-                .map(|part| part.instance(component, kind))
-                .collect(),
+            parts,
             limits: StoreLimitsBuilder::new()
                 .memory_size(component.limits.max_memory_bytes)
                 .trap_on_grow_failure(true)

@@ -17,5 +17,5 @@ pub use engine::{Runtime, RuntimeOptions};
 pub use invoke::{panic_text, Invocation, InvokeError};
 pub use limits::InvocationLimits;
 pub use mart_outbound_pg::{PgCompatibility, PoolBudgets, PoolSettings, TriggerKind};
-pub use parts::{HostPart, PgPart, VariablesPart};
+pub use parts::{HostPart, InstanceContext, PgPart, VariablesPart};
 pub use state::{AppComponent, InstanceState};

@@ -13,10 +13,20 @@ use std::any::Any;
 use std::sync::Arc;
 
 use mart_outbound_pg::{PgCompatibility, PgHost, PgPools};
+use mart_telemetry::TraceParent;
 use mart_variables::VariablesHost;
 use wasmtime::component::Linker;
 
 use crate::{AppComponent, InstanceState, TriggerKind};
+
+/// What one instance's state of a part may depend on.
+pub struct InstanceContext<'a> {
+    pub component: &'a AppComponent,
+    /// The trigger running it (whose database pools it uses).
+    pub kind: TriggerKind,
+    /// The invocation's span: calls the part makes are its children.
+    pub trace: Option<&'a TraceParent>,
+}
 
 /// A host interface components may import.
 pub trait HostPart: Send + Sync + 'static {
@@ -24,9 +34,8 @@ pub trait HostPart: Send + Sync + 'static {
     /// with `InstanceState::part::<State>()`.
     fn link(&self, linker: &mut Linker<InstanceState>) -> anyhow::Result<()>;
 
-    /// The state one instance of `component`, run by a `kind` trigger,
-    /// holds of this part.
-    fn instance(&self, component: &AppComponent, kind: TriggerKind) -> Box<dyn Any + Send>;
+    /// The state one instance holds of this part.
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn Any + Send>;
 }
 
 /// `spin:postgres/postgres@4.0.0`, on the host's pools per trigger kind.
@@ -41,13 +50,14 @@ impl HostPart for PgPart {
         Ok(())
     }
 
-    fn instance(&self, component: &AppComponent, kind: TriggerKind) -> Box<dyn Any + Send> {
-        Box::new(PgHost::new(
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn Any + Send> {
+        let host = PgHost::new(
             self.pools.clone(),
-            kind,
-            component.allowed_hosts.clone(),
+            of.kind,
+            of.component.allowed_hosts.clone(),
             self.compatibility,
-        ))
+        );
+        Box::new(host.with_trace(of.trace.cloned()))
     }
 }
 
@@ -61,7 +71,7 @@ impl HostPart for VariablesPart {
         Ok(())
     }
 
-    fn instance(&self, component: &AppComponent, _kind: TriggerKind) -> Box<dyn Any + Send> {
-        Box::new(VariablesHost::new(component.variables.clone()))
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn Any + Send> {
+        Box::new(VariablesHost::new(of.component.variables.clone()))
     }
 }

@@ -22,7 +22,7 @@ pub use host::{add_to_linker, SqliteHost};
 
 use std::sync::Arc;
 
-use mart_runtime::{AppComponent, HostPart, InstanceState, TriggerKind};
+use mart_runtime::{HostPart, InstanceContext, InstanceState};
 use wasmtime::component::Linker;
 
 /// Both SQLite interfaces as a host part of the runtime.
@@ -44,11 +44,7 @@ impl HostPart for SqlitePart {
         Ok(())
     }
 
-    fn instance(
-        &self,
-        component: &AppComponent,
-        _kind: TriggerKind,
-    ) -> Box<dyn std::any::Any + Send> {
-        Box::new(SqliteHost::new(self.databases.clone(), &component.id))
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn std::any::Any + Send> {
+        Box::new(SqliteHost::new(self.databases.clone(), &of.component.id))
     }
 }
