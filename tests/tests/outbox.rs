@@ -112,7 +112,8 @@ fn events_survive_a_broker_outage_and_keep_their_order() {
 
     let metrics = host.metrics();
     assert!(
-        metrics.contains("mart_outbox_published_total{database=\"catalog\"}"),
+        metrics
+            .contains("mart_outbox_published_total{database=\"catalog\",type=\"product.created\"}"),
         "{metrics}"
     );
     assert!(

@@ -371,3 +371,128 @@ fn the_dev_container_has_what_make_run_needs() {
     let ports = container["forwardPorts"].as_array().unwrap();
     assert!(ports.contains(&serde_json::json!(3000)));
 }
+
+/// Metric names and label names a PromQL expression uses (`le` is the
+/// histogram buckets' own label).
+fn promql_references(expr: &str) -> (Vec<String>, Vec<String>) {
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let metrics = words(expr)
+        .into_iter()
+        .filter(|w| w.starts_with("mart_"))
+        .collect();
+    let mut labels = Vec::new();
+    // `by (a, b)` groupings and `{a="x", b=~"y"}` matchers.
+    for (open, close) in [("by (", ")"), ("{", "}")] {
+        for part in expr.split(open).skip(1) {
+            let inside = part.split(close).next().unwrap_or_default();
+            for matcher in inside.split(',') {
+                let name = matcher.split(['=', '!']).next().unwrap_or_default().trim();
+                if !name.is_empty() && !name.starts_with('"') {
+                    labels.push(name.to_string());
+                }
+            }
+        }
+    }
+    labels.retain(|l| l != "le");
+    (metrics, labels)
+}
+
+#[test]
+fn the_grafana_board_queries_only_metrics_and_labels_the_host_exports() {
+    let exported = mart_metrics::Metrics::new();
+    let family = |series: &str| {
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| series.strip_suffix(s))
+            .filter(|base| exported.families().iter().any(|f| f.name == *base))
+            .unwrap_or(series);
+        exported.families().iter().find(|f| f.name == name)
+    };
+    let board: serde_json::Value =
+        serde_json::from_str(&read("docker/grafana/dashboards/mart.json")).unwrap();
+    let datasource: Yaml = serde_yaml::from_str(&read(
+        "docker/grafana/provisioning/datasources/prometheus.yaml",
+    ))
+    .unwrap();
+    let uid = datasource["datasources"][0]["uid"].as_str().unwrap();
+    let panels = board["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "the board has its panels");
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        assert_eq!(
+            panel["datasource"]["uid"], uid,
+            "{title}: the provisioned data source"
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let (metrics, labels) = promql_references(expr);
+            assert!(
+                !metrics.is_empty(),
+                "{title}: queries a Mart metric: {expr}"
+            );
+            let families: Vec<_> = metrics
+                .iter()
+                .map(|m| family(m).unwrap_or_else(|| panic!("{title}: `{m}` is not exported")))
+                .collect();
+            let legend = target["legendFormat"].as_str().unwrap_or_default();
+            let legend_labels = legend
+                .split("{{")
+                .skip(1)
+                .filter_map(|p| p.split("}}").next())
+                .map(|l| l.trim().to_string());
+            for label in labels.into_iter().chain(legend_labels) {
+                assert!(
+                    families.iter().any(|f| f.labels.contains(&label)),
+                    "{title}: no metric of `{expr}` has the label `{label}`"
+                );
+            }
+            queried.extend(families.iter().map(|f| f.name.clone()));
+        }
+    }
+    // What the issue asks to see, by the metric that shows it.
+    for needed in [
+        "mart_http_requests_total",
+        "mart_http_request_duration_seconds",
+        "mart_instantiation_duration_seconds",
+        "mart_kafka_consumer_lag",
+        "mart_kafka_messages_total",
+        "mart_outbox_backlog",
+        "mart_outbox_relay_latency_seconds",
+        "mart_outbox_published_total",
+    ] {
+        assert!(queried.contains(needed), "the board shows {needed}");
+    }
+
+    // Prometheus scrapes the admin listener where compose puts it, and
+    // Grafana loads this board.
+    let prometheus: Yaml = serde_yaml::from_str(&read("docker/prometheus.yml")).unwrap();
+    let target = prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0]
+        .as_str()
+        .unwrap();
+    let services = &compose()["services"];
+    let admin = services["mart"]["environment"]["MART_ADMIN_LISTEN"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        target.rsplit(':').next(),
+        admin.rsplit(':').next(),
+        "Prometheus scrapes the admin port"
+    );
+    let grafana_volumes = format!("{:?}", services["grafana"]["volumes"]);
+    assert!(grafana_volumes.contains("./docker/grafana/dashboards:/var/lib/grafana/dashboards"));
+}
+
+#[test]
+fn promql_references_name_metrics_groupings_and_matchers() {
+    let (metrics, labels) = promql_references(
+        r#"histogram_quantile(0.95, sum by (le, component) (rate(mart_x_bucket{status=~"5..", route!="/"}[5m])))"#,
+    );
+    assert_eq!(metrics, ["mart_x_bucket"]);
+    assert_eq!(labels, ["component", "status", "route"]);
+}

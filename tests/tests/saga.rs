@@ -264,3 +264,28 @@ fn one_cart_becomes_at_most_one_order() {
     .get(0);
     assert_eq!(from_cart, 1);
 }
+
+#[test]
+fn the_saga_funnel_is_counted_by_event_type() {
+    let host = shared_host();
+    let user = customer(host);
+    let item = product(host, 300, 5);
+    let order = place_items(host, &user, &item, 1, "tok_visa");
+    wait_for(host, &user, &order, "paid");
+    // The Grafana board's funnel (placed, reserved, paid) reads these.
+    eventually(WAIT, "the saga's events counted by type", || {
+        let metrics = host.metrics();
+        [
+            ("orders", "order.placed"),
+            ("inventory", "inventory.reserved"),
+            ("orders", "order.paid"),
+        ]
+        .iter()
+        .all(|(database, event_type)| {
+            metrics.contains(&format!(
+                "mart_outbox_published_total{{database=\"{database}\",type=\"{event_type}\"}}"
+            ))
+        })
+        .then_some(())
+    });
+}

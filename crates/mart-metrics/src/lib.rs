@@ -19,6 +19,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family with its labels, for checking what dashboards
+    /// query against what is exported.
+    families: Vec<Family>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_refused: IntCounterVec,
@@ -37,6 +40,14 @@ pub struct Metrics {
     /// One resolved series per `TaskKind`, so that counting a poll costs
     /// no label lookup.
     task_busy: [Counter; TaskKind::ALL.len()],
+}
+
+/// A metric family: its full name (a histogram's series add `_bucket`,
+/// `_sum` and `_count`) and its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    pub name: String,
+    pub labels: Vec<String>,
 }
 
 /// The host's kinds of work, for attributing the time its worker threads
@@ -177,9 +188,10 @@ impl Metrics {
         let outbox_published = IntCounterVec::new(
             Opts::new(
                 "outbox_published_total",
-                "Outbox rows the broker acknowledged, per database",
+                "Outbox rows the broker acknowledged, per database and event type \
+                 (the saga's funnel: order.placed, inventory.reserved, order.paid, order.cancelled)",
             ),
-            &["database"],
+            &["database", "type"],
         )
         .expect("valid metric");
         let outbox_latency = HistogramVec::new(
@@ -210,6 +222,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let task_busy = TaskKind::ALL.map(|kind| task_busy_vec.with_label_values(&[kind.label()]));
+        let mut families = Vec::new();
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -228,12 +241,17 @@ impl Metrics {
             Box::new(timer_ticks.clone()),
             Box::new(task_busy_vec),
         ] {
+            families.extend(collector.desc().into_iter().map(|desc| Family {
+                name: format!("mart_{}", desc.fq_name),
+                labels: desc.variable_labels.clone(),
+            }));
             registry
                 .register(collector)
                 .expect("metric names are unique");
         }
         Self {
             registry,
+            families,
             http_requests,
             http_duration,
             http_refused,
@@ -251,6 +269,12 @@ impl Metrics {
             timer_ticks,
             task_busy,
         }
+    }
+
+    /// Every metric family the host exports (even before its first
+    /// observation, when Prometheus' text leaves it out).
+    pub fn families(&self) -> &[Family] {
+        &self.families
     }
 
     /// `task`, with the time spent polling it counted as `kind`'s work.
@@ -307,10 +331,19 @@ impl Metrics {
         self.outbox_backlog.with_label_values(&[database]).set(rows);
     }
 
-    pub fn outbox_published(&self, database: &str, count: u64, oldest_age: Duration) {
-        self.outbox_published
-            .with_label_values(&[database])
-            .inc_by(count);
+    /// A relay round's acknowledged rows, by event type, and how old the
+    /// oldest of them was.
+    pub fn outbox_published<'a>(
+        &self,
+        database: &str,
+        event_types: impl IntoIterator<Item = &'a str>,
+        oldest_age: Duration,
+    ) {
+        for event_type in event_types {
+            self.outbox_published
+                .with_label_values(&[database, event_type])
+                .inc();
+        }
         self.outbox_latency
             .with_label_values(&[database])
             .observe(oldest_age.as_secs_f64());

@@ -292,7 +292,7 @@ impl DatabaseRelay {
             };
             let seq: i64 = row.get(0);
             match self.publisher.enqueue(&record) {
-                Ok(delivery) => pending.push((seq, created, delivery, span)),
+                Ok(delivery) => pending.push((seq, created, envelope.event_type, delivery, span)),
                 Err(e) => {
                     // Stop here: a later row of the same aggregate must not
                     // overtake this one. The rest go out next round, in order.
@@ -305,10 +305,12 @@ impl DatabaseRelay {
         let mut acknowledged = Vec::with_capacity(pending.len());
         let mut oldest = None;
         let mut failure = enqueue_failure;
-        for (seq, created, delivery, mut span) in pending {
+        let mut acknowledged_types = Vec::with_capacity(pending.len());
+        for (seq, created, event_type, delivery, mut span) in pending {
             match Publisher::acknowledged(delivery).await {
                 Ok((partition, offset)) => {
                     acknowledged.push(seq);
+                    acknowledged_types.push(event_type);
                     oldest.get_or_insert(created);
                     span.set("messaging.destination.partition.id", partition.to_string());
                     span.set("messaging.kafka.offset", offset);
@@ -330,8 +332,11 @@ impl DatabaseRelay {
             let age = oldest
                 .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
                 .unwrap_or_default();
-            self.metrics
-                .outbox_published(&self.db.name, acknowledged.len() as u64, age);
+            self.metrics.outbox_published(
+                &self.db.name,
+                acknowledged_types.iter().map(String::as_str),
+                age,
+            );
         }
         self.metrics
             .outbox_backlog(&self.db.name, (backlog - acknowledged.len()) as i64);
