@@ -27,7 +27,6 @@ pub struct ReceivedSpan {
     pub span_id: String,
     pub parent_span_id: String,
     pub attributes: Vec<(String, String)>,
-    pub events: Vec<String>,
     pub status_code: i32,
     pub status_message: String,
 }
@@ -133,7 +132,6 @@ fn received(export: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                             (kv.key.clone(), text(value))
                         })
                         .collect(),
-                    events: span.events.into_iter().map(|e| e.name).collect(),
                     status_code: status.code,
                     status_message: status.message,
                 });

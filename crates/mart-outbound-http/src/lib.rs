@@ -122,7 +122,7 @@ impl OutboundHttp {
             return None;
         }
         let method = request.method().as_str().to_string();
-        let mut span = Span::child_of(trace, method.clone(), SpanKind::Client);
+        let mut span = Span::child_of(trace, || method.clone(), SpanKind::Client);
         let value = http::HeaderValue::from_str(&span.context().to_string()).ok()?;
         request.headers_mut().insert("traceparent", value);
         if span.is_recording() {

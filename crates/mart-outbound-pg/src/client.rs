@@ -161,7 +161,7 @@ impl PgPools {
                 return Err(OpenError::NotAllowed(target.to_string()));
             }
         }
-        let config_label = config.clone();
+        let database = config.get_dbname().unwrap_or_default().to_string();
         let pool = self
             .pool_for(kind, address, config)
             .map_err(OpenError::Connect)?;
@@ -171,8 +171,7 @@ impl PgPools {
             .map_err(|e| OpenError::Connect(e.to_string()))?;
         Ok(Connection {
             client: Some(client),
-            pool: pool_label(&config_label),
-            database: config_label.get_dbname().unwrap_or_default().to_string(),
+            database,
             txn: TxnTracker::default(),
         })
     }
@@ -231,8 +230,7 @@ pub(crate) enum OpenError {
 /// The `connection` resource: a pooled client held for the instance's life.
 pub struct Connection {
     client: Option<Object>,
-    /// `host:port/dbname`, without credentials (for spans).
-    pub(crate) pool: String,
+    /// The database's name (for spans).
     pub(crate) database: String,
     pub(crate) txn: TxnTracker,
 }

@@ -74,19 +74,26 @@ fn finish<T>(span: Option<Span>, result: &Result<T, Error>) {
 impl PgHost {
     /// A client span for one statement, under the invocation's span, with
     /// OpenTelemetry's database attributes. The statement text is the one
-    /// the component prepared: parameters are never part of it.
+    /// the component prepared: parameters are never part of it. None when
+    /// spans are not exported: a statement hands no trace context on.
     fn statement_span(&self, connection: &Resource<Connection>, statement: &str) -> Option<Span> {
-        let trace = self.trace.as_ref()?;
+        let trace = self
+            .trace
+            .as_ref()
+            .filter(|_| mart_telemetry::exporting())?;
         let operation = statement
             .split_whitespace()
             .next()
             .unwrap_or("SQL")
             .to_ascii_uppercase();
-        let connection = self.table.get(connection).ok();
-        let database = connection.map(|c| c.database.clone()).unwrap_or_default();
+        let database = self
+            .table
+            .get(connection)
+            .map(|c| c.database.clone())
+            .unwrap_or_default();
         let mut span = Span::child_of(
             trace,
-            format!("{operation} {database}").trim_end().to_string(),
+            || format!("{operation} {database}").trim_end().to_string(),
             SpanKind::Client,
         );
         if span.is_recording() {
@@ -94,9 +101,6 @@ impl PgHost {
             span.set("db.namespace", database);
             span.set("db.operation.name", operation);
             span.set("db.query.text", statement.to_string());
-            if let Some(c) = connection {
-                span.set("mart.pg.pool", c.pool.clone());
-            }
         }
         Some(span)
     }

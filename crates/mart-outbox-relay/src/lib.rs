@@ -31,7 +31,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 /// The span of one event's publish (OpenTelemetry's messaging conventions),
 /// a child of the trace that wrote the event, or a new trace.
 fn publish_span(topic: &str, written_in: Option<&TraceParent>, envelope: &Envelope) -> Span {
-    let mut span = Span::start(format!("send {topic}"), SpanKind::Producer, written_in);
+    let mut span = Span::start(|| format!("send {topic}"), SpanKind::Producer, written_in);
     if span.is_recording() {
         span.set("messaging.system", "kafka");
         span.set("messaging.operation.type", "send");

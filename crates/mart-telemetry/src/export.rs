@@ -24,7 +24,7 @@ use anyhow::{bail, Context as _};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind as OtelKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, SpanData, SpanEvents, SpanExporter as _, SpanLinks, SpanProcessor as _,
 };
@@ -42,7 +42,9 @@ struct Exporter {
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 
-pub(crate) fn enabled() -> bool {
+/// Whether spans are exported: work that only feeds spans (and has no
+/// trace context to hand on) can be skipped when they are not.
+pub fn exporting() -> bool {
     EXPORTER.get().is_some()
 }
 
@@ -157,12 +159,6 @@ pub(crate) fn finished(context: &TraceParent, recording: Recording, end: SystemT
         Some(description) => Status::Error { description },
         None => Status::Unset,
     };
-    let mut events = SpanEvents::default();
-    events.events = recording
-        .events
-        .into_iter()
-        .map(|(name, at)| opentelemetry::trace::Event::new(name, at, Vec::<KeyValue>::new(), 0))
-        .collect();
     exporter.processor.on_end(SpanData {
         span_context: SpanContext::new(
             trace_id,
@@ -179,7 +175,7 @@ pub(crate) fn finished(context: &TraceParent, recording: Recording, end: SystemT
         end_time: end,
         attributes: recording.attributes,
         dropped_attributes_count: 0,
-        events,
+        events: SpanEvents::default(),
         links: SpanLinks::default(),
         status,
         instrumentation_scope: exporter.scope.clone(),

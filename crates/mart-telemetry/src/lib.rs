@@ -16,7 +16,7 @@ mod trace_parent;
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-pub use export::{init_from_env, ExportGuard, TelemetryConfig};
+pub use export::{exporting, init_from_env, ExportGuard, TelemetryConfig};
 pub use opentelemetry::Value;
 pub use trace_parent::TraceParent;
 
@@ -35,9 +35,9 @@ pub enum SpanKind {
     Internal,
 }
 
-/// One operation in a trace. Ends when [`Span::end`] is called or when it
-/// is dropped; only a sampled span of a host that exports is recorded, and
-/// one that is not recorded costs nothing beyond its ids.
+/// One operation in a trace, ended when dropped; only a sampled span of a host that exports is recorded, and
+/// one that is not recorded costs nothing beyond its ids: its name is built
+/// (by the function given) and its attributes are kept only when recorded.
 pub struct Span {
     context: TraceParent,
     recording: Option<Box<Recording>>,
@@ -49,7 +49,6 @@ struct Recording {
     parent: Option<(String, bool)>,
     start: SystemTime,
     attributes: Vec<opentelemetry::KeyValue>,
-    events: Vec<(&'static str, SystemTime)>,
     error: Option<Cow<'static, str>>,
 }
 
@@ -58,45 +57,36 @@ impl Span {
     /// another process: a request header, a Kafka record header, an outbox
     /// row), or starting a new trace without one.
     pub fn start(
-        name: impl Into<Cow<'static, str>>,
+        name: impl FnOnce() -> String,
         kind: SpanKind,
         incoming: Option<&TraceParent>,
     ) -> Self {
         let context = incoming.map_or_else(TraceParent::root, TraceParent::child);
         let parent = incoming.map(|p| (p.parent_id.clone(), true));
-        Self::recorded(context, parent, name.into(), kind)
+        Self::recorded(context, parent, name, kind)
     }
 
-    /// A span for work this span does in-process (an outbound call).
-    pub fn child(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Self {
-        Self::child_of(&self.context, name, kind)
-    }
-
-    /// A span whose parent is the span `parent` names, in this process.
-    pub fn child_of(
-        parent: &TraceParent,
-        name: impl Into<Cow<'static, str>>,
-        kind: SpanKind,
-    ) -> Self {
+    /// A span whose parent is the span `parent` names, in this process
+    /// (an outbound call of an invocation).
+    pub fn child_of(parent: &TraceParent, name: impl FnOnce() -> String, kind: SpanKind) -> Self {
         let context = parent.child();
         let parent = Some((parent.parent_id.clone(), false));
-        Self::recorded(context, parent, name.into(), kind)
+        Self::recorded(context, parent, name, kind)
     }
 
     fn recorded(
         context: TraceParent,
         parent: Option<(String, bool)>,
-        name: Cow<'static, str>,
+        name: impl FnOnce() -> String,
         kind: SpanKind,
     ) -> Self {
-        let recording = (export::enabled() && context.sampled()).then(|| {
+        let recording = (exporting() && context.sampled()).then(|| {
             Box::new(Recording {
-                name,
+                name: name().into(),
                 kind,
                 parent,
                 start: SystemTime::now(),
                 attributes: Vec::new(),
-                events: Vec::new(),
                 error: None,
             })
         });
@@ -124,29 +114,11 @@ impl Span {
         }
     }
 
-    /// Renames the span once more is known (the route matched).
-    pub fn rename(&mut self, name: impl Into<Cow<'static, str>>) {
-        if let Some(r) = &mut self.recording {
-            r.name = name.into();
-        }
-    }
-
-    /// A moment in the span (e.g. the instance was ready).
-    pub fn event(&mut self, name: &'static str) {
-        if let Some(r) = &mut self.recording {
-            r.events.push((name, SystemTime::now()));
-        }
-    }
-
     /// Marks the operation failed, with what went wrong.
     pub fn fail(&mut self, description: impl Into<Cow<'static, str>>) {
         if let Some(r) = &mut self.recording {
             r.error = Some(description.into());
         }
-    }
-
-    pub fn end(self) {
-        drop(self);
     }
 }
 

@@ -488,14 +488,14 @@ fn server_span(parts: &mut http::request::Parts, route: &RouteMatch) -> Span {
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
-    let method = parts.method.as_str().to_string();
+    let method = parts.method.as_str();
     let mut span = Span::start(
-        format!("{method} {}", route.raw_route),
+        || format!("{method} {}", route.raw_route),
         SpanKind::Server,
         incoming.as_ref(),
     );
     if span.is_recording() {
-        span.set("http.request.method", method);
+        span.set("http.request.method", method.to_string());
         span.set("http.route", route.raw_route.clone());
         span.set("url.path", parts.uri.path().to_string());
         span.set("mart.component", route.component.clone());

@@ -97,16 +97,16 @@ impl Handler {
         let incoming = first
             .and_then(|m| header(m, "traceparent"))
             .and_then(|v| std::str::from_utf8(v).ok().and_then(TraceParent::parse));
-        let topic = first.map(|m| m.topic().to_string()).unwrap_or_default();
+        let topic = first.map(|m| m.topic()).unwrap_or_default();
         let mut span = Span::start(
-            format!("process {topic}"),
+            || format!("process {topic}"),
             SpanKind::Consumer,
             incoming.as_ref(),
         );
         if let (true, Some(first)) = (span.is_recording(), first) {
             span.set("messaging.system", "kafka");
             span.set("messaging.operation.type", "process");
-            span.set("messaging.destination.name", topic);
+            span.set("messaging.destination.name", topic.to_string());
             span.set("messaging.consumer.group.name", group.to_string());
             span.set(
                 "messaging.destination.partition.id",

@@ -141,7 +141,7 @@ impl Timer {
         let started = Instant::now();
         // Each tick starts a trace of its own: what it changes (an expired
         // order cancelled) can be followed from there through the events.
-        let mut span = Span::start(format!("timer {id}"), SpanKind::Internal, None);
+        let mut span = Span::start(|| format!("timer {id}"), SpanKind::Internal, None);
         span.set("mart.component", id.to_string());
         let outcome = match self.call(scheduled_ms, span.context()).await {
             Ok(()) => {
