@@ -87,16 +87,21 @@ fn a_welcome_message_goes_out_once_even_when_the_api_fails_first() {
         .all(|m| m.header("idempotency-key") == Some(key.as_str())));
     assert_eq!(sent[1].json()["subject"], "Welcome to Mart");
     assert_eq!(sent[1].header("content-type"), Some("application/json"));
-    let recorded: Vec<String> = postgres()
-        .query(
-            "notifications",
-            &format!(
-                "SELECT event_id FROM notifications WHERE kind = 'welcome' AND event_id = '{key}'"
-            ),
-        )
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // The handler records the message in its transaction after the API
+    // accepted it: the fake can see the request before that commits.
+    let recorded: Vec<String> = eventually(WAIT, "the welcome message to be recorded", || {
+        let rows: Vec<String> = postgres()
+            .query(
+                "notifications",
+                &format!(
+                    "SELECT event_id FROM notifications WHERE kind = 'welcome' AND event_id = '{key}'"
+                ),
+            )
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        (!rows.is_empty()).then_some(rows)
+    });
     assert_eq!(recorded, [key], "recorded once, under the event id");
 }
 
