@@ -170,7 +170,7 @@ pub(crate) fn finished(context: &TraceParent, recording: Recording, end: SystemT
         parent_span_id,
         parent_span_is_remote,
         span_kind: otel_kind(recording.kind),
-        name: recording.name,
+        name: recording.name.into(),
         start_time: recording.start,
         end_time: end,
         attributes: recording.attributes,

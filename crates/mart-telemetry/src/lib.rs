@@ -35,16 +35,17 @@ pub enum SpanKind {
     Internal,
 }
 
-/// One operation in a trace, ended when dropped; only a sampled span of a host that exports is recorded, and
-/// one that is not recorded costs nothing beyond its ids: its name is built
-/// (by the function given) and its attributes are kept only when recorded.
+/// One operation in a trace, ended when dropped. Only a sampled span of a
+/// host that exports is recorded; one that is not costs nothing beyond its
+/// ids: its name (built by the function given), its parent's id and its
+/// attributes are kept only when recorded.
 pub struct Span {
     context: TraceParent,
     recording: Option<Box<Recording>>,
 }
 
 struct Recording {
-    name: Cow<'static, str>,
+    name: String,
     kind: SpanKind,
     parent: Option<(String, bool)>,
     start: SystemTime,
@@ -62,7 +63,7 @@ impl Span {
         incoming: Option<&TraceParent>,
     ) -> Self {
         let context = incoming.map_or_else(TraceParent::root, TraceParent::child);
-        let parent = incoming.map(|p| (p.parent_id.clone(), true));
+        let parent = incoming.map(|p| (p.parent_id.as_str(), true));
         Self::recorded(context, parent, name, kind)
     }
 
@@ -70,21 +71,20 @@ impl Span {
     /// (an outbound call of an invocation).
     pub fn child_of(parent: &TraceParent, name: impl FnOnce() -> String, kind: SpanKind) -> Self {
         let context = parent.child();
-        let parent = Some((parent.parent_id.clone(), false));
-        Self::recorded(context, parent, name, kind)
+        Self::recorded(context, Some((&parent.parent_id, false)), name, kind)
     }
 
     fn recorded(
         context: TraceParent,
-        parent: Option<(String, bool)>,
+        parent: Option<(&str, bool)>,
         name: impl FnOnce() -> String,
         kind: SpanKind,
     ) -> Self {
         let recording = (exporting() && context.sampled()).then(|| {
             Box::new(Recording {
-                name: name().into(),
+                name: name(),
                 kind,
-                parent,
+                parent: parent.map(|(id, remote)| (id.to_string(), remote)),
                 start: SystemTime::now(),
                 attributes: Vec::new(),
                 error: None,
