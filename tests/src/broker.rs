@@ -47,6 +47,18 @@ impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.value).expect("a JSON value")
     }
+
+    /// The Mart event the record carries, in whichever format it is.
+    pub fn event(&self) -> mart_domain::events::Event {
+        let headers: Vec<(String, Vec<u8>)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect();
+        mart_domain::events::Event::from_record(&headers, &self.value)
+            .unwrap_or_else(|e| panic!("{e}: {self:?}"))
+            .unwrap_or_else(|| panic!("an event type this version knows: {self:?}"))
+    }
 }
 
 fn script() -> PathBuf {
@@ -125,6 +137,20 @@ impl Broker {
     /// Reads every partition of `topic` from the start until `count`
     /// records arrived (or `timeout`, then panics saying what arrived).
     pub fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Received> {
+        self.read_until(topic, &format!("{count} records"), timeout, |received| {
+            received.len() >= count
+        })
+    }
+
+    /// Reads every partition of `topic` from the start until what arrived
+    /// is `enough` (or `timeout`, then panics saying what arrived).
+    pub fn read_until(
+        &self,
+        topic: &str,
+        what: &str,
+        timeout: Duration,
+        enough: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", format!("test-reader-{}", free_port()))
@@ -143,10 +169,11 @@ impl Broker {
         consumer.assign(&assignment).expect("assign");
         let mut received = Vec::new();
         let deadline = Instant::now() + timeout;
-        while received.len() < count {
+        while !enough(&received) {
             assert!(
                 Instant::now() < deadline,
-                "only {} of {count} records arrived on {topic} within {timeout:?}: {received:?}",
+                "{what} did not arrive on {topic} within {timeout:?}; {} records did: \
+                 {received:?}",
                 received.len()
             );
             if let Some(message) = consumer.poll(Duration::from_millis(100)) {

@@ -277,6 +277,36 @@ pub(crate) fn with_app_environment(
     }
 }
 
+/// The app's spin.toml changed by `edit`, in a file of its own outside the
+/// repository (removed when the test process exits), with its Wasm sources
+/// pointing back here. Components that mount files (the static sites) are
+/// left out, with their triggers: an app mounts files only from inside its
+/// own folder, as on Spin.
+pub fn app_manifest_with(name: &str, edit: impl FnOnce(&mut toml::Table)) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("spin.toml")).expect("spin.toml");
+    let mut manifest: toml::Table = toml::from_str(&text).expect("spin.toml parses");
+    let components = manifest["component"].as_table_mut().unwrap();
+    components.retain(|_, c| c.get("files").is_none());
+    for (_, component) in components.iter_mut() {
+        let source = component["source"].as_str().unwrap();
+        component["source"] = repo_root().join(source).display().to_string().into();
+    }
+    let kept: Vec<String> = components.keys().cloned().collect();
+    for (_, triggers) in manifest["trigger"].as_table_mut().unwrap().iter_mut() {
+        triggers
+            .as_array_mut()
+            .unwrap()
+            .retain(|t| kept.iter().any(|k| t["component"].as_str() == Some(k)));
+    }
+    edit(&mut manifest);
+    let dir = std::env::temp_dir().join(format!("mart-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    remove_when_this_process_exits(&dir);
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, toml::to_string(&manifest).unwrap()).unwrap();
+    path
+}
+
 /// A running `mart up`, stopped when dropped.
 pub struct Host {
     child: Child,

@@ -1,25 +1,11 @@
 //! The catalog's database: every statement parameterised.
 
-use mart_domain::catalog::ValidProduct;
+use mart_domain::catalog::{Product, ProductDeleted, ValidProduct};
 use mart_domain::events::EventData;
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
 use mart_guest::db::{Connection, Database};
-use serde::Serialize;
 use spin_sdk::pg4::{ParameterValue, RowSet};
-
-/// A product as the API returns it.
-#[derive(Debug, Serialize)]
-pub struct Product {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub category: Option<String>,
-    pub price_minor: i64,
-    pub currency: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
 
 const COLUMNS: &str = "id, name, description, category, price_minor, currency, \
      (created_at AT TIME ZONE 'UTC') AS created_at, (updated_at AT TIME ZONE 'UTC') AS updated_at";
@@ -110,13 +96,8 @@ fn write_with_event<T>(
 
 /// The event of a product change: `kind` is `EventData::ProductCreated`
 /// or `ProductUpdated`, with the product as the API shows it.
-fn product_event(
-    kind: fn(serde_json::Value) -> EventData,
-) -> impl FnOnce(&Product) -> (String, EventData) {
-    move |product| {
-        let payload = serde_json::to_value(product).expect("a product serialises");
-        (product.id.clone(), kind(payload))
-    }
+fn product_event(kind: fn(Product) -> EventData) -> impl FnOnce(&Product) -> (String, EventData) {
+    move |product| (product.id.clone(), kind(product.clone()))
 }
 
 pub fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
@@ -169,7 +150,9 @@ pub fn delete(id: &str) -> Result<bool, DomainError> {
         |id| {
             (
                 id.clone(),
-                EventData::ProductDeleted(serde_json::json!({ "product_id": id })),
+                EventData::ProductDeleted(ProductDeleted {
+                    product_id: id.clone(),
+                }),
             )
         },
     )?;

@@ -33,6 +33,27 @@ pub struct ValidProduct {
     pub currency: String,
 }
 
+/// A product as the API shows it; also the data of `product.created` and
+/// `product.updated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub category: Option<String>,
+    pub price_minor: i64,
+    pub currency: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `product.deleted`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductDeleted {
+    pub product_id: String,
+}
+
 /// Checks every field, reporting all problems at once. `shop_currency` is the
 /// one currency the shop sells in, so cart totals never mix currencies.
 pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct, DomainError> {

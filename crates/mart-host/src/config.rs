@@ -169,6 +169,7 @@ pub fn kafka_client(
     if let Some(outbox) = kafka.outbox.as_mut() {
         outbox.server = render(resolver, &outbox.server)
             .context("[application.trigger.kafka] outbox.server")?;
+        crate::events::check_outbox_formats(outbox)?;
     }
     Ok(mart_kafka::KafkaClient::new(kafka))
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mart_domain::events::EventFormat;
 use mart_kafka::KafkaClient;
 use mart_manifest::App;
 use mart_runtime::Runtime;
@@ -67,16 +68,14 @@ impl Events {
         let triggers = mart_trigger_kafka::KafkaTriggers::start(app, runtime.clone(), kafka)?;
         let (relay, relayed) = match (kafka.outbox(), options.relay) {
             (Some(outbox), true) => {
-                let databases = outbox
-                    .databases
+                let databases = relayed_databases(outbox)?;
+                let relayed = databases
                     .iter()
-                    .map(|name| {
-                        Ok(mart_outbox_relay::Database {
-                            url: mart_migrate::database_url(&outbox.server, name)?,
-                            name: name.clone(),
-                        })
+                    .map(|db| match db.format {
+                        EventFormat::Json => db.name.clone(),
+                        format => format!("{} ({})", db.name, format.content_type()),
                     })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                    .collect();
                 let relay = mart_outbox_relay::OutboxRelay::start(
                     databases,
                     publisher.clone(),
@@ -86,7 +85,7 @@ impl Events {
                         ..Default::default()
                     },
                 );
-                (Some(relay), outbox.databases.clone())
+                (Some(relay), relayed)
             }
             _ => (None, Vec::new()),
         };
@@ -139,6 +138,47 @@ impl Events {
     }
 }
 
+/// Checks `outbox.formats`: each names a relayed database and an event
+/// format. Run when the settings are read, before anything starts.
+pub fn check_outbox_formats(outbox: &mart_manifest::OutboxConfig) -> anyhow::Result<()> {
+    for (name, format) in &outbox.formats {
+        anyhow::ensure!(
+            outbox.databases.contains(name),
+            "[application.trigger.kafka] outbox.formats names `{name}`, which is not in \
+             outbox.databases"
+        );
+        anyhow::ensure!(
+            EventFormat::named(format).is_some(),
+            "[application.trigger.kafka] outbox.formats.{name}: `{format}` is not an event \
+             format; use one of {}",
+            EventFormat::ALL.map(EventFormat::content_type).join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The databases whose outboxes are relayed, each with the format its
+/// events go out in (`outbox.formats`, JSON when not listed).
+fn relayed_databases(
+    outbox: &mart_manifest::OutboxConfig,
+) -> anyhow::Result<Vec<mart_outbox_relay::Database>> {
+    outbox
+        .databases
+        .iter()
+        .map(|name| {
+            Ok(mart_outbox_relay::Database {
+                url: mart_migrate::database_url(&outbox.server, name)?,
+                name: name.clone(),
+                format: outbox
+                    .formats
+                    .get(name)
+                    .and_then(|f| EventFormat::named(f))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// Every topic the app touches: one per aggregate type, what the triggers
 /// read and dead-letter to, and what components may publish to.
 pub fn topics_to_create(app: &App) -> anyhow::Result<Vec<String>> {
@@ -155,4 +195,55 @@ pub fn topics_to_create(app: &App) -> anyhow::Result<Vec<String>> {
     topics.sort();
     topics.dedup();
     Ok(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox(formats: &[(&str, &str)]) -> mart_manifest::OutboxConfig {
+        mart_manifest::OutboxConfig {
+            server: "postgres://mart@127.0.0.1:5432".into(),
+            databases: vec!["orders".into(), "users".into()],
+            formats: formats
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_database_goes_out_in_its_format_json_by_default() {
+        let chosen = outbox(&[("orders", "application/cloudevents+protobuf")]);
+        check_outbox_formats(&chosen).unwrap();
+        let formats: Vec<(String, EventFormat)> = relayed_databases(&chosen)
+            .unwrap()
+            .into_iter()
+            .map(|db| (db.name, db.format))
+            .collect();
+        assert_eq!(
+            formats,
+            [
+                ("orders".to_string(), EventFormat::CloudEventsProtobuf),
+                ("users".to_string(), EventFormat::Json)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_format_must_be_one_of_the_three_for_a_relayed_database() {
+        let error = check_outbox_formats(&outbox(&[("orders", "application/xml")])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "[application.trigger.kafka] outbox.formats.orders: `application/xml` is not an \
+             event format; use one of application/json, application/protobuf, \
+             application/cloudevents+protobuf"
+        );
+        let error =
+            check_outbox_formats(&outbox(&[("carts", "application/protobuf")])).unwrap_err();
+        assert!(
+            error.to_string().contains("`carts`, which is not in"),
+            "{error}"
+        );
+    }
 }

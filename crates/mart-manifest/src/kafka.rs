@@ -205,6 +205,11 @@ pub struct KafkaConfig {
 pub struct OutboxConfig {
     pub server: String,
     pub databases: Vec<String>,
+    /// The format a database's events go out in, by database, named by
+    /// the records' content type: `application/json` (the default),
+    /// `application/protobuf`, or `application/cloudevents+protobuf`.
+    #[serde(default)]
+    pub formats: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

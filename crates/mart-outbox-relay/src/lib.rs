@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use mart_domain::events::{self, Envelope};
+use mart_domain::events::{self, EncodedEvent, Envelope, EventFormat};
 use mart_kafka::{Publisher, Record};
 use mart_metrics::{Metrics, TaskKind};
 use mart_telemetry::{Span, SpanKind, TraceParent};
@@ -76,6 +76,8 @@ impl Default for RelayOptions {
 pub struct Database {
     pub name: String,
     pub url: String,
+    /// The format its events go out in (chosen per service in the manifest).
+    pub format: EventFormat,
 }
 
 /// The running relays, one task per database.
@@ -278,7 +280,7 @@ impl DatabaseRelay {
                 .as_deref()
                 .and_then(TraceParent::parse);
             let span = publish_span(&topic, written_in.as_ref(), &envelope);
-            let mut headers = envelope.headers();
+            let EncodedEvent { mut headers, value } = self.encode(&envelope);
             headers.push((
                 "traceparent".into(),
                 span.context().to_string().into_bytes(),
@@ -288,7 +290,7 @@ impl DatabaseRelay {
                 partition: None,
                 key: Some(envelope.subject.clone().into_bytes()),
                 headers,
-                value: envelope.data,
+                value,
             };
             let seq: i64 = row.get(0);
             match self.publisher.enqueue(&record) {
@@ -344,6 +346,21 @@ impl DatabaseRelay {
             Some(e) => Err(e).context("publishing outbox rows"),
             None => Ok(backlog),
         }
+    }
+
+    /// An outbox row as a record in this service's format. An event the
+    /// Protobuf formats cannot carry (a type this version does not know, or
+    /// data that does not fit its type) goes out as JSON, which every
+    /// consumer reads: held back, it would stop the rows behind it, and
+    /// the consumers name what is wrong with it when they dead-letter it.
+    fn encode(&self, envelope: &Envelope) -> EncodedEvent {
+        envelope.encode(self.db.format).unwrap_or_else(|e| {
+            tracing::warn!(database = %self.db.name, event = %envelope.id, error = %e,
+                "event sent as JSON: {} cannot carry it", self.db.format.content_type());
+            envelope
+                .encode(EventFormat::Json)
+                .expect("JSON carries any event")
+        })
     }
 
     /// Deletes sent rows and processed-event records older than the retention.

@@ -1,21 +1,33 @@
 //! Integration events: the one definition every producer and consumer uses.
 //!
-//! Transport: CloudEvents 1.0 over Kafka in binary mode. The event's
-//! attributes travel as `ce_*` headers, the JSON data as the record value,
-//! the aggregate id as the record key (so one order's events stay ordered on
-//! one partition), and the topic is `mart.<aggregate type>`.
+//! Transport: CloudEvents 1.0 over Kafka, the aggregate id as the record
+//! key (so one order's events stay ordered on one partition), and the topic
+//! `mart.<aggregate type>`. Each producing service picks its records'
+//! format (`format::EventFormat`): JSON or Protobuf data in binary mode
+//! (attributes as `ce_*` headers), or the CloudEvents Protobuf format in
+//! structured mode. Consumers read all three, by the record's
+//! `content-type`, so a topic can change format without downtime.
 //!
 //! Versioning: a type name is version 1 of that event; a change that breaks
 //! consumers gets a new name with a suffix (`order.placed.v2`), published
 //! alongside the old one until every consumer moved.
 
+mod format;
+mod proto;
+#[cfg(any(test, feature = "samples"))]
+pub mod samples;
+
+use prost::{Message as _, Name as _};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Product, ProductDeleted};
 use crate::orders::{OrderChanged, OrderPlaced};
 use crate::payments::{PaymentChanged, RefundDue};
+use proto::v1;
+
+pub use format::{EncodedEvent, EventFormat};
 
 pub const SPEC_VERSION: &str = "1.0";
-pub const CONTENT_TYPE: &str = "application/json";
 
 /// Every event type, with the aggregate (and so the topic) it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,11 +54,10 @@ pub enum EventType {
     /// Money the provider took that must go back (a second payment for
     /// one order); payments' own handler refunds it, with retries.
     PaymentRefundDue,
-    NotificationSent,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 19] = [
         EventType::UserRegistered,
         EventType::ProductCreated,
         EventType::ProductUpdated,
@@ -66,7 +77,6 @@ impl EventType {
         EventType::PaymentRefunded,
         EventType::PaymentActionRequired,
         EventType::PaymentRefundDue,
-        EventType::NotificationSent,
     ];
 
     /// The CloudEvents `type` (`ce_type` header).
@@ -91,7 +101,6 @@ impl EventType {
             EventType::PaymentRefunded => "payment.refunded",
             EventType::PaymentActionRequired => "payment.action_required",
             EventType::PaymentRefundDue => "payment.refund_due",
-            EventType::NotificationSent => "notification.sent",
         }
     }
 
@@ -121,7 +130,6 @@ impl EventType {
             | EventType::PaymentRefunded
             | EventType::PaymentActionRequired
             | EventType::PaymentRefundDue => "payments",
-            EventType::NotificationSent => "notifications",
         }
     }
 
@@ -200,7 +208,8 @@ pub fn topic(aggregate_type: &str) -> String {
     format!("mart.{aggregate_type}")
 }
 
-/// A CloudEvent as it travels over Kafka (binary content mode).
+/// A CloudEvent's attributes and its data, as bytes in one of the formats
+/// (`DataFormat`): what the outbox holds (JSON) and what a record carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// Unique per event; consumers dedupe on it.
@@ -212,8 +221,15 @@ pub struct Envelope {
     pub time: String,
     /// The aggregate id; also the Kafka key.
     pub subject: String,
-    /// JSON.
     pub data: Vec<u8>,
+}
+
+/// How an event's data is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFormat {
+    Json,
+    /// The event type's own message in `proto/mart/events/v1`.
+    Protobuf,
 }
 
 /// Why a Kafka record is not a Mart event.
@@ -222,6 +238,11 @@ pub enum EnvelopeError {
     MissingHeader(&'static str),
     NotUtf8(&'static str),
     UnsupportedSpecVersion(String),
+    UnsupportedContentType(String),
+    /// A structured-mode record that is not a CloudEvents Protobuf message.
+    NotACloudEvent(String),
+    /// A structured-mode event without a required attribute.
+    MissingAttribute(&'static str),
 }
 
 impl std::error::Error for EnvelopeError {}
@@ -234,53 +255,16 @@ impl std::fmt::Display for EnvelopeError {
             EnvelopeError::UnsupportedSpecVersion(v) => {
                 write!(f, "CloudEvents spec version {v} is not supported")
             }
+            EnvelopeError::UnsupportedContentType(t) => write!(
+                f,
+                "content type `{t}` is not an event format (expected one of {})",
+                EventFormat::ALL.map(EventFormat::content_type).join(", ")
+            ),
+            EnvelopeError::NotACloudEvent(e) => {
+                write!(f, "the value is not a CloudEvents Protobuf message: {e}")
+            }
+            EnvelopeError::MissingAttribute(a) => write!(f, "the event has no `{a}` attribute"),
         }
-    }
-}
-
-impl Envelope {
-    /// Kafka headers for this event, binary mode.
-    pub fn headers(&self) -> Vec<(String, Vec<u8>)> {
-        [
-            ("ce_specversion", SPEC_VERSION),
-            ("ce_id", self.id.as_str()),
-            ("ce_type", self.event_type.as_str()),
-            ("ce_source", self.source.as_str()),
-            ("ce_time", self.time.as_str()),
-            ("ce_subject", self.subject.as_str()),
-            ("content-type", CONTENT_TYPE),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect()
-    }
-
-    /// Reads an event back from a record's headers and value.
-    pub fn from_record(headers: &[(String, Vec<u8>)], value: &[u8]) -> Result<Self, EnvelopeError> {
-        let get = |name: &'static str| -> Result<String, EnvelopeError> {
-            let raw = headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v)
-                .ok_or(EnvelopeError::MissingHeader(name))?;
-            String::from_utf8(raw.clone()).map_err(|_| EnvelopeError::NotUtf8(name))
-        };
-        let spec = get("ce_specversion")?;
-        if spec != SPEC_VERSION {
-            return Err(EnvelopeError::UnsupportedSpecVersion(spec));
-        }
-        Ok(Envelope {
-            id: get("ce_id")?,
-            event_type: get("ce_type")?,
-            source: get("ce_source")?,
-            time: get("ce_time")?,
-            subject: get("ce_subject")?,
-            data: value.to_vec(),
-        })
-    }
-
-    pub fn data_as<T: for<'de> Deserialize<'de>>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.data)
     }
 }
 
@@ -328,21 +312,28 @@ pub struct Event {
 }
 
 /// Declares `EventData` and its conversions from one list, so the variant,
-/// its event type and its data type cannot disagree.
+/// its event type, its data type and its Protobuf message cannot disagree.
 macro_rules! event_data {
     ($($variant:ident($data:ty)),* $(,)?) => {
         /// Every event's data, by type (the variant is named as its
-        /// `EventType`). Products and notifications carry the resource as
-        /// the API shows it (no consumer reads them yet), so they stay JSON.
+        /// `EventType`, and so is its Protobuf message).
         #[derive(Debug, Clone, PartialEq)]
         pub enum EventData {
             $($variant($data),)*
         }
 
         impl EventData {
-            fn decode(kind: EventType, data: &[u8]) -> Result<EventData, DecodeError> {
+            pub fn from_json(kind: EventType, data: &[u8]) -> Result<EventData, DecodeError> {
                 Ok(match kind {
-                    $(EventType::$variant => EventData::$variant(parse(kind, data)?),)*
+                    $(EventType::$variant => EventData::$variant(from_json(kind, data)?),)*
+                })
+            }
+
+            pub fn from_protobuf(kind: EventType, data: &[u8]) -> Result<EventData, DecodeError> {
+                Ok(match kind {
+                    $(EventType::$variant => {
+                        EventData::$variant(from_protobuf::<v1::$variant, _>(kind, data)?)
+                    })*
                 })
             }
 
@@ -352,12 +343,29 @@ macro_rules! event_data {
                 }
             }
 
-            /// The data as it travels (the record's JSON value).
+            /// The data as JSON (the outbox's payload, a JSON record's value).
             pub fn to_json(&self) -> serde_json::Value {
                 match self {
                     $(EventData::$variant(data) => {
                         serde_json::to_value(data).expect("event data is plain data")
                     })*
+                }
+            }
+
+            /// The data as its type's Protobuf message.
+            pub fn to_protobuf(&self) -> Vec<u8> {
+                match self {
+                    $(EventData::$variant(data) => v1::$variant::from(data).encode_to_vec(),)*
+                }
+            }
+        }
+
+        impl EventType {
+            /// The URL naming its Protobuf message in a `google.protobuf.Any`
+            /// (`type.googleapis.com/mart.events.v1.OrderPlaced`).
+            pub fn type_url(self) -> String {
+                match self {
+                    $(EventType::$variant => v1::$variant::type_url(),)*
                 }
             }
         }
@@ -366,9 +374,9 @@ macro_rules! event_data {
 
 event_data! {
     UserRegistered(UserRegistered),
-    ProductCreated(serde_json::Value),
-    ProductUpdated(serde_json::Value),
-    ProductDeleted(serde_json::Value),
+    ProductCreated(Product),
+    ProductUpdated(Product),
+    ProductDeleted(ProductDeleted),
     OrderPlaced(OrderPlaced),
     OrderPaid(OrderChanged),
     OrderCancelled(OrderChanged),
@@ -384,14 +392,20 @@ event_data! {
     PaymentRefunded(PaymentChanged),
     PaymentActionRequired(PaymentChanged),
     PaymentRefundDue(RefundDue),
-    NotificationSent(serde_json::Value),
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(kind: EventType, data: &[u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(data).map_err(|e| DecodeError::Malformed {
-        event_type: kind.as_str(),
-        error: e.to_string(),
-    })
+fn from_json<T: for<'de> Deserialize<'de>>(kind: EventType, data: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(data).map_err(|e| DecodeError::malformed(kind, e))
+}
+
+/// Decodes `kind`'s message `M` and converts it to the domain's `T`.
+fn from_protobuf<M, T>(kind: EventType, data: &[u8]) -> Result<T, DecodeError>
+where
+    M: prost::Message + Default,
+    T: TryFrom<M, Error = String>,
+{
+    let message = M::decode(data).map_err(|e| DecodeError::malformed(kind, e))?;
+    T::try_from(message).map_err(|e| DecodeError::malformed(kind, e))
 }
 
 /// Why a record could not be decoded into an event: it will never decode,
@@ -404,6 +418,17 @@ pub enum DecodeError {
         event_type: &'static str,
         error: String,
     },
+    /// Encoding only: typed data (Protobuf) needs a type this version knows.
+    UnknownType(String),
+}
+
+impl DecodeError {
+    fn malformed(kind: EventType, error: impl std::fmt::Display) -> Self {
+        DecodeError::Malformed {
+            event_type: kind.as_str(),
+            error: error.to_string(),
+        }
+    }
 }
 
 impl std::error::Error for DecodeError {}
@@ -415,18 +440,31 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Malformed { event_type, error } => {
                 write!(f, "malformed {event_type} data: {error}")
             }
+            DecodeError::UnknownType(t) => {
+                write!(f, "`{t}` is not an event type this version knows")
+            }
         }
     }
 }
 
+impl From<EnvelopeError> for DecodeError {
+    fn from(e: EnvelopeError) -> Self {
+        DecodeError::NotAnEvent(e)
+    }
+}
+
 impl Event {
-    /// Decodes an envelope's data by its type. `Ok(None)` for a type this
-    /// version does not know (a newer producer's): consumers pass over it.
-    pub fn decode(envelope: Envelope) -> Result<Option<Event>, DecodeError> {
+    /// Decodes an envelope's data, written in `format`, by its type.
+    /// `Ok(None)` for a type this version does not know (a newer
+    /// producer's): consumers pass over it.
+    pub fn decode(envelope: Envelope, format: DataFormat) -> Result<Option<Event>, DecodeError> {
         let Some(kind) = EventType::parse(&envelope.event_type) else {
             return Ok(None);
         };
-        let data = EventData::decode(kind, &envelope.data)?;
+        let data = match format {
+            DataFormat::Json => EventData::from_json(kind, &envelope.data)?,
+            DataFormat::Protobuf => EventData::from_protobuf(kind, &envelope.data)?,
+        };
         Ok(Some(Event {
             id: envelope.id,
             subject: envelope.subject,
@@ -436,13 +474,13 @@ impl Event {
         }))
     }
 
-    /// Decodes a Kafka record (headers and value).
+    /// Decodes a Kafka record (headers and value) in any of the formats.
     pub fn from_record(
         headers: &[(String, Vec<u8>)],
         value: &[u8],
     ) -> Result<Option<Event>, DecodeError> {
-        let envelope = Envelope::from_record(headers, value).map_err(DecodeError::NotAnEvent)?;
-        Event::decode(envelope)
+        let (envelope, format) = Envelope::from_record(headers, value)?;
+        Event::decode(envelope, format)
     }
 
     pub fn event_type(&self) -> EventType {
@@ -475,26 +513,128 @@ mod tests {
     }
 
     #[test]
-    fn envelope_round_trips_through_headers() {
-        let data = serde_json::to_vec(&UserRegistered {
-            user_id: "u1".into(),
-            email: "a@b.co".into(),
-            name: "A".into(),
-        })
-        .unwrap();
-        let event = Envelope {
-            id: "0b7c6f0e-5a8e-4e52-9c53-8f2f0f7d9a10".into(),
-            event_type: EventType::UserRegistered.as_str().into(),
-            source: "/mart/users".into(),
-            time: "2026-11-22T10:00:00Z".into(),
-            subject: "u1".into(),
-            data,
-        };
-        let headers = event.headers();
-        assert!(headers.contains(&("content-type".to_string(), b"application/json".to_vec())));
-        let back = Envelope::from_record(&headers, &event.data).unwrap();
-        assert_eq!(back, event);
-        assert_eq!(back.data_as::<UserRegistered>().unwrap().email, "a@b.co");
+    fn every_type_has_its_own_protobuf_message() {
+        assert_eq!(
+            EventType::PaymentActionRequired.type_url(),
+            "type.googleapis.com/mart.events.v1.PaymentActionRequired"
+        );
+        let mut urls: Vec<String> = EventType::ALL.map(EventType::type_url).to_vec();
+        urls.sort();
+        urls.dedup();
+        assert_eq!(urls.len(), EventType::ALL.len());
+    }
+
+    /// Every type's sample as a record in `format`, decoded back.
+    fn through(format: EventFormat, kind: EventType) -> Event {
+        let record = samples::envelope(kind).encode(format).unwrap();
+        Event::from_record(&record.headers, &record.value)
+            .unwrap_or_else(|e| panic!("{kind:?} in {format:?}: {e}"))
+            .unwrap()
+    }
+
+    #[test]
+    fn every_type_round_trips_in_every_format() {
+        for format in EventFormat::ALL {
+            for kind in EventType::ALL {
+                let envelope = samples::envelope(kind);
+                let event = through(format, kind);
+                assert_eq!(event.data, samples::data(kind), "{kind:?} in {format:?}");
+                assert_eq!(
+                    (&event.id, &event.source, &event.time, &event.subject),
+                    (
+                        &envelope.id,
+                        &envelope.source,
+                        &envelope.time,
+                        &envelope.subject
+                    ),
+                    "{kind:?} in {format:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_format_says_what_it_is() {
+        for format in EventFormat::ALL {
+            let record = samples::envelope(EventType::OrderPaid)
+                .encode(format)
+                .unwrap();
+            let content_type = record
+                .headers
+                .iter()
+                .find(|(k, _)| k == "content-type")
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap());
+            assert_eq!(content_type.as_deref(), Some(format.content_type()));
+            assert_eq!(
+                EventFormat::from_content_type(format.content_type()),
+                Some(format)
+            );
+            let binary = record.headers.iter().any(|(k, _)| k == "ce_id");
+            assert_eq!(binary, format != EventFormat::CloudEventsProtobuf);
+        }
+        assert_eq!(
+            EventFormat::from_content_type("Application/JSON; charset=utf-8"),
+            Some(EventFormat::Json)
+        );
+        assert_eq!(EventFormat::from_content_type("text/xml"), None);
+    }
+
+    /// What a service changing format looks like to its consumers: the
+    /// same events, whichever format each record is in.
+    #[test]
+    fn a_consumer_sees_the_same_event_in_every_format() {
+        for kind in EventType::ALL {
+            let json = through(EventFormat::Json, kind);
+            for format in [EventFormat::Protobuf, EventFormat::CloudEventsProtobuf] {
+                assert_eq!(through(format, kind), json, "{kind:?} in {format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn protobuf_is_smaller_than_json() {
+        for kind in EventType::ALL {
+            let envelope = samples::envelope(kind);
+            let json = envelope.encode(EventFormat::Json).unwrap().value.len();
+            let protobuf = envelope.encode(EventFormat::Protobuf).unwrap().value.len();
+            assert!(protobuf < json, "{kind:?}: {protobuf} >= {json} bytes");
+        }
+    }
+
+    #[test]
+    fn a_record_without_content_type_is_json() {
+        let record = samples::envelope(EventType::OrderPaid)
+            .encode(EventFormat::Json)
+            .unwrap();
+        let headers: Vec<_> = record
+            .headers
+            .into_iter()
+            .filter(|(k, _)| k != "content-type")
+            .collect();
+        let event = Event::from_record(&headers, &record.value)
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.data, samples::data(EventType::OrderPaid));
+    }
+
+    #[test]
+    fn only_known_well_formed_events_are_encoded_as_protobuf() {
+        let mut unknown = samples::envelope(EventType::OrderPaid);
+        unknown.event_type = "order.exploded".into();
+        assert_eq!(
+            unknown.encode(EventFormat::Protobuf),
+            Err(DecodeError::UnknownType("order.exploded".into()))
+        );
+        assert!(
+            unknown.encode(EventFormat::Json).is_ok(),
+            "JSON passes it on"
+        );
+        let mut malformed = samples::envelope(EventType::OrderPaid);
+        malformed.data = br#"{"order_id": 7}"#.to_vec();
+        let error = malformed
+            .encode(EventFormat::CloudEventsProtobuf)
+            .unwrap_err();
+        assert!(error.to_string().starts_with("malformed order.paid data: "));
     }
 
     #[test]
@@ -514,32 +654,92 @@ mod tests {
             Envelope::from_record(&headers, b"{}").unwrap_err(),
             EnvelopeError::NotUtf8("ce_specversion")
         );
+        let xml = [("content-type".to_string(), b"text/xml".to_vec())];
+        let error = Envelope::from_record(&xml, b"<a/>").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "content type `text/xml` is not an event format (expected one of \
+             application/json, application/protobuf, application/cloudevents+protobuf)"
+        );
+    }
+
+    fn structured(value: &[u8]) -> Result<Option<Event>, DecodeError> {
+        let headers = [(
+            "content-type".to_string(),
+            b"application/cloudevents+protobuf".to_vec(),
+        )];
+        Event::from_record(&headers, value)
     }
 
     #[test]
-    fn payloads_round_trip() {
-        let changed = InventoryChanged {
-            order_id: "o1".into(),
-            status: "reserved".into(),
-            lines: vec![ReservedLine {
-                product_id: "p".into(),
-                quantity: 2,
-            }],
-        };
-        let json = serde_json::to_string(&changed).unwrap();
+    fn a_structured_event_must_be_whole_and_of_its_own_type() {
+        use proto::cloudevents::{cloud_event, CloudEvent};
+        let record = samples::envelope(EventType::OrderPaid)
+            .encode(EventFormat::CloudEventsProtobuf)
+            .unwrap();
+        let event = CloudEvent::decode(record.value.as_slice()).unwrap();
+
+        assert!(matches!(
+            structured(b"\xff\xff"),
+            Err(DecodeError::NotAnEvent(EnvelopeError::NotACloudEvent(_)))
+        ));
+        let mut no_subject = event.clone();
+        no_subject.attributes.remove("subject");
         assert_eq!(
-            serde_json::from_str::<InventoryChanged>(&json).unwrap(),
-            changed
+            structured(&no_subject.encode_to_vec()),
+            Err(DecodeError::NotAnEvent(EnvelopeError::MissingAttribute(
+                "subject"
+            )))
         );
-        let rejected = InventoryRejected {
-            order_id: "o1".into(),
-            reason: "short".into(),
-        };
+        let mut other_message = event.clone();
+        if let Some(cloud_event::Data::ProtoData(any)) = &mut other_message.data {
+            any.type_url = EventType::OrderCancelled.type_url();
+        }
+        let error = structured(&other_message.encode_to_vec()).unwrap_err();
+        assert!(error.to_string().contains("carries a"), "{error}");
+        // The same event with its data as JSON text decodes the same.
+        let mut as_text = event;
+        as_text.data = Some(cloud_event::Data::TextData(
+            serde_json::to_string(&samples::data(EventType::OrderPaid).to_json()).unwrap(),
+        ));
         assert_eq!(
-            serde_json::from_value::<InventoryRejected>(serde_json::to_value(&rejected).unwrap())
-                .unwrap(),
-            rejected
+            structured(&as_text.encode_to_vec()).unwrap().unwrap().data,
+            samples::data(EventType::OrderPaid)
         );
+    }
+
+    #[test]
+    fn protobuf_data_that_breaks_its_type_is_named() {
+        let mut headers = samples::envelope(EventType::OrderPaid)
+            .encode(EventFormat::Protobuf)
+            .unwrap()
+            .headers;
+        let unknown_status = v1::OrderPaid {
+            order: Some(v1::OrderChanged {
+                status: 42,
+                ..Default::default()
+            }),
+        };
+        let error = Event::from_record(&headers, &unknown_status.encode_to_vec()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "malformed order.paid data: `status` 42 is not an order status"
+        );
+        let error =
+            Event::from_record(&headers, &v1::OrderPaid::default().encode_to_vec()).unwrap_err();
+        assert!(error.to_string().ends_with("`order` is missing"), "{error}");
+        let error = Event::from_record(&headers, b"\x0a\xff").unwrap_err();
+        assert!(
+            error.to_string().starts_with("malformed order.paid data: "),
+            "{error}"
+        );
+        // A type this version does not know is passed over in any format.
+        for (key, value) in headers.iter_mut() {
+            if key == "ce_type" {
+                *value = b"order.exploded".to_vec();
+            }
+        }
+        assert_eq!(Event::from_record(&headers, b"\x0a\xff"), Ok(None));
     }
 
     fn record(event_type: &str, data: serde_json::Value) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
@@ -551,7 +751,8 @@ mod tests {
             subject: "o1".into(),
             data: serde_json::to_vec(&data).unwrap(),
         };
-        (envelope.headers(), envelope.data)
+        let record = envelope.encode(EventFormat::Json).unwrap();
+        (record.headers, record.value)
     }
 
     #[test]
@@ -592,28 +793,14 @@ mod tests {
 
     #[test]
     fn data_travels_as_the_json_it_decodes_from() {
-        let rejected = EventData::InventoryRejected(InventoryRejected {
-            order_id: "o1".into(),
-            reason: "short".into(),
-        });
-        let json = serde_json::to_vec(&rejected.to_json()).unwrap();
-        assert_eq!(
-            EventData::decode(rejected.event_type(), &json).unwrap(),
-            rejected
-        );
-    }
-
-    #[test]
-    fn every_type_decodes_to_its_own_variant() {
         for kind in EventType::ALL {
-            // The JSON ones take any object; the others say what they miss.
-            match EventData::decode(kind, b"{}") {
-                Ok(data) => assert_eq!(data.event_type(), kind),
-                Err(DecodeError::Malformed { event_type, .. }) => {
-                    assert_eq!(event_type, kind.as_str())
-                }
-                Err(other) => panic!("{kind:?}: {other}"),
-            }
+            let data = samples::data(kind);
+            let json = serde_json::to_vec(&data.to_json()).unwrap();
+            assert_eq!(EventData::from_json(kind, &json).unwrap(), data);
+            assert_eq!(
+                EventData::from_protobuf(kind, &data.to_protobuf()).unwrap(),
+                data
+            );
         }
     }
 }
