@@ -82,6 +82,11 @@ profile() {
   echo
 }
 
+# The event formats side by side, in process (no servers involved).
+echo
+target/release/mart-event-formats
+echo
+
 # BENCH_ONLY=events skips the HTTP part (for working on the saga).
 if [ "${BENCH_ONLY:-}" != events ]; then
 native_noop=$(measure "http://127.0.0.1:$NATIVE_PORT/noop")

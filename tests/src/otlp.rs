@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message as _;
 
 /// OTLP's span kinds (`Span.SpanKind`).
+pub const INTERNAL: i32 = 1;
 pub const SERVER: i32 = 2;
 pub const CLIENT: i32 = 3;
 pub const PRODUCER: i32 = 4;

@@ -9,7 +9,7 @@ mod saga_support;
 use std::time::Duration;
 
 use mart_integration_tests::otlp::{
-    OtlpReceiver, ReceivedSpan, CLIENT, CONSUMER, PRODUCER, SERVER, STATUS_ERROR,
+    OtlpReceiver, ReceivedSpan, CLIENT, CONSUMER, INTERNAL, PRODUCER, SERVER, STATUS_ERROR,
 };
 use mart_integration_tests::Host;
 use saga_support::*;
@@ -107,6 +107,20 @@ fn one_placed_order_is_one_trace_from_post_orders_to_paid() {
         );
     }
 
+    // Instantiating the component is a span of its own in the request's.
+    let instantiated = |invocation: &ReceivedSpan, component: &str| {
+        let name = format!("instantiate {component}");
+        trace
+            .iter()
+            .find(|s| s.parent_span_id == invocation.span_id && s.name == name)
+            .map(|s| (s.kind, s.attribute("mart.component").map(str::to_string)))
+    };
+    assert_eq!(
+        instantiated(request, "orders"),
+        Some((INTERNAL, Some("orders".to_string()))),
+        "{trace:#?}"
+    );
+
     // Every hop of the saga, each a child of the one that caused it:
     // request -> publish -> handler -> publish -> handler ...
     let publish_placed = trace
@@ -125,6 +139,10 @@ fn one_placed_order_is_one_trace_from_post_orders_to_paid() {
         .unwrap_or_else(|| panic!("inventory did not handle the order in this trace: {trace:#?}"));
     assert_eq!(reserve.parent_span_id, publish_placed.span_id);
     assert_eq!(reserve.name, "process mart.orders");
+    assert!(
+        instantiated(reserve, "inventory-events").is_some(),
+        "a handler's instantiation is in its span: {trace:#?}"
+    );
     assert!(reserve.attribute("messaging.kafka.offset").is_some());
     assert!(reserve
         .attribute("messaging.destination.partition.id")

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use mart_metrics::Metrics;
-use mart_telemetry::TraceParent;
+use mart_telemetry::{Span, SpanKind, TraceParent};
 use wasmtime::{Store, Trap};
 
 use crate::{AppComponent, InstanceState, Runtime, TriggerKind};
@@ -38,6 +38,9 @@ pub enum InvokeError {
 pub struct Invocation {
     metrics: Arc<Metrics>,
     timeout: Duration,
+    /// The invocation's trace and component, when spans are exported: the
+    /// instantiation is a span of its own under the invocation's.
+    traced: Option<(TraceParent, Arc<str>)>,
 }
 
 impl Runtime {
@@ -48,12 +51,17 @@ impl Runtime {
         kind: TriggerKind,
         trace: Option<TraceParent>,
     ) -> Result<(Store<InstanceState>, Invocation), InvokeError> {
+        let traced = trace
+            .clone()
+            .filter(|_| mart_telemetry::exporting())
+            .map(|t| (t, component.id.clone()));
         let store = self
             .new_store(component, kind, trace)
             .map_err(|e| InvokeError::Setup(format!("{e:#}")))?;
         let invocation = Invocation {
             metrics: self.metrics().clone(),
             timeout: component.limits.timeout,
+            traced,
         };
         Ok((store, invocation))
     }
@@ -82,11 +90,16 @@ impl Invocation {
         call: impl AsyncFnOnce(I, &mut Store<InstanceState>) -> wasmtime::Result<T>,
     ) -> Result<T, InvokeError> {
         let metrics = self.metrics;
+        let traced = self.traced;
         let work = async {
             let started = Instant::now();
-            let instance = instantiate(&mut store).await?;
+            let span = traced.as_ref().map(instantiate_span);
+            let instance = instantiate(&mut store).await;
             metrics.instantiated(started.elapsed());
-            call(instance, &mut store).await
+            if let (Some(mut span), Err(e)) = (span, &instance) {
+                span.fail(format!("{e:#}"));
+            }
+            call(instance?, &mut store).await
         };
         let work = std::panic::AssertUnwindSafe(work).catch_unwind();
         match tokio::time::timeout(self.timeout, work).await {
@@ -96,6 +109,17 @@ impl Invocation {
             Ok(Ok(Ok(value))) => Ok(value),
         }
     }
+}
+
+/// The span of an instantiation, under the invocation's span.
+fn instantiate_span((parent, component): &(TraceParent, Arc<str>)) -> Span {
+    let mut span = Span::child_of(
+        parent,
+        || format!("instantiate {component}"),
+        SpanKind::Internal,
+    );
+    span.set("mart.component", component.to_string());
+    span
 }
 
 /// The epoch deadline interrupts a guest busy in its own code: that is the
