@@ -27,6 +27,7 @@ COPY migrations migrations
 COPY openapi openapi
 COPY --from=build /src/web/docs web/docs
 COPY web/dashboard web/dashboard
+COPY web/shop web/shop
 COPY docker/entrypoint.sh /usr/local/bin/mart-entrypoint
 USER mart
 ENV MART_LISTEN=0.0.0.0:3000 \

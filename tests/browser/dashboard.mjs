@@ -3,46 +3,10 @@
 // the host and passes what this needs in the environment:
 //   MART_URL, MART_EMAIL, MART_PASSWORD, MART_PRODUCT_ID, MART_ARTIFACTS
 // Exits non-zero, saying why, on the first expectation that fails.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { artifacts, base, env, expect, launch, run, watchErrors } from "./browser.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const base = env("MART_URL");
-const artifacts = env("MART_ARTIFACTS");
-mkdirSync(artifacts, { recursive: true });
-
-// Flags for a closed network: without the background-networking ones,
-// Chromium keeps trying to reach Google's hosts.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-
-// Anything the page logs as an error (a CSP violation, an uncaught
-// exception, a failed request) fails the test.
-function watchErrors(page, label) {
-  const errors = [];
-  page.on("console", (m) => m.type() === "error" && errors.push(`${label} console: ${m.text()}`));
-  page.on("pageerror", (e) => errors.push(`${label} exception: ${e.message}`));
-  return errors;
-}
-
-function expect(condition, message) {
-  if (!condition) throw new Error(message);
-}
+const browser = await launch();
 
 async function dashboardShowsAnOrderTurnPaid() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -119,13 +83,4 @@ async function docsShowTheApi() {
   await page.close();
 }
 
-try {
-  await dashboardShowsAnOrderTurnPaid();
-  await docsShowTheApi();
-  console.log("browser checks passed");
-} catch (error) {
-  console.error(error.stack || String(error));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+await run(browser, [dashboardShowsAnOrderTurnPaid, docsShowTheApi], "browser checks passed");

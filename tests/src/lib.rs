@@ -4,6 +4,7 @@
 //! Run through `make test`, which builds the host and the components first.
 
 pub mod broker;
+pub mod browser;
 pub mod fake_http;
 pub mod kong;
 pub mod otlp;

@@ -325,3 +325,31 @@ fn writes_need_an_admin_token() {
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     host.get("/no-such-route").problem(404);
 }
+
+#[test]
+fn a_product_shows_a_picture_from_this_site_or_https_only() {
+    let host = host();
+    let mut body = product("Lamp", &unique_category(), 900);
+    let created = create(&host, &body);
+    assert_eq!(created["image_url"], Value::Null, "none unless given");
+
+    body["image_url"] = json!(" /shop/images/lamp.svg ");
+    let created = create(&host, &body);
+    assert_eq!(created["image_url"], "/shop/images/lamp.svg", "trimmed");
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(host.get(&format!("/products/{id}")).json(), created);
+
+    for refused in [
+        "javascript:alert(1)",
+        "http://cdn.example.com/l.png",
+        "//cdn.example.com/l.png",
+    ] {
+        body["image_url"] = json!(refused);
+        let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
+        let problem = r.problem(422);
+        assert_eq!(
+            problem["errors"][0]["field"], "image_url",
+            "{refused}: {problem}"
+        );
+    }
+}

@@ -8,10 +8,9 @@
 
 mod saga_support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mart_integration_tests::{admin_token, eventually, repo_root};
+use mart_integration_tests::{admin_token, browser, eventually};
 use saga_support::*;
 use serde_json::json;
 
@@ -30,56 +29,21 @@ fn the_dashboard_shows_a_new_order_turn_paid_without_a_reload() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
 
-    let artifacts = repo_root().join("target/test-artifacts");
-    let script = repo_root().join("tests/browser/dashboard.mjs");
-    let mut child = Command::new("node")
-        .arg(&script)
-        .current_dir(repo_root().join("tests/browser"))
-        .env("MART_URL", &host.base)
-        .env("MART_EMAIL", &email)
-        .env("MART_PASSWORD", password)
-        .env("MART_PRODUCT_ID", &product)
-        .env("MART_ARTIFACTS", &artifacts)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running node (make browser installs what the test needs)");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > BROWSER_TIMEOUT {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the browser test did not finish within {BROWSER_TIMEOUT:?}\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = child.wait_with_output().unwrap();
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        status.success(),
-        "browser test failed ({status}):\n{output}"
+    let output = browser::run_script(
+        "dashboard.mjs",
+        &[
+            ("MART_URL", host.base.clone()),
+            ("MART_EMAIL", email),
+            ("MART_PASSWORD", password.to_string()),
+            ("MART_PRODUCT_ID", product),
+        ],
+        BROWSER_TIMEOUT,
     );
     assert!(
         output.contains("the order turned paid on the page"),
         "{output}"
     );
-    for shot in ["dashboard.png", "docs.png"] {
-        let size = std::fs::metadata(artifacts.join(shot))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(size > 10_000, "screenshot {shot} is missing or empty");
-    }
+    browser::assert_screenshots(&["dashboard.png", "docs.png"]);
 }
 
 #[test]

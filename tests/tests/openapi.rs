@@ -481,6 +481,7 @@ fn web_pages(api: &Conformance<'_>) {
     for (page, asset) in [
         ("/docs", "/docs/init.js"),
         ("/dashboard", "/dashboard/app.js"),
+        ("/shop", "/shop/app.js"),
     ] {
         let redirect = api.get(page, None);
         assert_eq!(redirect.status, 308);

@@ -7,7 +7,7 @@ use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
 use mart_guest::db::{Connection, Database};
 use spin_sdk::pg4::{ParameterValue, RowSet};
 
-const COLUMNS: &str = "id, name, description, category, price_minor, currency, \
+const COLUMNS: &str = "id, name, description, category, price_minor, currency, image_url, \
      (created_at AT TIME ZONE 'UTC') AS created_at, (updated_at AT TIME ZONE 'UTC') AS updated_at";
 
 pub struct ListFilter<'a> {
@@ -102,8 +102,8 @@ fn product_event(kind: fn(Product) -> EventData) -> impl FnOnce(&Product) -> (St
 
 pub fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
     let sql = format!(
-        "INSERT INTO products (name, description, category, price_minor, currency)
-         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        "INSERT INTO products (name, description, category, price_minor, currency, image_url)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let created = write_with_event(
         |db| {
@@ -121,8 +121,8 @@ pub fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
 pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, DomainError> {
     let sql = format!(
         "UPDATE products SET name = $1, description = $2, category = $3, price_minor = $4,
-                currency = $5, updated_at = now()
-         WHERE id = $6 RETURNING {COLUMNS}"
+                currency = $5, image_url = $6, updated_at = now()
+         WHERE id = $7 RETURNING {COLUMNS}"
     );
     let mut params = product_params(p).to_vec();
     params.push(ParameterValue::Uuid(id.to_string()));
@@ -159,13 +159,14 @@ pub fn delete(id: &str) -> Result<bool, DomainError> {
     Ok(deleted.is_some())
 }
 
-fn product_params(p: &ValidProduct) -> [ParameterValue; 5] {
+fn product_params(p: &ValidProduct) -> [ParameterValue; 6] {
     [
         ParameterValue::Str(p.name.clone()),
         ParameterValue::Str(p.description.clone()),
         text(p.category.as_deref()),
         ParameterValue::Int64(p.price_minor),
         ParameterValue::Str(p.currency.clone()),
+        text(p.image_url.as_deref()),
     ]
 }
 
@@ -174,10 +175,10 @@ fn products(rows: &RowSet) -> Result<Vec<Product>, DomainError> {
     rows.rows
         .iter()
         .map(|row| {
-            let [id, name, description, category, price_minor, currency, created_at, updated_at] =
+            let [id, name, description, category, price_minor, currency, image_url, created_at, updated_at] =
                 row.as_slice()
             else {
-                return Err(failed(format!("expected 8 columns, got {}", row.len())));
+                return Err(failed(format!("expected 9 columns, got {}", row.len())));
             };
             Ok(Product {
                 id: uuid_text(id)?,
@@ -186,6 +187,7 @@ fn products(rows: &RowSet) -> Result<Vec<Product>, DomainError> {
                 category: decode(category)?,
                 price_minor: decode(price_minor)?,
                 currency: decode(currency)?,
+                image_url: decode(image_url)?,
                 created_at: timestamp(created_at)?,
                 updated_at: timestamp(updated_at)?,
             })

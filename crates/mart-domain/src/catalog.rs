@@ -21,6 +21,9 @@ pub struct ProductInput {
     pub category: Option<String>,
     pub price_minor: i64,
     pub currency: String,
+    /// A picture of it: `https://…`, or a path on this site (`/shop/images/mug.svg`).
+    #[serde(default)]
+    pub image_url: Option<String>,
 }
 
 /// A product that passed validation, normalised (trimmed names, etc.).
@@ -31,6 +34,7 @@ pub struct ValidProduct {
     pub category: Option<String>,
     pub price_minor: i64,
     pub currency: String,
+    pub image_url: Option<String>,
 }
 
 /// A product as the API shows it; also the data of `product.created` and
@@ -43,6 +47,9 @@ pub struct Product {
     pub category: Option<String>,
     pub price_minor: i64,
     pub currency: String,
+    /// `null` for none (the storefront shows a placeholder).
+    #[serde(default)]
+    pub image_url: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
     pub updated_at: String,
@@ -99,6 +106,15 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
             format!("the shop sells in {shop_currency} only"),
         ));
     }
+    let image_url = input
+        .image_url
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &image_url {
+        if let Err(message) = check_image_url(url) {
+            errors.push(FieldError::new("image_url", message));
+        }
+    }
     if !errors.is_empty() {
         return Err(DomainError::Invalid(errors));
     }
@@ -108,7 +124,40 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
         category,
         price_minor: input.price_minor,
         currency: input.currency,
+        image_url,
     })
+}
+
+pub const MAX_IMAGE_URL_BYTES: usize = 2048;
+
+/// An image URL a page can show safely: an `https://` URL with a host, or
+/// a path on this site (`/shop/images/mug.svg`). Nothing that runs or
+/// embeds (`javascript:`, `data:`), nothing in plain HTTP, no whitespace or
+/// control characters, no protocol-relative `//host`.
+pub fn check_image_url(url: &str) -> Result<(), String> {
+    let refused = "must be an https:// URL or a path on this site such as \
+                   \"/shop/images/mug.svg\"";
+    if url.len() > MAX_IMAGE_URL_BYTES {
+        return Err(format!("must be at most {MAX_IMAGE_URL_BYTES} bytes"));
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>' | '\\'))
+    {
+        return Err(format!(
+            "{refused}, without spaces, quotes or angle brackets"
+        ));
+    }
+    let site_path = url.starts_with('/') && !url.starts_with("//");
+    let https_host = url
+        .strip_prefix("https://")
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
+        .is_some_and(|host| !host.is_empty() && !host.contains('@'));
+    if site_path || https_host {
+        Ok(())
+    } else {
+        Err(refused.into())
+    }
 }
 
 /// Categories are slugs: `kitchen`, `home-office`.
@@ -142,7 +191,52 @@ mod tests {
             category: Some("kitchen".into()),
             price_minor: 1299,
             currency: "EUR".into(),
+            image_url: Some(" /shop/images/mug.svg ".into()),
         }
+    }
+
+    #[test]
+    fn image_urls_are_https_or_paths_on_this_site() {
+        for good in [
+            "/shop/images/mug.svg",
+            "https://cdn.example.com/p/mug.jpg?w=640",
+        ] {
+            assert_eq!(check_image_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://cdn.example.com/mug.jpg",
+            "javascript:alert(1)",
+            "data:image/svg+xml,<svg/>",
+            "//cdn.example.com/mug.jpg",
+            "https:///mug.jpg",
+            "https://user@evil.example/mug.jpg",
+            "/shop/images/a mug.svg",
+            "/x\"onerror=\"alert(1)",
+            "mug.svg",
+        ] {
+            assert!(check_image_url(bad).is_err(), "{bad}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_IMAGE_URL_BYTES));
+        assert!(check_image_url(&long).unwrap_err().contains("2048 bytes"));
+        let p = validate(input(), "EUR").unwrap();
+        assert_eq!(
+            p.image_url.as_deref(),
+            Some("/shop/images/mug.svg"),
+            "trimmed"
+        );
+        let mut blank = input();
+        blank.image_url = Some("  ".into());
+        assert_eq!(
+            validate(blank, "EUR").unwrap().image_url,
+            None,
+            "blank is none"
+        );
+        let mut bad = input();
+        bad.image_url = Some("javascript:alert(1)".into());
+        let DomainError::Invalid(errors) = validate(bad, "EUR").unwrap_err() else {
+            panic!("a field error")
+        };
+        assert_eq!(errors[0].field, "image_url");
     }
 
     #[test]
@@ -160,12 +254,20 @@ mod tests {
             category: Some("Home Office".into()),
             price_minor: -1,
             currency: "eur".into(),
+            image_url: Some("http://example.com/x.png".into()),
         };
         let p = validate(bad, "EUR").map_err(Problem::from).unwrap_err();
         let fields: Vec<_> = p.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["name", "description", "category", "price_minor", "currency"]
+            [
+                "name",
+                "description",
+                "category",
+                "price_minor",
+                "currency",
+                "image_url"
+            ]
         );
         assert_eq!(p.status, 422);
     }

@@ -50,16 +50,24 @@ pub fn product(host: &Host, price: i64, on_hand: i32) -> String {
 /// A product priced `price` in `currency` (the shop's) with `on_hand` units.
 pub fn product_in(host: &Host, currency: &str, price: i64, on_hand: i32) -> String {
     let body = json!({"name": unique("teapot"), "description": "d", "category": "saga", "price_minor": price, "currency": currency});
-    let r = host.send_json_as(&admin_token(), "POST", "/products", &body);
+    stocked_product(host, &body, Some(on_hand))
+}
+
+/// The product `body` describes, with `on_hand` units (no stock record
+/// at all for `None`).
+pub fn stocked_product(host: &Host, body: &Value, on_hand: Option<i32>) -> String {
+    let r = host.send_json_as(&admin_token(), "POST", "/products", body);
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
-    let r = host.send_json_as(
-        &admin_token(),
-        "PUT",
-        &format!("/inventory/{id}"),
-        &json!({"on_hand": on_hand}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    if let Some(on_hand) = on_hand {
+        let r = host.send_json_as(
+            &admin_token(),
+            "PUT",
+            &format!("/inventory/{id}"),
+            &json!({"on_hand": on_hand}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
     id
 }
 

@@ -59,6 +59,7 @@ impl From<&Product> for v1::Product {
             currency: d.currency.clone(),
             created_at: d.created_at.clone(),
             updated_at: d.updated_at.clone(),
+            image_url: d.image_url.clone(),
         }
     }
 }
@@ -75,6 +76,7 @@ impl TryFrom<v1::Product> for Product {
             currency: m.currency,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            image_url: m.image_url,
         })
     }
 }

@@ -24,6 +24,7 @@ pub fn data(kind: EventType) -> EventData {
         EventType::ProductCreated => EventData::ProductCreated(product()),
         EventType::ProductUpdated => EventData::ProductUpdated(Product {
             category: None,
+            image_url: None,
             ..product()
         }),
         EventType::ProductDeleted => EventData::ProductDeleted(ProductDeleted {
@@ -117,6 +118,7 @@ fn product() -> Product {
         category: Some("kitchen".into()),
         price_minor: 2500,
         currency: "EUR".into(),
+        image_url: Some("/shop/images/teapot.svg".into()),
         created_at: "2026-12-01T08:00:00.000000Z".into(),
         updated_at: "2026-12-07T09:30:12.345678Z".into(),
     }
