@@ -8,6 +8,7 @@
 // Exits non-zero, saying why, on the first expectation that fails.
 import { join } from "node:path";
 import { artifacts, base, env, expect, launch, run, watchErrors } from "./browser.mjs";
+import { addFromProductPage, cartCount as countIn, checkOut, followUntil, search, signUp } from "./shopper.mjs";
 
 const browser = await launch();
 const tag = env("MART_TAG");
@@ -24,23 +25,13 @@ async function open(viewport = { width: 1280, height: 900 }) {
 }
 
 const shot = (name) => page.screenshot({ path: join(artifacts, name), fullPage: true });
-const cartCount = async () => Number(await page.locator("#cart-count").textContent());
+const cartCount = () => countIn(page);
+const add = (name, quantity) => addFromProductPage(page, tag, name, quantity);
 
 async function signUpAndSearch() {
   await open();
-  await page.goto(`${base}/shop/`);
-  await page.locator(".grid .product").first().waitFor({ timeout: 15_000 });
-  await page.getByRole("link", { name: "Sign in" }).click();
-  await page.getByRole("link", { name: "Create an account" }).click();
-  await page.getByLabel("Name").fill(shopper.name);
-  await page.getByLabel("Email").fill(shopper.email);
-  await page.getByLabel("Password (at least 8 characters)").fill(shopper.password);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await page.getByRole("link", { name: "Orders" }).waitFor({ timeout: 10_000 });
-
-  await page.getByLabel("Search products").fill(tag);
-  await page.getByRole("button", { name: "Search" }).click();
-  await page.getByRole("heading", { name: `Results for “${tag}”` }).waitFor({ timeout: 10_000 });
+  await signUp(page, shopper);
+  await search(page, tag);
   const names = await page.locator(".grid .product h2").allTextContents();
   expect(names.length === 3 && names.every((n) => n.includes(tag)), `the search found ${names.join(", ")}`);
   const images = await page.locator(".grid .product img").evaluateAll((all) => all.map((i) => i.naturalWidth));
@@ -48,21 +39,10 @@ async function signUpAndSearch() {
   await shot("shop-search.png");
 }
 
-async function addFromProductPage(name, quantity) {
-  await page.getByLabel("Search products").fill(tag);
-  await page.getByRole("button", { name: "Search" }).click();
-  await page.getByRole("link", { name: `${tag} ${name}` }).click();
-  await page.getByText(/\d+ available/).waitFor({ timeout: 10_000 });
-  await page.getByLabel("Quantity").fill(String(quantity));
-  const before = await cartCount();
-  await page.getByRole("button", { name: "Add to cart" }).click();
-  await page.waitForFunction((n) => Number(document.querySelector("#cart-count").textContent) === n, before + quantity, { timeout: 10_000 });
-}
-
 async function fillCartAndChangeIt() {
-  await addFromProductPage("teapot", 1);
-  await addFromProductPage("cup", 2);
-  await addFromProductPage("spoon", 1);
+  await add("teapot", 1);
+  await add("cup", 2);
+  await add("spoon", 1);
   await page.getByRole("link", { name: /^Cart/ }).click();
   await page.getByRole("heading", { name: "Your cart" }).waitFor();
   await page.getByLabel(`Quantity of ${tag} cup`).fill("3");
@@ -77,25 +57,11 @@ async function fillCartAndChangeIt() {
   await shot("shop-cart.png");
 }
 
-// Checks out with the fake card and follows the order on its page until
-// `status`, without reloading it; returns the order's id.
-async function checkOutAndFollow(status) {
-  await page.getByRole("link", { name: "Check out" }).click();
-  await page.getByLabel("Street and number").fill("1 Test Street");
-  await page.getByLabel("City").fill("Cape Town");
-  await page.getByLabel("Postal code").fill("8001");
-  await page.getByLabel("Country code (e.g. DE)").fill("ZA");
-  await page.getByLabel("Card (test card, always accepted)").check();
-  await page.getByRole("button", { name: "Place order" }).click();
-  await page.waitForURL(/#\/orders\/[0-9a-f-]{36}$/, { timeout: 15_000 });
-  await page.evaluate(() => { window.notReloaded = true; });
-  await page.locator("#order-status .status", { hasText: new RegExp(`^${status}$`) }).waitFor({ timeout: 90_000 });
-  expect(await page.evaluate(() => window.notReloaded === true), "the order page reloaded");
-  return page.url().split("/").pop();
-}
+const CARD = "Card (test card, always accepted)";
 
 async function buyAndSeePaid() {
-  const order = await checkOutAndFollow("paid");
+  const order = await checkOut(page, CARD);
+  await followUntil(page, "paid");
   const history = await page.locator(".history .status").allTextContents();
   expect(history[0] === "pending" && history.at(-1) === "paid", `history reads ${history.join(" → ")}`);
   expect(await cartCount() === 0, "the cart is empty after checking out");
@@ -122,9 +88,8 @@ async function outOfStock() {
   await page.getByRole("button", { name: "Add to cart" }).click();
   await page.getByText("Added 1 to your cart.").waitFor({ timeout: 10_000 });
   await sellOut(env("MART_SCARCE_ID"));
-  await page.getByRole("link", { name: /^Cart/ }).click();
-  await page.getByRole("heading", { name: "Your cart" }).waitFor();
-  await checkOutAndFollow("cancelled");
+  await checkOut(page, CARD);
+  await followUntil(page, "cancelled");
   const reason = await page.locator(".reason").textContent();
   expect(/stock/.test(reason), `the cancellation says why: ${reason}`);
   await shot("shop-order-cancelled.png");

@@ -92,13 +92,13 @@ impl FakeHttp {
         Self { url, requests }
     }
 
-    /// The requests to `path` so far.
+    /// The requests to `path` (whatever their query) so far.
     pub fn requests(&self, path: &str) -> Vec<Recorded> {
         self.requests
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.path == path)
+            .filter(|r| r.path.split('?').next() == Some(path))
             .cloned()
             .collect()
     }

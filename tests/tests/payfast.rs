@@ -6,9 +6,11 @@
 
 mod saga_support;
 
+use std::time::Duration;
+
 use mart_domain::payfast;
 use mart_integration_tests::fake_http::{FakeHttp, Recorded};
-use mart_integration_tests::{admin_token, eventually, Host};
+use mart_integration_tests::{admin_token, browser, eventually, Host};
 use saga_support::*;
 use serde_json::{json, Value};
 
@@ -32,6 +34,16 @@ const REFUSED_PAYMENT_ID: &str = "3000003";
 /// payment once: the first refund of a payment is made, a later one is
 /// refused (its balance is gone), and the refund retrieval reports it.
 fn answer(r: &Recorded, before: &[Recorded]) -> (u16, Value) {
+    // The buyer's browser at PayFast's payment page (storefront test).
+    if r.path.starts_with("/eng/process?") {
+        return (
+            200,
+            json!("PayFast's payment page (a fake): the buyer pays here"),
+        );
+    }
+    if r.path == "/favicon.ico" {
+        return (204, json!(""));
+    }
     if r.path == "/eng/query/validate" {
         let genuine = r.field("signature").is_none()
             && r.field("m_payment_id").is_some()
@@ -539,4 +551,87 @@ fn a_refund_refused_for_good_is_a_violation_operators_see() {
     });
     assert!(report.contains("refused to refund its payment"), "{report}");
     assert_eq!(payment_of(host, &user, &order)["status"], "succeeded");
+}
+
+/// The storefront's PayFast checkout in a real browser
+/// (tests/browser/shop-payfast.mjs): the order page links to PayFast's page
+/// for this order; the buyer goes there and comes back, and the page turns
+/// paid without a reload once PayFast's ITN arrives (sent here once the
+/// fake saw the buyer, as PayFast would after the buyer paid).
+#[test]
+fn a_shopper_pays_with_payfast_from_the_storefront() {
+    let host = payfast_host();
+    let tag = unique("pf").replace('-', "");
+    let body = json!({"name": format!("{tag} tongs"), "description": "Braai tongs.", "category": "kitchen", "price_minor": 2500, "currency": "ZAR"});
+    stocked_product(host, &body, Some(10));
+    let email = format!("{tag}@example.com");
+    let password = "thandi pays with payfast";
+
+    let payfast = {
+        let (email, password) = (email.clone(), password.to_string());
+        std::thread::spawn(move || {
+            let signed_up = format!("SELECT 1 FROM users WHERE email = '{email}'");
+            eventually(Duration::from_secs(120), "the shopper's account", || {
+                (!mart_integration_tests::postgres()
+                    .query("users", &signed_up)
+                    .is_empty())
+                .then_some(())
+            });
+            let token = host
+                .send_json(
+                    "POST",
+                    "/auth/token",
+                    &json!({"email": email, "password": password}),
+                )
+                .json()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let order = eventually(Duration::from_secs(120), "the shopper's order", || {
+                host.get_as(&token, "/orders").json()["items"][0]["id"]
+                    .as_str()
+                    .map(String::from)
+            });
+            redirect_url(host, &token, &order);
+            // The buyer pays on PayFast's page; PayFast then sends the ITN.
+            eventually(
+                Duration::from_secs(120),
+                "the buyer at PayFast's page",
+                || {
+                    payfast_fake()
+                        .requests("/eng/process")
+                        .iter()
+                        .any(|r| r.path.contains(&format!("m_payment_id={order}")))
+                        .then_some(())
+                },
+            );
+            let paid = send_itn(
+                host,
+                &itn(&order, "5000001", "COMPLETE", "25.00", PASSPHRASE),
+            );
+            assert_eq!(paid.status, 200, "{}", paid.text());
+            order
+        })
+    };
+    let output = browser::run_script(
+        "shop-payfast.mjs",
+        &[
+            ("MART_URL", host.base.clone()),
+            ("MART_TAG", tag),
+            ("MART_EMAIL", email),
+            ("MART_PASSWORD", password.into()),
+            (
+                "MART_PAYFAST_PAGE",
+                format!("{}/eng/process", payfast_fake().url),
+            ),
+        ],
+        Duration::from_secs(300),
+    );
+    let order = payfast.join().expect("PayFast's side of the test");
+    assert!(
+        output.contains(&format!("order {order} offers PayFast's page")),
+        "{output}"
+    );
+    assert!(output.contains("turned paid on the page"), "{output}");
+    browser::assert_screenshots(&["shop-payfast-pay.png", "shop-payfast-paid.png"]);
 }

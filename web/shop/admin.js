@@ -65,7 +65,7 @@ function productForm(editor, product, stock, currency, done) {
       category: data.get("p-category") || null,
       price_minor: Number(data.get("p-price")),
       currency,
-      image_url: data.get("p-image") || null,
+      image_url: String(data.get("p-image")).trim() || null,
     };
     const saved = product
       ? await api(`/products/${product.id}`, { method: "PUT", body })

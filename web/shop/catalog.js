@@ -67,17 +67,18 @@ export async function productPage(view, id, session) {
   const stockLine = element("p", { class: "stock", "aria-live": "polite" });
   const quantity = element("input", { id: "quantity", type: "number", min: 1, max: 1000, value: 1, required: true });
   const status = element("p", { class: "error", role: "alert" });
+  const added = element("p", { class: "ok" });
   const add = element("button", { type: "submit", text: "Add to cart" });
   const form = element("form", { class: "buy" },
-    element("label", { for: "quantity", text: "Quantity" }), quantity, add, status);
+    element("label", { for: "quantity", text: "Quantity" }), quantity, add, status, added);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     status.textContent = "";
+    added.textContent = "";
     try {
       await addToCart(session, product.id, Number(quantity.value));
       announce(`${product.name} added to your cart`);
-      status.textContent = "";
-      form.append(element("p", { class: "ok", text: `Added ${quantity.value} to your cart.` }));
+      added.textContent = `Added ${quantity.value} to your cart.`;
     } catch (error) {
       status.textContent = error.message;
     }

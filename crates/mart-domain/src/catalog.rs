@@ -106,10 +106,8 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
             format!("the shop sells in {shop_currency} only"),
         ));
     }
-    let image_url = input
-        .image_url
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty());
+    // Empty means none (a form's blank field).
+    let image_url = input.image_url.filter(|u| !u.is_empty());
     if let Some(url) = &image_url {
         if let Err(message) = check_image_url(url) {
             errors.push(FieldError::new("image_url", message));
@@ -131,21 +129,22 @@ pub fn validate(input: ProductInput, shop_currency: &str) -> Result<ValidProduct
 pub const MAX_IMAGE_URL_BYTES: usize = 2048;
 
 /// An image URL a page can show safely: an `https://` URL with a host, or
-/// a path on this site (`/shop/images/mug.svg`). Nothing that runs or
-/// embeds (`javascript:`, `data:`), nothing in plain HTTP, no whitespace or
-/// control characters, no protocol-relative `//host`.
+/// a path on this site (`/shop/images/mug.svg`), in printable ASCII
+/// without spaces, quotes, angle brackets or backslashes (anything else is
+/// percent-encoded in a URL). So nothing that runs or embeds
+/// (`javascript:`, `data:`), nothing in plain HTTP, no credentials, no
+/// protocol-relative `//host`. The API document's pattern says the same.
 pub fn check_image_url(url: &str) -> Result<(), String> {
     let refused = "must be an https:// URL or a path on this site such as \
                    \"/shop/images/mug.svg\"";
     if url.len() > MAX_IMAGE_URL_BYTES {
-        return Err(format!("must be at most {MAX_IMAGE_URL_BYTES} bytes"));
+        return Err(format!("must be at most {MAX_IMAGE_URL_BYTES} characters"));
     }
-    if url
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>' | '\\'))
-    {
+    let plain = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\');
+    if !url.chars().all(plain) {
         return Err(format!(
-            "{refused}, without spaces, quotes or angle brackets"
+            "{refused}: printable ASCII without spaces, quotes, angle brackets or \
+             backslashes (percent-encode the rest)"
         ));
     }
     let site_path = url.starts_with('/') && !url.starts_with("//");
@@ -191,7 +190,7 @@ mod tests {
             category: Some("kitchen".into()),
             price_minor: 1299,
             currency: "EUR".into(),
-            image_url: Some(" /shop/images/mug.svg ".into()),
+            image_url: Some("/shop/images/mug.svg".into()),
         }
     }
 
@@ -217,19 +216,21 @@ mod tests {
             assert!(check_image_url(bad).is_err(), "{bad}");
         }
         let long = format!("/{}", "a".repeat(MAX_IMAGE_URL_BYTES));
-        assert!(check_image_url(&long).unwrap_err().contains("2048 bytes"));
-        let p = validate(input(), "EUR").unwrap();
-        assert_eq!(
-            p.image_url.as_deref(),
-            Some("/shop/images/mug.svg"),
-            "trimmed"
+        assert!(check_image_url(&long)
+            .unwrap_err()
+            .contains("2048 characters"));
+        assert!(
+            check_image_url("/caf\u{e9}.svg").is_err(),
+            "percent-encoded only"
         );
+        let p = validate(input(), "EUR").unwrap();
+        assert_eq!(p.image_url.as_deref(), Some("/shop/images/mug.svg"));
         let mut blank = input();
-        blank.image_url = Some("  ".into());
+        blank.image_url = Some(String::new());
         assert_eq!(
             validate(blank, "EUR").unwrap().image_url,
             None,
-            "blank is none"
+            "empty is none"
         );
         let mut bad = input();
         bad.image_url = Some("javascript:alert(1)".into());

@@ -139,8 +139,9 @@ fn handle<H: EventHandler>(
     outcome.map_err(failure)
 }
 
-/// The Mart event a message carries (CloudEvents binary mode: `ce_*`
-/// headers, JSON value), `None` for a type this version does not know.
+/// The Mart event a message carries, in whichever of the event formats
+/// its `content-type` names (`mart_domain::events::EventFormat`), `None`
+/// for a type this version does not know.
 pub fn decode(message: &Message) -> Result<Option<Event>, String> {
     let headers: Vec<(String, Vec<u8>)> = message
         .headers

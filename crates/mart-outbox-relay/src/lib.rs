@@ -1,13 +1,14 @@
 //! The outbox relay. Services write events into their database's `outbox`
 //! table in the same transaction as the change they announce; this relay
-//! publishes them to Kafka (CloudEvents binary mode, topic
+//! publishes them to Kafka (CloudEvents, in the format the manifest chose
+//! for the service's database: `Database::format`; topic
 //! `mart.<aggregate_type>`, key = aggregate id) and marks them sent only
 //! after the broker acknowledged them.
 //!
 //! Guarantees: no event is lost (a row stays unsent until acknowledged,
 //! across broker outages and host crashes); events of one aggregate keep
-//! their order (rows go out in `seq` order through one idempotent producer,
-//! and one key always maps to one partition); an event may be published
+//! their order (rows go out in `seq` order with one request in flight per
+//! broker, and one key always maps to one partition); an event may be published
 //! more than once (a crash between the acknowledgement and the update), so
 //! consumers dedupe on the event id (`processed_events`).
 //!
