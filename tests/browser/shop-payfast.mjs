@@ -21,7 +21,7 @@ async function payWithPayFast() {
 
   // Once the stock is held the page offers PayFast's page for this order.
   const pay = page.getByRole("link", { name: "Pay with PayFast" });
-  await pay.waitFor({ timeout: 60_000 });
+  await pay.waitFor({ timeout: 180_000 });
   const href = await pay.getAttribute("href");
   expect(href.startsWith(`${env("MART_PAYFAST_PAGE")}?`), `the link goes to ${href}`);
   expect(new URL(href).searchParams.get("m_payment_id") === order, `the link pays another order: ${href}`);
@@ -31,12 +31,12 @@ async function payWithPayFast() {
   // The buyer pays on PayFast's page (the fake) and comes back; PayFast's
   // ITN (sent by the test once the buyer was there) makes the order paid.
   await pay.click();
-  await page.getByText("PayFast's payment page").waitFor({ timeout: 10_000 });
+  await page.getByText("PayFast's payment page").waitFor({ timeout: 30_000 });
   await page.goBack();
-  await page.locator("#order-status .status").waitFor({ timeout: 10_000 });
+  await page.locator("#order-status .status").waitFor({ timeout: 30_000 });
   await page.evaluate(() => { window.notReloaded = true; });
   await followUntil(page, "paid");
-  await pay.waitFor({ state: "detached", timeout: 5_000 });
+  await pay.waitFor({ state: "detached", timeout: 30_000 });
   await page.screenshot({ path: join(artifacts, "shop-payfast-paid.png"), fullPage: true });
   console.log("the PayFast order turned paid on the page");
   expect(errors.length === 0, errors.join("\n"));

@@ -34,8 +34,12 @@ async function signUpAndSearch() {
   await search(page, tag);
   const names = await page.locator(".grid .product h2").allTextContents();
   expect(names.length === 3 && names.every((n) => n.includes(tag)), `the search found ${names.join(", ")}`);
-  const images = await page.locator(".grid .product img").evaluateAll((all) => all.map((i) => i.naturalWidth));
-  expect(images.every((w) => w > 0), `every product shows a picture (or the placeholder): widths ${images}`);
+  // Every product shows a picture, or the placeholder (lazy: wait for them).
+  await page.waitForFunction(
+    () => [...document.querySelectorAll(".grid .product img")].every((i) => i.complete && i.naturalWidth > 0),
+    null,
+    { timeout: 30_000 },
+  );
   await shot("shop-search.png");
 }
 
@@ -48,9 +52,9 @@ async function fillCartAndChangeIt() {
   await page.getByLabel(`Quantity of ${tag} cup`).fill("3");
   await page.getByLabel(`Quantity of ${tag} cup`).press("Enter");
   await page.getByLabel(`Quantity of ${tag} cup`).blur();
-  await page.waitForFunction(() => Number(document.querySelector("#cart-count").textContent) === 5, null, { timeout: 10_000 });
+  await page.waitForFunction(() => Number(document.querySelector("#cart-count").textContent) === 5, null, { timeout: 30_000 });
   await page.getByRole("button", { name: `Remove ${tag} spoon` }).click();
-  await page.getByRole("button", { name: `Remove ${tag} spoon` }).waitFor({ state: "detached", timeout: 10_000 });
+  await page.getByRole("button", { name: `Remove ${tag} spoon` }).waitFor({ state: "detached", timeout: 30_000 });
   expect(await cartCount() === 4, `the cart counts ${await cartCount()} units`);
   const lines = await page.locator("table.lines tbody tr").count();
   expect(lines === 2, `the cart has ${lines} lines after removing one`);
@@ -72,21 +76,21 @@ async function buyAndSeePaid() {
 
 async function outOfStock() {
   await page.goto(`${base}/shop/#/product/${env("MART_SOLD_OUT_ID")}`);
-  await page.getByText("Out of stock").waitFor({ timeout: 10_000 });
+  await page.getByText("Out of stock").waitFor({ timeout: 30_000 });
   expect(await page.getByRole("button", { name: "Add to cart" }).isDisabled(), "a sold-out product cannot be added");
 
   // One left: asking for two is refused with the API's reason.
   await page.goto(`${base}/shop/#/product/${env("MART_SCARCE_ID")}`);
-  await page.getByText("1 available").waitFor({ timeout: 10_000 });
+  await page.getByText("1 available").waitFor({ timeout: 30_000 });
   await page.getByLabel("Quantity").fill("2");
   await page.getByRole("button", { name: "Add to cart" }).click();
-  await page.getByRole("alert").filter({ hasText: "in stock" }).waitFor({ timeout: 10_000 });
+  await page.getByRole("alert").filter({ hasText: "in stock" }).waitFor({ timeout: 30_000 });
 
   // The last one goes to someone else between cart and checkout: the saga
   // cancels the order, and the page says why.
   await page.getByLabel("Quantity").fill("1");
   await page.getByRole("button", { name: "Add to cart" }).click();
-  await page.getByText("Added 1 to your cart.").waitFor({ timeout: 10_000 });
+  await page.getByText("Added 1 to your cart.").waitFor({ timeout: 30_000 });
   await sellOut(env("MART_SCARCE_ID"));
   await checkOut(page, CARD);
   await followUntil(page, "cancelled");
@@ -130,15 +134,15 @@ async function adminShipsAndRestocks(paidOrder) {
   await page.getByLabel("Email").fill(env("MART_ADMIN_EMAIL"));
   await page.getByLabel("Password").fill(env("MART_ADMIN_PASSWORD"));
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Admin", exact: true }).waitFor({ timeout: 10_000 });
+  await page.getByRole("heading", { name: "Admin", exact: true }).waitFor({ timeout: 30_000 });
   const short = paidOrder.slice(0, 8);
   await page.getByRole("button", { name: `Mark order ${short} shipped` }).click();
-  await page.locator(`tr[data-order-id="${paidOrder}"] .status`, { hasText: /^shipped$/ }).waitFor({ timeout: 10_000 });
+  await page.locator(`tr[data-order-id="${paidOrder}"] .status`, { hasText: /^shipped$/ }).waitFor({ timeout: 30_000 });
 
   await page.getByRole("button", { name: `Edit ${tag} teapot` }).click();
   await page.getByLabel("Units on hand").fill("50");
   await page.getByRole("button", { name: "Save" }).click();
-  await page.locator("tr", { hasText: `${tag} teapot` }).locator("td").nth(2).filter({ hasText: /^50$/ }).waitFor({ timeout: 10_000 });
+  await page.locator("tr", { hasText: `${tag} teapot` }).locator("td").nth(2).filter({ hasText: /^50$/ }).waitFor({ timeout: 30_000 });
   await shot("shop-admin.png");
   console.log("the admin shipped the order and restocked a product");
   await page.close();
@@ -148,7 +152,7 @@ async function adminShipsAndRestocks(paidOrder) {
 async function onAPhone() {
   await open({ width: 390, height: 844 });
   await page.goto(`${base}/shop/#/?q=${encodeURIComponent(tag)}`);
-  await page.locator(".grid .product").first().waitFor({ timeout: 15_000 });
+  await page.locator(".grid .product").first().waitFor({ timeout: 30_000 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow <= 0, `the page is ${overflow}px wider than a phone's screen`);
   await shot("shop-phone.png");

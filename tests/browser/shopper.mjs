@@ -6,20 +6,20 @@ export const cartCount = async (page) => Number(await page.locator("#cart-count"
 
 export async function signUp(page, shopper) {
   await page.goto(`${base}/shop/`);
-  await page.locator(".grid .product").first().waitFor({ timeout: 15_000 });
+  await page.locator(".grid .product").first().waitFor({ timeout: 30_000 });
   await page.getByRole("link", { name: "Sign in" }).click();
   await page.getByRole("link", { name: "Create an account" }).click();
   await page.getByLabel("Name").fill(shopper.name);
   await page.getByLabel("Email").fill(shopper.email);
   await page.getByLabel("Password (at least 8 characters)").fill(shopper.password);
   await page.getByRole("button", { name: "Create account" }).click();
-  await page.getByRole("link", { name: "Orders" }).waitFor({ timeout: 10_000 });
+  await page.getByRole("link", { name: "Orders" }).waitFor({ timeout: 30_000 });
 }
 
 export async function search(page, text) {
   await page.getByLabel("Search products").fill(text);
   await page.getByRole("button", { name: "Search" }).click();
-  await page.getByRole("heading", { name: `Results for “${text}”` }).waitFor({ timeout: 10_000 });
+  await page.getByRole("heading", { name: `Results for “${text}”` }).waitFor({ timeout: 30_000 });
 }
 
 // Finds `<tag> <name>` by searching for the tag and adds `quantity` from
@@ -27,11 +27,11 @@ export async function search(page, text) {
 export async function addFromProductPage(page, tag, name, quantity) {
   await search(page, tag);
   await page.getByRole("link", { name: `${tag} ${name}` }).click();
-  await page.getByText(/\d+ available/).waitFor({ timeout: 10_000 });
+  await page.getByText(/\d+ available/).waitFor({ timeout: 30_000 });
   await page.getByLabel("Quantity").fill(String(quantity));
   const before = await cartCount(page);
   await page.getByRole("button", { name: "Add to cart" }).click();
-  await page.waitForFunction((n) => Number(document.querySelector("#cart-count").textContent) === n, before + quantity, { timeout: 10_000 });
+  await page.waitForFunction((n) => Number(document.querySelector("#cart-count").textContent) === n, before + quantity, { timeout: 30_000 });
 }
 
 // From the cart: the address, `payment` (the radio's label), and the order
@@ -46,13 +46,14 @@ export async function checkOut(page, payment) {
   await page.getByLabel("Country code (e.g. DE)").fill("ZA");
   await page.getByLabel(payment).check();
   await page.getByRole("button", { name: "Place order" }).click();
-  await page.waitForURL(/#\/orders\/[0-9a-f-]{36}$/, { timeout: 15_000 });
+  await page.waitForURL(/#\/orders\/[0-9a-f-]{36}$/, { timeout: 30_000 });
   await page.evaluate(() => { window.notReloaded = true; });
   return page.url().split("/").pop();
 }
 
-// Waits, without reloading, for the order page to show `status`.
-export async function followUntil(page, status, timeout = 90_000) {
+// Waits, without reloading, for the order page to show `status`: a whole
+// saga, so as long as the Rust tests give one on a loaded machine.
+export async function followUntil(page, status, timeout = 180_000) {
   await page.locator("#order-status .status", { hasText: new RegExp(`^${status}$`) }).waitFor({ timeout });
   expect(await page.evaluate(() => window.notReloaded === true), "the order page reloaded");
 }

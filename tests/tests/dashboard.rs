@@ -29,7 +29,7 @@ fn the_dashboard_shows_a_new_order_turn_paid_without_a_reload() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
 
-    let output = browser::run_script(
+    let run = browser::run_script(
         "dashboard.mjs",
         &[
             ("MART_URL", host.base.clone()),
@@ -40,10 +40,11 @@ fn the_dashboard_shows_a_new_order_turn_paid_without_a_reload() {
         BROWSER_TIMEOUT,
     );
     assert!(
-        output.contains("the order turned paid on the page"),
-        "{output}"
+        run.output.contains("the order turned paid on the page"),
+        "{}",
+        run.output
     );
-    browser::assert_screenshots(&["dashboard.png", "docs.png"]);
+    run.assert_screenshots(&["dashboard.png", "docs.png"]);
 }
 
 #[test]

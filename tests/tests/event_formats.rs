@@ -63,6 +63,12 @@ fn services_switch_to_protobuf_and_every_consumer_follows() {
     let item = product(&before_switch, 900, 20);
     let before = place_items(&before_switch, &user, &item, 1, "tok_visa");
     wait_for_within(SAGA, &before_switch, &user, &before, "paid");
+    // Its events are on the topic (relayed as JSON) before the switch.
+    records_of(
+        "mart.orders",
+        &before,
+        &[EventType::OrderPlaced, EventType::OrderPaid],
+    );
     before_switch.terminate(Duration::from_secs(30));
 
     // After: orders and inventory write Protobuf in binary mode, payments

@@ -613,7 +613,7 @@ fn a_shopper_pays_with_payfast_from_the_storefront() {
             order
         })
     };
-    let output = browser::run_script(
+    let run = browser::run_script(
         "shop-payfast.mjs",
         &[
             ("MART_URL", host.base.clone()),
@@ -629,9 +629,15 @@ fn a_shopper_pays_with_payfast_from_the_storefront() {
     );
     let order = payfast.join().expect("PayFast's side of the test");
     assert!(
-        output.contains(&format!("order {order} offers PayFast's page")),
-        "{output}"
+        run.output
+            .contains(&format!("order {order} offers PayFast's page")),
+        "{}",
+        run.output
     );
-    assert!(output.contains("turned paid on the page"), "{output}");
-    browser::assert_screenshots(&["shop-payfast-pay.png", "shop-payfast-paid.png"]);
+    assert!(
+        run.output.contains("turned paid on the page"),
+        "{}",
+        run.output
+    );
+    run.assert_screenshots(&["shop-payfast-pay.png", "shop-payfast-paid.png"]);
 }

@@ -16,7 +16,7 @@ use saga_support::*;
 use serde_json::json;
 
 /// Generous for a loaded 2-core machine: two sagas run inside it.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(600);
 const ADMIN_EMAIL: &str = "admin@shop.test";
 const ADMIN_PASSWORD: &str = "the shop's admin password";
 
@@ -63,7 +63,7 @@ fn a_shopper_buys_in_the_storefront_and_the_admin_ships_it() {
         Some(1),
     );
 
-    let output = browser::run_script(
+    let run = browser::run_script(
         "shop.mjs",
         &[
             ("MART_URL", host.base.clone()),
@@ -81,9 +81,9 @@ fn a_shopper_buys_in_the_storefront_and_the_admin_ships_it() {
         "the admin shipped the order and restocked a product",
         "shop checks passed",
     ] {
-        assert!(output.contains(said), "{output}");
+        assert!(run.output.contains(said), "{}", run.output);
     }
-    browser::assert_screenshots(&[
+    run.assert_screenshots(&[
         "shop-search.png",
         "shop-cart.png",
         "shop-order-paid.png",
@@ -105,8 +105,13 @@ fn the_storefront_is_served_with_its_pictures_under_the_same_csp() {
         "no inline script or style: {csp}"
     );
     let html = page.text();
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script type=\"module\" src=").count(),
+        "every script is a module from a file: {html}"
+    );
     assert!(
-        !html.contains("<script>") && !html.contains("style="),
+        !html.contains("<style") && !html.contains("style="),
         "{html}"
     );
     let picture = host.get("/shop/images/placeholder.svg");

@@ -70,6 +70,8 @@ function productForm(editor, product, stock, currency, done) {
     const saved = product
       ? await api(`/products/${product.id}`, { method: "PUT", body })
       : await api("/products", { method: "POST", body });
+    // Created: saving again (say, after the stock failed) edits it.
+    product = saved;
     await api(`/inventory/${saved.id}`, { method: "PUT", body: { on_hand: Number(data.get("p-stock")) } });
     announce(`${saved.name} saved`);
     editor.replaceChildren();

@@ -32,17 +32,20 @@ const routes = [
 let stopPage = null;
 // Where to go back to after signing in.
 let wanted = null;
+// Each render is numbered: a page still loading when another was asked
+// for is dropped (its polling stopped) instead of replacing the new one.
+let rendering = 0;
 
 async function render() {
   if (stopPage) stopPage();
   stopPage = null;
+  const mine = ++rendering;
   showError(null);
   const [path, search] = (location.hash.slice(1) || "/").split("?");
   const query = new URLSearchParams(search || "");
-  const view = $("view");
   const route = routes.find(([pattern]) => pattern.test(path));
   if (!route) {
-    view.replaceChildren(notFound());
+    show(notFound());
     return;
   }
   const [pattern, page, needs] = route;
@@ -52,16 +55,22 @@ async function render() {
     return;
   }
   if (needs === "admin" && !session.admin) {
-    view.replaceChildren(notFound());
+    show(notFound());
     return;
   }
   $("search-text").value = path === "/" ? query.get("q") || "" : "";
+  // The page builds into a container of its own, shown once it is ready.
+  const view = document.createElement("div");
   try {
     const stop = await page(view, path.match(pattern), query);
+    if (mine !== rendering) {
+      if (typeof stop === "function") stop();
+      return;
+    }
     if (typeof stop === "function") stopPage = stop;
-    view.focus({ preventScroll: true });
-    window.scrollTo(0, 0);
+    show(view);
   } catch (error) {
+    if (mine !== rendering) return;
     if (error.status === 401) {
       session.clear();
       showNav();
@@ -69,9 +78,17 @@ async function render() {
       location.hash = "#/signin";
       return;
     }
-    view.replaceChildren();
+    show(document.createElement("div"));
     showError(error);
   }
+}
+
+// Puts a page in <main> and moves focus there (keyboard and screen-reader
+// users start at the new content).
+function show(content) {
+  $("view").replaceChildren(content);
+  $("view").focus({ preventScroll: true });
+  window.scrollTo(0, 0);
 }
 
 function notFound() {
@@ -109,7 +126,14 @@ $("sign-out").addEventListener("click", () => {
   location.hash = "#/";
 });
 
-window.addEventListener("hashchange", render);
+// Only `#/...` hashes are pages; the skip link moves focus without one.
+window.addEventListener("hashchange", () => {
+  if (location.hash === "" || location.hash.startsWith("#/")) render();
+});
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  $("view").focus();
+});
 
 try {
   await resume();

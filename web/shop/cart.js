@@ -7,8 +7,16 @@ import { $, element, field, money, onSubmit, announce } from "./ui.js";
 const CART_KEY = "mart.shop.cart";
 
 // The shopper's open cart, created on first use; a cart already checked
-// out (or gone) is replaced by a new one.
-async function openCart(session) {
+// out (or gone) is replaced by a new one. Callers at the same moment share
+// one lookup, so two quick adds cannot create two carts.
+let opening = null;
+
+function openCart(session) {
+  if (!opening) opening = findOrCreateCart(session).finally(() => { opening = null; });
+  return opening;
+}
+
+async function findOrCreateCart(session) {
   const key = `${CART_KEY}.${session.user.id}`;
   const known = sessionStorage.getItem(key);
   if (known) {

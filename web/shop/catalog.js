@@ -71,16 +71,23 @@ export async function productPage(view, id, session) {
   const add = element("button", { type: "submit", text: "Add to cart" });
   const form = element("form", { class: "buy" },
     element("label", { for: "quantity", text: "Quantity" }), quantity, add, status, added);
+  let soldOut = false;
+  let adding = false;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     status.textContent = "";
     added.textContent = "";
+    adding = true;
+    add.disabled = true;
     try {
       await addToCart(session, product.id, Number(quantity.value));
       announce(`${product.name} added to your cart`);
       added.textContent = `Added ${quantity.value} to your cart.`;
     } catch (error) {
       status.textContent = error.message;
+    } finally {
+      adding = false;
+      add.disabled = soldOut;
     }
   });
   view.replaceChildren(element("article", { class: "product-page" },
@@ -95,8 +102,11 @@ export async function productPage(view, id, session) {
   return poll(2000, async () => {
     const available = (await availability([product.id])).get(product.id) ?? 0;
     const out = available <= 0;
-    stockLine.textContent = out ? "Out of stock" : `${available} available`;
+    const text = out ? "Out of stock" : `${available} available`;
+    // Unchanged text is not written again: the line is announced when set.
+    if (stockLine.textContent !== text) stockLine.textContent = text;
     stockLine.classList.toggle("out", out);
-    add.disabled = out;
+    soldOut = out;
+    add.disabled = out || adding;
   });
 }

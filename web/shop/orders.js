@@ -29,6 +29,7 @@ export async function orderHistory(view) {
 // is announced (placed → reserved → paid, or cancelled with the reason).
 export async function orderPage(view, id) {
   let shown = null;
+  let shownLink = null;
   const status = element("p", { class: "order-status", id: "order-status" });
   const reason = element("p", { class: "reason" });
   const pay = element("p", {});
@@ -60,7 +61,11 @@ export async function orderPage(view, id) {
     status.replaceChildren("Status: ", statusBadge(order.status));
     const last = order.history[order.history.length - 1];
     reason.textContent = order.status === "cancelled" && last && last.reason ? `Reason: ${last.reason}` : "";
-    pay.replaceChildren(...payLink(order));
+    const link = payLink(order);
+    if (link !== shownLink) {
+      shownLink = link;
+      pay.replaceChildren(...(link ? [element("a", { class: "button", href: link, rel: "noopener", text: "Pay with PayFast" })] : []));
+    }
     total.textContent = `Total ${money(order.total_minor, order.currency)}`;
     lines.replaceChildren(...order.lines.map((l) => element("li", {
       text: `${l.quantity} × ${l.name} (${money(l.unit_price_minor, order.currency)})`,
@@ -73,8 +78,10 @@ export async function orderPage(view, id) {
   return () => stop();
 }
 
-// PayFast: the buyer finishes paying on PayFast's page.
+// PayFast: where the buyer finishes paying, while the order waits for it
+// (rebuilt only when it changes, so focus and a click on it survive the
+// refreshes).
 function payLink(order) {
-  if (!order.payment_redirect_url || !["pending", "reserved"].includes(order.status)) return [];
-  return [element("a", { class: "button", href: order.payment_redirect_url, rel: "noopener", text: "Pay with PayFast" })];
+  if (!order.payment_redirect_url || !["pending", "reserved"].includes(order.status)) return null;
+  return order.payment_redirect_url;
 }

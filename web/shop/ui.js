@@ -81,25 +81,29 @@ export function onSubmit(form, status, action) {
 }
 
 // Calls `tick` now and every `ms` until the returned stop() is called;
-// paused while the tab is hidden.
+// paused while the tab is hidden. One tick at a time: showing the tab
+// again while a tick is in flight does not start a second loop, and a tick
+// that ends after stop() changes nothing.
 export function poll(ms, tick) {
   let timer = null;
   let stopped = false;
+  let running = false;
   const run = async () => {
-    if (stopped) return;
+    if (stopped || running) return;
+    running = true;
+    clearTimeout(timer);
     try {
       await tick();
-      showError(null);
+      if (!stopped) showError(null);
     } catch (error) {
-      showError(error);
+      if (!stopped) showError(error);
+    } finally {
+      running = false;
     }
     if (!stopped && !document.hidden) timer = setTimeout(run, ms);
   };
   const visible = () => {
-    if (!document.hidden && !stopped) {
-      clearTimeout(timer);
-      run();
-    }
+    if (!document.hidden) run();
   };
   document.addEventListener("visibilitychange", visible);
   run();

@@ -183,11 +183,14 @@ impl Envelope {
             CloudEvent::decode(value).map_err(|e| EnvelopeError::NotACloudEvent(e.to_string()))?;
         check_spec_version(event.spec_version)?;
         let mut attribute = |name: &'static str| -> Result<String, EnvelopeError> {
-            event
+            let value = event
                 .attributes
                 .remove(name)
-                .and_then(|value| attribute_text(value.attr?))
-                .ok_or(EnvelopeError::MissingAttribute(name))
+                .ok_or(EnvelopeError::MissingAttribute(name))?;
+            value
+                .attr
+                .and_then(attribute_text)
+                .ok_or(EnvelopeError::WrongAttributeType(name))
         };
         let time = attribute("time")?;
         let subject = attribute("subject")?;
@@ -229,20 +232,24 @@ fn structured_data(
             }
             Ok((any.value, DataFormat::Protobuf))
         }
-        Some(cloud_event::Data::TextData(text)) => Ok((text.into_bytes(), DataFormat::Json)),
-        Some(cloud_event::Data::BinaryData(bytes)) => {
-            let format = match content_type.map(EventFormat::from_content_type) {
-                None | Some(Some(EventFormat::Json)) => DataFormat::Json,
-                Some(Some(EventFormat::Protobuf)) => DataFormat::Protobuf,
-                Some(_) => {
-                    return Err(EnvelopeError::UnsupportedContentType(
-                        content_type.unwrap_or_default().into(),
-                    ))
-                }
-            };
-            Ok((bytes, format))
-        }
+        Some(cloud_event::Data::TextData(text)) => match data_format(content_type)? {
+            DataFormat::Json => Ok((text.into_bytes(), DataFormat::Json)),
+            DataFormat::Protobuf => Err(EnvelopeError::UnsupportedContentType(format!(
+                "{} as text",
+                EventFormat::Protobuf.content_type()
+            ))),
+        },
+        Some(cloud_event::Data::BinaryData(bytes)) => Ok((bytes, data_format(content_type)?)),
         None => Err(not_data("the event has no data".into())),
+    }
+}
+
+/// The format `datacontenttype` names for data: JSON when it names none.
+fn data_format(content_type: Option<&str>) -> Result<DataFormat, EnvelopeError> {
+    match content_type.map(|t| (t, EventFormat::from_content_type(t))) {
+        None | Some((_, Some(EventFormat::Json))) => Ok(DataFormat::Json),
+        Some((_, Some(EventFormat::Protobuf))) => Ok(DataFormat::Protobuf),
+        Some((text, _)) => Err(EnvelopeError::UnsupportedContentType(text.into())),
     }
 }
 
@@ -266,7 +273,7 @@ fn header(
         .transpose()
 }
 
-fn string_attribute(text: &str) -> CloudEventAttributeValue {
+pub(super) fn string_attribute(text: &str) -> CloudEventAttributeValue {
     CloudEventAttributeValue {
         attr: Some(Attr::CeString(text.into())),
     }

@@ -243,6 +243,8 @@ pub enum EnvelopeError {
     NotACloudEvent(String),
     /// A structured-mode event without a required attribute.
     MissingAttribute(&'static str),
+    /// A structured-mode attribute that is neither text nor a timestamp.
+    WrongAttributeType(&'static str),
 }
 
 impl std::error::Error for EnvelopeError {}
@@ -264,6 +266,9 @@ impl std::fmt::Display for EnvelopeError {
                 write!(f, "the value is not a CloudEvents Protobuf message: {e}")
             }
             EnvelopeError::MissingAttribute(a) => write!(f, "the event has no `{a}` attribute"),
+            EnvelopeError::WrongAttributeType(a) => {
+                write!(f, "the `{a}` attribute is neither text nor a timestamp")
+            }
         }
     }
 }
@@ -691,17 +696,43 @@ mod tests {
                 "subject"
             )))
         );
+        let mut wrong_type = event.clone();
+        wrong_type.attributes.insert(
+            "time".into(),
+            proto::cloudevents::cloud_event::CloudEventAttributeValue {
+                attr: Some(
+                    proto::cloudevents::cloud_event::cloud_event_attribute_value::Attr::CeInteger(
+                        7,
+                    ),
+                ),
+            },
+        );
+        assert_eq!(
+            structured(&wrong_type.encode_to_vec()),
+            Err(DecodeError::NotAnEvent(EnvelopeError::WrongAttributeType(
+                "time"
+            )))
+        );
         let mut other_message = event.clone();
         if let Some(cloud_event::Data::ProtoData(any)) = &mut other_message.data {
             any.type_url = EventType::OrderCancelled.type_url();
         }
         let error = structured(&other_message.encode_to_vec()).unwrap_err();
         assert!(error.to_string().contains("carries a"), "{error}");
-        // The same event with its data as JSON text decodes the same.
+        // The same event with its data as JSON text decodes the same, once
+        // its datacontenttype says JSON.
         let mut as_text = event;
         as_text.data = Some(cloud_event::Data::TextData(
             serde_json::to_string(&samples::data(EventType::OrderPaid).to_json()).unwrap(),
         ));
+        assert!(
+            structured(&as_text.encode_to_vec()).is_err(),
+            "text is not Protobuf data"
+        );
+        as_text.attributes.insert(
+            "datacontenttype".into(),
+            format::string_attribute("application/json"),
+        );
         assert_eq!(
             structured(&as_text.encode_to_vec()).unwrap().unwrap().data,
             samples::data(EventType::OrderPaid)
