@@ -3,6 +3,7 @@
 // only hides the link.
 
 import { api } from "./api.js";
+import { stockOf } from "./catalog.js";
 import { element, field, money, when, statusBadge, onSubmit, announce } from "./ui.js";
 
 export async function adminPage(view) {
@@ -14,9 +15,7 @@ export async function adminPage(view) {
 
 async function productsPanel(panel) {
   const page = await api("/products?limit=100");
-  const ids = page.items.map((p) => p.id);
-  const stock = ids.length ? await api(`/inventory?product_ids=${ids.join(",")}`) : { items: [] };
-  const onHand = new Map(stock.items.map((s) => [s.product_id, s]));
+  const onHand = await stockOf(page.items.map((p) => p.id));
   const editor = element("div", {});
   const redraw = () => productsPanel(panel);
   const currency = page.items.length ? page.items[0].currency : "EUR";

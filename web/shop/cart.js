@@ -4,7 +4,8 @@
 import { api } from "./api.js";
 import { $, element, field, money, onSubmit, announce } from "./ui.js";
 
-const CART_KEY = "mart.shop.cart";
+// Where the signed-in shopper's cart id is kept for the session.
+const cartKey = (session) => `mart.shop.cart.${session.user.id}`;
 
 // The shopper's open cart, created on first use; a cart already checked
 // out (or gone) is replaced by a new one. Callers at the same moment share
@@ -17,7 +18,7 @@ function openCart(session) {
 }
 
 async function findOrCreateCart(session) {
-  const key = `${CART_KEY}.${session.user.id}`;
+  const key = cartKey(session);
   const known = sessionStorage.getItem(key);
   if (known) {
     try {
@@ -47,7 +48,7 @@ export async function addToCart(session, productId, quantity) {
 
 export async function refreshCount(session) {
   if (!session.user) return showCount(null);
-  const known = sessionStorage.getItem(`${CART_KEY}.${session.user.id}`);
+  const known = sessionStorage.getItem(cartKey(session));
   if (!known) return showCount(null);
   const cart = await api(`/carts/${known}`).catch(() => null);
   showCount(cart && cart.status === "open" ? cart : null);

@@ -22,12 +22,18 @@ export async function productList(view, query) {
   announce(`${page.items.length} products shown`);
 }
 
-// Units available by product id; a product never stocked has none (and
-// no entry, where asking for it alone would be a 404).
-async function availability(ids) {
+// Stock records by product id; a product never stocked has none (and no
+// entry, where asking for it alone would be a 404).
+export async function stockOf(ids) {
   if (!ids.length) return new Map();
   const stock = await api(`/inventory?product_ids=${ids.join(",")}`);
-  return new Map(stock.items.map((s) => [s.product_id, s.available]));
+  return new Map(stock.items.map((s) => [s.product_id, s]));
+}
+
+// Units available by product id (none for a product never stocked).
+async function availability(ids) {
+  const stock = await stockOf(ids);
+  return new Map([...stock].map(([id, s]) => [id, s.available]));
 }
 
 function productCard(product, available) {

@@ -52,9 +52,9 @@ impl Runtime {
         trace: Option<TraceParent>,
     ) -> Result<(Store<InstanceState>, Invocation), InvokeError> {
         let traced = trace
-            .clone()
+            .as_ref()
             .filter(|_| mart_telemetry::exporting())
-            .map(|t| (t, component.id.clone()));
+            .map(|t| (t.clone(), component.id.clone()));
         let store = self
             .new_store(component, kind, trace)
             .map_err(|e| InvokeError::Setup(format!("{e:#}")))?;
