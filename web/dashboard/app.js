@@ -3,15 +3,14 @@
 // It signs in with the public API (POST /auth/token) and then polls the same
 // API every second, so statuses change on the page within two seconds of
 // changing in the system. The API decides what the caller sees: a customer
-// their own orders, an admin all of them. Data goes into the page as text
-// (textContent), never as HTML.
-"use strict";
+// their own orders, an admin all of them. The API client and the DOM helpers
+// are the storefront's (web/shop, served at /shop/ on the same origin), so
+// the site has one of each and one session: signing in here signs in there.
+import { api, session, signIn as startSession } from "/shop/api.js";
+import { $, element, money, statusBadge, when } from "/shop/ui.js";
 
 const POLL_MS = 1000;
-const TOKEN_KEY = "mart.dashboard.token";
-const $ = (id) => document.getElementById(id);
 
-let token = sessionStorage.getItem(TOKEN_KEY);
 let selectedOrder = null;
 let knownStatuses = new Map();
 let timer = null;
@@ -19,37 +18,13 @@ let timer = null;
 // (sign-in, tab shown again) replaces it, and the old one stops.
 let generation = 0;
 
-class ApiError extends Error {
-  constructor(status, detail) {
-    super(detail);
-    this.status = status;
-  }
-}
-
-async function api(path, options = {}) {
-  const headers = { accept: "application/json", ...(options.headers || {}) };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(path, { ...options, headers });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    throw new ApiError(response.status, (body && body.detail) || response.statusText);
-  }
-  return body;
-}
-
 // --- signing in and out ---------------------------------------------------
 
 async function signIn(event) {
   event.preventDefault();
   $("login-error").textContent = "";
   try {
-    const answer = await api("/auth/token", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ email: $("email").value, password: $("password").value }),
-    });
-    token = answer.access_token;
-    sessionStorage.setItem(TOKEN_KEY, token);
+    await startSession($("email").value, $("password").value);
     $("password").value = "";
     await showBoard();
   } catch (error) {
@@ -59,8 +34,7 @@ async function signIn(event) {
 
 function signOut(message = "") {
   generation++;
-  token = null;
-  sessionStorage.removeItem(TOKEN_KEY);
+  session.clear();
   clearTimeout(timer);
   knownStatuses = new Map();
   selectedOrder = null;
@@ -111,44 +85,26 @@ async function refresh() {
     $("error").textContent = `Could not refresh: ${error.message}`;
   }
   // Polling pauses while the tab is hidden (see visibilitychange below).
-  if (!document.hidden && token) timer = setTimeout(refresh, POLL_MS);
+  if (!document.hidden && session.token) timer = setTimeout(refresh, POLL_MS);
 }
 
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && token && !$("board").hidden) refresh();
+  if (!document.hidden && session.token && !$("board").hidden) refresh();
 });
 
 // --- rendering ------------------------------------------------------------
 
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
-
-function statusBadge(status) {
-  return element("span", status, `status status-${status}`);
-}
-
-function money(minor, currency) {
-  const format = new Intl.NumberFormat(undefined, { style: "currency", currency });
-  const digits = format.resolvedOptions().maximumFractionDigits;
-  return format.format(minor / 10 ** digits);
-}
-
-function when(timestamp) {
-  return new Date(timestamp).toLocaleString();
-}
-
 function renderCounts(summary) {
   const list = $("counts");
   list.replaceChildren(
-    ...Object.entries(summary.counts).map(([status, count]) => {
-      const item = element("li", null, `count-${status}`);
-      item.append(element("strong", String(count)), element("span", status));
-      return item;
-    }),
+    ...Object.entries(summary.counts).map(([status, count]) =>
+      element(
+        "li",
+        { class: `count-${status}` },
+        element("strong", { text: String(count) }),
+        element("span", { text: status }),
+      ),
+    ),
   );
 }
 
@@ -161,10 +117,10 @@ function renderOrders(orders) {
     // aria-current, not aria-selected: this is a table, not a grid widget.
     if (order.id === selectedOrder) row.setAttribute("aria-current", "true");
     row.append(
-      cell(element("code", order.id.slice(0, 8), null), order.id),
-      element("td", when(order.created_at)),
-      element("td", money(order.total_minor, order.currency)),
-      cell(statusBadge(order.status)),
+      element("td", { title: order.id }, element("code", { text: order.id.slice(0, 8) })),
+      element("td", { text: when(order.created_at) }),
+      element("td", { text: money(order.total_minor, order.currency) }),
+      element("td", {}, statusBadge(order.status)),
     );
     row.addEventListener("click", () => select(order.id));
     row.addEventListener("keydown", (e) => {
@@ -179,13 +135,6 @@ function renderOrders(orders) {
   $("orders").replaceChildren(...rows);
 }
 
-function cell(child, title) {
-  const td = element("td");
-  td.append(child);
-  if (title) td.title = title;
-  return td;
-}
-
 // Screen readers hear status changes (not the first load).
 function announceChange(order) {
   const before = knownStatuses.get(order.id);
@@ -198,15 +147,15 @@ function announceChange(order) {
 function renderEvents(items) {
   $("events").replaceChildren(
     ...items.map((item) => {
-      const li = element("li");
-      li.append(
-        element("code", item.order_id.slice(0, 8)),
+      return element(
+        "li",
+        {},
+        element("code", { text: item.order_id.slice(0, 8) }),
         " ",
         statusBadge(item.status),
-        element("span", item.reason ? ` ${item.reason}` : ""),
-        element("div", when(item.at), "muted"),
+        element("span", { text: item.reason ? ` ${item.reason}` : "" }),
+        element("div", { class: "muted", text: when(item.at) }),
       );
-      return li;
     }),
   );
 }
@@ -238,17 +187,17 @@ function renderDetail(order) {
     ["Items", (order.lines || []).map((l) => `${l.quantity} × ${l.name}`).join(", ")],
   ];
   $("detail-facts").replaceChildren(
-    ...facts.flatMap(([name, value]) => [element("dt", name), element("dd", value)]),
+    ...facts.flatMap(([name, value]) => [element("dt", { text: name }), element("dd", { text: value })]),
   );
   $("history").replaceChildren(
     ...(order.history || []).map((entry) => {
-      const li = element("li");
-      li.append(
+      return element(
+        "li",
+        {},
         statusBadge(entry.status),
-        element("span", entry.reason ? ` ${entry.reason}` : ""),
-        element("div", when(entry.at), "muted"),
+        element("span", { text: entry.reason ? ` ${entry.reason}` : "" }),
+        element("div", { class: "muted", text: when(entry.at) }),
       );
-      return li;
     }),
   );
 }
@@ -257,5 +206,5 @@ function renderDetail(order) {
 
 $("login-form").addEventListener("submit", signIn);
 $("logout").addEventListener("click", () => signOut());
-if (token) showBoard();
+if (session.token) showBoard();
 else signOut();

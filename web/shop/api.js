@@ -1,8 +1,9 @@
 // The public API as the storefront uses it: JSON in and out, the signed-in
 // user's token on every call, and problem details (RFC 9457) turned into
-// errors that carry the API's own message.
+// errors that carry the API's own message. The order dashboard
+// (web/dashboard) uses it too: one client and one session for the site.
 
-const TOKEN_KEY = "mart.shop.token";
+const TOKEN_KEY = "mart.token";
 
 export class ApiError extends Error {
   constructor(status, problem) {
