@@ -157,8 +157,9 @@ impl Broker {
             .set("enable.auto.commit", "false")
             .create()
             .expect("a consumer");
+        // The caller's whole timeout: a busy broker may answer slowly.
         let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .fetch_metadata(Some(topic), timeout)
             .expect("topic metadata");
         let mut assignment = TopicPartitionList::new();
         for p in metadata.topics()[0].partitions() {

@@ -69,7 +69,7 @@ fn services_switch_to_protobuf_and_every_consumer_follows() {
         &before,
         &[EventType::OrderPlaced, EventType::OrderPaid],
     );
-    before_switch.terminate(Duration::from_secs(30));
+    before_switch.terminate(Duration::from_secs(90));
 
     // After: orders and inventory write Protobuf in binary mode, payments
     // whole CloudEvents in the Protobuf format; users and catalog stay JSON.

@@ -62,15 +62,23 @@ fn one_placed_order_is_one_trace_from_post_orders_to_paid() {
     );
     wait_for(&host, &user, &order, "paid");
 
-    // The last hop: orders-events handling the payment's outcome.
-    let spans = receiver.wait_for(SPANS, "span of the payment reaching orders", |spans| {
-        handled(
-            &in_trace(spans, trace_id),
-            "mart.orders-events",
-            "mart.payments",
-        )
-        .is_some()
-    });
+    // The last hop, orders-events handling the payment's outcome, and every
+    // span between it and the request: spans are exported in batches as they
+    // end, so a hop's span may arrive after its child's.
+    let spans = receiver.wait_for(
+        SPANS,
+        "the chain from the request to the payment reaching orders",
+        |spans| {
+            let trace = in_trace(spans, trace_id);
+            let Some(mut at) = handled(&trace, "mart.orders-events", "mart.payments") else {
+                return false;
+            };
+            while let Some(up) = parent(&trace, at) {
+                at = up;
+            }
+            at.parent_span_id == caller_span
+        },
+    );
     let trace = in_trace(&spans, trace_id);
 
     // The request: a server span continuing the caller's span.

@@ -131,7 +131,8 @@ impl Db {
     /// Takes one password attempt for `email` from `client`: `Some(wait)`
     /// (seconds) while the delay after earlier failures runs, else `None`
     /// with the attempt already counted as a failure, which a correct
-    /// password then clears (`clear_login_attempts`). Taken under the row's
+    /// password then clears (`clear_login_attempts`) and a wrong one dates
+    /// from its end (`restart_login_delay`). Taken under the row's
     /// lock, so parallel guesses are each counted.
     pub fn take_login_attempt(
         &self,
@@ -174,6 +175,19 @@ impl Db {
                 .map_err(failed)?;
             Ok(None)
         })
+    }
+
+    /// A wrong password: the delay before this client's next attempt for
+    /// `email` runs from now.
+    pub fn restart_login_delay(&self, email: &str, client: &str) -> Result<(), DomainError> {
+        self.connection
+            .execute(
+                "UPDATE login_throttle SET last_failure_at = now() \
+                 WHERE email = $1 AND client = $2",
+                &[text(email), text(client)],
+            )
+            .map_err(failed)?;
+        Ok(())
     }
 
     /// A correct password: this client's failures for `email` are forgotten.

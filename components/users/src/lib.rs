@@ -104,6 +104,27 @@ fn too_many_attempts(wait: i64) -> Response {
     response
 }
 
+/// Checks `password` against `hash` for an attempt already taken
+/// (`take_login_attempt`). A match forgets the client's failures; a mismatch
+/// starts the delay again from now, so that it runs from when the client
+/// learns of the failure, not from when the memory-hard check began (which
+/// can take longer than the first delay on a loaded machine).
+fn check_attempt(
+    db: &Db,
+    email: &str,
+    client: &str,
+    password: &str,
+    hash: &str,
+) -> Result<bool, Problem> {
+    let matches = password::verify(password, hash);
+    if matches {
+        db.clear_login_attempts(email, client)?;
+    } else {
+        db.restart_login_delay(email, client)?;
+    }
+    Ok(matches)
+}
+
 fn issue_token(request: &Request) -> Result<Response, Problem> {
     let input: Login = json_body(request, MAX_BODY_BYTES)?;
     let email = users::normalise_email(&input.email);
@@ -118,11 +139,10 @@ fn issue_token(request: &Request) -> Result<Response, Problem> {
         .as_ref()
         .map(|u| u.password_hash.as_str())
         .unwrap_or(password::dummy_hash());
-    let matches = password::verify(&input.password, stored_hash);
+    let matches = check_attempt(&db, &email, &client, &input.password, stored_hash)?;
     let Some(user) = user.filter(|_| matches) else {
         return Err(bad_credentials());
     };
-    db.clear_login_attempts(&email, &client)?;
     let signer = signer()?;
     let token = signer
         .sign(&user.id, user.role, user.token_version, auth::now())
@@ -224,9 +244,7 @@ fn update_me(request: &Request) -> Result<Response, Problem> {
                 return Ok(too_many_attempts(wait));
             }
             let current = update.current_password.as_deref().unwrap_or_default();
-            if password::verify(current, &user.password_hash) {
-                db.clear_login_attempts(&user.email, &client)?;
-            } else {
+            if !check_attempt(&db, &user.email, &client, current, &user.password_hash)? {
                 errors.push(FieldError::new(
                     "current_password",
                     "must be your current password",
