@@ -3,9 +3,10 @@
 // It signs in with the public API (POST /auth/token) and then polls the same
 // API every second, so statuses change on the page within two seconds of
 // changing in the system. The API decides what the caller sees: a customer
-// their own orders, an admin all of them. The API client and the DOM helpers
-// are the storefront's (web/shop, served at /shop/ on the same origin), so
-// the site has one of each and one session: signing in here signs in there.
+// their own orders, an admin all of them. Data goes into the page as text,
+// never as HTML. The API client and the DOM helpers are the storefront's
+// (web/shop, served at /shop/ on the same origin), so the site has one of
+// each and one session: signing in here signs in there.
 import { api, session, signIn as startSession } from "/shop/api.js";
 import { $, element, money, statusBadge, when } from "/shop/ui.js";
 
@@ -146,8 +147,8 @@ function announceChange(order) {
 
 function renderEvents(items) {
   $("events").replaceChildren(
-    ...items.map((item) => {
-      return element(
+    ...items.map((item) =>
+      element(
         "li",
         {},
         element("code", { text: item.order_id.slice(0, 8) }),
@@ -155,8 +156,8 @@ function renderEvents(items) {
         statusBadge(item.status),
         element("span", { text: item.reason ? ` ${item.reason}` : "" }),
         element("div", { class: "muted", text: when(item.at) }),
-      );
-    }),
+      ),
+    ),
   );
 }
 
@@ -190,15 +191,15 @@ function renderDetail(order) {
     ...facts.flatMap(([name, value]) => [element("dt", { text: name }), element("dd", { text: value })]),
   );
   $("history").replaceChildren(
-    ...(order.history || []).map((entry) => {
-      return element(
+    ...(order.history || []).map((entry) =>
+      element(
         "li",
         {},
         statusBadge(entry.status),
         element("span", { text: entry.reason ? ` ${entry.reason}` : "" }),
         element("div", { class: "muted", text: when(entry.at) }),
-      );
-    }),
+      ),
+    ),
   );
 }
 
