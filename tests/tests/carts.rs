@@ -1,8 +1,11 @@
 //! Carts through the real host: prices from the catalog and stock from
 //! inventory via service chaining, owner-only access, closed carts.
 
+mod saga_support;
+
 use mart_domain::auth::Role;
 use mart_integration_tests::{admin_token, postgres, token, Host};
+use saga_support::stocked_product;
 use serde_json::{json, Value};
 
 fn host() -> Host {
@@ -15,19 +18,8 @@ fn new_id() -> String {
 
 /// A product in the catalog with `stock` units in inventory.
 fn product(host: &Host, name: &str, price: i64, stock: i32) -> String {
-    let admin = admin_token();
     let body = json!({ "name": name, "price_minor": price, "currency": "EUR" });
-    let created = host.send_json_as(&admin, "POST", "/products", &body);
-    assert_eq!(created.status, 201, "{}", created.text());
-    let id = created.json()["id"].as_str().unwrap().to_string();
-    let r = host.send_json_as(
-        &admin,
-        "PUT",
-        &format!("/inventory/{id}"),
-        &json!({ "on_hand": stock }),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    id
+    stocked_product(host, &body, Some(stock))
 }
 
 fn customer() -> String {

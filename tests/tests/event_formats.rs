@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use mart_domain::events::EventType;
 use mart_integration_tests::broker::{broker, Received};
-use mart_integration_tests::{admin_token, app_manifest_with, eventually, Host};
+use mart_integration_tests::{app_manifest_with, eventually, Host};
 use saga_support::*;
-use serde_json::json;
 
 /// Generous for a loaded 2-core machine: a restarted host rejoins its groups.
 const SAGA: Duration = Duration::from_secs(180);
@@ -91,13 +90,7 @@ fn services_switch_to_protobuf_and_every_consumer_follows() {
 
     // The order paid under JSON moves on under Protobuf: its order.shipped
     // goes out as Protobuf and the notifications handler tells the buyer.
-    let r = host.send_json_as(
-        &admin_token(),
-        "PUT",
-        &format!("/orders/{before}/status"),
-        &json!({"status": "shipped"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    set_order_status(&host, &before, "shipped");
     eventually(SAGA, "the order_shipped notification", || {
         let notes = host.get_as(&user, "/notifications").json();
         notes["items"]

@@ -1,8 +1,11 @@
 //! Inventory through the real host and PostgreSQL: stock, audit trail,
 //! all-or-nothing idempotent reservations, and no overselling under load.
 
+mod saga_support;
+
 use mart_domain::auth::Role;
 use mart_integration_tests::{admin_token, postgres, token, Host};
+use saga_support::set_stock;
 use serde_json::{json, Value};
 
 fn host() -> Host {
@@ -12,17 +15,6 @@ fn host() -> Host {
 fn new_id() -> String {
     let row = postgres().query("postgres", "SELECT gen_random_uuid()::text");
     row[0].get(0)
-}
-
-fn set_stock(host: &Host, product: &str, on_hand: i32) -> Value {
-    let r = host.send_json_as(
-        &admin_token(),
-        "PUT",
-        &format!("/inventory/{product}"),
-        &json!({ "on_hand": on_hand }),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
 }
 
 fn reserve(host: &Host, order: &str, lines: &[(&str, i32)]) -> (u16, Value) {

@@ -5,7 +5,7 @@
 
 mod saga_support;
 
-use mart_integration_tests::{admin_token, eventually, postgres};
+use mart_integration_tests::{eventually, postgres};
 use saga_support::*;
 use serde_json::json;
 
@@ -158,13 +158,7 @@ fn cancelling_a_paid_order_refunds_it_and_returns_the_stock() {
     // Shipped orders can no longer be cancelled.
     let second = place_items(host, &user, &item, 1, "tok_visa");
     wait_for(host, &user, &second, "paid");
-    let r = host.send_json_as(
-        &admin_token(),
-        "PUT",
-        &format!("/orders/{second}/status"),
-        &json!({"status": "shipped"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    set_order_status(host, &second, "shipped");
     let r = cancel(host, &user, &second);
     assert!(r.problem(409)["detail"]
         .as_str()

@@ -60,15 +60,32 @@ pub fn stocked_product(host: &Host, body: &Value, on_hand: Option<i32>) -> Strin
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
     if let Some(on_hand) = on_hand {
-        let r = host.send_json_as(
-            &admin_token(),
-            "PUT",
-            &format!("/inventory/{id}"),
-            &json!({"on_hand": on_hand}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
+        set_stock(host, &id, on_hand);
     }
     id
+}
+
+/// Sets `product`'s stock on hand, as the admin; answers the stock record.
+pub fn set_stock(host: &Host, product: &str, on_hand: i32) -> Value {
+    let r = host.send_json_as(
+        &admin_token(),
+        "PUT",
+        &format!("/inventory/{product}"),
+        &json!({ "on_hand": on_hand }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Moves `order` to `status` (shipped, delivered) as the admin.
+pub fn set_order_status(host: &Host, order: &str, status: &str) {
+    let r = host.send_json_as(
+        &admin_token(),
+        "PUT",
+        &format!("/orders/{order}/status"),
+        &json!({ "status": status }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 pub fn stock(host: &Host, product: &str) -> (i64, i64) {
