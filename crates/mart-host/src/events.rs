@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use mart_domain::events::EventFormat;
 use mart_kafka::KafkaClient;
 use mart_manifest::App;
@@ -141,20 +142,33 @@ impl Events {
 /// Checks `outbox.formats`: each names a relayed database and an event
 /// format. Run when the settings are read, before anything starts.
 pub fn check_outbox_formats(outbox: &mart_manifest::OutboxConfig) -> anyhow::Result<()> {
-    for (name, format) in &outbox.formats {
+    for name in outbox.formats.keys() {
         anyhow::ensure!(
             outbox.databases.contains(name),
             "[application.trigger.kafka] outbox.formats names `{name}`, which is not in \
              outbox.databases"
         );
-        anyhow::ensure!(
-            EventFormat::named(format).is_some(),
-            "[application.trigger.kafka] outbox.formats.{name}: `{format}` is not an event \
-             format; use one of {}",
-            EventFormat::ALL.map(EventFormat::content_type).join(", ")
-        );
+        outbox_format(outbox, name)?;
     }
     Ok(())
+}
+
+/// The format `database`'s events go out in: its `outbox.formats` entry,
+/// JSON when it has none.
+fn outbox_format(
+    outbox: &mart_manifest::OutboxConfig,
+    database: &str,
+) -> anyhow::Result<EventFormat> {
+    let Some(format) = outbox.formats.get(database) else {
+        return Ok(EventFormat::default());
+    };
+    EventFormat::named(format).with_context(|| {
+        format!(
+            "[application.trigger.kafka] outbox.formats.{database}: `{format}` is not an event \
+             format; use one of {}",
+            EventFormat::ALL.map(EventFormat::content_type).join(", ")
+        )
+    })
 }
 
 /// The databases whose outboxes are relayed, each with the format its
@@ -169,11 +183,7 @@ fn relayed_databases(
             Ok(mart_outbox_relay::Database {
                 url: mart_migrate::database_url(&outbox.server, name)?,
                 name: name.clone(),
-                format: outbox
-                    .formats
-                    .get(name)
-                    .and_then(|f| EventFormat::named(f))
-                    .unwrap_or_default(),
+                format: outbox_format(outbox, name)?,
             })
         })
         .collect()
