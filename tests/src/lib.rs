@@ -439,6 +439,15 @@ impl Host {
             .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
     }
 
+    /// The value of one unlabelled series (e.g. `mart_instances_active`) in
+    /// the admin listener's Prometheus text, if it is exported.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+    }
+
     /// What the host printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -567,17 +567,24 @@ fn slow_clients_hold_connections_not_instances() {
         ("MART_HTTP_BODY_TIMEOUT_SECS", "60".into()),
         ("MART_HTTP_MAX_CONNECTIONS", "40".into()),
     ]);
+    let open_connections = |count: f64| {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{count} connections open"),
+            || (host.metric("mart_http_connections_open") == Some(count)).then_some(()),
+        )
+    };
     let mut slow: Vec<_> = (0..30).map(|_| slow_body_client(&host.base)).collect();
-    std::thread::sleep(Duration::from_millis(500));
+    open_connections(30.0);
     // Thirty requests wait for bodies that never come; none holds an
     // instance, and everyone else is served.
-    assert!(
-        host.metrics().contains("mart_instances_active 0"),
-        "{}",
-        host.metrics()
-    );
+    assert_eq!(host.metric("mart_instances_active"), Some(0.0));
     let started = Instant::now();
-    assert_eq!(host.get("/probe/noop").status, 200);
+    // One request on a connection of its own, closed after it: a pooled
+    // keep-alive connection would hold a slot of the cap for as long as the
+    // client's pool chose, and the counts below would race its closing.
+    let (status, body) = host.post_json_from("127.0.0.1", "/probe/noop", &serde_json::json!({}));
+    assert_eq!(status, 200, "{body}");
     // Served while the thirty still wait: a request starved by them would
     // wait for their body timeout. (No tighter bound: on a loaded machine
     // an ordinary request may take seconds.)
@@ -586,15 +593,19 @@ fn slow_clients_hold_connections_not_instances() {
         "waited for the slow clients: {:?}",
         started.elapsed()
     );
+    open_connections(30.0);
     // Connections over the cap are answered 503 at once and closed.
     let mut extra: Vec<_> = (0..10).map(|_| slow_body_client(&host.base)).collect();
+    open_connections(40.0);
     let mut refused = String::new();
     let mut over = std::net::TcpStream::connect(host.base.trim_start_matches("http://")).unwrap();
-    over.set_read_timeout(Some(Duration::from_secs(10)))
+    over.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let _ = over.read_to_string(&mut refused);
-    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused:?}");
     assert!(refused.contains("retry-after: 1"), "{refused}");
+    // A refused connection takes no slot.
+    assert_eq!(host.metric("mart_http_connections_open"), Some(40.0));
     // The slow ones get a 408 once the body timeout passes.
     for stream in slow.iter_mut().chain(extra.iter_mut()).take(3) {
         stream
@@ -605,6 +616,9 @@ fn slow_clients_hold_connections_not_instances() {
         let answer = String::from_utf8_lossy(&answer[..n]);
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
+    // Every slot comes back once its client is gone.
+    drop((slow, extra, over));
+    open_connections(0.0);
     let text = host.metrics();
     assert!(
         text.contains(r#"mart_http_refused_total{reason="connections_full"}"#),

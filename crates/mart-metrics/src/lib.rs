@@ -25,6 +25,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_refused: IntCounterVec,
+    http_connections_open: IntGauge,
     instances_active: IntGauge,
     instantiation: Histogram,
     pg_pool_size: IntGaugeVec,
@@ -116,6 +117,11 @@ impl Metrics {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["component", "route"],
+        )
+        .expect("valid metric");
+        let http_connections_open = IntGauge::new(
+            "http_connections_open",
+            "HTTP connections the host holds open now (the cap is MART_HTTP_MAX_CONNECTIONS)",
         )
         .expect("valid metric");
         let instances_active = IntGauge::new("instances_active", "Component instances alive now")
@@ -227,6 +233,7 @@ impl Metrics {
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(http_refused.clone()),
+            Box::new(http_connections_open.clone()),
             Box::new(instances_active.clone()),
             Box::new(instantiation.clone()),
             Box::new(pg_pool_size.clone()),
@@ -255,6 +262,7 @@ impl Metrics {
             http_requests,
             http_duration,
             http_refused,
+            http_connections_open,
             instances_active,
             instantiation,
             pg_pool_size,
@@ -368,15 +376,20 @@ impl Metrics {
         self.instantiation.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts an instance alive until the returned guard is dropped.
     /// Component instances alive now.
     pub fn instances_alive(&self) -> i64 {
         self.instances_active.get()
     }
 
-    pub fn instance_alive(&self) -> InstanceGuard {
-        self.instances_active.inc();
-        InstanceGuard(self.instances_active.clone())
+    /// Counts an instance alive until the returned guard is dropped.
+    pub fn instance_alive(&self) -> GaugeGuard {
+        GaugeGuard::count(&self.instances_active)
+    }
+
+    /// Counts an accepted HTTP connection open until the returned guard is
+    /// dropped, so operators see how near the host is to its cap.
+    pub fn connection_open(&self) -> GaugeGuard {
+        GaugeGuard::count(&self.http_connections_open)
     }
 
     /// `pool`: the database (`host:port/name`); `trigger`: the kind of
@@ -424,10 +437,18 @@ impl<F: Future> Future for Busy<F> {
     }
 }
 
-/// Decrements the live-instance gauge when the instance's store is dropped.
-pub struct InstanceGuard(IntGauge);
+/// One unit of a gauge of things alive now (instances, connections): added
+/// when made, taken away when dropped, so no early return can leak a count.
+pub struct GaugeGuard(IntGauge);
 
-impl Drop for InstanceGuard {
+impl GaugeGuard {
+    fn count(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
     }

@@ -32,7 +32,7 @@ pub struct InstanceState {
     pub(crate) parts: Vec<Box<dyn std::any::Any + Send>>,
     pub(crate) limits: StoreLimits,
     /// Keeps the live-instance gauge up while this instance exists.
-    pub(crate) _alive: mart_metrics::InstanceGuard,
+    pub(crate) _alive: mart_metrics::GaugeGuard,
 }
 
 impl InstanceState {

@@ -174,6 +174,7 @@ impl HttpTrigger {
                         tokio::spawn(self.runtime.metrics().busy(TaskKind::Http, refuse_connection(stream)));
                         continue;
                     };
+                    let open = self.runtime.metrics().connection_open();
                     let this = self.clone();
                     let service = hyper::service::service_fn(move |req| {
                         let this = this.clone();
@@ -185,7 +186,7 @@ impl HttpTrigger {
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
-                        drop((slot, client_slot));
+                        drop((slot, client_slot, open));
                     };
                     tokio::spawn(self.runtime.metrics().busy(TaskKind::Http, connection));
                 }
