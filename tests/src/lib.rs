@@ -26,6 +26,24 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The HTTP client of every test: one connection per request, none kept.
+///
+/// Why: ureq's default agent keeps idle connections in a pool shared by the
+/// whole test binary and closes them when it chooses, and the host closes
+/// idle ones after its header timeout. A kept connection holds one of the
+/// host's connection slots for an unknown time (a test of the cap failed
+/// on that), and one closed by the host just as it is reused fails a POST,
+/// which ureq does not retry.
+pub fn http() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .build()
+    })
+}
+
 /// The `mart` binary built by `make test` (or `MART_BIN`).
 pub fn mart_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("MART_BIN") {
@@ -415,7 +433,8 @@ impl Host {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Err(format!("mart up exited with {status}:\n{}", self.log()));
             }
-            if let Ok(r) = ureq::get(&format!("{}/.well-known/spin/health", self.base))
+            if let Ok(r) = http()
+                .get(&format!("{}/.well-known/spin/health", self.base))
                 .timeout(Duration::from_secs(1))
                 .call()
             {
@@ -430,7 +449,8 @@ impl Host {
 
     /// The admin listener's Prometheus text (`/metrics`).
     pub fn metrics(&self) -> String {
-        let response = ureq::get(&format!("{}/metrics", self.admin))
+        let response = http()
+            .get(&format!("{}/metrics", self.admin))
             .timeout(Duration::from_secs(30))
             .call()
             .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
@@ -476,8 +496,9 @@ impl Host {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Resp {
-        let mut request =
-            ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(60));
+        let mut request = http()
+            .request(method, &format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(60));
         for (k, v) in headers {
             request = request.set(k, v);
         }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mart_integration_tests::fake_http::{FakeHttp, Recorded};
-use mart_integration_tests::{eventually, free_port, mart_bin, postgres, repo_root, Host};
+use mart_integration_tests::{eventually, free_port, http, mart_bin, postgres, repo_root, Host};
 
 const PROBE: &str = "tests/fixtures/probe.toml";
 
@@ -434,7 +434,8 @@ fn shutdown_finishes_requests_in_flight() {
     let mut host = probe_host(&[]);
     let base = host.base.clone();
     let in_flight = std::thread::spawn(move || {
-        ureq::get(&format!("{base}/slow/sleep?ms=5000"))
+        http()
+            .get(&format!("{base}/slow/sleep?ms=5000"))
             .call()
             .map(|r| r.status())
             .map_err(|e| e.to_string())
@@ -460,7 +461,8 @@ fn shutdown_finishes_requests_in_flight() {
         200
     );
     assert!(
-        ureq::get(&format!("{}/probe/headers", host.base))
+        http()
+            .get(&format!("{}/probe/headers", host.base))
             .call()
             .is_err(),
         "no longer listening"
@@ -474,7 +476,7 @@ fn the_admin_listener_reports_health_readiness_and_metrics() {
     host.get("/probe/trap");
     host.get("/nowhere");
     let get = |path: &str| {
-        let r = ureq::get(&format!("{}{path}", host.admin)).call().unwrap();
+        let r = http().get(&format!("{}{path}", host.admin)).call().unwrap();
         (r.status(), r.into_string().unwrap())
     };
     assert_eq!(get("/healthz"), (200, "ok".to_string()));
@@ -484,6 +486,11 @@ fn the_admin_listener_reports_health_readiness_and_metrics() {
     assert_eq!(ready["checks"]["postgres"], "ok");
     assert_eq!(ready["checks"]["migrations"], "ok");
 
+    // An instance may outlive its response by a moment (a guest still
+    // running after the head went out finishes in a task of its own).
+    eventually(Duration::from_secs(30), "no instance left alive", || {
+        (host.metric("mart_instances_active") == Some(0.0)).then_some(())
+    });
     let (_, metrics) = get("/metrics");
     for expected in [
         r#"mart_http_requests_total{component="probe",route="/probe/...",status="200"} 1"#,
@@ -491,7 +498,6 @@ fn the_admin_listener_reports_health_readiness_and_metrics() {
         r#"mart_http_requests_total{component="none",route="none",status="404"} 1"#,
         "mart_http_request_duration_seconds_bucket",
         "mart_instantiation_duration_seconds_count 2",
-        "mart_instances_active 0",
     ] {
         assert!(
             metrics.contains(expected),
@@ -560,16 +566,17 @@ fn slow_clients_hold_connections_not_instances() {
     // The body timeout must outlast the steps below on a loaded machine:
     // once it passes, the slow connections close and free the cap (a CI run
     // saw the over-the-cap connection accepted when it was 3 s, and with
-    // 15 s it went unanswered once: slow ones had already timed out). It is
-    // also what "served meanwhile" is told apart from, so both bounds below
-    // are well under it.
+    // 15 s it went unanswered once: slow ones had already timed out). The
+    // steps before the connection over the cap are bounded at 20 + 30 + 20
+    // + 20 s, well under it; it is also what "served meanwhile" is told
+    // apart from.
     let host = probe_host(&[
-        ("MART_HTTP_BODY_TIMEOUT_SECS", "60".into()),
+        ("MART_HTTP_BODY_TIMEOUT_SECS", "120".into()),
         ("MART_HTTP_MAX_CONNECTIONS", "40".into()),
     ]);
     let open_connections = |count: f64| {
         eventually(
-            Duration::from_secs(30),
+            Duration::from_secs(20),
             &format!("{count} connections open"),
             || (host.metric("mart_http_connections_open") == Some(count)).then_some(()),
         )

@@ -4,7 +4,7 @@
 mod saga_support;
 
 use mart_domain::auth::Role;
-use mart_integration_tests::{admin_token, postgres, token, Host};
+use mart_integration_tests::{admin_token, http, postgres, token, Host};
 use saga_support::set_stock;
 use serde_json::{json, Value};
 
@@ -208,7 +208,7 @@ fn concurrent_reservations_never_oversell() {
             let (base, admin, product, order) = (base.clone(), admin.clone(), product.clone(), new_id());
             std::thread::spawn(move || {
                 let body = json!({ "order_id": order, "lines": [{ "product_id": product, "quantity": 1 }] });
-                match ureq::post(&format!("{base}/inventory/reservations"))
+                match http().post(&format!("{base}/inventory/reservations"))
                     .set("authorization", &format!("Bearer {admin}"))
                     .send_json(body)
                 {
@@ -247,7 +247,8 @@ fn concurrent_reservations_never_oversell() {
             std::thread::spawn(move || {
                 let body =
                     json!({ "order_id": order, "lines": [{ "product_id": other, "quantity": 3 }] });
-                let _ = ureq::post(&format!("{base}/inventory/reservations"))
+                let _ = http()
+                    .post(&format!("{base}/inventory/reservations"))
                     .set("authorization", &format!("Bearer {admin}"))
                     .send_json(body);
             })

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mart_integration_tests::broker::broker;
-use mart_integration_tests::{eventually, mart_bin, postgres, repo_root, Host};
+use mart_integration_tests::{eventually, http, mart_bin, postgres, repo_root, Host};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -168,7 +168,7 @@ fn by_default_a_retryable_failure_holds_its_partition_until_it_succeeds() {
     // While it fails, the partition is reported as stalled.
     let metrics = format!("{}/metrics", host.admin);
     let stalled_seconds = || -> Option<i64> {
-        let text = ureq::get(&metrics).call().ok()?.into_string().ok()?;
+        let text = http().get(&metrics).call().ok()?.into_string().ok()?;
         text.lines()
             .filter(|l| l.starts_with("mart_kafka_partition_stalled_seconds{"))
             .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
@@ -478,7 +478,8 @@ timeout_ms = 120000
         .map(|_| {
             let url = format!("{base}{path}");
             std::thread::spawn(move || {
-                ureq::get(&url)
+                http()
+                    .get(&url)
                     .timeout(Duration::from_secs(180))
                     .call()
                     .map(|r| r.status())
