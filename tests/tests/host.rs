@@ -548,6 +548,44 @@ fn trace_context_is_continued_into_components_and_across_chained_calls() {
     );
 }
 
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    // What compose's Kong setting relies on (packaging.rs checks it against
+    // the same timeout): the host lets an idle connection go after its
+    // header timeout, and not much sooner, so a proxy that drops idle
+    // connections sooner never reuses one the host is closing.
+    let host = probe_host(&[]);
+    let header_timeout = mart_trigger_http::ServeOptions::default().header_timeout;
+    let mut stream = std::net::TcpStream::connect(host.base.trim_start_matches("http://")).unwrap();
+    stream
+        .write_all(b"GET /probe/noop HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(header_timeout + Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut answered = None;
+    loop {
+        let n = stream.read(&mut chunk).expect("closed, not timed out");
+        if n == 0 {
+            break;
+        }
+        answered.get_or_insert_with(Instant::now);
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let idle = answered.expect("an answer before the close").elapsed();
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        idle >= header_timeout / 2,
+        "closed after {idle:?} idle, before the header timeout {header_timeout:?}"
+    );
+}
+
 /// Opens a connection that sends a request's headers, announcing a body it
 /// never sends; the stream stays open for the caller to read the answer.
 fn slow_body_client(base: &str) -> std::net::TcpStream {

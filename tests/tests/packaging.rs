@@ -175,6 +175,24 @@ fn compose_starts_nothing_before_its_dependencies_are_healthy() {
 }
 
 #[test]
+fn kong_drops_idle_upstream_connections_before_the_host_does() {
+    // The host closes a connection idle for its header timeout; Kong must
+    // let go first, or a request it sends on a connection the host is
+    // closing fails (a 502 for a POST).
+    let kong = &compose()["services"]["kong"]["environment"];
+    let kong_idle: u64 = kong["KONG_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT"]
+        .as_str()
+        .expect("KONG_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT is set (Kong's default is 60 s)")
+        .parse()
+        .unwrap();
+    let host_idle = mart_trigger_http::ServeOptions::default().header_timeout;
+    assert!(
+        std::time::Duration::from_secs(kong_idle) < host_idle,
+        "Kong keeps idle connections {kong_idle} s, the host {host_idle:?}"
+    );
+}
+
+#[test]
 fn every_required_variable_is_provided_to_the_host_container() {
     let spin = spin();
     let env = &compose()["services"]["mart"]["environment"];
