@@ -142,6 +142,22 @@ impl Broker {
         })
     }
 
+    /// Reads every partition of `topic` from the start until a record that
+    /// `is_it` arrives (or `timeout`, then panics saying what arrived): the
+    /// test's own record on a topic other tests write to as well.
+    pub fn read_one(
+        &self,
+        topic: &str,
+        what: &str,
+        timeout: Duration,
+        is_it: impl Fn(&Received) -> bool,
+    ) -> Received {
+        self.read_until(topic, what, timeout, |received| received.iter().any(&is_it))
+            .into_iter()
+            .find(|record| is_it(record))
+            .expect("read_until returns once the record is there")
+    }
+
     /// Reads every partition of `topic` from the start until what arrived
     /// is `enough` (or `timeout`, then panics saying what arrived).
     pub fn read_until(

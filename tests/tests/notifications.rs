@@ -4,7 +4,7 @@
 
 mod saga_support;
 
-use mart_integration_tests::broker::{broker, Received};
+use mart_integration_tests::broker::broker;
 use mart_integration_tests::fake_http::{FakeHttp, Recorded};
 use mart_integration_tests::{eventually, postgres, Host};
 use saga_support::*;
@@ -110,14 +110,12 @@ fn a_refused_message_is_dead_lettered_with_the_reason() {
     let host = mail_host();
     let email = format!("{}@example.com", unique("bounce"));
     register(host, &email);
-    let is_this_user = |l: &Received| l.json()["email"] == email;
-    let letters = broker().read_until(
+    let letter = broker().read_one(
         "mart.users.dlq",
         "the refused event in the dead-letter topic",
         WAIT,
-        |letters| letters.iter().any(is_this_user),
+        |l| l.json()["email"] == email,
     );
-    let letter = letters.iter().find(|l| is_this_user(l)).unwrap();
     assert_eq!(
         letter.header("mart-dlq-error"),
         Some("the notification API refused the message (422)")

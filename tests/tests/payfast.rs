@@ -9,7 +9,6 @@ mod saga_support;
 use std::time::Duration;
 
 use mart_domain::payfast;
-use mart_integration_tests::broker::Received;
 use mart_integration_tests::fake_http::{FakeHttp, Recorded};
 use mart_integration_tests::{admin_token, browser, eventually, Host};
 use saga_support::*;
@@ -531,14 +530,12 @@ fn a_refund_refused_for_good_is_a_violation_operators_see() {
     let r = cancel(host, &user, &order);
     assert_eq!(r.status, 200, "{}", r.text());
     // Not retried for ever: dead-lettered with PayFast's reason...
-    let is_this_refund = |l: &Received| l.key.as_deref() == Some(order.as_str());
-    let letters = mart_integration_tests::broker::broker().read_until(
+    let letter = mart_integration_tests::broker::broker().read_one(
         "mart.payments.dlq",
         "the refund's dead letter",
         WAIT,
-        |letters| letters.iter().any(is_this_refund),
+        |l| l.key.as_deref() == Some(order.as_str()),
     );
-    let letter = letters.iter().find(|l| is_this_refund(l)).unwrap();
     let reason = letter
         .header("mart-dlq-error")
         .unwrap_or_default()
