@@ -175,7 +175,10 @@ fn the_schema_check_refuses_what_the_api_server_would() {
             "terminationGracePeriodSecond",
         ),
         ("KafkaTopic/mart-catalog", "must be integer"),
-        ("SpinApp/mart-http", "must NOT have additional properties"),
+        (
+            "SpinApp/mart-catalog",
+            "must NOT have additional properties",
+        ),
         (
             "KongPlugin/mart-jwt",
             "must have required property 'plugin'",
@@ -338,6 +341,7 @@ fn every_topic_the_host_would_create_is_a_kafka_topic_with_its_partitions() {
 
 #[test]
 fn kong_ingresses_are_kong_ymls_routes_with_the_same_plugins() {
+    let app = app();
     let routes = kong::routes();
     let global = kong::global_plugins();
     let kong_yml = kong::rendered();
@@ -370,9 +374,12 @@ fn kong_ingresses_are_kong_ymls_routes_with_the_same_plugins() {
                 .iter()
                 .map(|p| {
                     let backend = &p["backend"]["service"];
-                    assert_eq!(
-                        backend["name"], "mart-http",
-                        "{at}: to the SpinApp's Service"
+                    let path = p["path"].as_str().unwrap();
+                    let component = http_component_for(&app, path);
+                    let spin_app = backend["name"].as_str().unwrap();
+                    assert!(
+                        spin_app_components(docs, spin_app).contains(&component),
+                        "{at}: {path} goes to SpinApp {spin_app}, which does not run {component}"
                     );
                     assert_eq!(backend["port"]["number"], 80, "{at}");
                     (
@@ -461,7 +468,7 @@ fn yaml_to_json(v: &serde_yaml::Value) -> Value {
 }
 
 #[test]
-fn the_spinapp_serves_every_http_route_on_spin_with_the_variables_it_needs() {
+fn the_spinapps_serve_every_http_component_on_spin_with_the_variables_it_needs() {
     let app = app();
     let declared = &app.manifest.variables;
     let required: BTreeSet<&str> = declared
@@ -470,67 +477,134 @@ fn the_spinapp_serves_every_http_route_on_spin_with_the_variables_it_needs() {
         .map(|(name, _)| name.as_str())
         .collect();
     assert!(!required.is_empty());
+    let http_components: BTreeSet<String> = app
+        .manifest
+        .trigger
+        .http
+        .iter()
+        .map(|t| t.component.clone())
+        .collect();
     for overlay in OVERLAYS {
         let docs = documents(overlay);
         let spin_apps = of_kind(docs, "SpinApp");
-        assert_eq!(
-            spin_apps.len(),
-            1,
-            "{overlay}: the HTTP components run as one SpinApp"
-        );
-        let spin_app = spin_apps[0];
-        assert_eq!(spin_app["spec"]["executor"], "containerd-shim-spin");
-        // Every HTTP route is the SpinApp's: the Ingresses send everything
-        // to its Service, and the HTTP-only manifest keeps every route.
-        assert!(
-            spin_app["spec"].get("components").is_none(),
-            "all the artifact's components"
-        );
-        let variables: BTreeMap<&str, &Value> = spin_app["spec"]["variables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| (v["name"].as_str().unwrap(), v))
-            .collect();
-        for name in variables.keys() {
+        let mut served = BTreeSet::new();
+        for spin_app in &spin_apps {
+            let name = spin_app["metadata"]["name"].as_str().unwrap();
+            let at = format!("{overlay}: SpinApp {name}");
+            assert_eq!(spin_app["spec"]["executor"], "containerd-shim-spin");
+            // Spin's selective deployment: each SpinApp runs its own
+            // components, and every component one of them calls through
+            // local service chaining.
+            let components = spin_app_components(docs, name);
+            assert!(!components.is_empty(), "{at}: names its components");
+            for component in &components {
+                assert!(http_components.contains(component), "{at}: {component}");
+                for target in chained(&app, component) {
+                    assert!(
+                        components.contains(&target),
+                        "{at}: {component} calls {target}.spin.internal, which is not beside it"
+                    );
+                }
+            }
+            served.extend(components);
+            let variables: BTreeMap<&str, &Value> = spin_app["spec"]["variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| (v["name"].as_str().unwrap(), v))
+                .collect();
+            for name in variables.keys() {
+                assert!(
+                    declared.contains_key(*name),
+                    "{at}: {name} is not a spin.toml variable"
+                );
+            }
+            for name in &required {
+                let variable = variables
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{at}: lacks required {name}"));
+                assert_ne!(
+                    variable["valueFrom"]["secretKeyRef"]["optional"], true,
+                    "{at}: {name} is required"
+                );
+            }
+            // Autoscaled on CPU, with a disruption budget.
+            let hpa = named(docs, "HorizontalPodAutoscaler", name);
+            assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], name);
+            assert_eq!(spin_app["spec"]["enableAutoscaling"], true);
             assert!(
-                declared.contains_key(*name),
-                "{overlay}: {name} is not a spin.toml variable"
+                spin_app["spec"]["resources"]["requests"]["cpu"].is_string(),
+                "{at}: HPA needs a CPU request"
+            );
+            let pdb = named(docs, "PodDisruptionBudget", name);
+            assert_eq!(
+                pdb["spec"]["selector"]["matchLabels"]["core.spinkube.dev/app-name"],
+                name
             );
         }
-        for name in &required {
-            let variable = variables
-                .get(name)
-                .unwrap_or_else(|| panic!("{overlay}: the SpinApp lacks required {name}"));
-            assert_ne!(
-                variable["valueFrom"]["secretKeyRef"]["optional"], true,
-                "{overlay}: {name} is required"
-            );
-        }
-        // Autoscaled on CPU, with a disruption budget.
-        let hpa = named(docs, "HorizontalPodAutoscaler", "mart-http");
-        assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "mart-http");
-        assert_eq!(spin_app["spec"]["enableAutoscaling"], true);
-        assert!(
-            spin_app["spec"]["resources"]["requests"]["cpu"].is_string(),
-            "HPA needs a CPU request"
-        );
-        let pdb = named(docs, "PodDisruptionBudget", "mart-http");
         assert_eq!(
-            pdb["spec"]["selector"]["matchLabels"]["core.spinkube.dev/app-name"],
-            "mart-http"
+            served, http_components,
+            "{overlay}: every HTTP component runs in a SpinApp"
         );
     }
 }
 
+/// The components SpinApp `name` runs.
+fn spin_app_components(docs: &[Value], name: &str) -> BTreeSet<String> {
+    strings(&named(docs, "SpinApp", name)["spec"]["components"])
+        .into_iter()
+        .collect()
+}
+
+/// The components `component` calls through Spin's local service chaining.
+fn chained(app: &App, component: &str) -> Vec<String> {
+    app.manifest.component[component]
+        .allowed_outbound_hosts
+        .iter()
+        .filter_map(|h| {
+            h.strip_prefix("http://")?
+                .strip_suffix(".spin.internal")
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// The spin.toml component that serves `path` (a Kong or Ingress path; a
+/// `~`/`/~` regex path is taken literally without its anchors).
+fn http_component_for(app: &App, path: &str) -> String {
+    let path = path
+        .trim_start_matches("/~")
+        .trim_start_matches('~')
+        .trim_end_matches('$');
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    app.manifest
+        .trigger
+        .http
+        .iter()
+        .find(|t| {
+            let mart_manifest::HttpRoute::Path(route) = &t.route else {
+                return false;
+            };
+            match route.strip_suffix("/...") {
+                Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
+                None => path == *route,
+            }
+        })
+        .map(|t| t.component.clone())
+        .unwrap_or_else(|| panic!("no spin.toml route serves {path}"))
+}
+
 #[test]
-fn no_secret_is_in_the_manifests_and_every_one_named_is_made_by_the_script() {
-    let script = std::fs::read_to_string(repo_root().join("deploy/k8s/create-secrets.sh")).unwrap();
-    let services: Vec<String> = databases();
-    let made = |name: &str| -> bool {
+fn no_secret_is_in_the_manifests_and_every_one_named_is_made_by_the_script_or_strimzi() {
+    let script = create_secrets_script();
+    let made_by_script = |name: &str| -> bool {
         match name.strip_prefix("mart-db-") {
             Some(service) if service != "owner" => {
-                services.iter().any(|s| s == service)
+                databases().iter().any(|s| s == service)
                     && script.contains("basic_auth \"mart-db-$s\"")
             }
             _ => script.contains(&format!(" {name} ")) || script.contains(&format!(" {name}\n")),
@@ -543,12 +617,19 @@ fn no_secret_is_in_the_manifests_and_every_one_named_is_made_by_the_script() {
             of_kind(docs, "Secret").is_empty(),
             "{overlay}: a Secret in git"
         );
+        // Strimzi makes a Secret per KafkaUser (its password) and the
+        // cluster CA's certificate.
+        let by_strimzi: BTreeSet<String> = of_kind(docs, "KafkaUser")
+            .iter()
+            .map(|u| u["metadata"]["name"].as_str().unwrap().to_string())
+            .chain(["mart-kafka-cluster-ca-cert".to_string()])
+            .collect();
         let mut named_secrets = BTreeSet::new();
         collect_secret_names(&Value::Array(docs.to_vec()), &mut named_secrets);
         for name in &named_secrets {
             assert!(
-                made(name),
-                "{overlay}: Secret {name} is not made by create-secrets.sh"
+                made_by_script(name) || by_strimzi.contains(name),
+                "{overlay}: Secret {name} is made neither by create-secrets.sh nor by Strimzi"
             );
         }
         for key in named(docs, "ConfigMap", "mart-config")["data"]
@@ -562,30 +643,6 @@ fn no_secret_is_in_the_manifests_and_every_one_named_is_made_by_the_script() {
                     "{overlay}: {key}"
                 );
             }
-        }
-        // Every Mart pod reads the same variables.
-        for (workload, pod) in mart_pods(docs) {
-            if workload["kind"] == "Job" {
-                continue;
-            }
-            let from: Vec<String> = pod["spec"]["containers"][0]["envFrom"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    e["configMapRef"]["name"]
-                        .as_str()
-                        .or(e["secretRef"]["name"].as_str())
-                        .unwrap()
-                        .to_string()
-                })
-                .collect();
-            assert_eq!(
-                from,
-                ["mart-config", "mart-app"],
-                "{overlay}: {}",
-                workload["metadata"]["name"]
-            );
         }
     }
 }
@@ -605,6 +662,16 @@ fn collect_secret_names(v: &Value, names: &mut BTreeSet<String>) {
                 }
                 if key == "credentials" {
                     names.extend(strings(value));
+                }
+                if key == "secretName" || key == "secretTargetRef" {
+                    if let Some(name) = value.as_str() {
+                        names.insert(name.to_string());
+                    }
+                    for r in value.as_array().into_iter().flatten() {
+                        if let Some(name) = r["name"].as_str() {
+                            names.insert(name.to_string());
+                        }
+                    }
                 }
                 collect_secret_names(value, names);
             }
@@ -709,7 +776,9 @@ fn every_mart_pod_is_probed_on_its_admin_listener_and_bounded() {
                 );
             }
         }
-        assert!(wave(named(docs, "SpinApp", "mart-http")) > wave(migrate));
+        for spin_app in of_kind(docs, "SpinApp") {
+            assert!(wave(spin_app) > wave(migrate), "{overlay}");
+        }
         assert!(wave(migrate) > wave(named(docs, "Cluster", "mart-pg")));
     }
 }
@@ -736,8 +805,13 @@ fn postgres_has_a_role_per_service_database_with_its_own_password() {
                 "{role} holds one database, creates none"
             );
         }
-        // The owner creates the service databases (`mart migrate`).
+        // The owner creates the service databases (`mart migrate`), not
+        // roles: CloudNativePG makes them all before the migrations run.
         assert_eq!(roles["mart"]["createdb"], true);
+        assert_ne!(
+            roles["mart"]["createrole"], true,
+            "{overlay}: the owner needs no CREATEROLE"
+        );
         assert_eq!(
             roles.len(),
             databases().len() + 1,
@@ -751,4 +825,701 @@ fn postgres_has_a_role_per_service_database_with_its_own_password() {
         named(documents(OVERLAYS[1]), "Cluster", "mart-pg")["spec"]["instances"],
         3
     );
+}
+
+// ---- Secure by default (issue 27): what a deployment made the documented
+// way must not allow, checked on the rendered overlays.
+
+/// One thing that runs Mart's code: a Deployment or Job running the host, or
+/// a SpinApp, as the policy checks see it.
+struct Workload {
+    kind: String,
+    name: String,
+    /// The spin.toml components it runs.
+    components: Vec<String>,
+    /// Whether it runs the outbox relay (a host without `--no-outbox-relay`).
+    relays: bool,
+    /// Whether it talks to Kafka (a host with brokers).
+    kafka: bool,
+    /// (variable or env name, Secret, key) of every value from a Secret.
+    secret_refs: Vec<(String, String, String)>,
+    /// Env names and values given inline.
+    literals: BTreeMap<String, String>,
+    /// Secrets loaded whole (envFrom).
+    whole_secrets: Vec<String>,
+    pod_labels: BTreeMap<String, String>,
+}
+
+fn labels_of(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn workloads(docs: &[Value]) -> Vec<Workload> {
+    let mut all = Vec::new();
+    for (workload, pod) in mart_pods(docs) {
+        let container = container(workload);
+        let args = strings(&container["args"]);
+        let components: Vec<String> = args
+            .windows(2)
+            .filter(|w| w[0] == "--component-id")
+            .map(|w| w[1].clone())
+            .collect();
+        let mut secret_refs = Vec::new();
+        let mut literals = BTreeMap::new();
+        for e in container["env"].as_array().into_iter().flatten() {
+            let env = e["name"].as_str().unwrap().to_string();
+            let r = &e["valueFrom"]["secretKeyRef"];
+            if r.is_object() {
+                secret_refs.push((
+                    env,
+                    r["name"].as_str().unwrap().to_string(),
+                    r["key"].as_str().unwrap().to_string(),
+                ));
+            } else if let Some(value) = e["value"].as_str() {
+                literals.insert(env, value.to_string());
+            }
+        }
+        let whole_secrets = container["envFrom"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["secretRef"]["name"].as_str().map(String::from))
+            .collect();
+        let brokers = literals
+            .get("SPIN_VARIABLE_KAFKA_BROKERS")
+            .cloned()
+            .unwrap_or_else(|| {
+                configured(docs, "SPIN_VARIABLE_KAFKA_BROKERS")
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            });
+        let is_host = workload["kind"] == "Deployment" && args.first().is_some_and(|a| a == "up");
+        all.push(Workload {
+            kind: workload["kind"].as_str().unwrap().to_string(),
+            name: workload["metadata"]["name"].as_str().unwrap().to_string(),
+            components,
+            relays: is_host
+                && !args.iter().any(|a| a == "--no-outbox-relay")
+                && !brokers.is_empty(),
+            kafka: is_host && !brokers.is_empty(),
+            secret_refs,
+            literals,
+            whole_secrets,
+            pod_labels: labels_of(&pod["metadata"]["labels"]),
+        });
+    }
+    for spin_app in of_kind(docs, "SpinApp") {
+        let name = spin_app["metadata"]["name"].as_str().unwrap().to_string();
+        let mut secret_refs = Vec::new();
+        let mut literals = BTreeMap::new();
+        for v in spin_app["spec"]["variables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let env = format!(
+                "SPIN_VARIABLE_{}",
+                v["name"].as_str().unwrap().to_uppercase()
+            );
+            let r = &v["valueFrom"]["secretKeyRef"];
+            if r.is_object() {
+                secret_refs.push((
+                    env,
+                    r["name"].as_str().unwrap().to_string(),
+                    r["key"].as_str().unwrap().to_string(),
+                ));
+            } else if let Some(value) = v["value"].as_str() {
+                literals.insert(env, value.to_string());
+            }
+        }
+        all.push(Workload {
+            kind: "SpinApp".into(),
+            components: spin_app_components(docs, &name).into_iter().collect(),
+            name,
+            relays: false,
+            kafka: false,
+            secret_refs,
+            literals,
+            whole_secrets: Vec::new(),
+            pod_labels: labels_of(&spin_app["spec"]["podLabels"]),
+        });
+    }
+    all
+}
+
+/// The variables a `{{ … }}` template names.
+fn template_variables(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let Some(end) = rest[start..].find("}}") else {
+            break;
+        };
+        found.insert(rest[start + 2..start + end].trim().to_string());
+        rest = &rest[start + end + 2..];
+    }
+    found
+}
+
+/// The app variables `w` uses: its components' variables and hosts, the
+/// brokers if it talks to Kafka, the outbox server if it relays.
+fn needed_variables(app: &App, w: &Workload) -> BTreeSet<String> {
+    let mut needed = BTreeSet::new();
+    for id in &w.components {
+        let component = &app.manifest.component[id];
+        for text in component
+            .variables
+            .values()
+            .chain(&component.allowed_outbound_hosts)
+        {
+            needed.extend(template_variables(text));
+        }
+    }
+    let kafka = app.manifest.kafka_config().unwrap();
+    if w.kafka {
+        needed.extend(template_variables(
+            kafka.brokers.as_deref().unwrap_or_default(),
+        ));
+    }
+    if w.relays {
+        needed.extend(template_variables(&kafka.outbox.unwrap().server));
+    }
+    needed
+}
+
+fn create_secrets_script() -> String {
+    std::fs::read_to_string(repo_root().join("deploy/k8s/create-secrets.sh")).unwrap()
+}
+
+/// The keys of each `<workload>-env` Secret create-secrets.sh makes
+/// (`env_secret NAME VARIABLE...`), as the pods read them.
+fn script_env_secrets() -> BTreeMap<String, BTreeSet<String>> {
+    let script = create_secrets_script().replace("\\\n", " ");
+    script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("env_secret "))
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next().unwrap().to_string();
+            let keys = words
+                .map(|k| match k {
+                    "MART_DATABASE_URL" => k.to_string(),
+                    k => format!("SPIN_VARIABLE_{k}"),
+                })
+                .collect();
+            (name, keys)
+        })
+        .collect()
+}
+
+#[test]
+fn no_deployment_enables_the_fake_payment_provider() {
+    // Nothing outside the dev overlay may name `fake` or the development
+    // switch that lets it work.
+    let prod = serde_json::to_string(documents(OVERLAYS[1])).unwrap();
+    assert!(
+        !prod.to_lowercase().contains("allow_fake_payments"),
+        "prod sets the development switch allow_fake_payments"
+    );
+    for w in workloads(documents(OVERLAYS[1])) {
+        if let Some(v) = w.literals.get("SPIN_VARIABLE_PAYMENT_PROVIDERS") {
+            assert!(!v.contains("fake"), "{}: payment_providers = {v}", w.name);
+        }
+    }
+    // The providers come from the .env template through create-secrets.sh:
+    // the template must not name `fake`, the script must not default to it
+    // and must refuse it.
+    let example = std::fs::read_to_string(repo_root().join(".env.example")).unwrap();
+    let providers = example
+        .lines()
+        .find_map(|l| l.strip_prefix("MART_PAYMENT_PROVIDERS="))
+        .expect(".env.example sets MART_PAYMENT_PROVIDERS");
+    assert!(
+        !providers.contains("fake"),
+        ".env.example enables the fake provider: {providers}"
+    );
+    let script = create_secrets_script();
+    assert!(
+        !script.contains(":-fake"),
+        "create-secrets.sh defaults to fake"
+    );
+    assert!(
+        !script.to_lowercase().contains("allow_fake_payments"),
+        "create-secrets.sh sets allow_fake_payments"
+    );
+    assert!(
+        script.contains("*,fake,*)"),
+        "create-secrets.sh refuses MART_PAYMENT_PROVIDERS naming fake"
+    );
+}
+
+#[test]
+fn every_workload_holds_only_the_secret_keys_it_needs() {
+    let app = app();
+    let declared = &app.manifest.variables;
+    let made = script_env_secrets();
+    let runs = |w: &Workload, ids: &[&str]| w.components.iter().any(|c| ids.contains(&c.as_str()));
+    for overlay in OVERLAYS {
+        let docs = documents(overlay);
+        let kafka_users: BTreeSet<&str> = of_kind(docs, "KafkaUser")
+            .iter()
+            .map(|u| u["metadata"]["name"].as_str().unwrap())
+            .collect();
+        let all = workloads(docs);
+        assert_eq!(
+            all.iter().filter(|w| w.relays).count(),
+            1,
+            "{overlay}: one Deployment relays the outboxes (the others pass --no-outbox-relay)"
+        );
+        for w in &all {
+            let at = format!("{overlay}: {} {}", w.kind, w.name);
+            assert!(
+                w.whole_secrets.is_empty(),
+                "{at} loads whole Secrets {:?}: list each key",
+                w.whole_secrets
+            );
+            let own = format!("{}-env", w.name);
+            let needed = needed_variables(&app, w);
+            let mut from_own = BTreeSet::new();
+            for (env, secret, key) in &w.secret_refs {
+                if *secret == w.name {
+                    // Its Kafka password, from its own KafkaUser's Secret.
+                    assert_eq!(env, "MART_KAFKA_SASL_PASSWORD", "{at}");
+                    assert_eq!(key, "password", "{at}");
+                    assert!(kafka_users.contains(w.name.as_str()), "{at}: no KafkaUser");
+                    continue;
+                }
+                assert_eq!(*secret, own, "{at}: {env} from another workload's Secret");
+                from_own.insert(key.clone());
+                if key == "MART_DATABASE_URL" {
+                    assert!(
+                        w.relays || w.name == "mart-migrate",
+                        "{at}: only the migrations and the relay hold the owner's URL"
+                    );
+                    continue;
+                }
+                let var = key
+                    .strip_prefix("SPIN_VARIABLE_")
+                    .unwrap_or_else(|| panic!("{at}: key {key}"))
+                    .to_lowercase();
+                assert!(
+                    needed.contains(&var),
+                    "{at} holds {key}, which nothing it runs uses"
+                );
+            }
+            // Every secret variable it uses comes from its Secret, never inline.
+            for var in &needed {
+                let key = format!("SPIN_VARIABLE_{}", var.to_uppercase());
+                if declared[var].secret {
+                    assert!(from_own.contains(&key), "{at} lacks {key}");
+                }
+            }
+            for (env, value) in &w.literals {
+                if let Some(var) = env.strip_prefix("SPIN_VARIABLE_") {
+                    let var = var.to_lowercase();
+                    if declared.get(&var).is_some_and(|d| d.secret || d.required)
+                        && !needed.contains(&var)
+                    {
+                        assert_eq!(value, "unused", "{at}: {env} inline");
+                    }
+                    assert!(
+                        !declared.get(&var).is_some_and(|d| d.secret) || value == "unused",
+                        "{at}: secret {env} given inline"
+                    );
+                }
+            }
+            // create-secrets.sh makes exactly these keys.
+            if !from_own.is_empty() {
+                assert_eq!(
+                    made.get(&own),
+                    Some(&from_own),
+                    "{at}: create-secrets.sh's {own} holds other keys than the pod reads"
+                );
+            }
+            // The secrets that matter most, by name.
+            for (env, _, key) in &w.secret_refs {
+                if key.contains("JWT_PRIVATE_KEY") {
+                    assert!(runs(w, &["users"]), "{at}: the token signing key");
+                }
+                if key.contains("STRIPE_") || key.contains("PAYFAST_") {
+                    assert!(
+                        runs(w, &["payments", "payments-events"]),
+                        "{at}: payment provider keys ({env})"
+                    );
+                }
+                if key == "SPIN_VARIABLE_PG_PASSWORD" || key == "MART_DATABASE_URL" {
+                    assert!(
+                        w.relays || w.name == "mart-migrate",
+                        "{at}: the owner's database credentials"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether a NetworkPolicy admits pods with `labels` of this namespace
+/// (a `from` podSelector without a namespaceSelector).
+fn admits(policy: &Value, labels: &BTreeMap<String, String>) -> bool {
+    policy["spec"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| rule["from"].as_array().into_iter().flatten())
+        .any(|peer| {
+            peer["namespaceSelector"].is_null()
+                && peer["podSelector"].is_object()
+                && labels_of(&peer["podSelector"]["matchLabels"])
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+        })
+}
+
+fn selects(policy: &Value, key: &str, value: &str) -> bool {
+    policy["spec"]["podSelector"]["matchLabels"][key] == value
+}
+
+#[test]
+fn network_policies_deny_ingress_and_open_postgres_and_kafka_to_their_clients_only() {
+    let app = app();
+    for overlay in OVERLAYS {
+        let docs = documents(overlay);
+        let policies = of_kind(docs, "NetworkPolicy");
+        assert!(
+            policies.iter().any(|p| {
+                p["spec"]["podSelector"].as_object().is_some_and(|s| {
+                    s.values()
+                        .all(|v| v.as_object().is_none_or(|m| m.is_empty()))
+                }) && strings(&p["spec"]["policyTypes"]).contains(&"Ingress".to_string())
+                    && p["spec"]["ingress"].as_array().is_none_or(|i| i.is_empty())
+            }),
+            "{overlay}: no default-deny ingress policy"
+        );
+        let postgres = policies
+            .iter()
+            .find(|p| selects(p, "cnpg.io/cluster", "mart-pg"))
+            .unwrap_or_else(|| panic!("{overlay}: no NetworkPolicy for PostgreSQL"));
+        let kafka = policies
+            .iter()
+            .find(|p| selects(p, "strimzi.io/cluster", "mart-kafka"))
+            .unwrap_or_else(|| panic!("{overlay}: no NetworkPolicy for Kafka"));
+        for w in workloads(docs) {
+            let at = format!("{overlay}: {} {}", w.kind, w.name);
+            let uses_postgres = w.kind == "Job"
+                || w.relays
+                || w.components.iter().any(|c| {
+                    app.manifest.component[c]
+                        .allowed_outbound_hosts
+                        .iter()
+                        .any(|h| h.starts_with("postgres://"))
+                });
+            assert_eq!(
+                admits(postgres, &w.pod_labels),
+                uses_postgres,
+                "{at}: reaches PostgreSQL exactly when it uses it"
+            );
+            assert_eq!(
+                admits(kafka, &w.pod_labels),
+                w.kafka,
+                "{at}: reaches Kafka exactly when it uses it"
+            );
+            if w.kind == "SpinApp" {
+                let open: Vec<&&Value> = policies
+                    .iter()
+                    .filter(|p| {
+                        labels_of(&p["spec"]["podSelector"]["matchLabels"])
+                            .iter()
+                            .all(|(k, v)| w.pod_labels.get(k) == Some(v))
+                            && p["spec"]["ingress"]
+                                .as_array()
+                                .is_some_and(|i| !i.is_empty())
+                    })
+                    .collect();
+                assert!(
+                    open.iter()
+                        .any(|p| p["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+                            ["matchLabels"]["kubernetes.io/metadata.name"]
+                            == "kong"),
+                    "{at}: Kong reaches it"
+                );
+            }
+        }
+        // Strimzi's own generated policy opens the listeners to the same
+        // peers only, and every listener authenticates.
+        let cluster = named(docs, "Kafka", "mart-kafka");
+        assert_eq!(cluster["spec"]["kafka"]["authorization"]["type"], "simple");
+        for listener in cluster["spec"]["kafka"]["listeners"].as_array().unwrap() {
+            let at = format!("{overlay}: listener {}", listener["name"]);
+            assert_eq!(listener["authentication"]["type"], "scram-sha-512", "{at}");
+            assert_eq!(listener["tls"], true, "{at}");
+            assert_eq!(
+                listener["networkPolicyPeers"], kafka["spec"]["ingress"][0]["from"],
+                "{at}: the peers the Kafka NetworkPolicy admits"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_kafka_client_has_its_own_identity_with_the_acls_spin_toml_implies() {
+    type Acl = (String, String, String); // (resource type, name, operation)
+    let app = app();
+    let triggers = app.manifest.kafka_triggers().unwrap();
+    let application = &app.manifest.application.name;
+    let creatable: Vec<String> = mart_host::events::topics_to_create(&app).unwrap();
+    let event_topics: BTreeSet<String> = mart_domain::events::EventType::ALL
+        .iter()
+        .map(|t| t.topic())
+        .collect();
+    let acl = |kind: &str, name: &str, ops: &[&str]| -> Vec<Acl> {
+        ops.iter()
+            .map(|op| (kind.to_string(), name.to_string(), op.to_string()))
+            .collect()
+    };
+    let create = || -> Vec<Acl> {
+        creatable
+            .iter()
+            .flat_map(|t| acl("topic", t, &["Create"]))
+            .collect()
+    };
+    // What spin.toml implies for each identity.
+    let mut expected: BTreeMap<String, BTreeSet<Acl>> = BTreeMap::new();
+    for t in &triggers {
+        let group = t.group_id(application);
+        let mut acls: BTreeSet<Acl> = create().into_iter().collect();
+        for topic in &t.topics {
+            acls.extend(acl("topic", topic, &["Read", "Describe"]));
+            acls.extend(acl(
+                "topic",
+                &t.dead_letter_topic_for(topic),
+                &["Read", "Write", "Describe"],
+            ));
+        }
+        acls.extend(acl("group", &group, &["Read"]));
+        acls.extend(acl("group", &format!("mart.parking.{group}"), &["Read"]));
+        expected.insert(format!("mart-{}", t.component), acls);
+    }
+    let mut relay: BTreeSet<Acl> = create().into_iter().collect();
+    for topic in &event_topics {
+        relay.extend(acl("topic", topic, &["Write", "Describe"]));
+    }
+    expected.insert("mart-outbox-relay".into(), relay);
+    let mut keda = BTreeSet::new();
+    for t in &triggers {
+        for topic in &t.topics {
+            keda.extend(acl("topic", topic, &["Describe"]));
+        }
+        keda.extend(acl("group", &t.group_id(application), &["Describe"]));
+    }
+    expected.insert("mart-keda".into(), keda);
+
+    for overlay in OVERLAYS {
+        let docs = documents(overlay);
+        let mut actual: BTreeMap<String, BTreeSet<Acl>> = BTreeMap::new();
+        for user in of_kind(docs, "KafkaUser") {
+            let name = user["metadata"]["name"].as_str().unwrap().to_string();
+            let at = format!("{overlay}: KafkaUser {name}");
+            assert_eq!(
+                user["metadata"]["labels"]["strimzi.io/cluster"],
+                "mart-kafka"
+            );
+            assert_eq!(
+                user["spec"]["authentication"]["type"], "scram-sha-512",
+                "{at}"
+            );
+            assert_eq!(user["spec"]["authorization"]["type"], "simple", "{at}");
+            let mut acls = BTreeSet::new();
+            for a in user["spec"]["authorization"]["acls"].as_array().unwrap() {
+                assert_ne!(a["type"], "deny", "{at}");
+                assert_eq!(a["resource"]["patternType"], "literal", "{at}: no prefixes");
+                let kind = a["resource"]["type"].as_str().unwrap();
+                let resource = a["resource"]["name"].as_str().unwrap_or("*");
+                let mut ops = strings(&a["operations"]);
+                ops.extend(a["operation"].as_str().map(String::from));
+                for op in ops {
+                    assert_ne!(op, "All", "{at}");
+                    acls.insert((kind.to_string(), resource.to_string(), op));
+                }
+            }
+            actual.insert(name, acls);
+        }
+        assert_eq!(
+            actual.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{overlay}: a KafkaUser per Kafka client"
+        );
+        for (name, acls) in &expected {
+            assert_eq!(&actual[name], acls, "{overlay}: {name}'s ACLs");
+        }
+        // Who may write what: the event topics (mart.payments above all)
+        // only the relay; a dead-letter topic only the handlers reading
+        // its topic.
+        for topic in &event_topics {
+            let writers: Vec<&String> = actual
+                .iter()
+                .filter(|(_, acls)| acls.contains(&("topic".into(), topic.clone(), "Write".into())))
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(
+                writers,
+                ["mart-outbox-relay"],
+                "{overlay}: writers of {topic}"
+            );
+        }
+        // Each Kafka client authenticates as its own user.
+        for w in workloads(docs).iter().filter(|w| w.kafka) {
+            let at = format!("{overlay}: {}", w.name);
+            assert!(
+                actual.contains_key(&w.name),
+                "{at}: no KafkaUser of its name"
+            );
+            let username = w
+                .literals
+                .get("MART_KAFKA_SASL_USERNAME")
+                .unwrap_or_else(|| panic!("{at}: no MART_KAFKA_SASL_USERNAME"));
+            assert_eq!(username, &w.name, "{at}");
+            assert!(
+                w.secret_refs
+                    .iter()
+                    .any(|(env, s, k)| env == "MART_KAFKA_SASL_PASSWORD"
+                        && *s == w.name
+                        && k == "password"),
+                "{at}: its password from its KafkaUser's Secret"
+            );
+        }
+        for key in ["MART_KAFKA_SECURITY_PROTOCOL", "MART_KAFKA_SASL_MECHANISM"] {
+            assert!(configured(docs, key).is_string(), "{overlay}: {key}");
+        }
+        assert_eq!(
+            configured(docs, "MART_KAFKA_SASL_MECHANISM"),
+            "SCRAM-SHA-512"
+        );
+        // KEDA measures lag as mart-keda.
+        let auth = named(docs, "TriggerAuthentication", "mart-keda-kafka");
+        assert!(auth["spec"]["secretTargetRef"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["parameter"] == "password" && r["name"] == "mart-keda"));
+        for scaler in of_kind(docs, "ScaledObject") {
+            for t in scaler["spec"]["triggers"].as_array().unwrap() {
+                assert_eq!(
+                    t["authenticationRef"]["name"], "mart-keda-kafka",
+                    "{overlay}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn argo_cd_syncs_images_pinned_by_digest_and_no_pod_mounts_a_token() {
+    let synced = rendered()[ARGO_APPLICATION][0]["spec"]["source"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(synced, OVERLAYS[1], "Argo CD syncs the prod overlay");
+    let pinned = |image: &str| {
+        image.split_once("@sha256:").is_some_and(|(_, digest)| {
+            digest.len() == 64
+                && digest
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        })
+    };
+    let mut images = Vec::new();
+    for doc in documents(OVERLAYS[1]) {
+        let name = format!("{}/{}", doc["kind"], doc["metadata"]["name"]);
+        if doc["kind"] == "SpinApp" {
+            images.push((
+                name.clone(),
+                doc["spec"]["image"].as_str().unwrap().to_string(),
+            ));
+        }
+        let pod = &doc["spec"]["template"]["spec"];
+        for list in ["containers", "initContainers"] {
+            for c in pod[list].as_array().into_iter().flatten() {
+                images.push((name.clone(), c["image"].as_str().unwrap().to_string()));
+            }
+        }
+    }
+    assert!(images.len() > 10);
+    for (name, image) in &images {
+        assert!(pinned(image), "{name}: {image} is not pinned by digest");
+    }
+    for overlay in OVERLAYS {
+        let docs = documents(overlay);
+        let accounts: BTreeMap<&str, &Value> = of_kind(docs, "ServiceAccount")
+            .into_iter()
+            .map(|a| (a["metadata"]["name"].as_str().unwrap(), a))
+            .collect();
+        for (workload, pod) in mart_pods(docs) {
+            assert_eq!(
+                pod["spec"]["automountServiceAccountToken"], false,
+                "{overlay}: {} mounts a service-account token",
+                workload["metadata"]["name"]
+            );
+        }
+        for spin_app in of_kind(docs, "SpinApp") {
+            let account = spin_app["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            assert_eq!(
+                accounts
+                    .get(account)
+                    .map(|a| &a["automountServiceAccountToken"]),
+                Some(&Value::Bool(false)),
+                "{overlay}: SpinApp {} runs as {account}, which mounts its token",
+                spin_app["metadata"]["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_pages_get_hsts_and_a_referrer_policy_at_the_gateway() {
+    let app = app();
+    for overlay in OVERLAYS {
+        let docs = documents(overlay);
+        let plugins: BTreeMap<&str, &Value> = of_kind(docs, "KongPlugin")
+            .into_iter()
+            .map(|p| (p["metadata"]["name"].as_str().unwrap(), p))
+            .collect();
+        for page in ["shop", "dashboard"] {
+            let ingresses: Vec<&Value> = of_kind(docs, "Ingress")
+                .into_iter()
+                .filter(|i| {
+                    i["spec"]["rules"][0]["http"]["paths"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|p| http_component_for(&app, p["path"].as_str().unwrap()) == page)
+                })
+                .collect();
+            assert!(!ingresses.is_empty(), "{overlay}: no Ingress for {page}");
+            for ingress in ingresses {
+                let headers: Vec<String> = ingress["metadata"]["annotations"]["konghq.com/plugins"]
+                    .as_str()
+                    .unwrap()
+                    .split(',')
+                    .filter_map(|n| plugins.get(n))
+                    .filter(|p| p["plugin"] == "response-transformer")
+                    .flat_map(|p| strings(&p["config"]["add"]["headers"]))
+                    .collect();
+                for header in ["Strict-Transport-Security:max-age=", "Referrer-Policy:"] {
+                    assert!(
+                        headers.iter().any(|h| h.starts_with(header)),
+                        "{overlay}: {page} lacks {header} ({headers:?})"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -154,7 +154,6 @@ fn compose_starts_nothing_before_its_dependencies_are_healthy() {
     for (service, dependency, condition) in [
         ("mart", "postgres", "service_healthy"),
         ("mart", "kafka", "service_healthy"),
-        ("mart", "kafka-topics", "service_completed_successfully"),
         ("kong", "mart", "service_healthy"),
         ("kong", "kong-config", "service_completed_successfully"),
     ] {
@@ -172,6 +171,93 @@ fn compose_starts_nothing_before_its_dependencies_are_healthy() {
         !text.contains("BEGIN PRIVATE KEY"),
         "no secrets in the compose file"
     );
+}
+
+#[test]
+fn compose_and_its_env_template_are_secure_by_default() {
+    // No fake payments: the template names no provider, compose defaults to
+    // none, and neither sets the development switch that lets `fake` work.
+    let example = read(".env.example");
+    let value = |name: &str| {
+        example
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!(".env.example sets {name}"))
+            .to_string()
+    };
+    assert!(
+        !value("MART_PAYMENT_PROVIDERS").contains("fake"),
+        ".env.example enables the fake payment provider"
+    );
+    // No admin password anyone who read the template knows.
+    assert_eq!(
+        value("MART_ADMIN_PASSWORD"),
+        "",
+        ".env.example ships an admin password"
+    );
+    let text = read("docker-compose.yml");
+    assert!(!text.contains(":-fake"), "compose defaults to fake");
+    assert!(
+        !text.to_lowercase().contains("allow_fake_payments"),
+        "compose sets allow_fake_payments"
+    );
+    let compose = compose();
+    let services = &compose["services"];
+    // Kafka: clients log in (SASL/SCRAM) and are held to ACLs; nothing
+    // unauthenticated listens beyond the broker's loopback.
+    let kafka = &services["kafka"]["environment"];
+    let map = kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+        .as_str()
+        .unwrap();
+    for listener in kafka["KAFKA_LISTENERS"].as_str().unwrap().split(',') {
+        let (name, address) = listener.split_once("://").unwrap();
+        let protocol = map
+            .split(',')
+            .find_map(|p| p.strip_prefix(&format!("{name}:")))
+            .unwrap();
+        assert!(
+            protocol.starts_with("SASL_") || address.starts_with("127.0.0.1:"),
+            "listener {listener} ({protocol}) is open without a login"
+        );
+    }
+    assert_eq!(kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"], "false");
+    assert!(kafka["KAFKA_AUTHORIZER_CLASS_NAME"].is_string());
+    let mart = &services["mart"]["environment"];
+    assert_eq!(mart["MART_KAFKA_SASL_MECHANISM"], "SCRAM-SHA-512");
+    assert!(mart["MART_KAFKA_SASL_PASSWORD"].is_string());
+    // The pages get HSTS and a Referrer-Policy from Kong.
+    let kong = kong::rendered();
+    let web = kong["services"][0]["routes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["paths"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str() == Some("/shop"))
+        })
+        .expect("a kong.yml route for /shop");
+    let headers: Vec<&str> = web["plugins"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == "response-transformer")
+        .flat_map(|p| {
+            p["config"]["add"]["headers"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|h| h.as_str())
+        .collect();
+    for header in ["Strict-Transport-Security:max-age=", "Referrer-Policy:"] {
+        assert!(
+            headers.iter().any(|h| h.starts_with(header)),
+            "kong.yml's pages lack {header}"
+        );
+    }
 }
 
 #[test]
