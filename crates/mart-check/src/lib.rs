@@ -12,6 +12,14 @@
 //! behind the order (a paid order whose stock is not committed yet): that is
 //! reported as *unsettled* (exit 2), and only a state no further step can
 //! repair as a *violation* (exit 1).
+//!
+//! With the brokers (`check_with`), it also reads every consumer group's
+//! committed offsets on every partition of the topics it reads: a partition
+//! whose group lags behind its end with no progress between two readings is
+//! unsettled too (nobody may be consuming it: a member the broker still
+//! counts may be gone). Nothing is lost there, so it is never a violation.
+
+mod kafka;
 
 use std::collections::HashMap;
 
@@ -26,11 +34,27 @@ pub struct Report {
     pub unsettled: Vec<String>,
     /// Broken invariants, one line each, naming the order or product.
     pub violations: Vec<String>,
+    /// Consumer groups' partitions read, when the brokers were given.
+    pub partitions: Option<usize>,
+    /// Partitions a group lags on with no progress, one line each.
+    pub lagging: Vec<String>,
 }
 
 impl Report {
     pub fn is_clean(&self) -> bool {
-        self.unsettled.is_empty() && self.violations.is_empty()
+        self.unsettled.is_empty() && self.violations.is_empty() && self.lagging.is_empty()
+    }
+
+    /// `mart check`'s exit code: 1 on a violation, 2 while anything is
+    /// unsettled (orders or lagging partitions), else 0.
+    pub fn exit_code(&self) -> i32 {
+        if !self.violations.is_empty() {
+            1
+        } else if !self.is_clean() {
+            2
+        } else {
+            0
+        }
     }
 }
 
@@ -43,8 +67,18 @@ impl std::fmt::Display for Report {
             self.unsettled.len(),
             self.violations.len()
         )?;
+        if let Some(partitions) = self.partitions {
+            writeln!(
+                f,
+                "{partitions} consumer group partitions: {} lagging with no progress",
+                self.lagging.len()
+            )?;
+        }
         for order in &self.unsettled {
             writeln!(f, "  unsettled: order {order}")?;
+        }
+        for partition in &self.lagging {
+            writeln!(f, "  unsettled: {partition}")?;
         }
         for violation in &self.violations {
             writeln!(f, "  VIOLATION: {violation}")?;
@@ -58,11 +92,28 @@ impl std::fmt::Display for Report {
 /// (a paid order refunded meanwhile) could look like a contradiction: a
 /// violation counts only if a second reading, a second later, finds it too.
 pub async fn check(server_url: &str) -> anyhow::Result<Report> {
+    check_with(server_url, None).await
+}
+
+/// `check`, and with `kafka_brokers` the consumer groups' lag (see the
+/// module's documentation), read over the same second.
+pub async fn check_with(server_url: &str, kafka_brokers: Option<&str>) -> anyhow::Result<Report> {
+    let first_kafka = match kafka_brokers {
+        Some(brokers) => Some(kafka::read_blocking(brokers).await?),
+        None => None,
+    };
     let mut report = check_once(server_url).await?;
+    if !report.violations.is_empty() || first_kafka.is_some() {
+        tokio::time::sleep(kafka::PAUSE).await;
+    }
     if !report.violations.is_empty() {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let again = check_once(server_url).await?;
         report.violations.retain(|v| again.violations.contains(v));
+    }
+    if let (Some(first), Some(brokers)) = (first_kafka, kafka_brokers) {
+        let second = kafka::read_blocking(brokers).await?;
+        report.partitions = Some(second.len());
+        report.lagging = kafka::lagging(&first, &second);
     }
     Ok(report)
 }

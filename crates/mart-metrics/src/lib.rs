@@ -34,6 +34,8 @@ pub struct Metrics {
     kafka_handler_duration: HistogramVec,
     kafka_lag: IntGaugeVec,
     kafka_stalled: IntGaugeVec,
+    kafka_group_lag: IntGaugeVec,
+    kafka_group_lag_stuck: IntGaugeVec,
     outbox_backlog: IntGaugeVec,
     outbox_published: IntCounterVec,
     outbox_latency: HistogramVec,
@@ -183,6 +185,25 @@ impl Metrics {
             &["group", "topic", "partition"],
         )
         .expect("valid metric");
+        let kafka_group_lag = IntGaugeVec::new(
+            Opts::new(
+                "kafka_group_lag",
+                "Messages past the consumer group's committed offset, per partition of every \
+                 topic the group reads, whichever member owns it (or none), read from the broker \
+                 every 10 s",
+            ),
+            &["group", "topic", "partition"],
+        )
+        .expect("valid metric");
+        let kafka_group_lag_stuck = IntGaugeVec::new(
+            Opts::new(
+                "kafka_group_lag_stuck_seconds",
+                "How long a partition has lagged without the group's committed offset moving \
+                 (0 when it moves or has no lag): a partition nobody consumes keeps growing",
+            ),
+            &["group", "topic", "partition"],
+        )
+        .expect("valid metric");
         let outbox_backlog = IntGaugeVec::new(
             Opts::new(
                 "outbox_backlog",
@@ -242,6 +263,8 @@ impl Metrics {
             Box::new(kafka_handler_duration.clone()),
             Box::new(kafka_lag.clone()),
             Box::new(kafka_stalled.clone()),
+            Box::new(kafka_group_lag.clone()),
+            Box::new(kafka_group_lag_stuck.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(outbox_published.clone()),
             Box::new(outbox_latency.clone()),
@@ -271,6 +294,8 @@ impl Metrics {
             kafka_handler_duration,
             kafka_lag,
             kafka_stalled,
+            kafka_group_lag,
+            kafka_group_lag_stuck,
             outbox_backlog,
             outbox_published,
             outbox_latency,
@@ -326,6 +351,23 @@ impl Metrics {
         self.kafka_stalled
             .with_label_values(&[group, topic, &partition.to_string()])
             .set(stalled.as_secs() as i64);
+    }
+
+    /// The group's lag on one partition from its committed offset, and how
+    /// long it has lagged without that offset moving.
+    pub fn kafka_group_lag(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        lag: i64,
+        stuck: Duration,
+    ) {
+        let labels = [group, topic, &partition.to_string()];
+        self.kafka_group_lag.with_label_values(&labels).set(lag);
+        self.kafka_group_lag_stuck
+            .with_label_values(&labels)
+            .set(stuck.as_secs() as i64);
     }
 
     /// Drops the lag series of a partition this host no longer owns.
@@ -476,6 +518,19 @@ mod tests {
         );
         drop(guard);
         assert!(m.render().contains("mart_instances_active 0"));
+        m.kafka_group_lag(
+            "mart.orders-events",
+            "mart.payments",
+            3,
+            7,
+            Duration::from_secs(90),
+        );
+        let text = m.render();
+        assert!(text.contains(r#"mart_kafka_group_lag{group="mart.orders-events",partition="3",topic="mart.payments"} 7"#), "{text}");
+        assert!(text.contains(r#"mart_kafka_group_lag_stuck_seconds{group="mart.orders-events",partition="3",topic="mart.payments"} 90"#), "{text}");
+        assert!(m.families().iter().any(
+            |f| f.name == "mart_kafka_group_lag" && f.labels == ["group", "topic", "partition"]
+        ));
     }
 
     #[test]

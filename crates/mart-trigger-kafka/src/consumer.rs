@@ -106,8 +106,19 @@ impl TriggerConsumer {
         consumer
             .subscribe(&topic_refs)
             .with_context(|| format!("subscribing `{component}` to {topics:?}"))?;
+        // Shared with the group's lag monitor, whose requests block.
+        let consumer = Arc::new(consumer);
 
         let stop = Arc::new(AtomicBool::new(false));
+        crate::group_lag::spawn_monitor(
+            Arc::downgrade(&consumer),
+            group.clone(),
+            topics.clone(),
+            trigger.start.as_str() == "earliest",
+            metrics.clone(),
+            stop.clone(),
+        )
+        .context("spawning the Kafka lag monitor thread")?;
         let grace = Arc::new(Mutex::new(REVOKE_GRACE));
         let (committed_tx, committed_rx) = tokio::sync::oneshot::channel();
         let poller = Poller {
@@ -360,7 +371,7 @@ impl ConsumerContext for GroupContext {
 
 /// The poll thread's state.
 struct Poller {
-    consumer: BaseConsumer<GroupContext>,
+    consumer: Arc<BaseConsumer<GroupContext>>,
     partitions: Arc<Partitions>,
     worker_context: Arc<WorkerContext>,
     runtime: tokio::runtime::Handle,

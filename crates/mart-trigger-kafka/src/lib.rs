@@ -13,6 +13,7 @@
 mod backoff;
 mod consumer;
 mod dead_letter;
+mod group_lag;
 mod invoke;
 mod parking;
 mod partition;
