@@ -325,3 +325,108 @@ fn guessing_the_current_password_is_throttled_too() {
     }
     assert_eq!(change("guess"), 429);
 }
+
+/// The configured admin password passes the password policy and is not a
+/// template's placeholder (issue 27): a deployment made from `.env.example`
+/// (`MART_ADMIN_PASSWORD=change-me-admin`) must not hand the admin account
+/// to whoever read the template. Its login is the operator's error (500,
+/// naming the variable and the rule, never the value), and no account is
+/// created.
+#[test]
+fn a_placeholder_or_weak_admin_password_creates_no_admin() {
+    for (password, rule) in [
+        ("change-me-admin", "placeholder"),
+        ("short", "at least 8 characters"),
+    ] {
+        let email = format!("{}@mart.test", mart_integration_tests::unique("admin"));
+        let host = Host::start(
+            "spin.toml",
+            &[
+                ("SPIN_VARIABLE_ADMIN_EMAIL", email.clone()),
+                ("SPIN_VARIABLE_ADMIN_PASSWORD", password.into()),
+            ],
+        );
+        let (status, problem) = login(&host, &email, password).unwrap_err();
+        assert_eq!(status, 500, "{password}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("admin_password") && detail.contains(rule),
+            "{password}: {detail}"
+        );
+        assert!(!detail.contains(password), "the password is not echoed");
+        let created = postgres().query(
+            "users",
+            &format!("SELECT count(*) FROM users WHERE email = '{email}'"),
+        );
+        assert_eq!(created[0].get::<_, i64>(0), 0, "{password}: no admin");
+        // Anyone else still signs in and registers as before.
+        let customer = unique_email();
+        register(&host, &customer, "correct horse battery");
+        assert!(login(&host, &customer, "correct horse battery").is_ok());
+    }
+}
+
+/// POSTs a login from this machine (127.0.0.1) with `X-Forwarded-For`;
+/// the status.
+fn login_forwarded_for(host: &Host, forwarded_for: &str, email: &str, password: &str) -> u16 {
+    let body = serde_json::to_vec(&json!({ "email": email, "password": password })).unwrap();
+    host.request(
+        "POST",
+        "/auth/token",
+        &[
+            ("content-type", "application/json"),
+            ("x-forwarded-for", forwarded_for),
+        ],
+        Some(&body),
+    )
+    .status
+}
+
+/// Behind a proxy (Kong) every client connects from the proxy's address:
+/// with the proxy in `trusted_proxies`, the throttle keys on the client it
+/// names in `X-Forwarded-For` (the rightmost hop it did not add itself), so
+/// a guesser behind the proxy never delays the owner behind it (issue 27).
+#[test]
+fn behind_a_trusted_proxy_a_guesser_never_delays_the_owner() {
+    let host = Host::start(
+        "spin.toml",
+        &[("SPIN_VARIABLE_TRUSTED_PROXIES", "127.0.0.1".into())],
+    );
+    let email = unique_email();
+    register(&host, &email, "correct horse battery");
+    // The guesser puts the owner's address first; the proxy appends the
+    // address the guesser really came from, which is what counts.
+    let guesser = "198.51.100.7, 203.0.113.9";
+    for _ in 0..3 {
+        assert_eq!(login_forwarded_for(&host, guesser, &email, "guess"), 401);
+    }
+    assert_eq!(login_forwarded_for(&host, guesser, &email, "guess"), 429);
+    assert_eq!(
+        login_forwarded_for(&host, "203.0.113.9", &email, "guess"),
+        429,
+        "the same client however it fills in the left of the header"
+    );
+    assert_eq!(
+        login_forwarded_for(&host, "198.51.100.7", &email, "correct horse battery"),
+        200,
+        "the owner behind the same proxy signs in at once"
+    );
+}
+
+/// Without a trusted proxy, `X-Forwarded-For` is the client's own text:
+/// a client cannot escape its throttle by changing it.
+#[test]
+fn a_forged_forwarded_for_does_not_escape_the_throttle() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "correct horse battery");
+    for i in 0..3 {
+        let forged = format!("203.0.113.{i}");
+        assert_eq!(login_forwarded_for(&host, &forged, &email, "guess"), 401);
+    }
+    assert_eq!(
+        login_forwarded_for(&host, "198.51.100.99", &email, "correct horse battery"),
+        429,
+        "still this client's throttle"
+    );
+}

@@ -79,17 +79,29 @@ fn bad_credentials() -> Problem {
 }
 
 /// Who is trying passwords: the client's IP as the host reports it (the
-/// host sets `spin-client-addr` and drops client-sent `spin-*` headers).
-/// Behind a gateway this is the gateway, which rate-limits per client itself.
+/// host sets `spin-client-addr` and drops client-sent `spin-*` headers);
+/// behind a proxy listed in the `trusted_proxies` variable (e.g. Kong),
+/// the client that proxy names in `X-Forwarded-For`
+/// (`users::client_address`). Without that, every client behind the
+/// proxy would share one throttle, and anyone's guessing would delay the
+/// owner.
 fn client_of(request: &Request) -> String {
-    let addr = request
+    let peer = request
         .header("spin-client-addr")
         .and_then(|v| v.as_str())
         .unwrap_or_default();
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(socket) => socket.ip().to_string(),
-        Err(_) => addr.to_string(),
+    let trusted = optional_variable("trusted_proxies").unwrap_or_default();
+    if trusted.trim().is_empty() {
+        return users::client_address(peer, None, "");
     }
+    // Every X-Forwarded-For header, in order, as one list.
+    let forwarded: Vec<&str> = request
+        .headers()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        .filter_map(|(_, value)| value.as_str())
+        .collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+    users::client_address(peer, forwarded.as_deref(), &trusted)
 }
 
 /// 429 with `Retry-After`: this client must wait before its next password.
@@ -153,8 +165,6 @@ fn issue_token(request: &Request) -> Result<Response, Problem> {
     ))
 }
 
-/// The first login as the configured admin creates that account (variables
-/// `admin_email` and `admin_password`); afterwards it is an ordinary admin.
 /// `user.registered` for a new account.
 fn registered(user: &User) -> EventData {
     EventData::UserRegistered(UserRegistered {
@@ -164,6 +174,8 @@ fn registered(user: &User) -> EventData {
     })
 }
 
+/// The first login as the configured admin creates that account (variables
+/// `admin_email` and `admin_password`); afterwards it is an ordinary admin.
 fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Problem> {
     let (Some(admin_email), Some(admin_password)) = (
         optional_variable("admin_email"),
@@ -173,6 +185,22 @@ fn bootstrap_admin(db: &Db, email: &str, given_password: &str) -> Result<(), Pro
     };
     if users::normalise_email(&admin_email) != email || given_password != admin_password {
         return Ok(());
+    }
+    // The configured password must be one the policy accepts and not a
+    // template's placeholder: a deployment made from `.env.example` would
+    // otherwise give the admin account to anyone who read the template.
+    // Refused even when the account exists (created before this check), so
+    // a placeholder never signs anyone in as the admin; an admin who has
+    // changed the password signs in with the new one as before. A 500, not
+    // a 4xx: the client sent what the operator configured, and only the
+    // operator can fix it. The answer names the variable and the rule,
+    // never the value.
+    if let Err(rule) = users::check_admin_password(&admin_email, &admin_password) {
+        eprintln!("users: the admin account is not created: the variable admin_password {rule}");
+        return Err(Problem::internal(format!(
+            "the admin account is not available: the variable `admin_password` {rule} \
+             (the operator must set another)"
+        )));
     }
     if db.user_by_email(email)?.is_some() {
         return Ok(());

@@ -62,6 +62,40 @@ pub fn validate_registration(input: Registration) -> Result<ValidRegistration, D
     }
 }
 
+/// Why the configured admin password (`admin_password`) cannot be used:
+/// it must pass the policy every user's password passes (for the admin's
+/// email) and must not be a template's placeholder (`change-me`,
+/// `changeme`, `replace-me`, … as `.env.example` ships them), which anyone
+/// who read the template knows. The rule broken, never the password.
+pub fn check_admin_password(admin_email: &str, password: &str) -> Result<(), String> {
+    password::check_policy(password, &normalise_email(admin_email))
+        .map_err(|e| e.message.clone())?;
+    if is_placeholder(password) {
+        return Err(
+            "must not be a placeholder such as the templates' `change-me` values; \
+             set a password of your own"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A value a template ships for the operator to replace: its letters and
+/// digits (lower-cased) contain `changeme`, `replaceme`, `placeholder` or
+/// `yourpassword`, or it still holds a `{{ … }}` or `<…>` template marker.
+pub fn is_placeholder(value: &str) -> bool {
+    let letters: String = value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    ["changeme", "replaceme", "placeholder", "yourpassword"]
+        .iter()
+        .any(|marker| letters.contains(marker))
+        || value.contains("{{")
+        || (value.trim_start().starts_with('<') && value.trim_end().ends_with('>'))
+}
+
 /// Emails compare case-insensitively: stored trimmed and lower-cased.
 pub fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
@@ -95,6 +129,113 @@ pub fn check_name(name: &str) -> Result<(), FieldError> {
     } else {
         Err(FieldError::new("name", "must be 1 to 100 characters"))
     }
+}
+
+/// Who is trying passwords, for the login throttle: the address of the
+/// peer that connected (`peer`, as the host reports it), unless that peer
+/// is a proxy the operator trusts (`trusted`: the `trusted_proxies`
+/// variable, comma-separated addresses and CIDR blocks). Then the client
+/// is the rightmost address in `X-Forwarded-For` (`forwarded_for`, every
+/// such header joined with commas) that is not itself a trusted proxy:
+/// each proxy appends the address it was connected from, so everything to
+/// the left of the last trusted hop was written by the client and may be
+/// forged, and only the hops the trusted proxies appended are believed.
+/// A peer that is not trusted is its own client whatever the header says,
+/// so no client escapes its throttle (or takes another's) by sending one.
+pub fn client_address(peer: &str, forwarded_for: Option<&str>, trusted: &str) -> String {
+    let peer_ip = parse_ip(peer);
+    let peer_key = || peer_ip.map_or_else(|| peer.trim().to_string(), |ip| ip.to_string());
+    let proxies = trusted_proxies(trusted);
+    let is_trusted = |ip: std::net::IpAddr| proxies.iter().any(|p| p.contains(ip));
+    if !peer_ip.is_some_and(is_trusted) {
+        return peer_key();
+    }
+    let Some(forwarded_for) = forwarded_for else {
+        return peer_key();
+    };
+    for hop in forwarded_for.rsplit(',').map(str::trim) {
+        match parse_ip(hop) {
+            Some(ip) if is_trusted(ip) => continue,
+            Some(ip) => return ip.to_string(),
+            // Not an address (`unknown`, an obfuscated name): what the
+            // proxy wrote is still this client's key, never a trusted one.
+            None if !hop.is_empty() => return hop.chars().take(64).collect(),
+            None => return peer_key(),
+        }
+    }
+    // Every hop is a trusted proxy: the request started at one of them.
+    peer_key()
+}
+
+/// An address as proxies and hosts write it: `1.2.3.4`, `1.2.3.4:5678`,
+/// `::1`, `[::1]:5678`; IPv4-mapped IPv6 addresses as IPv4.
+fn parse_ip(text: &str) -> Option<std::net::IpAddr> {
+    let text = text.trim();
+    let ip = text
+        .parse::<std::net::IpAddr>()
+        .or_else(|_| text.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .or_else(|_| {
+            text.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+        })
+        .ok()?;
+    Some(match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+/// One entry of `trusted_proxies`: an address or a CIDR block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpBlock {
+    /// `10.0.0.0/8`, `192.0.2.1`, `fd00::/8`, `::1`.
+    pub fn parse(text: &str) -> Option<IpBlock> {
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.trim().parse::<u8>().ok()?)),
+            None => (text.trim(), None),
+        };
+        let network = parse_ip(address)?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(bits);
+        (prefix <= bits).then_some(IpBlock { network, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                bits >> (width - prefix)
+            }
+        }
+        match (self.network, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                masked(u32::from(n).into(), self.prefix, 32)
+                    == masked(u32::from(a).into(), self.prefix, 32)
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => {
+                masked(u128::from(n), self.prefix, 128) == masked(u128::from(a), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `trusted_proxies` as blocks. An entry that is neither an address nor a
+/// CIDR block trusts nothing (fail closed: the peer stays the client).
+pub fn trusted_proxies(setting: &str) -> Vec<IpBlock> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(IpBlock::parse)
+        .collect()
 }
 
 /// Failed logins before any delay applies.
@@ -158,6 +299,94 @@ mod tests {
         ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_admin_password_passes_the_policy_and_is_no_placeholder() {
+        assert!(check_admin_password("admin@mart.test", "a long own secret").is_ok());
+        // .env.example's and the old `make run` default.
+        for placeholder in [
+            "change-me-admin",
+            "admin-password-change-me",
+            "CHANGEME123",
+            "Change_Me_Please",
+            "replace-me-now",
+            "{{ admin_password }}",
+            "<your password here>",
+        ] {
+            let rule = check_admin_password("admin@mart.test", placeholder).unwrap_err();
+            assert!(rule.contains("placeholder"), "{placeholder}: {rule}");
+            assert!(!rule.contains(placeholder), "the rule does not echo it");
+        }
+        assert!(check_admin_password("admin@mart.test", "short")
+            .unwrap_err()
+            .contains("at least 8"));
+        assert!(check_admin_password("Admin@Mart.test", "admin@mart.test")
+            .unwrap_err()
+            .contains("email"));
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_says_otherwise() {
+        let kong = "10.0.0.5:41000";
+        // No trusted proxies: the header is ignored, whoever sends it.
+        assert_eq!(client_address(kong, Some("203.0.113.9"), ""), "10.0.0.5");
+        // An untrusted peer's header is ignored too.
+        assert_eq!(
+            client_address("198.51.100.1:1234", Some("203.0.113.9"), "10.0.0.0/8"),
+            "198.51.100.1"
+        );
+        // From a trusted proxy: the rightmost hop it did not write itself.
+        assert_eq!(
+            client_address(kong, Some("203.0.113.9"), "10.0.0.0/8"),
+            "203.0.113.9"
+        );
+        // What the client put on the left is not believed.
+        assert_eq!(
+            client_address(kong, Some("192.0.2.77, 203.0.113.9"), "10.0.0.0/8"),
+            "203.0.113.9"
+        );
+        // Hops through several trusted proxies are skipped.
+        assert_eq!(
+            client_address(kong, Some("203.0.113.9, 10.1.2.3"), "10.0.0.0/8, 127.0.0.1"),
+            "203.0.113.9"
+        );
+        // No header, or only trusted hops: the proxy is the client.
+        assert_eq!(client_address(kong, None, "10.0.0.5"), "10.0.0.5");
+        assert_eq!(
+            client_address(kong, Some("10.9.9.9"), "10.0.0.0/8"),
+            "10.0.0.5"
+        );
+        // Ports, IPv6 and IPv4-mapped addresses.
+        assert_eq!(
+            client_address(
+                "[::ffff:127.0.0.1]:80",
+                Some("[2001:db8::1]:443"),
+                "127.0.0.1"
+            ),
+            "2001:db8::1"
+        );
+        // A setting that is not an address trusts nothing.
+        assert_eq!(
+            client_address(kong, Some("203.0.113.9"), "kong"),
+            "10.0.0.5"
+        );
+    }
+
+    #[test]
+    fn ip_blocks() {
+        let block = IpBlock::parse("10.0.0.0/8").unwrap();
+        assert!(block.contains("10.255.0.1".parse().unwrap()));
+        assert!(!block.contains("11.0.0.1".parse().unwrap()));
+        assert!(!block.contains("::1".parse().unwrap()));
+        assert!(IpBlock::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("192.0.2.1".parse().unwrap()));
+        assert!(IpBlock::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert_eq!(IpBlock::parse("10.0.0.0/33"), None);
+        assert_eq!(IpBlock::parse("nope"), None);
     }
 
     #[test]
