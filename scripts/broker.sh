@@ -31,20 +31,41 @@ wait_port() {
   return 1
 }
 
+# A broker started earlier in DIR that is still alive (a `make run` killed
+# before it could stop it): reused, so that its groups and data stay.
+running_pid() {
+  local dir=$1 pid
+  [ -f "$dir/tansu.pid" ] || return 1
+  pid=$(cat "$dir/tansu.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
 start() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 pid
   install
   mkdir -p "$dir/data"
-  # The SQLite path is relative to the working directory.
-  (cd "$dir" && exec nohup "$BIN" broker \
+  if pid=$(running_pid "$dir") && wait_port "$port"; then
+    echo "tansu already running in $dir (pid $pid)" >&2
+    return
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port 127.0.0.1:$port is in use by another process: choose another (MART_KAFKA_PORT)" >&2
+    exit 1
+  fi
+  # The SQLite path is relative to the working directory. A session of its
+  # own (setsid): the terminal's Ctrl-C reaches `make run`'s host only, and
+  # run.sh stops the broker after the host has left its groups.
+  (cd "$dir" && exec setsid nohup "$BIN" broker \
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine "sqlite://data/tansu.db" >"$dir/tansu.log" 2>&1 </dev/null) &
-  local pid=$!
+  pid=$!
   echo $pid >"$dir/tansu.pid"
   if ! wait_port "$port" || ! kill -0 "$pid" 2>/dev/null; then
     echo "tansu did not listen on 127.0.0.1:$port; its log:" >&2
     tail -20 "$dir/tansu.log" >&2
+    stop "$dir"
     exit 1
   fi
 }

@@ -51,7 +51,9 @@ start() {
   # shop runs: make bench reports them per order.
   local preload=""
   [ -f "$bin/../lib/pg_stat_statements.so" ] && preload="-c shared_preload_libraries=pg_stat_statements"
-  as_db_user "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 start \
+  # In a session of its own (setsid): the terminal's Ctrl-C reaches `make
+  # run`'s host only, and run.sh stops PostgreSQL after the host.
+  as_db_user setsid -w "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 start \
     -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=200 -c fsync=off $preload" >/dev/null
   echo "PostgreSQL on 127.0.0.1:$port (data in $dir)" >&2
 }
