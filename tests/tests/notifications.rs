@@ -126,3 +126,86 @@ fn a_refused_message_is_dead_lettered_with_the_reason() {
     );
     assert_eq!(messages_to(&email).len(), 1, "a refusal is not retried");
 }
+
+/// The `log` channel (the default) writes no personal data to the host's
+/// log (issue 27): the welcome names its recipient by initials and a
+/// shortened address; the stored notification, which only the recipient
+/// reads, keeps the full text.
+///
+/// A second host consumes `mart.users` for the `log` channel in a group
+/// and a database of its own (so it neither takes partitions from the
+/// binary's shared host nor finds the event already applied there).
+#[test]
+fn the_log_channel_redacts_names_and_addresses() {
+    let host = mail_host();
+    let database = "notifications_log";
+    postgres().query("postgres", &format!("CREATE DATABASE {database}"));
+    for migration in ["0001_notifications.sql", "0002_processed_events.sql"] {
+        let sql = std::fs::read_to_string(
+            mart_integration_tests::repo_root()
+                .join("migrations/notifications")
+                .join(migration),
+        )
+        .unwrap();
+        postgres().execute_script(database, &sql);
+    }
+    let group = unique("mart-test-log");
+    let manifest = mart_integration_tests::app_manifest_with("notifications-log", |m| {
+        let triggers = m["trigger"].as_table_mut().unwrap();
+        triggers.retain(|kind, _| kind == "http" || kind == "kafka");
+        let kafka = triggers["kafka"].as_array_mut().unwrap();
+        kafka.retain(|t| t["component"].as_str() == Some("notifications-events"));
+        let trigger = kafka[0].as_table_mut().unwrap();
+        trigger.insert(
+            "topics".into(),
+            toml::Value::Array(vec!["mart.users".into()]),
+        );
+        trigger.insert("group".into(), group.clone().into());
+        let variables = m["component"]["notifications-events"]["variables"]
+            .as_table_mut()
+            .unwrap();
+        variables.insert(
+            "db_url".into(),
+            format!("postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{database}").into(),
+        );
+    });
+    let logging = Host::start(
+        manifest.to_str().unwrap(),
+        &[
+            ("SPIN_VARIABLE_NOTIFICATION_CHANNEL", "log".into()),
+            ("MART_NO_OUTBOX_RELAY", "true".into()),
+        ],
+    );
+
+    let local = unique("jane.doe");
+    let email = format!("{local}@example.com");
+    let r = host.send_json(
+        "POST",
+        "/users",
+        &json!({"email": email, "name": "Jane Doe", "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let user = r.json()["id"].as_str().unwrap().to_string();
+    let line = eventually(WAIT, "the welcome in the log channel's log", || {
+        logging
+            .log()
+            .lines()
+            .find(|l| l.contains(&format!("notification to {user} (welcome)")))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains("Hello J. D., your account j***@example.com is ready."),
+        "{line}"
+    );
+    assert!(!line.contains(&local) && !line.contains("Jane"), "{line}");
+    let stored: String = postgres().query(
+        database,
+        &format!("SELECT body FROM notifications WHERE user_id = '{user}'"),
+    )[0]
+    .get(0);
+    assert_eq!(
+        stored,
+        format!("Hello Jane Doe, your account {email} is ready."),
+        "the recipient's own copy is whole"
+    );
+}

@@ -224,3 +224,44 @@ fn failures_are_error_spans_and_chained_calls_are_client_and_server_spans() {
         callee.attribute("http.response.status_code")
     );
 }
+
+/// A failed statement's span says what failed (SQLSTATE and the server's
+/// message), never the row's values: PostgreSQL's detail (`Key
+/// (email)=(…) already exists`) is personal data and stays out of traces
+/// (issue 27).
+#[test]
+fn a_failed_statements_span_holds_no_row_values() {
+    let receiver = OtlpReceiver::start();
+    let host = Host::start("spin.toml", &exporting_to(&receiver));
+    let email = format!("{}@example.com", mart_integration_tests::unique("pii"));
+    let register = || {
+        host.send_json(
+            "POST",
+            "/users",
+            &serde_json::json!({"email": email, "name": "Ada", "password": "correct horse battery"}),
+        )
+        .status
+    };
+    assert_eq!(register(), 201);
+    assert_eq!(register(), 409, "the address is taken");
+    // The INSERT's span: a statement on the users database that failed.
+    let failed_statement = |s: &&ReceivedSpan| {
+        s.kind == CLIENT
+            && s.attribute("db.namespace") == Some("users")
+            && s.status_code == STATUS_ERROR
+    };
+    let spans = receiver.wait_for(SPANS, "the failed INSERT's span", |spans| {
+        spans.iter().any(|s| failed_statement(&s))
+    });
+    let failed = spans.iter().find(failed_statement).unwrap();
+    assert!(
+        failed
+            .status_message
+            .starts_with("SQLSTATE 23505: duplicate key value"),
+        "{failed:#?}"
+    );
+    for span in &spans {
+        let text = format!("{span:?}");
+        assert!(!text.contains(&email), "the email is in a span: {span:#?}");
+    }
+}

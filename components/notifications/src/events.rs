@@ -4,7 +4,7 @@
 //!
 //! Delivery goes through the channel named by the `notification_channel`
 //! variable. The built-in `log` channel writes the message to the host's
-//! log and records it. The notification row and the processed-events record
+//! log, its recipient's name and address redacted, and records it. The notification row and the processed-events record
 //! commit together, so an event yields one notification however often it
 //! is delivered.
 
@@ -55,9 +55,12 @@ fn deliver(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError
     let channel = mart_guest::config::optional_variable("notification_channel")
         .unwrap_or_else(|| "log".into());
     match channel.as_str() {
+        // The host's log is no place for personal data: the redacted body
+        // (name and address shortened); the stored notification, which
+        // only its recipient reads, keeps the full text.
         "log" => eprintln!(
             "notification to {} ({}): {} — {}",
-            note.user_id, note.kind, note.subject, note.body
+            note.user_id, note.kind, note.subject, note.log_body
         ),
         "http" => send_http(db, event_id, note)?,
         other => {

@@ -11,6 +11,11 @@ pub struct Note {
     pub kind: &'static str,
     pub subject: String,
     pub body: String,
+    /// The body as the host's log may show it (the `log` channel): the
+    /// recipient's name and address redacted (`redact_name`,
+    /// `redact_email`). Logs are kept, shipped and read by operators; the
+    /// full text goes only to the recipient (and their own list).
+    pub log_body: String,
 }
 
 /// The message for `event`, if it is one a customer hears about.
@@ -51,11 +56,40 @@ pub fn note_for(event: &EventData) -> Option<Note> {
 }
 
 fn welcome(user: &UserRegistered) -> Note {
+    let body = |name: &str, email: &str| format!("Hello {name}, your account {email} is ready.");
     Note {
         user_id: user.user_id.clone(),
         kind: "welcome",
         subject: "Welcome to Mart".into(),
-        body: format!("Hello {}, your account {} is ready.", user.name, user.email),
+        body: body(&user.name, &user.email),
+        log_body: body(&redact_name(&user.name), &redact_email(&user.email)),
+    }
+}
+
+/// An address as a log may show it: the local part's first character and
+/// the domain, `j***@example.com`; `***` for anything without an `@`.
+pub fn redact_email(email: &str) -> String {
+    match email.rsplit_once('@') {
+        Some((local, domain)) => match local.chars().next() {
+            Some(first) => format!("{first}***@{domain}"),
+            None => format!("***@{domain}"),
+        },
+        None => "***".into(),
+    }
+}
+
+/// A name as a log may show it: its words' initials, `Ada Lovelace` ->
+/// `A. L.`; `***` for a name with no letters.
+pub fn redact_name(name: &str) -> String {
+    let initials: Vec<String> = name
+        .split_whitespace()
+        .filter_map(|word| word.chars().find(|c| c.is_alphanumeric()))
+        .map(|c| format!("{c}."))
+        .collect();
+    if initials.is_empty() {
+        "***".into()
+    } else {
+        initials.join(" ")
     }
 }
 
@@ -72,6 +106,8 @@ fn about_order(
         user_id: order.user_id.clone(),
         kind,
         subject,
+        // An order's note names no person: ids, totals and the reason.
+        log_body: body.clone(),
         body,
     }
 }
@@ -136,6 +172,16 @@ mod tests {
     }
 
     #[test]
+    fn names_and_addresses_are_redacted_for_logs() {
+        assert_eq!(redact_email("jane.doe@example.com"), "j***@example.com");
+        assert_eq!(redact_email("@example.com"), "***@example.com");
+        assert_eq!(redact_email("not an address"), "***");
+        assert_eq!(redact_name("Ada Lovelace"), "A. L.");
+        assert_eq!(redact_name("  élodie  "), "é.");
+        assert_eq!(redact_name(" - "), "***");
+    }
+
+    #[test]
     fn a_new_account_is_welcomed_and_other_events_say_nothing() {
         let user = UserRegistered {
             user_id: "u2".into(),
@@ -145,6 +191,7 @@ mod tests {
         let note = note_for(&EventData::UserRegistered(user)).unwrap();
         assert_eq!(note.kind, "welcome");
         assert_eq!(note.body, "Hello Ada, your account a@b.co is ready.");
+        assert_eq!(note.log_body, "Hello A., your account a***@b.co is ready.");
         assert_eq!(
             note_for(&EventData::OrderDelivered(order("o1", None))),
             None

@@ -67,7 +67,25 @@ impl HostConnection for PgHost {
 /// Ends a statement's span, failed when the statement failed.
 fn finish<T>(span: Option<Span>, result: &Result<T, Error>) {
     if let (Some(mut span), Err(e)) = (span, result) {
-        span.fail(format!("{e:?}"));
+        span.fail(span_status(e));
+    }
+}
+
+/// What a failed statement's span says: for a server error its SQLSTATE
+/// and message only. The server's detail, hint and where-fields (and the
+/// full text that repeats them) carry row values, e.g. `Key (email)=(…)
+/// already exists` or `Failing row contains (…)`: personal data, which
+/// traces (kept, shipped to a collector, read by operators) must not hold.
+fn span_status(e: &Error) -> String {
+    match e {
+        Error::QueryFailed(QueryError::DbError(db)) => {
+            format!("SQLSTATE {}: {}", db.code, db.message)
+        }
+        Error::QueryFailed(QueryError::Text(text)) => format!("query failed: {text}"),
+        Error::ConnectionFailed(text) => format!("connection failed: {text}"),
+        Error::BadParameter(text) => format!("bad parameter: {text}"),
+        Error::ValueConversionFailed(text) => format!("value conversion failed: {text}"),
+        Error::Other(text) => text.clone(),
     }
 }
 
@@ -276,6 +294,24 @@ mod tests {
 
     fn column(name: &str, ty: Type) -> ColumnInfo {
         (name.to_string(), ty)
+    }
+
+    #[test]
+    fn a_failed_statements_span_keeps_sqlstate_and_message_not_the_rows_values() {
+        let duplicate = Error::QueryFailed(QueryError::DbError(DbError {
+            as_text: "db error: ERROR: duplicate key value violates unique constraint \
+                      \"users_email_key\"\nDETAIL: Key (email)=(ada@example.com) already exists."
+                .into(),
+            severity: "ERROR".into(),
+            code: "23505".into(),
+            message: "duplicate key value violates unique constraint \"users_email_key\"".into(),
+            detail: Some("Key (email)=(ada@example.com) already exists.".into()),
+            extras: vec![("constraint".into(), "users_email_key".into())],
+        }));
+        assert_eq!(
+            span_status(&duplicate),
+            "SQLSTATE 23505: duplicate key value violates unique constraint \"users_email_key\""
+        );
     }
 
     #[test]
