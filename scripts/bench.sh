@@ -151,7 +151,7 @@ if [ ! -f .mart/bench-jwt/private.pem ]; then
 fi
 SPIN_VARIABLE_PG_PORT=$PG_PORT SPIN_VARIABLE_JWT_PRIVATE_KEY="$(cat .mart/bench-jwt/private.pem)" \
   SPIN_VARIABLE_JWT_PUBLIC_KEY="$(cat .mart/bench-jwt/public.pem)" \
-  SPIN_VARIABLE_PAYMENT_PROVIDERS=fake SPIN_VARIABLE_ADMIN_EMAIL=admin@bench.local SPIN_VARIABLE_ADMIN_PASSWORD=bench-admin-password \
+  SPIN_VARIABLE_PAYMENT_PROVIDERS=fake SPIN_VARIABLE_ALLOW_FAKE_PAYMENTS=true SPIN_VARIABLE_ADMIN_EMAIL=admin@bench.local SPIN_VARIABLE_ADMIN_PASSWORD=bench-admin-password \
   MART_DATABASE_URL="$server" target/release/mart up --from spin.toml \
   --listen "127.0.0.1:$APP_PORT" --admin-listen 127.0.0.1:9392 2>/dev/null &
 app_pid=$!

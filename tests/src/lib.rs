@@ -276,8 +276,8 @@ pub fn stop_gracefully(child: &mut Child, timeout: Duration) -> Option<std::proc
 }
 
 /// What every process running the app gets in these tests, after what its
-/// caller set: the test cluster's port, the signing keys, its output into
-/// `log`, and last the test's own `env`.
+/// caller set: the test cluster's port, the signing keys, the fake payment
+/// provider, its output into `log`, and last the test's own `env`.
 pub(crate) fn with_app_environment(
     command: &mut Command,
     log: std::fs::File,
@@ -287,6 +287,11 @@ pub(crate) fn with_app_environment(
         .env("SPIN_VARIABLE_PG_PORT", postgres().port.to_string())
         .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
         .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
+        // The manifest enables no provider (it fails closed); tests pay with
+        // the fake one, which needs the development switch, unless they say
+        // otherwise in `env`.
+        .env("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake")
+        .env("SPIN_VARIABLE_ALLOW_FAKE_PAYMENTS", "true")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("a second handle on the log"))
@@ -381,10 +386,7 @@ impl Host {
             .env("MART_DATABASE_URL", pg.server_url())
             // The app's Kafka triggers and outbox relay need a broker; tests
             // that want their own pass MART_KAFKA_BROKERS in `env`.
-            .env("MART_KAFKA_BROKERS", broker::broker().bootstrap())
-            // The manifest enables no provider (it fails closed); tests pay
-            // with the fake one unless they say otherwise in `env`.
-            .env("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake");
+            .env("MART_KAFKA_BROKERS", broker::broker().bootstrap());
         with_app_environment(&mut command, log_file, env);
         let child = command.spawn().expect("starting mart up");
         Host {

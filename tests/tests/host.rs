@@ -284,6 +284,11 @@ fn postgres_is_limited_to_allowed_hosts() {
         format!("postgres://mart@127.0.0.2:{}/postgres", pg.port),
         format!("postgres://mart@127.0.0.1:{}/postgres", pg.port + 1),
         format!("host=localhost port={} user=mart", pg.port),
+        // The allowed host's name, but another address to dial.
+        format!(
+            "host=127.0.0.1 hostaddr=127.0.0.2 port={} user=mart",
+            pg.port
+        ),
     ] {
         let refused = host.get(&format!("/probe/pg-open?url={}", url.replace(' ', "%20")));
         assert_eq!(refused.status, 502, "{url}");
@@ -753,6 +758,18 @@ fn outbound_tcp_reaches_only_what_allowed_outbound_hosts_lists() {
     let r = host.get(&format!("/probe/tcp?addr=127.0.0.1:{other}"));
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().starts_with("PermissionDenied"), "{}", r.text());
+    // Outbound only, as on Spin: a component may not listen, on the
+    // wildcard address (which a connect's implicit bind uses) nor on the
+    // very address it may connect to.
+    for addr in ["0.0.0.0:0", &format!("127.0.0.1:{allowed}"), "127.0.0.1:0"] {
+        let r = host.get(&format!("/probe/tcp-listen?addr={addr}"));
+        assert_eq!(r.status, 502, "{addr}: {}", r.text());
+        assert!(
+            r.text().starts_with("PermissionDenied"),
+            "{addr}: {}",
+            r.text()
+        );
+    }
     drop(host);
     let _ = std::fs::remove_file(manifest);
 }
@@ -785,20 +802,19 @@ fn variables_come_from_vault_as_spins_vault_provider_reads_them() {
 greeting = { required = true, secret = true }
 motto = { default = "from the manifest" }"#,
     );
-    let config = |token: &str| {
-        let path = manifest.with_extension(format!("{token}.runtime-config.toml"));
+    let config = |name: &str, url: &str, token: &str| {
+        let path = manifest.with_extension(format!("{name}.runtime-config.toml"));
         std::fs::write(
             &path,
             format!(
-                "[[variables_provider]]\ntype = \"vault\"\nurl = \"{}\"\ntoken = \"{token}\"\n\
-                 mount = \"secret\"\nprefix = \"shop\"\n",
-                fake.url
+                "[[variables_provider]]\ntype = \"vault\"\nurl = \"{url}\"\ntoken = \"{token}\"\n\
+                 mount = \"secret\"\nprefix = \"shop\"\n"
             ),
         )
         .unwrap();
         path
     };
-    let good = config("s.mart-test");
+    let good = config("good", &fake.url, "s.mart-test");
     let host = Host::start(
         manifest.to_str().unwrap(),
         &[("MART_RUNTIME_CONFIG", good.display().to_string())],
@@ -816,22 +832,68 @@ motto = { default = "from the manifest" }"#,
 
     // A token Vault refuses stops the start: no secret is taken from
     // elsewhere in its place.
-    let refused = config("s.wrong");
+    let refused = config("refused", &fake.url, "s.wrong");
+    let stderr = failed_start(&manifest, &refused);
+    assert!(stderr.contains("Vault answered 403"), "{stderr}");
+
+    // A redirect is not followed: the token would go wherever it points.
+    let redirecting = redirect_server(&format!("{}/v1/secret/data/shop/greeting", fake.url));
+    let redirected = config("redirected", &redirecting, "s.mart-test");
+    let before = fake.requests("/v1/secret/data/shop/greeting").len();
+    let stderr = failed_start(&manifest, &redirected);
+    assert!(stderr.contains("not followed"), "{stderr}");
+    assert_eq!(
+        fake.requests("/v1/secret/data/shop/greeting").len(),
+        before,
+        "the token reached the redirect's target"
+    );
+
+    // Plain http is for this machine only; elsewhere the token would cross
+    // the network in clear. Refused before any connection is made.
+    let cleartext = config("cleartext", "http://192.0.2.1:8200", "s.mart-test");
+    let stderr = failed_start(&manifest, &cleartext);
+    assert!(stderr.contains("use https"), "{stderr}");
+
+    for file in [manifest, good, refused, redirected, cleartext] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// Runs `mart up` with `runtime_config`, which must stop the start: what it
+/// printed on stderr.
+fn failed_start(manifest: &std::path::Path, runtime_config: &std::path::Path) -> String {
     let output = Command::new(mart_bin())
         .args(["up", "--from"])
-        .arg(&manifest)
+        .arg(manifest)
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
         .arg("--runtime-config-file")
-        .arg(&refused)
+        .arg(runtime_config)
         .env("SPIN_VARIABLE_GREETING", "from the environment")
         .env_remove("MART_KAFKA_BROKERS")
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("Vault answered 403"), "{stderr}");
-    for file in [manifest, good, refused] {
-        let _ = std::fs::remove_file(file);
-    }
+    assert!(!output.status.success(), "the host started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// An HTTP server on loopback that answers every request with a redirect
+/// to `location`; its base URL.
+fn redirect_server(location: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\n\
+         connection: close\r\n\r\n"
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
 }

@@ -492,6 +492,11 @@ fn web_pages(api: &Conformance<'_>) {
         let html = api.get(&format!("{page}/"), None);
         assert_eq!(html.status, 200);
         assert!(html.header("content-security-policy").is_some());
+        assert_eq!(
+            html.header("strict-transport-security"),
+            Some("max-age=31536000")
+        );
+        assert_eq!(html.header("referrer-policy"), Some("no-referrer"));
         assert_eq!(api.get(asset, None).status, 200);
         assert_eq!(api.get(&format!("{page}/missing.txt"), None).status, 404);
     }
@@ -499,6 +504,12 @@ fn web_pages(api: &Conformance<'_>) {
         api.get("/docs/vendor/swagger-ui-bundle.js", None).status,
         200
     );
+    // A token pasted into the API page is not kept in the shop's origin
+    // (Swagger UI's persistAuthorization writes it to localStorage, where
+    // any script on the site could read it later).
+    let init = api.get("/docs/init.js", None);
+    let init = String::from_utf8_lossy(&init.body);
+    assert!(init.contains("persistAuthorization: false"), "{init}");
     // (`%2e%2e` would be resolved by the client's URL parser before sending.)
     assert_eq!(api.get("/docs/a%5C..%5Csecret", None).status, 400);
 }

@@ -345,6 +345,20 @@ fn sqlite_databases_answer_as_on_spin_and_only_to_the_components_that_list_them(
     );
     let (status, body) = sql("/allowed/sqlite", "orders", &attach, &[]);
     assert_eq!(status, 409, "{body}");
+    // Nor with the file's name bound as a parameter (which SQLite's
+    // authorizer never sees), nor in memory: every attach is refused.
+    let file = std::env::temp_dir().join(unique("attached") + ".db");
+    let bound = format!("t:{}", file.display());
+    let (status, body) = sql(
+        "/allowed/sqlite",
+        "orders",
+        "ATTACH DATABASE ? AS other",
+        &[&bound],
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(!file.exists(), "the attach created {}", file.display());
+    let (status, body) = sql("/allowed/sqlite", "orders", "ATTACH ':memory:' AS m", &[]);
+    assert_eq!(status, 409, "{body}");
     assert_eq!(
         sql("/denied/sqlite", "orders", "SELECT 1", &[]),
         (409, "Error::AccessDenied".into())

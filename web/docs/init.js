@@ -5,8 +5,10 @@ window.addEventListener("load", () => {
     url: "/openapi.json",
     dom_id: "#api-docs",
     deepLinking: true,
-    // Keeps a pasted bearer token across reloads (in this browser only).
-    persistAuthorization: true,
+    // A pasted bearer token lives only as long as the page: persisting it
+    // would put it in localStorage, readable by any script on the shop's
+    // origin long after the tab is closed.
+    persistAuthorization: false,
     tryItOutEnabled: true,
   });
 });

@@ -9,8 +9,9 @@
 //! on) is skipped, not failed.
 
 use mart_domain::events::Event;
-use mart_domain::orders::{saga_step, SagaStep, Status};
+use mart_domain::orders::{saga_step, PaymentPages, SagaStep, Status};
 use mart_domain::DomainError;
+use mart_guest::config::variable;
 use mart_guest::kafka::EventHandler;
 
 use crate::db::Db;
@@ -29,7 +30,10 @@ impl EventHandler for Events {
     }
 
     fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
-        match saga_step(&event.data)? {
+        let pages = PaymentPages {
+            payfast_base: variable("payfast_base")?,
+        };
+        match saga_step(&event.data, &pages)? {
             Some(SagaStep::Move {
                 order_id,
                 status,

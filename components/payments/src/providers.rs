@@ -3,15 +3,22 @@
 //! the `*_base` variables, keys in secret variables).
 
 use mart_domain::payfast::{self, Itn, Merchant};
-use mart_domain::payments::{Charge, ChargeOutcome, FakeProvider, Provider, Refund, RefundOutcome};
+use mart_domain::payments::{
+    Charge, ChargeOutcome, FakeProvider, Provider, Refund, RefundOutcome, FAKE_PROVIDER,
+};
 use mart_domain::stripe;
-use mart_guest::config::optional_variable;
+use mart_guest::config::{fake_payments_allowed, optional_variable};
 use spin_sdk::http::{Method, Request, Response};
 
-/// The provider named `name`, if this deployment configured it.
+/// The provider named `name`, if this deployment configured it. The fake
+/// one only under the development switch: an order naming it (placed
+/// before the switch went off, or an event not from the orders service)
+/// must not be paid with a test token.
 pub fn provider(name: &str) -> Option<Box<dyn Provider>> {
     match name {
-        "fake" => Some(Box::new(FakeProvider)),
+        FAKE_PROVIDER => fake_payments_allowed()
+            .unwrap_or(false)
+            .then(|| Box::new(FakeProvider) as Box<dyn Provider>),
         "stripe" => Stripe::from_variables().map(|s| Box::new(s) as Box<dyn Provider>),
         "payfast" => PayFast::from_variables().map(|p| Box::new(p) as Box<dyn Provider>),
         _ => None,
@@ -136,8 +143,7 @@ impl PayFast {
 
 impl Provider for PayFast {
     fn charge(&self, charge: &Charge<'_>) -> ChargeOutcome {
-        let process = format!("{}/eng/process", self.base);
-        match payfast::checkout_url(&process, &self.merchant, charge) {
+        match payfast::checkout_url(&payfast::process_url(&self.base), &self.merchant, charge) {
             // The order id is PayFast's m_payment_id until the ITN brings
             // PayFast's own payment id.
             Ok(url) => ChargeOutcome::Redirect {

@@ -52,7 +52,13 @@ fn serve(request: &Request) -> Result<Response, Problem> {
         // Revalidate every time: the ETag makes that a 304 when nothing changed,
         // and a redeploy is never hidden behind a stale cache.
         .header("cache-control", "no-cache")
-        .header("x-content-type-options", "nosniff");
+        .header("x-content-type-options", "nosniff")
+        // Pages that hold a session token: only ever over https once a
+        // browser has seen the site over it (browsers ignore the header on
+        // plain http, so local runs are unaffected), and no page address
+        // (order ids) handed to the sites they link to, PayFast's included.
+        .header("strict-transport-security", "max-age=31536000")
+        .header("referrer-policy", "no-referrer");
     if content_type.starts_with("text/html") {
         let csp = std::env::var("CONTENT_SECURITY_POLICY").unwrap_or_else(|_| DEFAULT_CSP.into());
         builder.header("content-security-policy", csp);

@@ -17,13 +17,22 @@ pub const PAYMENT_PROVIDERS: [&str; 3] = ["fake", "stripe", "payfast"];
 pub const REDIRECT_PROVIDERS: [&str; 1] = ["payfast"];
 
 /// The enabled providers from a `payment_providers` setting (`fake,stripe`),
-/// keeping only those the payments service implements.
-pub fn enabled_providers(setting: &str) -> Vec<&str> {
-    setting
+/// keeping only those the payments service implements. The `fake` provider
+/// pays for real goods with test tokens, so a setting that names it is
+/// refused outright unless `fake_allowed` (the `allow_fake_payments`
+/// development switch) says this is not a shop anyone can rob.
+pub fn enabled_providers(setting: &str, fake_allowed: bool) -> Result<Vec<&str>, DomainError> {
+    let enabled: Vec<&str> = setting
         .split(',')
         .map(str::trim)
         .filter(|p| PAYMENT_PROVIDERS.contains(p))
-        .collect()
+        .collect();
+    if enabled.contains(&crate::payments::FAKE_PROVIDER) && !fake_allowed {
+        return Err(DomainError::unavailable(
+            crate::payments::FAKE_PROVIDER_REFUSED,
+        ));
+    }
+    Ok(enabled)
 }
 
 /// An order's status. Allowed moves are listed in `Status::can_become`.
@@ -141,8 +150,25 @@ pub enum SagaStep {
     PaymentPage { order_id: String, url: String },
 }
 
+/// Where this shop may send a buyer to pay: the configured page of each
+/// redirect provider (PayFast's `payfast_base`). The URL in a
+/// `payment.action_required` is checked against it before the buyer sees
+/// it, so an event that did not come from our payments service cannot
+/// turn the shop's "Pay" link into someone else's page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentPages {
+    pub payfast_base: String,
+}
+
+impl PaymentPages {
+    pub fn allows(&self, url: &str) -> bool {
+        crate::payfast::is_checkout_url(url, &self.payfast_base)
+    }
+}
+
 /// The order's next step for `event`; `None` for events it does not follow.
-pub fn saga_step(event: &EventData) -> Result<Option<SagaStep>, DomainError> {
+/// A payment page not on `pages` is invalid (the event is dead-lettered).
+pub fn saga_step(event: &EventData, pages: &PaymentPages) -> Result<Option<SagaStep>, DomainError> {
     let step = |order_id: &str, status, reason| {
         Some(SagaStep::Move {
             order_id: order_id.to_string(),
@@ -172,6 +198,16 @@ pub fn saga_step(event: &EventData) -> Result<Option<SagaStep>, DomainError> {
             let url = data.redirect_url.clone().ok_or_else(|| {
                 DomainError::invalid("redirect_url", "payment.action_required without a URL")
             })?;
+            if !pages.allows(&url) {
+                return Err(DomainError::invalid(
+                    "redirect_url",
+                    format!(
+                        "`{url}` is not the configured payment page ({}); \
+                         not shown to the buyer",
+                        crate::payfast::process_url(&pages.payfast_base)
+                    ),
+                ));
+            }
             Some(SagaStep::PaymentPage {
                 order_id: data.order_id.clone(),
                 url,
@@ -541,7 +577,7 @@ mod tests {
     #[test]
     fn only_implemented_providers_can_be_enabled() {
         assert_eq!(
-            enabled_providers("fake, stripe,paypal,"),
+            enabled_providers("fake, stripe,paypal,", true).unwrap(),
             ["fake", "stripe"]
         );
         let r = request(serde_json::json!([{"product_id": P1, "quantity": 1}]));
@@ -556,11 +592,29 @@ mod tests {
         assert_eq!(problem.errors[0].message, "must be one of fake");
         // Nothing configured: no order is taken at all.
         let none = r
-            .validate(&enabled_providers(""))
+            .validate(&enabled_providers("", false).unwrap())
             .map_err(Problem::from)
             .unwrap_err();
         assert_eq!(none.status, 503);
         assert!(none.detail.contains("payment_providers"), "{}", none.detail);
+    }
+
+    #[test]
+    fn the_fake_provider_takes_no_order_without_the_development_switch() {
+        for setting in ["fake", "stripe, fake", " fake ,payfast"] {
+            let refused = Problem::from(enabled_providers(setting, false).unwrap_err());
+            assert_eq!(refused.status, 503, "{setting}");
+            assert!(
+                refused.detail.contains("allow_fake_payments"),
+                "{}",
+                refused.detail
+            );
+        }
+        assert_eq!(
+            enabled_providers("stripe,payfast", false).unwrap(),
+            ["stripe", "payfast"]
+        );
+        assert_eq!(enabled_providers("fake", true).unwrap(), ["fake"]);
     }
 
     #[test]
@@ -639,6 +693,12 @@ mod tests {
         }
     }
 
+    fn pages() -> PaymentPages {
+        PaymentPages {
+            payfast_base: "https://pay.example".into(),
+        }
+    }
+
     #[test]
     fn the_order_follows_reservations_and_payments() {
         use crate::events::{InventoryChanged, InventoryRejected};
@@ -648,7 +708,7 @@ mod tests {
             lines: vec![],
         });
         assert_eq!(
-            moves_to(saga_step(&reserved).unwrap()),
+            moves_to(saga_step(&reserved, &pages()).unwrap()),
             (Status::Reserved, None)
         );
         let rejected = EventData::InventoryRejected(InventoryRejected {
@@ -656,17 +716,20 @@ mod tests {
             reason: "2 of p available".into(),
         });
         assert_eq!(
-            moves_to(saga_step(&rejected).unwrap()),
+            moves_to(saga_step(&rejected, &pages()).unwrap()),
             (
                 Status::Cancelled,
                 Some("out of stock: 2 of p available".into())
             )
         );
         let paid = EventData::PaymentSucceeded(payment(None, None));
-        assert_eq!(moves_to(saga_step(&paid).unwrap()), (Status::Paid, None));
+        assert_eq!(
+            moves_to(saga_step(&paid, &pages()).unwrap()),
+            (Status::Paid, None)
+        );
         let declined = EventData::PaymentFailed(payment(Some("card declined"), None));
         assert_eq!(
-            moves_to(saga_step(&declined).unwrap()),
+            moves_to(saga_step(&declined, &pages()).unwrap()),
             (
                 Status::Cancelled,
                 Some("payment declined: card declined".into())
@@ -674,23 +737,34 @@ mod tests {
         );
         let refunded = EventData::PaymentRefunded(payment(Some("damaged"), None));
         assert_eq!(
-            moves_to(saga_step(&refunded).unwrap()),
+            moves_to(saga_step(&refunded, &pages()).unwrap()),
             (Status::Refunded, Some("damaged".into()))
         );
     }
 
     #[test]
     fn a_payment_page_is_shown_and_other_events_are_not_followed() {
-        let page = EventData::PaymentActionRequired(payment(None, Some("https://pay/x")));
+        let url = "https://pay.example/eng/process?m_payment_id=o1";
+        let page = EventData::PaymentActionRequired(payment(None, Some(url)));
         assert_eq!(
-            saga_step(&page).unwrap(),
+            saga_step(&page, &pages()).unwrap(),
             Some(SagaStep::PaymentPage {
                 order_id: "o1".into(),
-                url: "https://pay/x".into()
+                url: url.into()
             })
         );
+        let elsewhere = EventData::PaymentActionRequired(payment(
+            None,
+            Some("https://phish.example/eng/process?m_payment_id=o1"),
+        ));
+        let refused = Problem::from(saga_step(&elsewhere, &pages()).unwrap_err());
+        assert_eq!(refused.status, 422, "{refused:?}");
+        assert_eq!(refused.errors[0].field, "redirect_url");
         let no_url = EventData::PaymentActionRequired(payment(None, None));
-        assert!(matches!(saga_step(&no_url), Err(DomainError::Invalid(_))));
+        assert!(matches!(
+            saga_step(&no_url, &pages()),
+            Err(DomainError::Invalid(_))
+        ));
         let own = EventData::OrderShipped(OrderChanged {
             order_id: "o1".into(),
             user_id: "u1".into(),
@@ -699,6 +773,6 @@ mod tests {
             total_minor: 100,
             currency: "EUR".into(),
         });
-        assert_eq!(saga_step(&own).unwrap(), None);
+        assert_eq!(saga_step(&own, &pages()).unwrap(), None);
     }
 }

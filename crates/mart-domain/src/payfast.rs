@@ -91,6 +91,25 @@ pub fn amount_text(minor: i64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
 
+/// PayFast's payment page under `base` (`https://www.payfast.co.za`, or the
+/// sandbox): where `checkout_url` sends the buyer.
+pub fn process_url(base: &str) -> String {
+    format!("{}/eng/process", base.trim_end_matches('/'))
+}
+
+/// Whether `url` is a link to the payment page of the PayFast at `base`,
+/// as `checkout_url` writes them: the page itself, then a query of
+/// printable characters (no fragment, no space). Anything else in a
+/// `payment.action_required` did not come from our payments service and
+/// must never become the buyer's "Pay with PayFast" link.
+pub fn is_checkout_url(url: &str, base: &str) -> bool {
+    url.strip_prefix(&process_url(base))
+        .and_then(|rest| rest.strip_prefix('?'))
+        .is_some_and(|query| {
+            !query.is_empty() && query.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+        })
+}
+
 /// The URL of PayFast's payment page for `charge`, fields in the order
 /// PayFast's documentation lists them (the signature depends on it). The
 /// order id is `m_payment_id`, so the ITN names our order.
@@ -478,5 +497,26 @@ mod tests {
             refund_outcome(400, refused),
             RefundOutcome::Refused { reason } if reason.contains("exceeds")
         ));
+    }
+
+    #[test]
+    fn only_links_to_the_configured_payment_page_are_checkout_urls() {
+        let base = "https://sandbox.payfast.co.za/";
+        let page = checkout_url(&process_url(base), &merchant(), &charge("ZAR")).unwrap();
+        assert!(is_checkout_url(&page, base), "{page}");
+        for forged in [
+            "https://evil.example/eng/process?merchant_id=1",
+            "https://sandbox.payfast.co.za.evil.example/eng/process?a=1",
+            "https://sandbox.payfast.co.za@evil.example/eng/process?a=1",
+            "http://sandbox.payfast.co.za/eng/process?a=1",
+            "https://sandbox.payfast.co.za/eng/processor?a=1",
+            "https://sandbox.payfast.co.za/eng/process",
+            "https://sandbox.payfast.co.za/eng/process?",
+            "https://sandbox.payfast.co.za/eng/process?a=1#x",
+            "https://sandbox.payfast.co.za/eng/process?a=1 b",
+            "javascript:alert(1)//https://sandbox.payfast.co.za/eng/process?a=1",
+        ] {
+            assert!(!is_checkout_url(forged, base), "{forged}");
+        }
     }
 }

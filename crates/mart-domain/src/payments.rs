@@ -208,6 +208,15 @@ pub trait Provider {
     fn refund(&self, refund: &Refund<'_>) -> RefundOutcome;
 }
 
+/// The test provider's name in `payment_providers` and in orders.
+pub const FAKE_PROVIDER: &str = "fake";
+
+/// Why a shop without the development switch refuses the fake provider.
+pub const FAKE_PROVIDER_REFUSED: &str =
+    "payment_providers enables `fake`, whose test tokens pay for real goods; it runs only \
+     where allow_fake_payments = \"true\" (a development switch that make run and the tests \
+     set): name `stripe` or `payfast` instead";
+
 /// The deterministic test provider: `tok_visa` and `tok_mastercard`
 /// succeed, `tok_chargeDeclined` and `tok_insufficientFunds` decline, and
 /// any other token is declined as unknown. References derive from the order

@@ -12,6 +12,11 @@
 //! more (no DDL, not the migration records), and no other role but the
 //! migrating one may connect to it at all. A component holding the
 //! catalog's credentials cannot open the users database.
+//!
+//! The outbox relay connects as `mart_relay` (created likewise): in every
+//! database it may read and mark the outbox and prune the processed-events
+//! record, and nothing else, so the process that relays holds neither the
+//! owner's power over the schema nor any service's data.
 
 use std::path::{Path, PathBuf};
 
@@ -142,6 +147,7 @@ pub async fn migrate(server_url: &str, root: &Path) -> anyhow::Result<Vec<Report
         let created = ensure_database(&admin, &database).await?;
         let client = connect(&database_url(server_url, &database)?).await?;
         ensure_role(&admin, &service_role(&database)).await?;
+        ensure_role(&admin, RELAY_ROLE).await?;
         let applied = apply(&client, &database, &migrations).await?;
         reports.push(Report {
             database,
@@ -195,6 +201,9 @@ async fn ensure(admin: &Client, exists: &str, name: &str, create: &str) -> anyho
     .await
 }
 
+/// The role the outbox relay connects as (see the module doc).
+pub const RELAY_ROLE: &str = "mart_relay";
+
 /// The role a service's components use for `database`.
 pub fn service_role(database: &str) -> String {
     format!("mart_{database}")
@@ -235,6 +244,27 @@ async fn grant_service_role(client: &Client, database: &str) -> anyhow::Result<(
         .with_context(|| format!("granting `{database}` to `{role}`"))
 }
 
+/// Lets the relay reach `database`'s outbox (read, mark sent, delete what
+/// was sent long ago) and prune its processed-events record, where the
+/// database has them. Deleting rows needs SELECT for their WHERE clause.
+async fn grant_relay_role(client: &Client, database: &str) -> anyhow::Result<()> {
+    client
+        .batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE \"{database}\" TO {RELAY_ROLE};
+             GRANT USAGE ON SCHEMA public TO {RELAY_ROLE};
+             DO $$ BEGIN
+               IF to_regclass('outbox') IS NOT NULL THEN
+                 GRANT SELECT, UPDATE (sent_at), DELETE ON outbox TO {RELAY_ROLE};
+               END IF;
+               IF to_regclass('processed_events') IS NOT NULL THEN
+                 GRANT SELECT, DELETE ON processed_events TO {RELAY_ROLE};
+               END IF;
+             END $$;"
+        ))
+        .await
+        .with_context(|| format!("granting `{database}`'s outbox to `{RELAY_ROLE}`"))
+}
+
 async fn apply(
     client: &Client,
     database: &str,
@@ -245,6 +275,7 @@ async fn apply(
         // Under the same lock: concurrent GRANTs on one object can fail
         // ("tuple concurrently updated").
         grant_service_role(client, database).await?;
+        grant_relay_role(client, database).await?;
         Ok(applied)
     })
     .await

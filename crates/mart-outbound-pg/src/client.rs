@@ -189,27 +189,37 @@ fn pool_label(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
 }
 
-/// Every host:port the driver may dial for this address, as outbound targets.
+/// Every address:port the driver may dial for this address, as outbound
+/// targets. tokio-postgres dials a host's `hostaddr` when one is given (the
+/// host name is then only the name it authenticates), so that address is
+/// what is checked: otherwise `host=<allowed> hostaddr=<anywhere>` would
+/// reach any address on an allowed port.
 fn targets(config: &tokio_postgres::Config) -> Result<Vec<OutboundTarget>, OpenError> {
-    let ports = config.get_ports();
+    let (hosts, hostaddrs, ports) = (
+        config.get_hosts(),
+        config.get_hostaddrs(),
+        config.get_ports(),
+    );
     let mut out = Vec::new();
-    for (i, host) in config.get_hosts().iter().enumerate() {
-        let host = match host {
-            Host::Tcp(name) => name.clone(),
+    for i in 0..hosts.len().max(hostaddrs.len()) {
+        let dialed = match (hostaddrs.get(i), hosts.get(i)) {
+            (Some(address), _) => address.to_string(),
+            (None, Some(Host::Tcp(name))) => name.clone(),
             #[cfg(unix)]
-            Host::Unix(path) => {
+            (None, Some(Host::Unix(path))) => {
                 return Err(OpenError::BadAddress(format!(
                     "Unix socket `{}` is not supported; use a host name",
                     path.display()
                 )))
             }
+            (None, None) => unreachable!("i is below the longer list's length"),
         };
         let port = ports
             .get(i)
             .or_else(|| ports.first())
             .copied()
             .unwrap_or(5432);
-        out.push(OutboundTarget::new("postgres", &host, port));
+        out.push(OutboundTarget::new("postgres", &dialed, port));
     }
     if out.is_empty() {
         return Err(OpenError::BadAddress("the address names no host".into()));
@@ -262,5 +272,36 @@ impl Drop for Connection {
             }
             Err(_) => drop(Object::take(client)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialed(address: &str) -> Vec<String> {
+        let config = tokio_postgres::Config::from_str(address).unwrap();
+        targets(&config)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_addresses_checked_are_the_ones_dialed() {
+        assert_eq!(
+            dialed("postgres://u@db.internal:5433/shop"),
+            ["postgres://db.internal:5433"]
+        );
+        assert_eq!(
+            dialed("host=db.internal hostaddr=10.1.2.3 port=5433"),
+            ["postgres://10.1.2.3:5433"]
+        );
+        assert_eq!(
+            dialed("host=a,b hostaddr=10.0.0.1,10.0.0.2 port=1,2"),
+            ["postgres://10.0.0.1:1", "postgres://10.0.0.2:2"]
+        );
+        assert_eq!(dialed("hostaddr=::1"), ["postgres://[::1]:5432"]);
     }
 }

@@ -155,8 +155,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| SqliteError::Io(format!("the SQLite worker failed: {e}")))?
 }
 
-/// Opens a database as Spin's `spin` type does, refusing `ATTACH` of files
-/// unless allowed (a component must not reach files beyond its database).
+/// Opens a database as Spin's `spin` type does, refusing `ATTACH` unless
+/// the database allows files (a component must not reach files beyond its
+/// database).
 pub(crate) fn open(database: &Database) -> Result<rusqlite::Connection, SqliteError> {
     let mut connection = match &database.location {
         Location::InMemory => rusqlite::Connection::open_in_memory()?,
@@ -164,9 +165,20 @@ pub(crate) fn open(database: &Database) -> Result<rusqlite::Connection, SqliteEr
     };
     connection.busy_timeout(BUSY_TIMEOUT)?;
     if !database.allow_attach_file {
-        connection.authorizer(Some(deny_attaching_files))?;
+        refuse_attaching(&mut connection)?;
     }
     Ok(connection)
+}
+
+/// Every `ATTACH` is refused, twice over. The authorizer cannot tell files
+/// from memory: for `ATTACH ? AS x` SQLite hands it no file name at all (the
+/// name is bound later), so a guard that allowed "no name" let any file
+/// through. And the attached-database limit of 0 refuses an attach even if
+/// the authorizer were ever bypassed.
+fn refuse_attaching(connection: &mut rusqlite::Connection) -> Result<(), SqliteError> {
+    connection.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    connection.authorizer(Some(deny_attach))?;
+    Ok(())
 }
 
 /// Opens (creating) the SQLite file at `path`, and its directory.
@@ -179,11 +191,9 @@ fn open_file(path: &Path) -> Result<rusqlite::Connection, SqliteError> {
         .map_err(|e| SqliteError::Io(format!("opening {}: {e}", path.display())))
 }
 
-fn deny_attaching_files(context: AuthContext<'_>) -> Authorization {
+fn deny_attach(context: AuthContext<'_>) -> Authorization {
     match context.action {
-        AuthAction::Attach { filename } if !matches!(filename, "" | ":memory:") => {
-            Authorization::Deny
-        }
+        AuthAction::Attach { .. } => Authorization::Deny,
         _ => Authorization::Allow,
     }
 }
@@ -294,15 +304,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn attaching_a_file_is_refused_unless_allowed() {
+    async fn attaching_is_refused_unless_files_are_allowed() {
         let file = std::env::temp_dir().join(format!("mart-attach-{}.db", std::process::id()));
         let attach = format!("ATTACH DATABASE '{}' AS other", file.display());
         let db = Connection::open(&memory()).await.unwrap();
         assert!(db.execute(attach.clone(), vec![]).await.is_err());
-        assert!(db
-            .execute("ATTACH DATABASE ':memory:' AS scratch".into(), vec![])
-            .await
-            .is_ok());
+        // A bound file name reaches the authorizer as no name at all.
+        let bound = db
+            .execute(
+                "ATTACH DATABASE ? AS other".into(),
+                vec![SqlValue::Text(file.display().to_string())],
+            )
+            .await;
+        assert!(bound.is_err(), "{bound:?}");
+        assert!(
+            !file.exists(),
+            "the refused attach created {}",
+            file.display()
+        );
+        for name in [":memory:", "", "file:x?mode=memory"] {
+            let attach = format!("ATTACH DATABASE '{name}' AS scratch");
+            assert!(db.execute(attach, vec![]).await.is_err(), "{name}");
+        }
         let allowed = Database {
             allow_attach_file: true,
             ..memory()

@@ -36,6 +36,7 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
         },
         "/http" => outbound(&param("url")).await,
         "/tcp" => tcp_exchange(&param("addr")),
+        "/tcp-listen" => tcp_listen(&param("addr")),
         "/chain" => outbound("http://probe-callee.spin.internal/headers?from=chain").await,
         "/pg" => pg_round_trip(&param("url")),
         "/pg-query" => pg_query(&param("url"), &param("sql")),
@@ -113,6 +114,15 @@ fn tcp_exchange(addr: &str) -> Response {
     };
     match exchange() {
         Ok(answer) => text(200, answer.trim()),
+        Err(e) => text(502, &format!("{:?}: {e}", e.kind())),
+    }
+}
+
+/// Tries to listen on `addr` (bind, then listen): 200 with the address
+/// it got, or 502 with the error.
+fn tcp_listen(addr: &str) -> Response {
+    match std::net::TcpListener::bind(addr).and_then(|l| l.local_addr()) {
+        Ok(local) => text(200, &format!("listening on {local}")),
         Err(e) => text(502, &format!("{:?}: {e}", e.kind())),
     }
 }
