@@ -731,3 +731,166 @@ fn a_dead_lettered_key_is_parked_until_its_letters_are_resolved_in_order() {
     );
     drop(host);
 }
+
+/// Creates `topics` with one partition each (the host is not involved).
+fn create_topics(topics: &[&str]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker().bootstrap())
+        .create()
+        .unwrap();
+    let new: Vec<_> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for result in rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .unwrap()
+    {
+        result.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// Writes a dead letter to `dlq` as anyone who can write to it could:
+/// every `mart-dlq-*` header is the writer's text.
+fn write_letter(dlq: &str, source: &str, offset: i64, id: &str, error: &str) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker().bootstrap())
+        .create()
+        .unwrap();
+    let offset = offset.to_string();
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in [
+        ("mart-dlq-error", error),
+        ("mart-dlq-attempts", "1"),
+        ("mart-dlq-topic", source),
+        ("mart-dlq-partition", "0"),
+        ("mart-dlq-offset", offset.as_str()),
+        ("mart-dlq-component", "probe"),
+        ("mart-dlq-group", "kafka-test-dlq.probe"),
+        ("mart-dlq-time", "2026-01-01T00:00:00.000Z"),
+    ] {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    let payload = serde_json::to_vec(&json!({"id": id, "action": "ok"})).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        producer.send(
+            FutureRecord::to(dlq)
+                .key(id)
+                .payload(&payload)
+                .headers(headers),
+            Duration::from_secs(30),
+        ),
+    )
+    .map_err(|(e, _)| e)
+    .expect("the broker acknowledged");
+}
+
+/// How many records `topic`'s one partition holds.
+fn records_in(topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker().bootstrap())
+        .set("group.id", "test-watermarks")
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(30))
+        .unwrap();
+    high - low
+}
+
+/// `mart dead-letters` trusts no letter's headers (issue 27): a letter
+/// whose source is not a topic that dead-letters into the topic being read
+/// is never sent anywhere (the redrive is refused until the operator skips
+/// it with --discard), what it prints of the headers is escaped (no
+/// terminal escape sequence or line break of a writer's reaches the
+/// operator's terminal), and --dry-run shows where each letter would go
+/// without sending or recording anything.
+#[test]
+fn a_redrive_refuses_forged_sources_escapes_headers_and_can_dry_run() {
+    let topic = "test.dlqcheck";
+    let dlq = "test.dlqcheck.dlq";
+    let victim = "test.dlqcheck-victim";
+    create_topics(&[topic, dlq, victim]);
+    write_letter(
+        dlq,
+        topic,
+        3,
+        "genuine",
+        "boom\u{1b}[2J\u{1b}]0;owned\u{7}\r\nfake\tline",
+    );
+    write_letter(dlq, victim, 7, "forged", "forged");
+    let forged = format!("{victim}/0@7");
+
+    let list = dead_letters(dlq, &[]);
+    assert!(list.contains("2 dead letter(s) pending"), "{list}");
+    for raw in ['\u{1b}', '\u{7}', '\r'] {
+        assert!(
+            !list.contains(raw),
+            "{raw:?} reached the terminal: {list:?}"
+        );
+    }
+    assert!(
+        list.contains(r"error=boom\u{1b}[2J\u{1b}]0;owned\u{7}\u{d}\u{a}fake\u{9}line"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!(
+            "refused: its source topic `{victim}` does not dead-letter to `{dlq}`"
+        )),
+        "{list}"
+    );
+
+    // The forged letter stops the whole redrive: nothing is sent.
+    let (succeeded, refused) = try_dead_letters(dlq, &["--redrive"]);
+    assert!(!succeeded, "{refused}");
+    assert!(
+        refused.contains("nothing was sent back") && refused.contains(&forged),
+        "{refused}"
+    );
+
+    // A dry run says where each would go, and sends and records nothing.
+    let dry = dead_letters(dlq, &["--redrive", "--dry-run", "--discard", &forged]);
+    assert!(
+        dry.contains("2 dead letter(s) would be redriven (dry run: nothing sent)"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!("-> {topic}/0 for kafka-test-dlq.probe")),
+        "{dry}"
+    );
+    assert!(dry.contains("discarded (refused: not sent)"), "{dry}");
+    assert_eq!(records_in(topic), 0, "a dry run sends nothing");
+    let list = dead_letters(dlq, &[]);
+    assert!(list.contains("2 dead letter(s) pending"), "{list}");
+
+    // Skipping the forged letter, the genuine one goes back; the forged
+    // one goes nowhere, not even as a discard.
+    let redriven = dead_letters(dlq, &["--redrive", "--discard", &forged]);
+    assert!(redriven.contains("2 dead letter(s) redriven"), "{redriven}");
+    let back = broker().read_one(topic, "the genuine letter", WAIT, |r| {
+        r.json()["id"] == "genuine"
+    });
+    assert_eq!(
+        back.header("mart-redrive-for"),
+        Some("kafka-test-dlq.probe")
+    );
+    assert_eq!(records_in(topic), 1);
+    assert_eq!(records_in(victim), 0, "nothing went to the forged source");
+    let list = dead_letters(dlq, &[]);
+    assert!(list.contains("0 dead letter(s) pending"), "{list}");
+}

@@ -206,6 +206,10 @@ struct DeadLettersArgs {
     /// May be given more than once.
     #[arg(long, value_name = "SOURCE", requires = "redrive")]
     discard: Vec<String>,
+    /// With `--redrive`: check every letter and show where each would go,
+    /// but send nothing and record nothing.
+    #[arg(long, requires = "redrive")]
+    dry_run: bool,
     /// Kafka brokers (`host:port,...`); overrides the manifest's.
     #[arg(long, env = "MART_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
@@ -355,28 +359,38 @@ async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
     let kafka = config::kafka_client(&app, args.kafka_brokers.clone(), &resolver)?.context(
         "no Kafka brokers: set them in [application.trigger.kafka], or pass --kafka-brokers",
     )?;
-    let (resolution, verb) = if args.redrive {
-        let discard = args.discard.clone();
-        (Resolution::Redrive { discard }, "redriven")
-    } else {
-        (Resolution::List, "pending")
+    // A letter goes back only to a source whose failures this topic holds
+    // (the manifest's triggers, else `<topic>.dlq`); what it prints of the
+    // letters' headers is escaped (they are anyone's text).
+    let origins = mart_trigger_kafka::Origins::of(&app, &args.topic)?;
+    let (resolution, verb) = match (args.redrive, args.dry_run) {
+        (true, dry_run) => {
+            let discard = args.discard.clone();
+            let verb = if dry_run {
+                "would be redriven (dry run: nothing sent)"
+            } else {
+                "redriven"
+            };
+            (Resolution::Redrive { discard, dry_run }, verb)
+        }
+        (false, _) => (Resolution::List, "pending"),
     };
-    let letters = mart_trigger_kafka::redrive(&kafka, &args.topic, &resolution).await?;
+    let letters = mart_trigger_kafka::redrive(&kafka, &args.topic, &resolution, &origins).await?;
     for l in &letters {
-        let discarded = if args.discard.contains(&l.source()) {
-            "\tdiscarded"
-        } else {
-            ""
+        let refused = origins.refusal(l);
+        let discarded = match (args.discard.contains(&l.source()), &refused) {
+            (true, Some(_)) => "\tdiscarded (refused: not sent)".to_string(),
+            (true, None) => "\tdiscarded".to_string(),
+            (false, Some(why)) => format!("\trefused: {why}"),
+            (false, None) if args.dry_run => format!(
+                "\t-> {}/{} for {}",
+                mart_trigger_kafka::printable(&l.topic),
+                l.partition,
+                mart_trigger_kafka::printable(&l.group)
+            ),
+            (false, None) => String::new(),
         };
-        println!(
-            "{}\tgroup={}\tattempts={}\tcomponent={}\tat={}\terror={}{discarded}",
-            l.source(),
-            l.group,
-            l.attempts,
-            l.component,
-            l.time,
-            l.reason
-        );
+        println!("{}{discarded}", l.line());
     }
     eprintln!("{} dead letter(s) {verb} in {}", letters.len(), args.topic);
     Ok(())

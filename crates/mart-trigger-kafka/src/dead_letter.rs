@@ -135,6 +135,20 @@ impl DeadLetter {
         format!("{}/{}@{}", self.topic, self.partition, self.offset)
     }
 
+    /// The letter as `mart dead-letters` lists it, one line, every field
+    /// from the headers `printable`.
+    pub fn line(&self) -> String {
+        format!(
+            "{}\tgroup={}\tattempts={}\tcomponent={}\tat={}\terror={}",
+            printable(&self.source()),
+            printable(&self.group),
+            self.attempts,
+            printable(&self.component),
+            printable(&self.time),
+            printable(&self.reason)
+        )
+    }
+
     /// Reads a dead-letter record back.
     pub fn parse(message: &OwnedMessage) -> anyhow::Result<Self> {
         let all = headers_of(message);
@@ -223,8 +237,105 @@ pub enum Resolution {
     /// Send every one back (all at once, in order, so that the redrive
     /// group's offsets say what is done): the letters named in `discard`
     /// (`topic/partition@offset`) to be dropped by their group, the others
-    /// to be handled again.
-    Redrive { discard: Vec<String> },
+    /// to be handled again. A letter `Origins` refuses is never sent: the
+    /// whole redrive is refused unless it is named in `discard`, and then
+    /// it is skipped. `dry_run`: check everything, send and record nothing.
+    Redrive { discard: Vec<String>, dry_run: bool },
+}
+
+/// Where the letters of one dead-letter topic may go back to: the source
+/// topics (and their consumer groups) whose failures the app writes into
+/// it. A letter's headers are only data someone wrote to the dead-letter
+/// topic; without this check a forged `mart-dlq-topic` would have the
+/// operator's redrive publish anything to any topic (a `payment.succeeded`
+/// to `mart.payments`, say) under the operator's Kafka identity.
+#[derive(Debug, Clone)]
+pub struct Origins {
+    dead_letter_topic: String,
+    /// Every (topic, dead-letter topic, group) of the app's triggers.
+    routes: Vec<(String, String, String)>,
+}
+
+impl Origins {
+    /// The routes of `app`'s `[[trigger.kafka]]` entries into
+    /// `dead_letter_topic`.
+    pub fn of(app: &mart_manifest::App, dead_letter_topic: &str) -> anyhow::Result<Self> {
+        let application = &app.manifest.application.name;
+        let mut routes = Vec::new();
+        for trigger in app.manifest.kafka_triggers().map_err(anyhow::Error::msg)? {
+            for topic in &trigger.topics {
+                routes.push((
+                    topic.clone(),
+                    trigger.dead_letter_topic_for(topic),
+                    trigger.group_id(application),
+                ));
+            }
+        }
+        Ok(Self {
+            dead_letter_topic: dead_letter_topic.to_string(),
+            routes,
+        })
+    }
+
+    /// Why `letter` must not be sent back, if it must not: its source is a
+    /// topic whose failures do not go to this dead-letter topic, or a group
+    /// that does not read it. A topic the app's triggers do not read (the
+    /// manifest at hand describes another app) is checked against the
+    /// triggers' default: `<topic>.dlq`.
+    pub fn refusal(&self, letter: &DeadLetter) -> Option<String> {
+        let readers: Vec<_> = self
+            .routes
+            .iter()
+            .filter(|(topic, _, _)| *topic == letter.topic)
+            .collect();
+        let here = &self.dead_letter_topic;
+        if readers.is_empty() {
+            if format!("{}.dlq", letter.topic) == *here {
+                return None;
+            }
+            return Some(format!(
+                "its source topic `{}` does not dead-letter to `{here}`",
+                printable(&letter.topic)
+            ));
+        }
+        if !readers.iter().any(|(_, dlq, _)| dlq == here) {
+            return Some(format!(
+                "its source topic `{}` does not dead-letter to `{here}`",
+                printable(&letter.topic)
+            ));
+        }
+        if !readers
+            .iter()
+            .any(|(_, dlq, group)| dlq == here && *group == letter.group)
+        {
+            return Some(format!(
+                "group `{}` does not read `{}` into `{here}`",
+                printable(&letter.group),
+                printable(&letter.topic)
+            ));
+        }
+        None
+    }
+}
+
+/// `text` safe to print on a terminal: control characters (escape
+/// sequences, carriage returns, bells) and the invisible bidirectional
+/// overrides that reorder what is shown become `\u{…}` escapes, and a
+/// backslash is doubled so that an escape cannot be faked. A letter's
+/// headers are written by whoever wrote to the topic.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Lists the dead letters not yet redriven, or sends them back as
@@ -233,6 +344,7 @@ pub async fn redrive(
     client: &KafkaClient,
     dead_letter_topic: &str,
     resolution: &Resolution,
+    origins: &Origins,
 ) -> anyhow::Result<Vec<DeadLetter>> {
     let client_owned = client.clone();
     let topic = dead_letter_topic.to_string();
@@ -240,19 +352,44 @@ pub async fn redrive(
         tokio::task::spawn_blocking(move || read_pending(&client_owned, &topic))
             .await
             .context("reading the dead-letter topic")??;
-    if let Resolution::Redrive { discard } = resolution {
+    if let Resolution::Redrive { discard, dry_run } = resolution {
         if let Some(unknown) = discard
             .iter()
             .find(|d| !letters.iter().any(|l| &l.source() == *d))
         {
             anyhow::bail!(
-                "no pending dead letter from `{unknown}` in `{dead_letter_topic}`; \
-                 nothing was sent back (list them with `mart dead-letters {dead_letter_topic}`)"
+                "no pending dead letter from `{}` in `{dead_letter_topic}`; \
+                 nothing was sent back (list them with `mart dead-letters {dead_letter_topic}`)",
+                printable(unknown)
             );
+        }
+        let refused: Vec<String> = letters
+            .iter()
+            .filter(|l| !discard.contains(&l.source()))
+            .filter_map(|l| {
+                let why = origins.refusal(l)?;
+                Some(format!("`{}`: {why}", printable(&l.source())))
+            })
+            .collect();
+        if !refused.is_empty() {
+            anyhow::bail!(
+                "refusing to redrive `{dead_letter_topic}`, nothing was sent back: {}. \
+                 Inspect such a letter, then skip it with --discard <its source>",
+                refused.join("; ")
+            );
+        }
+        if *dry_run {
+            std::thread::spawn(move || drop(consumer));
+            return Ok(letters);
         }
         let publisher = Publisher::new(client, "mart-redrive")?;
         for letter in &letters {
-            let record = letter.redrive_record(discard.contains(&letter.source()));
+            let discarded = discard.contains(&letter.source());
+            if discarded && origins.refusal(letter).is_some() {
+                // Not from here: sent nowhere, not even as a discard.
+                continue;
+            }
+            let record = letter.redrive_record(discarded);
             publisher
                 .publish(&record)
                 .await
@@ -384,6 +521,57 @@ mod tests {
         assert_eq!(header(REDRIVEN_FROM), [&b"mart.orders/3@41"[..]]);
         assert_eq!(header("ce_id"), [&b"e1"[..]]);
         assert!(header(REDRIVE_DISCARD).is_empty());
+    }
+
+    #[test]
+    fn terminal_control_characters_are_escaped() {
+        assert_eq!(printable("plain text: ü"), "plain text: ü");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\rc\u{7}\u{202e}d\\u{1b}"),
+            "a\\u{1b}[2Jb\\u{d}c\\u{7}\\u{202e}d\\\\u{1b}"
+        );
+        let mut forged = letter(vec![]);
+        forged.reason = "ok\n\u{1b}]0;pwned\u{7}".into();
+        assert!(!forged.line().contains('\u{1b}') && !forged.line().contains('\n'));
+    }
+
+    #[test]
+    fn a_letter_goes_back_only_where_its_dead_letter_topic_comes_from() {
+        let origins = Origins {
+            dead_letter_topic: "mart.orders.dlq".into(),
+            routes: vec![
+                (
+                    "mart.orders".into(),
+                    "mart.orders.dlq".into(),
+                    "mart.inventory-events".into(),
+                ),
+                (
+                    "mart.payments".into(),
+                    "mart.payments.dlq".into(),
+                    "mart.orders-events".into(),
+                ),
+            ],
+        };
+        assert_eq!(origins.refusal(&letter(vec![])), None);
+        let mut elsewhere = letter(vec![]);
+        elsewhere.topic = "mart.payments".into();
+        elsewhere.group = "mart.orders-events".into();
+        assert!(origins
+            .refusal(&elsewhere)
+            .unwrap()
+            .contains("does not dead-letter to `mart.orders.dlq`"));
+        let mut other_group = letter(vec![]);
+        other_group.group = "mart.payments-events".into();
+        assert!(origins.refusal(&other_group).unwrap().contains("group"));
+        // A topic this app does not read: the default naming decides.
+        let mut unknown = letter(vec![]);
+        unknown.topic = "test.other".into();
+        assert!(origins.refusal(&unknown).is_some());
+        let test_dlq = Origins {
+            dead_letter_topic: "test.other.dlq".into(),
+            routes: vec![],
+        };
+        assert_eq!(test_dlq.refusal(&unknown), None);
     }
 
     #[test]

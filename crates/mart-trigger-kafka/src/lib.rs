@@ -27,7 +27,7 @@ use mart_kafka::{KafkaClient, Publisher};
 use mart_manifest::App;
 use mart_runtime::Runtime;
 
-pub use dead_letter::{redrive, DeadLetter, Resolution, DLQ_HEADERS};
+pub use dead_letter::{printable, redrive, DeadLetter, Origins, Resolution, DLQ_HEADERS};
 
 /// The Kafka triggers of an app, consuming until `shutdown`.
 pub struct KafkaTriggers {
