@@ -128,8 +128,18 @@ export SPIN_VARIABLE_PAYMENT_PROVIDERS=${SPIN_VARIABLE_PAYMENT_PROVIDERS:-fake}
 # ...which runs only under the development switch (never set it in a deployment).
 export SPIN_VARIABLE_ALLOW_FAKE_PAYMENTS=${SPIN_VARIABLE_ALLOW_FAKE_PAYMENTS:-true}
 # A local admin for trying the API (see README); override in the environment.
+# Its password is made once per state folder, at random: a fixed one would
+# be a known admin password wherever this script's defaults were copied
+# (and the users service refuses placeholders).
 export SPIN_VARIABLE_ADMIN_EMAIL=${SPIN_VARIABLE_ADMIN_EMAIL:-admin@mart.local}
-export SPIN_VARIABLE_ADMIN_PASSWORD=${SPIN_VARIABLE_ADMIN_PASSWORD:-admin-password-change-me}
+if [ -z "${SPIN_VARIABLE_ADMIN_PASSWORD:-}" ]; then
+  if [ ! -s "$RUN_DIR/admin-password" ]; then
+    (umask 077; head -c 18 /dev/urandom | base64 >"$RUN_DIR/admin-password")
+  fi
+  SPIN_VARIABLE_ADMIN_PASSWORD=$(cat "$RUN_DIR/admin-password")
+  echo "admin: $SPIN_VARIABLE_ADMIN_EMAIL, password in $RUN_DIR/admin-password"
+fi
+export SPIN_VARIABLE_ADMIN_PASSWORD
 
 target/debug/mart migrate --database-url "$MART_DATABASE_URL" --migrations migrations
 scripts/seed.sh "$MART_DATABASE_URL"

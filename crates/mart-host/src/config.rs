@@ -140,7 +140,7 @@ fn read_dotenv(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
 /// The Kafka trigger's settings: `[application.trigger.kafka]` with its
 /// `{{ variable }}` templates rendered; `brokers_override` (the
 /// `--kafka-brokers` flag or `MART_KAFKA_BROKERS`) wins over `brokers`;
-/// the host's own `MART_KAFKA_INSTANCE_ID` makes it a static member.
+/// the host's own identity (`host_identity`) over the manifest's.
 /// `None` when no brokers are configured.
 pub fn kafka_client(
     app: &App,
@@ -163,15 +163,41 @@ pub fn kafka_client(
     kafka.sasl_mechanism = render_setting(kafka.sasl_mechanism, "sasl_mechanism")?;
     kafka.sasl_username = render_setting(kafka.sasl_username, "sasl_username")?;
     kafka.sasl_password = render_setting(kafka.sasl_password, "sasl_password")?;
-    kafka.instance_id = std::env::var("MART_KAFKA_INSTANCE_ID")
-        .ok()
-        .filter(|id| !id.trim().is_empty());
+    host_identity(&mut kafka, |name| std::env::var(name).ok());
     if let Some(outbox) = kafka.outbox.as_mut() {
         outbox.server = render(resolver, &outbox.server)
             .context("[application.trigger.kafka] outbox.server")?;
         crate::events::check_outbox_formats(outbox)?;
     }
     Ok(mart_kafka::KafkaClient::new(kafka))
+}
+
+/// Who this host is to the brokers, which is a deployment's business, not
+/// the app's: each workload logs in as its own Kafka user (its ACLs say
+/// which topics it may write), so the login comes from the host's
+/// environment, as `MART_KAFKA_INSTANCE_ID` (static membership) does, and
+/// wins over the manifest. `MART_KAFKA_SECURITY_PROTOCOL`,
+/// `MART_KAFKA_SASL_MECHANISM`, `MART_KAFKA_SASL_USERNAME`,
+/// `MART_KAFKA_SASL_PASSWORD`, and `MART_KAFKA_SSL_CA_LOCATION` (the CA that
+/// signed the brokers' certificates). Unset or empty leaves the setting as
+/// it was.
+fn host_identity(kafka: &mut mart_manifest::KafkaConfig, env: impl Fn(&str) -> Option<String>) {
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let overrides = [
+        ("MART_KAFKA_SECURITY_PROTOCOL", &mut kafka.security_protocol),
+        ("MART_KAFKA_SASL_MECHANISM", &mut kafka.sasl_mechanism),
+        ("MART_KAFKA_SASL_USERNAME", &mut kafka.sasl_username),
+        ("MART_KAFKA_SASL_PASSWORD", &mut kafka.sasl_password),
+        ("MART_KAFKA_INSTANCE_ID", &mut kafka.instance_id),
+    ];
+    for (name, setting) in overrides {
+        if let Some(value) = env(name) {
+            *setting = Some(value);
+        }
+    }
+    if let Some(ca) = env("MART_KAFKA_SSL_CA_LOCATION") {
+        kafka.properties.insert("ssl.ca.location".into(), ca);
+    }
 }
 
 /// A `{{ variable }}` template rendered with the app's variables.
@@ -237,6 +263,45 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosts_kafka_login_comes_from_its_environment_over_the_manifest() {
+        let mut kafka = mart_manifest::KafkaConfig {
+            security_protocol: Some("plaintext".into()),
+            sasl_username: Some("from-the-manifest".into()),
+            ..Default::default()
+        };
+        let env = [
+            ("MART_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("MART_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("MART_KAFKA_SASL_USERNAME", "mart-payments-events"),
+            ("MART_KAFKA_SASL_PASSWORD", "s3cret"),
+            ("MART_KAFKA_SSL_CA_LOCATION", "/etc/kafka-ca/ca.crt"),
+            ("MART_KAFKA_INSTANCE_ID", " "),
+        ];
+        host_identity(&mut kafka, |name| {
+            env.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        });
+        assert_eq!(kafka.security_protocol.as_deref(), Some("sasl_ssl"));
+        assert_eq!(kafka.sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(kafka.sasl_username.as_deref(), Some("mart-payments-events"));
+        assert_eq!(kafka.sasl_password.as_deref(), Some("s3cret"));
+        assert_eq!(kafka.properties["ssl.ca.location"], "/etc/kafka-ca/ca.crt");
+        assert_eq!(kafka.instance_id, None, "blank is unset");
+
+        let mut untouched = mart_manifest::KafkaConfig {
+            sasl_username: Some("from-the-manifest".into()),
+            ..Default::default()
+        };
+        host_identity(&mut untouched, |_| None);
+        assert_eq!(
+            untouched.sasl_username.as_deref(),
+            Some("from-the-manifest")
+        );
+        assert!(untouched.properties.is_empty());
+    }
 
     #[test]
     fn variable_flags_read_as_spin_reads_them() {
