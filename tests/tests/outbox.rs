@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mart_integration_tests::broker::Broker;
+use mart_integration_tests::broker::{broker, Broker};
 use mart_integration_tests::{admin_token, eventually, postgres, Host};
 use serde_json::json;
 
@@ -138,5 +138,100 @@ fn events_survive_a_broker_outage_and_keep_their_order() {
         )[0]
         .get(0);
         (sent == 0).then_some(())
+    });
+}
+
+/// The app's manifest with `[application.trigger.kafka] outbox` changed:
+/// `databases` relayed, `processed_events` pruned.
+fn manifest_with_outbox(name: &str, databases: &[&str], processed_events: &[&str]) -> String {
+    let path = mart_integration_tests::app_manifest_with(name, |m| {
+        let outbox = m["application"]["trigger"]["kafka"]["outbox"]
+            .as_table_mut()
+            .unwrap();
+        let list = |names: &[&str]| {
+            toml::Value::Array(names.iter().map(|n| toml::Value::from(*n)).collect())
+        };
+        outbox.insert("databases".into(), list(databases));
+        outbox.insert("processed_events".into(), list(processed_events));
+    });
+    path.display().to_string()
+}
+
+/// A database with event handlers but no outbox (carts, notifications) is
+/// not an outbox database: listed as one, the host refuses to start,
+/// naming it, instead of polling it for ever (issue 27).
+#[test]
+fn an_outbox_database_without_an_outbox_is_refused_at_start() {
+    use mart_integration_tests::{free_port, repo_root, JWT_PRIVATE_KEY, JWT_PUBLIC_KEY};
+    let manifest = manifest_with_outbox("outbox-carts", &["carts"], &[]);
+    let mut up = std::process::Command::new(mart_integration_tests::mart_bin())
+        .current_dir(repo_root())
+        .args(["up", "--from", &manifest])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--cache-dir")
+        .arg(repo_root().join("target/mart-test-cache"))
+        .env("MART_DATABASE_URL", postgres().server_url())
+        .env("MART_KAFKA_BROKERS", broker().bootstrap())
+        .env("SPIN_VARIABLE_PG_PORT", postgres().port.to_string())
+        .env("SPIN_VARIABLE_JWT_PRIVATE_KEY", JWT_PRIVATE_KEY)
+        .env("SPIN_VARIABLE_JWT_PUBLIC_KEY", JWT_PUBLIC_KEY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let exited = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = up.kill();
+            let _ = up.wait();
+            panic!("mart up started with an outbox database that has no outbox");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut up.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!exited.success(), "{stderr}");
+    assert!(
+        stderr.contains("outbox.databases lists database `carts`, which has no `outbox` table"),
+        "{stderr}"
+    );
+}
+
+/// The handlers' processed-event records in databases without an outbox
+/// are pruned after the retention like any other (issue 27): retention is
+/// not the relay's, and needs no outbox.
+#[test]
+fn processed_events_are_pruned_in_databases_without_an_outbox() {
+    let old_event = |db: &str| {
+        let id = mart_integration_tests::unique("old-event");
+        postgres().query(
+            db,
+            &format!(
+                "INSERT INTO processed_events (consumer, event_id, processed_at) \
+                 VALUES ('test', '{id}', now() - interval '30 days') RETURNING event_id"
+            ),
+        );
+        id
+    };
+    let kept = |db: &str, id: &str| -> i64 {
+        postgres().query(
+            db,
+            &format!("SELECT count(*) FROM processed_events WHERE event_id = '{id}'"),
+        )[0]
+        .get(0)
+    };
+    let carts = old_event("carts");
+    let notifications = old_event("notifications");
+    // Relaying no outbox (the other test of this binary relays catalog to
+    // a broker of its own); only the retention runs, at start.
+    let manifest = manifest_with_outbox("outbox-retention", &[], &["carts", "notifications"]);
+    let _host = Host::start(&manifest, &[]);
+    eventually(WAIT, "old processed events to be pruned", || {
+        (kept("carts", &carts) == 0 && kept("notifications", &notifications) == 0).then_some(())
     });
 }

@@ -70,6 +70,12 @@ impl Events {
         let (relay, relayed) = match (kafka.outbox(), options.relay) {
             (Some(outbox), true) => {
                 let databases = relayed_databases(outbox)?;
+                let (processed_events, listed) = handler_databases(outbox)?;
+                mart_outbox_relay::check_databases(
+                    &databases,
+                    if listed { &processed_events } else { &[] },
+                )
+                .await?;
                 let relayed = databases
                     .iter()
                     .map(|db| match db.format {
@@ -83,6 +89,7 @@ impl Events {
                     runtime.metrics().clone(),
                     mart_outbox_relay::RelayOptions {
                         retention: options.retention,
+                        processed_events,
                         ..Default::default()
                     },
                 );
@@ -189,6 +196,28 @@ fn relayed_databases(
         .collect()
 }
 
+/// The databases whose `processed_events` the retention prunes:
+/// `outbox.processed_events`, or when it is left out the relayed ones
+/// (those without the table are passed over). `true` when listed.
+fn handler_databases(
+    outbox: &mart_manifest::OutboxConfig,
+) -> anyhow::Result<(Vec<mart_outbox_relay::HandlerDatabase>, bool)> {
+    let names = outbox
+        .processed_events
+        .as_ref()
+        .unwrap_or(&outbox.databases);
+    let databases = names
+        .iter()
+        .map(|name| {
+            Ok(mart_outbox_relay::HandlerDatabase {
+                url: mart_migrate::database_url(&outbox.server, name)?,
+                name: name.clone(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((databases, outbox.processed_events.is_some()))
+}
+
 /// Every topic the app touches: one per aggregate type, what the triggers
 /// read and dead-letter to, and what components may publish to.
 pub fn topics_to_create(app: &App) -> anyhow::Result<Vec<String>> {
@@ -215,6 +244,7 @@ mod tests {
         mart_manifest::OutboxConfig {
             server: "postgres://mart@127.0.0.1:5432".into(),
             databases: vec!["orders".into(), "users".into()],
+            processed_events: None,
             formats: formats
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -204,7 +204,13 @@ pub struct KafkaConfig {
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {
     pub server: String,
+    /// The databases whose `outbox` is relayed (each must have one).
     pub databases: Vec<String>,
+    /// The databases whose event handlers' `processed_events` records are
+    /// pruned after the retention (each must have the table), relayed or
+    /// not. When left out: the relayed databases that have the table.
+    #[serde(default)]
+    pub processed_events: Option<Vec<String>>,
     /// The format a database's events go out in, by database, named by
     /// the records' content type: `application/json` (the default),
     /// `application/protobuf`, or `application/cloudevents+protobuf`.

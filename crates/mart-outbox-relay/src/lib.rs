@@ -16,6 +16,13 @@
 //! elects it; the others stand by and take over when its session ends.
 //! It wakes on `NOTIFY mart_outbox` (sent by a trigger at commit) and polls
 //! as a fallback.
+//!
+//! Retention is a separate task: sent outbox rows are pruned by the relay of
+//! their database, and the handlers' processed-event records by a retention
+//! task per database that has them (`RelayOptions::processed_events`), so
+//! a database with handlers but no outbox (carts, notifications) is pruned
+//! without being polled for events it never writes. `check_databases`
+//! refuses at start a relayed database that has no outbox.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +66,9 @@ pub struct RelayOptions {
     pub retention: Duration,
     /// How often pruning runs.
     pub prune_interval: Duration,
+    /// The databases whose `processed_events` records (the handlers'
+    /// memory of events applied) are pruned after `retention`.
+    pub processed_events: Vec<HandlerDatabase>,
 }
 
 impl Default for RelayOptions {
@@ -68,8 +78,79 @@ impl Default for RelayOptions {
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(600),
+            processed_events: Vec::new(),
         }
     }
+}
+
+/// A database whose handlers record the events they applied
+/// (`processed_events`), pruned by the retention task.
+#[derive(Debug, Clone)]
+pub struct HandlerDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+/// Refuses, before anything starts, a relayed database without an `outbox`
+/// table (it would be polled for ever for events it never writes) and a
+/// database listed for retention without `processed_events`, naming the
+/// database and the setting. A database that cannot be reached now is not
+/// refused (the server may still be starting): its relay waits for it.
+pub async fn check_databases(
+    relayed: &[Database],
+    processed_events: &[HandlerDatabase],
+) -> anyhow::Result<()> {
+    let relayed = relayed.iter().map(|db| {
+        (
+            db.name.as_str(),
+            db.url.as_str(),
+            "outbox",
+            "outbox.databases",
+        )
+    });
+    let pruned = processed_events.iter().map(|db| {
+        (
+            db.name.as_str(),
+            db.url.as_str(),
+            "processed_events",
+            "outbox.processed_events",
+        )
+    });
+    for (name, url, table, setting) in relayed.chain(pruned) {
+        match has_table(url, table).await {
+            Ok(true) => {}
+            Ok(false) => anyhow::bail!(
+                "[application.trigger.kafka] {setting} lists database `{name}`, which has no \
+                 `{table}` table{}",
+                if table == "outbox" {
+                    ": only a database its service writes events to has an outbox; remove it \
+                     from outbox.databases (list it in outbox.processed_events if its event \
+                     handlers' records are to be pruned), or run its migrations first"
+                } else {
+                    ": remove it from outbox.processed_events, or run its migrations first"
+                }
+            ),
+            Err(e) => tracing::warn!(database = %name, error = %format!("{e:#}"),
+                "cannot check the database at start; its relay and retention wait for it"),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the database at `url` has `table` (in its search path).
+async fn has_table(url: &str, table: &str) -> anyhow::Result<bool> {
+    let connect = tokio_postgres::connect(url, NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .context("timed out connecting")??;
+    let driver = tokio::spawn(connection);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?
+        .get(0);
+    drop(client);
+    let _ = driver.await;
+    Ok(exists)
 }
 
 /// A database whose outbox is relayed.
@@ -95,7 +176,7 @@ impl OutboxRelay {
         options: RelayOptions,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let tasks = databases
+        let mut tasks: Vec<_> = databases
             .into_iter()
             .map(|db| {
                 let relay = DatabaseRelay {
@@ -108,6 +189,15 @@ impl OutboxRelay {
                 tokio::spawn(metrics.busy(TaskKind::Relay, relay.run()))
             })
             .collect();
+        tasks.extend(options.processed_events.iter().cloned().map(|db| {
+            let retention = Retention {
+                db,
+                retention: options.retention,
+                interval: options.prune_interval,
+                stop: stopped.clone(),
+            };
+            tokio::spawn(metrics.busy(TaskKind::Relay, retention.run()))
+        }));
         Self { stop, tasks }
     }
 
@@ -217,11 +307,16 @@ impl DatabaseRelay {
     /// session holds the relay lock. `false` if stopped first.
     async fn wait_for_outbox_and_lock(&mut self, client: &Client) -> anyhow::Result<bool> {
         let mut announced = false;
+        let mut missing = false;
         loop {
             let has_outbox: bool = client
                 .query_one("SELECT to_regclass('outbox') IS NOT NULL", &[])
                 .await?
                 .get(0);
+            if !has_outbox && !missing {
+                tracing::warn!(database = %self.db.name, "no outbox table (yet); waiting for the migrations");
+                missing = true;
+            }
             if has_outbox {
                 let locked: bool = client
                     .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
@@ -364,10 +459,10 @@ impl DatabaseRelay {
         })
     }
 
-    /// Deletes sent rows and processed-event records older than the retention.
+    /// Deletes sent rows older than the retention (processed-event records
+    /// are the retention task's).
     async fn prune(&self, client: &Client) -> anyhow::Result<()> {
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(self.options.retention).unwrap_or(chrono::Duration::MAX);
+        let cutoff = cutoff(self.options.retention);
         let sent = client
             .execute(
                 "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
@@ -375,23 +470,69 @@ impl DatabaseRelay {
             )
             .await
             .context("pruning the outbox")?;
-        let has_processed: bool = client
+        if sent > 0 {
+            tracing::info!(database = %self.db.name, sent, "pruned sent outbox rows");
+        }
+        Ok(())
+    }
+}
+
+fn cutoff(retention: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Prunes one database's processed-event records past the retention, at
+/// start and then every `interval`. Idempotent, so every host runs it (no
+/// lock): the records must outlive the longest redelivery window, which
+/// the retention (default 7 days) covers.
+struct Retention {
+    db: HandlerDatabase,
+    retention: Duration,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+impl Retention {
+    async fn run(mut self) {
+        loop {
+            if let Err(e) = self.prune().await {
+                tracing::warn!(database = %self.db.name, error = %format!("{e:#}"),
+                    "pruning processed events failed; trying again later");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = self.stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn prune(&self) -> anyhow::Result<()> {
+        let (client, connection) = tokio_postgres::connect(&self.db.url, NoTls)
+            .await
+            .with_context(|| format!("connecting to database `{}`", self.db.name))?;
+        let driver = tokio::spawn(connection);
+        // Without the setting, the host lists every relayed database, and
+        // not each has handlers: a database without the table has nothing
+        // to prune (`check_databases` refused it if it was listed).
+        let processed = match client
             .query_one("SELECT to_regclass('processed_events') IS NOT NULL", &[])
-            .await?
-            .get(0);
-        let processed = if has_processed {
-            client
+            .await
+        {
+            Ok(row) if row.get::<_, bool>(0) => client
                 .execute(
                     "DELETE FROM processed_events WHERE processed_at < $1",
-                    &[&cutoff],
+                    &[&cutoff(self.retention)],
                 )
                 .await
-                .context("pruning processed events")?
-        } else {
-            0
+                .context("pruning processed events"),
+            Ok(_) => Ok(0),
+            Err(e) => Err(e).context("looking for processed_events"),
         };
-        if sent + processed > 0 {
-            tracing::info!(database = %self.db.name, sent, processed, "pruned old event records");
+        drop(client);
+        let _ = driver.await;
+        let processed = processed?;
+        if processed > 0 {
+            tracing::info!(database = %self.db.name, processed, "pruned old processed-event records");
         }
         Ok(())
     }
