@@ -40,7 +40,7 @@ fn login(host: &Host, email: &str, password: &str) -> Result<String, (u16, Value
     if r.status == 200 {
         let body = r.json();
         assert_eq!(body["token_type"], "Bearer");
-        assert_eq!(body["expires_in"], 900);
+        assert_eq!(body["expires_in"], 300, "access tokens are short-lived");
         Ok(body["access_token"].as_str().unwrap().to_string())
     } else {
         Err((r.status, r.json()))
@@ -429,4 +429,106 @@ fn a_forged_forwarded_for_does_not_escape_the_throttle() {
         429,
         "still this client's throttle"
     );
+}
+
+/// `POST /auth/token` with a refresh token: the status and body.
+fn refresh(host: &Host, refresh_token: &str) -> (u16, Value) {
+    let r = host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({ "refresh_token": refresh_token }),
+    );
+    (r.status, r.json())
+}
+
+/// A password change ends every earlier session everywhere (issue 27).
+/// Other services verify access tokens with the public key alone and cannot
+/// know of the change, so access tokens are short-lived (5 minutes) and a
+/// session goes on only through single-use refresh tokens, which the users
+/// service refuses once the account's token version has moved on: a session
+/// of before the change ends at every service when its access token expires.
+#[test]
+fn a_password_change_ends_earlier_sessions_at_their_next_refresh() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "first password");
+    let r = host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({ "email": email, "password": "first password" }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let session = r.json();
+    assert_eq!(session["expires_in"], 300);
+    let first = session["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token: {session}"))
+        .to_string();
+    assert_eq!(session["refresh_expires_in"], 14 * 24 * 3600);
+
+    // A refresh hands out a new access token and a new refresh token; the
+    // one used is spent.
+    let (status, next) = refresh(&host, &first);
+    assert_eq!(status, 200, "{next}");
+    let access = next["access_token"].as_str().unwrap().to_string();
+    assert_eq!(host.get_as(&access, "/users/me").status, 200);
+    let second = next["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    assert_eq!(refresh(&host, &first).0, 401, "single use");
+
+    // Another session of the same account, from before the change.
+    let other = host
+        .send_json(
+            "POST",
+            "/auth/token",
+            &json!({ "email": email, "password": "first password" }),
+        )
+        .json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let changed = host.send_json_as(
+        &access,
+        "PATCH",
+        "/users/me",
+        &json!({ "password": "second password", "current_password": "first password" }),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    for earlier in [&second, &other] {
+        let (status, problem) = refresh(&host, earlier);
+        assert_eq!(status, 401, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("revoked"),
+            "{problem}"
+        );
+    }
+    let stored: i64 = postgres().query(
+        "users",
+        &format!(
+            "SELECT count(*) FROM refresh_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE u.email = '{email}'"
+        ),
+    )[0]
+    .get(0);
+    assert_eq!(
+        stored, 0,
+        "a password change deletes the account's refresh tokens"
+    );
+    // The new password starts a new session, which refreshes.
+    let fresh = host
+        .send_json(
+            "POST",
+            "/auth/token",
+            &json!({ "email": email, "password": "second password" }),
+        )
+        .json();
+    let (status, _) = refresh(&host, fresh["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 200);
+    // A malformed refresh request is the client's error.
+    host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({ "refresh_token": "x", "password": "y" }),
+    )
+    .problem(422);
 }

@@ -128,6 +128,67 @@ impl Db {
             .ok_or_else(|| DomainError::not_found("the account no longer exists"))
     }
 
+    /// Stores a refresh token's hash for `user_id` at `version`, valid for
+    /// `ttl_secs`; the user's expired ones go meanwhile.
+    pub fn insert_refresh_token(
+        &self,
+        hash: &str,
+        user_id: &str,
+        version: i64,
+        ttl_secs: i64,
+    ) -> Result<(), DomainError> {
+        let user = ParameterValue::Uuid(user_id.to_string());
+        self.connection
+            .execute(
+                "DELETE FROM refresh_tokens WHERE user_id = $1 AND expires_at < now()",
+                std::slice::from_ref(&user),
+            )
+            .map_err(failed)?;
+        self.connection
+            .execute(
+                "INSERT INTO refresh_tokens (token_hash, user_id, token_version, expires_at) \
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4::int8))",
+                &[
+                    text(hash),
+                    user,
+                    ParameterValue::Int64(version),
+                    ParameterValue::Int64(ttl_secs),
+                ],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Uses up the refresh token with this hash: the user and token version
+    /// it was issued for, unless it is unknown, used or expired.
+    pub fn take_refresh_token(&self, hash: &str) -> Result<Option<(String, i64)>, DomainError> {
+        let rows = self
+            .connection
+            .query(
+                "DELETE FROM refresh_tokens WHERE token_hash = $1 \
+                 RETURNING user_id, token_version, expires_at > now()",
+                &[text(hash)],
+            )
+            .map_err(failed)?;
+        let Some([user, version, live]) = rows.rows.first().map(Vec::as_slice) else {
+            return Ok(None);
+        };
+        let live: bool = decode(live)?;
+        live.then(|| Ok((uuid_text(user)?, decode(version)?)))
+            .transpose()
+    }
+
+    /// Every refresh token of `user_id` (its password changed).
+    pub fn revoke_refresh_tokens(&self, user_id: &str) -> Result<(), DomainError> {
+        self.connection
+            .execute(
+                "DELETE FROM refresh_tokens WHERE user_id = $1",
+                &[ParameterValue::Uuid(user_id.to_string())],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
     /// Takes one password attempt for `email` from `client`: `Some(wait)`
     /// (seconds) while the delay after earlier failures runs, else `None`
     /// with the attempt already counted as a failure, which a correct

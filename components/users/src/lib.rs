@@ -4,7 +4,7 @@ mod db;
 
 use mart_domain::auth::{self, Role, Signer};
 use mart_domain::events::{EventData, UserRegistered};
-use mart_domain::users::{self, Login, ProfileUpdate, Registration};
+use mart_domain::users::{self, Login, ProfileUpdate, Refresh, Registration};
 use mart_domain::DomainError;
 use mart_domain::{password, FieldError, Problem};
 use mart_guest::config::{optional_variable, variable};
@@ -137,8 +137,16 @@ fn check_attempt(
     Ok(matches)
 }
 
+/// `POST /auth/token`: `{email, password}` signs in; `{refresh_token}` goes
+/// on with a session (see `mart_domain::auth::REFRESH_TTL_SECS`). Either
+/// answers a short-lived access token and a new single-use refresh token.
 fn issue_token(request: &Request) -> Result<Response, Problem> {
-    let input: Login = json_body(request, MAX_BODY_BYTES)?;
+    let body: serde_json::Value = json_body(request, MAX_BODY_BYTES)?;
+    if body.get("refresh_token").is_some() {
+        let input: Refresh = mart_domain::json::parse(request.body())?;
+        return refresh(&input.refresh_token);
+    }
+    let input: Login = mart_domain::json::parse(request.body())?;
     let email = users::normalise_email(&input.email);
     let db = Db::connect()?;
     let client = client_of(request);
@@ -155,13 +163,45 @@ fn issue_token(request: &Request) -> Result<Response, Problem> {
     let Some(user) = user.filter(|_| matches) else {
         return Err(bad_credentials());
     };
+    tokens(&db, &user)
+}
+
+/// A session goes on: the refresh token is used up (a second use fails),
+/// and honoured only while the account's token version is the one it was
+/// issued at, so a password change ends every session of before here and,
+/// once their access tokens expire, everywhere.
+fn refresh(refresh_token: &str) -> Result<Response, Problem> {
+    let revoked = || {
+        auth::unauthorized("the refresh token is unknown, used, expired or revoked; log in again")
+    };
+    let db = Db::connect()?;
+    let (user_id, version) = db
+        .take_refresh_token(&auth::refresh_token_hash(refresh_token))?
+        .ok_or_else(revoked)?;
+    let user = db.user_by_id(&user_id)?.ok_or_else(revoked)?;
+    if user.token_version != version {
+        return Err(revoked());
+    }
+    tokens(&db, &user)
+}
+
+/// An access token and a refresh token for `user` at its token version.
+fn tokens(db: &Db, user: &User) -> Result<Response, Problem> {
     let signer = signer()?;
     let token = signer
         .sign(&user.id, user.role, user.token_version, auth::now())
         .map_err(Problem::internal)?;
+    let (refresh_token, hash) = auth::new_refresh_token().map_err(Problem::internal)?;
+    db.insert_refresh_token(&hash, &user.id, user.token_version, auth::REFRESH_TTL_SECS)?;
     Ok(json_response(
         200,
-        &serde_json::json!({ "access_token": token, "token_type": "Bearer", "expires_in": signer.ttl_secs() }),
+        &serde_json::json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": signer.ttl_secs(),
+            "refresh_token": refresh_token,
+            "refresh_expires_in": auth::REFRESH_TTL_SECS,
+        }),
     ))
 }
 
@@ -293,7 +333,14 @@ fn update_me(request: &Request) -> Result<Response, Problem> {
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let updated = db.update_profile(&user.id, name.as_deref(), new_hash.as_deref())?;
+    let updated = db.transaction(|db| -> Result<_, DomainError> {
+        let updated = db.update_profile(&user.id, name.as_deref(), new_hash.as_deref())?;
+        if new_hash.is_some() {
+            // Their token version no longer matches either; gone for good.
+            db.revoke_refresh_tokens(&user.id)?;
+        }
+        Ok(updated)
+    })?;
     Ok(json_response(200, &updated.profile()))
 }
 

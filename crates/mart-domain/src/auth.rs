@@ -183,6 +183,42 @@ impl Verifier {
     }
 }
 
+/// Revocation everywhere (issue 27). Access tokens are verified by every
+/// service with the public key alone, so none can know of a password change
+/// made since a token was issued; a revoked access token therefore works
+/// until it expires. Access tokens are kept short-lived (`jwt_ttl_secs`,
+/// 300 s by default) and a session goes on with a refresh token: opaque,
+/// random, single-use (each use hands out a new one), stored by the users
+/// service only as its SHA-256 together with the account's token version at
+/// issue. A refresh checks that version against the account's, so after a
+/// password change no refresh succeeds and every service refuses the
+/// session once its last access token expires. No service but users gets
+/// any credentials or state for this: the alternatives (every service
+/// reading the users database, or keeping a copy of each account's token
+/// version fed by `user.*` events, with a table and a handler per service)
+/// would widen each service's reach or double the state to keep right.
+///
+/// How long a refresh token lasts unless used (14 days).
+pub const REFRESH_TTL_SECS: i64 = 14 * 24 * 3600;
+
+/// A new refresh token and the hash to store for it.
+pub fn new_refresh_token() -> Result<(String, String), String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = refresh_token_hash(&token);
+    Ok((token, hash))
+}
+
+/// What the users service stores for a refresh token: its SHA-256, hex. A
+/// leaked table gives no usable token (the token has 256 random bits, so
+/// no salt or slow hash is needed).
+pub fn refresh_token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// 401 problem; components add `WWW-Authenticate: Bearer`.
 pub fn unauthorized(detail: &str) -> Problem {
     Problem::new(401, "Unauthorized", detail)
@@ -264,6 +300,17 @@ mod tests {
         // alg=none and HS256 tokens are refused before any key is used.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSJ9.";
         assert_eq!(status(Some(&format!("Bearer {none}"))).status, 401);
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_stored_as_hashes() {
+        let (a, hash_a) = new_refresh_token().unwrap();
+        let (b, _) = new_refresh_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43, "32 bytes, base64url without padding");
+        assert_eq!(hash_a, refresh_token_hash(&a));
+        assert_eq!(hash_a.len(), 64);
+        assert!(!hash_a.contains(&a));
     }
 
     #[test]

@@ -19,6 +19,13 @@ pub struct Login {
     pub password: String,
 }
 
+/// `POST /auth/token` with a refresh token instead of a password.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    pub refresh_token: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
