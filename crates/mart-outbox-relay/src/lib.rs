@@ -360,9 +360,19 @@ impl DatabaseRelay {
         for row in &rows {
             let created: chrono::DateTime<chrono::Utc> = row.get(6);
             let aggregate_type: String = row.get(2);
+            let event_type: String = row.get(4);
+            if let Err(why) = events::check_origin(&self.db.name, &aggregate_type, &event_type) {
+                // Never published, never skipped: it and the rows behind
+                // it wait, loudly, until an operator removes it.
+                let id: String = row.get(1);
+                tracing::error!(database = %self.db.name, event = %id,
+                    "outbox row refused: {why}; it and the rows after it wait until it is removed");
+                enqueue_failure = Some(anyhow::anyhow!("outbox row {id} refused: {why}"));
+                break;
+            }
             let envelope = Envelope {
                 id: row.get(1),
-                event_type: row.get(4),
+                event_type,
                 source: source.clone(),
                 time: created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 subject: row.get(3),
@@ -395,7 +405,7 @@ impl DatabaseRelay {
                     // Stop here: a later row of the same aggregate must not
                     // overtake this one. The rest go out next round, in order.
                     tracing::warn!(database = %self.db.name, error = %e, "cannot queue outbox row");
-                    enqueue_failure = Some(e);
+                    enqueue_failure = Some(e.into());
                     break;
                 }
             }
@@ -415,7 +425,7 @@ impl DatabaseRelay {
                 }
                 Err(e) => {
                     span.fail(e.to_string());
-                    failure.get_or_insert(e);
+                    failure.get_or_insert(e.into());
                 }
             }
         }

@@ -208,6 +208,28 @@ pub fn topic(aggregate_type: &str) -> String {
     format!("mart.{aggregate_type}")
 }
 
+/// Whether the outbox of service database `database` may carry an event of
+/// `event_type` about an aggregate of `aggregate_type`: a service publishes
+/// only its own aggregates (to `mart.<database>`), and a Mart event type
+/// only with the aggregate it belongs to. The relay refuses anything else,
+/// so whoever can write one service's outbox cannot publish another
+/// service's events (a `payment.succeeded` from the orders database).
+pub fn check_origin(database: &str, aggregate_type: &str, event_type: &str) -> Result<(), String> {
+    if aggregate_type != database {
+        return Err(format!(
+            "the {database} database's outbox holds a `{aggregate_type}` event ({event_type}): \
+             a service publishes only its own aggregates"
+        ));
+    }
+    match EventType::parse(event_type) {
+        Some(known) if known.aggregate() != aggregate_type => Err(format!(
+            "`{event_type}` is a {} event, not a {aggregate_type} one",
+            known.aggregate()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A CloudEvent's attributes and its data, as bytes in one of the formats
 /// (`DataFormat`): what the outbox holds (JSON) and what a record carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -496,6 +518,18 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_outbox_carries_only_its_own_aggregates_events() {
+        assert!(check_origin("payments", "payments", "payment.succeeded").is_ok());
+        assert!(check_origin("orders", "orders", "order.placed").is_ok());
+        // Types this version does not know travel on their own topic.
+        assert!(check_origin("orders", "orders", "order.gift_wrapped").is_ok());
+        let forged = check_origin("orders", "payments", "payment.succeeded").unwrap_err();
+        assert!(forged.contains("only its own aggregates"), "{forged}");
+        let mislabelled = check_origin("orders", "orders", "payment.succeeded").unwrap_err();
+        assert!(mislabelled.contains("is a payments event"), "{mislabelled}");
+    }
 
     #[test]
     fn every_type_round_trips_and_has_a_topic() {
