@@ -123,6 +123,44 @@ fn each_service_reaches_its_own_database_only() {
 }
 
 #[test]
+fn the_relay_reaches_outboxes_and_processed_events_only() {
+    postgres();
+    // What the relay does: read and mark the outbox, delete sent rows,
+    // prune processed events (carts has no outbox, only the record).
+    as_role(
+        "mart_relay",
+        "orders",
+        "SELECT seq FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT 1; \
+         UPDATE outbox SET sent_at = sent_at WHERE seq = -1; \
+         DELETE FROM outbox WHERE sent_at < now() - interval '100 years'; \
+         DELETE FROM processed_events WHERE processed_at < now() - interval '100 years';",
+    )
+    .unwrap();
+    as_role(
+        "mart_relay",
+        "carts",
+        "DELETE FROM processed_events WHERE processed_at < now() - interval '100 years'",
+    )
+    .unwrap();
+    // Not the services' data, not writing events, not the schema.
+    for (database, sql) in [
+        ("orders", "SELECT count(*) FROM orders"),
+        ("payments", "SELECT count(*) FROM payments"),
+        ("users", "SELECT count(*) FROM users"),
+        (
+            "orders",
+            "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload) \
+             VALUES (gen_random_uuid(), 'payments', 'x', 'payment.succeeded', '{}')",
+        ),
+        ("orders", "UPDATE outbox SET payload = '{}' WHERE seq = -1"),
+        ("orders", "CREATE TABLE t (x int)"),
+    ] {
+        let refused = as_role("mart_relay", database, sql).unwrap_err();
+        assert!(refused.contains("permission denied"), "{database}: {sql}: {refused}");
+    }
+}
+
+#[test]
 fn the_manifest_gives_each_component_its_services_role() {
     let manifest: toml::Table = toml::from_str(
         &std::fs::read_to_string(mart_integration_tests::repo_root().join("spin.toml")).unwrap(),
