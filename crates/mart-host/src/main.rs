@@ -57,11 +57,17 @@ enum Command {
     /// Check the shop's invariants across the service databases (orders
     /// final, paid orders charged once with stock committed, cancelled ones
     /// holding neither stock nor money, reserved stock matching reservations).
-    /// Exits 1 on a violation, 2 while orders are unsettled.
+    /// With brokers, also every consumer group's lag per partition: a
+    /// partition that lags without its committed offset moving (nobody
+    /// consumes it) is unsettled. Exits 1 on a violation, 2 while anything
+    /// is unsettled.
     Check {
         /// A database URL on the server (its database must exist, e.g. `postgres`).
         #[arg(long, env = "MART_DATABASE_URL")]
         database_url: String,
+        /// The Kafka brokers whose consumer groups to check (plaintext).
+        #[arg(long, env = "MART_KAFKA_BROKERS")]
+        kafka_brokers: Option<String>,
     },
     /// Print where each event goes (a Markdown table: its topic, the
     /// components whose database writes it, the handlers that take it).
@@ -247,7 +253,10 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up(args) => up(*args).await,
             Command::Migrate(args) => migrate(args).await,
-            Command::Check { database_url } => check(&database_url).await,
+            Command::Check {
+                database_url,
+                kafka_brokers,
+            } => check(&database_url, kafka_brokers.as_deref()).await,
             Command::DeadLetters(args) => dead_letters(args).await,
             Command::Events { manifest } => events(&manifest),
             Command::SpinManifest { manifest, out } => spin_manifest(&manifest, &out),
@@ -494,16 +503,13 @@ fn spin_manifest(manifest: &std::path::Path, out: &std::path::Path) -> anyhow::R
     Ok(())
 }
 
-async fn check(database_url: &str) -> anyhow::Result<()> {
-    let report = mart_check::check(database_url).await?;
+async fn check(database_url: &str, kafka_brokers: Option<&str>) -> anyhow::Result<()> {
+    let report = mart_check::check_with(database_url, kafka_brokers).await?;
     print!("{report}");
-    if !report.violations.is_empty() {
-        std::process::exit(1);
+    match report.exit_code() {
+        0 => Ok(()),
+        code => std::process::exit(code),
     }
-    if !report.unsettled.is_empty() {
-        std::process::exit(2);
-    }
-    Ok(())
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
