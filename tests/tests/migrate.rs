@@ -156,7 +156,10 @@ fn the_relay_reaches_outboxes_and_processed_events_only() {
         ("orders", "CREATE TABLE t (x int)"),
     ] {
         let refused = as_role("mart_relay", database, sql).unwrap_err();
-        assert!(refused.contains("permission denied"), "{database}: {sql}: {refused}");
+        assert!(
+            refused.contains("permission denied"),
+            "{database}: {sql}: {refused}"
+        );
     }
 }
 
