@@ -2,9 +2,10 @@
 # Creates (or updates) the Secrets the Kubernetes manifests name, from the
 # same .env docker compose reads (cp .env.example .env, fill it in). Each
 # workload gets its own Secret, <name>-env, with only the keys it uses:
-#   mart-db-owner, mart-db-<service>   basic-auth, CloudNativePG sets the roles' passwords
-#   mart-migrate-env                   MART_DATABASE_URL (the owner's)
-#   mart-outbox-relay-env              the owner's password and URL: the relay alone
+#   mart-db-owner, mart-db-<service>,  basic-auth, CloudNativePG sets the roles' passwords
+#   mart-db-relay                      (mart_relay's: MART_RELAY_DB_PASSWORD)
+#   mart-migrate-env                   MART_DATABASE_URL (the owner's): the Job alone
+#   mart-outbox-relay-env              the relay role's password (relay_db_password)
 #   mart-<handler>-env                 its service's database password (+ its provider keys)
 #   mart-orders-expiry-env             the orders database password
 #   mart-<service>-env (SpinApps)      its components' database passwords; users: the
@@ -55,7 +56,6 @@ env_secret() {
   for var in "$@"; do
     case "$var" in
       MART_DATABASE_URL) args+=(--from-literal="MART_DATABASE_URL=$owner_url") ;;
-      PG_PASSWORD) args+=(--from-literal="SPIN_VARIABLE_PG_PASSWORD=$MART_DB_PASSWORD") ;;
       *) local from="MART_$var"; args+=(--from-literal="SPIN_VARIABLE_$var=${!from:-}") ;;
     esac
   done
@@ -68,12 +68,14 @@ for s in "${services[@]}"; do
   var="MART_${s^^}_DB_PASSWORD"
   basic_auth "mart-db-$s" "mart_$s" "${!var:?set $var in $env_file}"
 done
+basic_auth mart-db-relay mart_relay "${MART_RELAY_DB_PASSWORD:?set MART_RELAY_DB_PASSWORD in $env_file}"
 owner_url="postgres://${MART_DB_USER:-mart}:${MART_DB_PASSWORD}@mart-pg-rw:5432/postgres"
 : "${MART_JWT_PRIVATE_KEY:?}" "${MART_JWT_PUBLIC_KEY:?}"
 
-# The owner's credentials: the migrations Job and the outbox relay only.
+# The owner's credentials: the migrations Job only. The outbox relay
+# connects as mart_relay (outboxes and processed events only).
 env_secret mart-migrate-env MART_DATABASE_URL
-env_secret mart-outbox-relay-env MART_DATABASE_URL PG_PASSWORD
+env_secret mart-outbox-relay-env RELAY_DB_PASSWORD
 # The Kafka handlers and the timer.
 env_secret mart-carts-events-env CARTS_DB_PASSWORD
 env_secret mart-inventory-events-env INVENTORY_DB_PASSWORD
@@ -105,4 +107,4 @@ kubectl create secret generic mart-kong-jwt -n "$namespace" \
   --from-literal=key=mart --from-literal=algorithm=ES256 \
   --from-literal=rsa_public_key="${MART_JWT_PUBLIC_KEY:?}" --dry-run=client -o yaml \
   | kubectl label --local -f - konghq.com/credential=jwt -o yaml | apply
-echo "secrets in namespace $namespace: mart-db-owner, mart-db-<service>, <workload>-env, mart-keda-kafka, mart-kong-jwt" >&2
+echo "secrets in namespace $namespace: mart-db-owner, mart-db-<service>, mart-db-relay, <workload>-env, mart-keda-kafka, mart-kong-jwt" >&2

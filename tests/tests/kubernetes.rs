@@ -603,7 +603,7 @@ fn no_secret_is_in_the_manifests_and_every_one_named_is_made_by_the_script_or_st
     let script = create_secrets_script();
     let made_by_script = |name: &str| -> bool {
         match name.strip_prefix("mart-db-") {
-            Some(service) if service != "owner" => {
+            Some(service) if service != "owner" && service != "relay" => {
                 databases().iter().any(|s| s == service)
                     && script.contains("basic_auth \"mart-db-$s\"")
             }
@@ -812,9 +812,25 @@ fn postgres_has_a_role_per_service_database_with_its_own_password() {
             roles["mart"]["createrole"], true,
             "{overlay}: the owner needs no CREATEROLE"
         );
+        // The outbox relay's role: outboxes and processed events only
+        // (`mart migrate` grants them), its password its own.
+        let relay = roles
+            .get("mart_relay")
+            .unwrap_or_else(|| panic!("{overlay}: no role mart_relay"));
+        assert_eq!(relay["login"], true);
+        assert_eq!(relay["passwordSecret"]["name"], "mart-db-relay");
+        for power in [
+            "createdb",
+            "createrole",
+            "superuser",
+            "replication",
+            "bypassrls",
+        ] {
+            assert_ne!(relay[power], true, "{overlay}: mart_relay has {power}");
+        }
         assert_eq!(
             roles.len(),
-            databases().len() + 1,
+            databases().len() + 2,
             "{overlay}: no other role"
         );
         let host = configured(documents(overlay), "SPIN_VARIABLE_PG_HOST");
@@ -1099,9 +1115,9 @@ fn every_workload_holds_only_the_secret_keys_it_needs() {
                 assert_eq!(*secret, own, "{at}: {env} from another workload's Secret");
                 from_own.insert(key.clone());
                 if key == "MART_DATABASE_URL" {
-                    assert!(
-                        w.relays || w.name == "mart-migrate",
-                        "{at}: only the migrations and the relay hold the owner's URL"
+                    assert_eq!(
+                        w.name, "mart-migrate",
+                        "{at}: only the migrations hold the owner's URL"
                     );
                     continue;
                 }
@@ -1155,13 +1171,122 @@ fn every_workload_holds_only_the_secret_keys_it_needs() {
                     );
                 }
                 if key == "SPIN_VARIABLE_PG_PASSWORD" || key == "MART_DATABASE_URL" {
-                    assert!(
-                        w.relays || w.name == "mart-migrate",
-                        "{at}: the owner's database credentials"
+                    assert_eq!(
+                        w.name, "mart-migrate",
+                        "{at}: only the migrate Job holds the owner's credentials"
                     );
                 }
+                if key == "SPIN_VARIABLE_RELAY_DB_PASSWORD" {
+                    assert!(w.relays, "{at}: the relay's database password");
+                }
+            }
+            // The relay connects as mart_relay, with its own password.
+            if w.relays {
+                assert!(
+                    w.secret_refs.iter().any(|(env, secret, key)| env
+                        == "SPIN_VARIABLE_RELAY_DB_PASSWORD"
+                        && *secret == own
+                        && key == env),
+                    "{at}: relays without relay_db_password from {own}"
+                );
             }
         }
+    }
+    // The owner's basic-auth Secret is CloudNativePG's alone: no pod reads it.
+    for overlay in OVERLAYS {
+        for doc in documents(overlay) {
+            if doc["kind"] == "Cluster" {
+                continue;
+            }
+            let mut names = BTreeSet::new();
+            collect_secret_names(doc, &mut names);
+            assert!(
+                !names.contains("mart-db-owner"),
+                "{overlay}: {} {} reads mart-db-owner",
+                doc["kind"],
+                doc["metadata"]["name"]
+            );
+        }
+    }
+    // create-secrets.sh puts the owner's URL in the Job's Secret alone,
+    // and the relay role's password in the relay's.
+    for (secret, keys) in &made {
+        assert_eq!(
+            keys.contains("MART_DATABASE_URL"),
+            secret == "mart-migrate-env",
+            "create-secrets.sh: {secret} {keys:?}"
+        );
+        assert!(
+            !keys.contains("SPIN_VARIABLE_PG_PASSWORD"),
+            "create-secrets.sh: {secret} holds the owner's password"
+        );
+    }
+    assert_eq!(
+        made["mart-outbox-relay-env"],
+        BTreeSet::from(["SPIN_VARIABLE_RELAY_DB_PASSWORD".to_string()])
+    );
+    let script = create_secrets_script();
+    assert!(
+        script.contains("basic_auth mart-db-relay mart_relay \"${MART_RELAY_DB_PASSWORD:?"),
+        "create-secrets.sh makes mart-db-relay from MART_RELAY_DB_PASSWORD, required"
+    );
+}
+
+/// Whether `entry` is an IP address or a CIDR block (`address/prefix`).
+fn is_ip_or_cidr(entry: &str) -> bool {
+    let (address, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (entry, None),
+    };
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+}
+
+#[test]
+fn the_users_login_throttle_believes_x_forwarded_for_from_kongs_network_only() {
+    assert!(is_ip_or_cidr("10.244.0.0/16") && is_ip_or_cidr("fd00::1"));
+    assert!(!is_ip_or_cidr("10.244.0.0/33") && !is_ip_or_cidr("kong"));
+    for overlay in OVERLAYS {
+        let docs = documents(overlay);
+        let users: Vec<&Value> = of_kind(docs, "SpinApp")
+            .into_iter()
+            .filter(|a| {
+                spin_app_components(docs, a["metadata"]["name"].as_str().unwrap()).contains("users")
+            })
+            .collect();
+        assert_eq!(users.len(), 1, "{overlay}: one SpinApp runs users");
+        let at = format!("{overlay}: SpinApp {}", users[0]["metadata"]["name"]);
+        let variable = users[0]["spec"]["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "trusted_proxies")
+            .unwrap_or_else(|| {
+                panic!("{at}: no trusted_proxies (the throttle would see Kong as every client)")
+            });
+        let reference = &variable["valueFrom"]["configMapKeyRef"];
+        let value = if reference.is_object() {
+            named(docs, "ConfigMap", reference["name"].as_str().unwrap())["data"]
+                [reference["key"].as_str().unwrap()]
+            .as_str()
+            .unwrap_or_else(|| panic!("{at}: {reference} is not in its ConfigMap"))
+        } else {
+            variable["value"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: trusted_proxies has no value"))
+        };
+        let entries: Vec<&str> = value.split(',').map(str::trim).collect();
+        for entry in &entries {
+            assert!(is_ip_or_cidr(entry), "{at}: trusted_proxies {entry:?}");
+            assert!(
+                !entry.ends_with("/0"),
+                "{at}: trusted_proxies {entry} trusts everyone"
+            );
+        }
+        assert!(!value.trim().is_empty(), "{at}: trusted_proxies is empty");
     }
 }
 

@@ -261,6 +261,85 @@ fn compose_and_its_env_template_are_secure_by_default() {
 }
 
 #[test]
+fn the_login_throttle_believes_x_forwarded_for_from_kong_only() {
+    // Kong appends the address it was connected from to X-Forwarded-For
+    // (its default); the users service believes that header from the
+    // peers in trusted_proxies only: Kong's fixed address, nothing wider
+    // (the network's gateway, in the subnet, is where published ports
+    // may come from).
+    let compose = compose();
+    let services = &compose["services"];
+    let trusted = services["mart"]["environment"]["SPIN_VARIABLE_TRUSTED_PROXIES"]
+        .as_str()
+        .expect("compose sets SPIN_VARIABLE_TRUSTED_PROXIES for the mart service");
+    let kong: std::net::IpAddr = services["kong"]["networks"]["default"]["ipv4_address"]
+        .as_str()
+        .expect("Kong has a fixed ipv4_address on the default network")
+        .parse()
+        .unwrap();
+    let trusted: Vec<std::net::IpAddr> = trusted
+        .split(',')
+        .map(|t| {
+            t.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("trusted_proxies {t:?} is Kong's address, no block"))
+        })
+        .collect();
+    assert_eq!(trusted, [kong], "trusted_proxies is Kong's address alone");
+    // The address is in the compose network's fixed subnet.
+    let subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+        .as_str()
+        .expect("the default network has a fixed subnet");
+    let (net, prefix) = subnet.split_once('/').unwrap();
+    let (net, prefix): (std::net::Ipv4Addr, u32) = (net.parse().unwrap(), prefix.parse().unwrap());
+    let std::net::IpAddr::V4(kong) = kong else {
+        panic!("Kong's address is IPv4")
+    };
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    assert_eq!(
+        u32::from(kong) & mask,
+        u32::from(net) & mask,
+        "Kong's {kong} is in {subnet}"
+    );
+    // Nothing else claims it.
+    for (name, service) in services.as_mapping().unwrap() {
+        if name.as_str() != Some("kong") {
+            assert!(
+                service["networks"]["default"]["ipv4_address"].is_null(),
+                "{name:?} has a fixed address too"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_outbox_relay_connects_as_its_own_role_not_the_owner() {
+    let compose = compose();
+    let mart = &compose["services"]["mart"]["environment"];
+    assert!(
+        mart["SPIN_VARIABLE_RELAY_DB_PASSWORD"]
+            .as_str()
+            .is_some_and(|v| v.contains("MART_RELAY_DB_PASSWORD:?")),
+        "the mart service gets relay_db_password, required"
+    );
+    for gone in ["SPIN_VARIABLE_PG_USER", "SPIN_VARIABLE_PG_PASSWORD"] {
+        assert!(mart[gone].is_null(), "{gone}: no such variable any more");
+    }
+    let postgres = &compose["services"]["postgres"]["environment"];
+    assert!(postgres["MART_RELAY_DB_PASSWORD"].is_string());
+    let init = read("docker/postgres-init.sh");
+    assert!(
+        init.contains("CREATE ROLE mart_relay LOGIN PASSWORD '${MART_RELAY_DB_PASSWORD}'"),
+        "postgres-init.sh creates mart_relay with its password"
+    );
+    let example = read(".env.example");
+    assert!(
+        example.lines().any(|l| l == "MART_RELAY_DB_PASSWORD="),
+        ".env.example documents MART_RELAY_DB_PASSWORD, with no value"
+    );
+}
+
+#[test]
 fn kong_drops_idle_upstream_connections_before_the_host_does() {
     // The host closes a connection idle for its header timeout; Kong must
     // let go first, or a request it sends on a connection the host is
