@@ -45,9 +45,39 @@ pub fn without_padding<V>(rows: Vec<Vec<V>>, is_null: impl Fn(&V) -> bool) -> Ve
         .collect()
 }
 
+/// The SQLSTATE in a database error as Spin 4.0.x's PostgreSQL host hands
+/// it to a `postgres@4.0.0` guest: as text, its error printed with `Debug`
+/// (`Error::QueryFailed(QueryError::DbError(DbError { …, code:
+/// SqlState(E23505), … }))`, or `SqlState(Other("P0001"))` for a code
+/// tokio-postgres has no name for), where Mart's host gives the structured
+/// `db-error`. So that a component's decisions (409 for a taken email) are
+/// the same on both hosts.
+pub fn spin40_sqlstate(text: &str) -> Option<&str> {
+    let after = &text[text.find("code: SqlState(")? + "code: SqlState(".len()..];
+    let code = match after.strip_prefix("Other(\"") {
+        Some(other) => other.get(..5)?,
+        None => after.strip_prefix('E')?.get(..5)?,
+    };
+    code.bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        .then_some(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spin_40s_text_errors_name_their_sqlstate() {
+        let unique = "Error::QueryFailed(QueryError::DbError(DbError { severity: \"ERROR\", \
+                      parsed_severity: Some(Error), code: SqlState(E23505), message: \
+                      \"duplicate key value violates unique constraint \\\"users_email\\\"\" }))";
+        assert_eq!(spin40_sqlstate(unique), Some("23505"));
+        let raised = "DbError { code: SqlState(Other(\"P0001\")), message: \"no\" }";
+        assert_eq!(spin40_sqlstate(raised), Some("P0001"));
+        assert_eq!(spin40_sqlstate("connection refused"), None);
+        assert_eq!(spin40_sqlstate("code: SqlState(E23"), None);
+    }
 
     #[test]
     fn wraps_the_statement_once_without_its_semicolon() {

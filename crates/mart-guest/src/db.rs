@@ -242,10 +242,12 @@ fn record_event(
     Ok(())
 }
 
-/// The SQLSTATE of a database error (`23505` unique violation, …).
+/// The SQLSTATE of a database error (`23505` unique violation, …), in the
+/// structured shape Mart's host gives or the text Spin 4.0.x gives.
 pub fn sql_state(error: &PgError) -> Option<&str> {
     match error {
         PgError::QueryFailed(QueryError::DbError(db)) => Some(db.code.as_str()),
+        PgError::QueryFailed(QueryError::Text(text)) => mart_domain::sql::spin40_sqlstate(text),
         _ => None,
     }
 }

@@ -143,7 +143,7 @@ impl PgHost {
         let rows = client
             .query(&prepared, &param_refs(&params))
             .await
-            .map_err(query_failed)?;
+            .map_err(|e| query_failed(e, compatibility))?;
         row_set(&columns, &rows, compatibility)
     }
 
@@ -153,11 +153,12 @@ impl PgHost {
         statement: &str,
         params: Vec<ParameterValue>,
     ) -> Result<u64, Error> {
+        let compatibility = self.compatibility;
         let (client, prepared, params) = self.prepare(&connection, statement, params).await?;
         client
             .execute(&prepared, &param_refs(&params))
             .await
-            .map_err(query_failed)
+            .map_err(|e| query_failed(e, compatibility))
     }
 }
 
@@ -202,13 +203,14 @@ impl PgHost {
         Error,
     > {
         let params = sql_params(params)?;
+        let compatibility = self.compatibility;
         let connection = self.connection(handle)?;
         connection.txn.observe(statement);
         let client = connection.client();
         let prepared = client
             .prepare_cached(statement)
             .await
-            .map_err(query_failed)?;
+            .map_err(|e| query_failed(e, compatibility))?;
         Ok((client, prepared, params))
     }
 
@@ -237,8 +239,13 @@ fn param_refs(params: &[SqlParam]) -> Vec<&(dyn postgres_types::ToSql + Sync)> {
         .collect()
 }
 
-fn query_failed(e: tokio_postgres::Error) -> Error {
+/// A failed statement as the interface reports it; under `Spin40`, a
+/// database error in the text shape Spin 4.0.x gives it.
+fn query_failed(e: tokio_postgres::Error, compatibility: PgCompatibility) -> Error {
     if let Some(db) = e.as_db_error() {
+        if compatibility == PgCompatibility::Spin40 {
+            return spin40::db_error(db);
+        }
         return Error::QueryFailed(QueryError::DbError(DbError {
             as_text: e.to_string(),
             severity: db.severity().to_string(),

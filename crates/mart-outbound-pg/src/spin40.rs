@@ -37,6 +37,17 @@ pub(crate) fn no_rows() -> Error {
     ))
 }
 
+/// Spin 4.0.x hands a guest of `postgres@4.0.0` a database error (a unique
+/// violation, a check constraint) as text, not as the structured
+/// `db-error`: its host's own error printed with `Debug`, tokio-postgres's
+/// `DbError` inside (`… code: SqlState(E23505) …`). A component that reads
+/// SQLSTATEs must read this shape too (`mart_domain::sql::spin40_sqlstate`).
+pub(crate) fn db_error(db: &tokio_postgres::error::DbError) -> Error {
+    Error::QueryFailed(QueryError::Text(format!(
+        "Error::QueryFailed(QueryError::DbError({db:?}))"
+    )))
+}
+
 /// Types Spin's host has no mapping for: their values come back as
 /// `unsupported` bytes and their column type as `other`.
 pub(crate) fn is_unsupported(ty: &Type) -> bool {
