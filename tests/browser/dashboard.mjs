@@ -23,7 +23,7 @@ async function dashboardShowsAnOrderTurnPaid() {
   await page.getByText(`Signed in as ${env("MART_EMAIL")}`).waitFor({ timeout: 30_000 });
 
   // Place an order through the API, as the signed-in customer.
-  const token = await page.evaluate(() => sessionStorage.getItem("mart.token"));
+  const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem("mart.token") || "{}").access_token);
   expect(token, "the page keeps the access token after signing in");
   const placed = await fetch(`${base}/orders`, {
     method: "POST",

@@ -5,7 +5,9 @@
 //! cover cancelled with its reason; then the admin ships the paid order and
 //! restocks a product. tests/browser/shop.mjs drives Debian's Chromium
 //! against the real host, PostgreSQL and broker; no console error is
-//! allowed. Screenshots land in target/test-artifacts/ (shop-*.png).
+//! allowed. Screenshots land in target/test-artifacts/ (shop-*.png). The
+//! host's access tokens live seconds, so the pages renew their sessions
+//! (refresh tokens) all along; shop-session.mjs checks that on its own.
 
 mod saga_support;
 
@@ -32,13 +34,20 @@ fn product_named(host: &Host, name: &str, image: Option<&str>, on_hand: Option<i
     stocked_product(host, &body, on_hand)
 }
 
-/// The binary's one host, with an admin account (see `Host::shared`).
+/// How long the shop host's access tokens live: a few seconds, so the
+/// pages renew sessions all through these tests (the services accept a
+/// token 30 s past its expiry).
+const TTL_SECS: u64 = 5;
+
+/// The binary's one host, with an admin account and short-lived access
+/// tokens (see `Host::shared`).
 fn shop_host() -> &'static Host {
     Host::shared(
         "spin.toml",
         &[
             ("SPIN_VARIABLE_ADMIN_EMAIL", ADMIN_EMAIL.into()),
             ("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            ("SPIN_VARIABLE_JWT_TTL_SECS", TTL_SECS.to_string()),
         ],
     )
 }
@@ -91,6 +100,58 @@ fn a_shopper_buys_in_the_storefront_and_the_admin_ships_it() {
         "shop-admin.png",
         "shop-phone.png",
     ]);
+}
+
+/// A signed-in shopper stays signed in: once the access token has expired
+/// (the services refuse it), the orders page still shows their order
+/// without signing in again; parallel requests that meet a refused token
+/// share one renewal (refresh tokens are single use); a reload renews too;
+/// signing out forgets the tokens, and after a password change the renewal
+/// is refused and the shopper is signed out. tests/browser/shop-session.mjs.
+#[test]
+fn a_signed_in_shopper_stays_signed_in_as_access_tokens_expire() {
+    let host = shop_host();
+    let email = format!("{}@example.com", unique("stayer"));
+    let password = "stays signed in";
+    let r = host.send_json(
+        "POST",
+        "/users",
+        &json!({"email": email, "name": "Stayer", "password": password}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = host.send_json(
+        "POST",
+        "/auth/token",
+        &json!({"email": email, "password": password}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let login = r.json();
+    assert_eq!(login["expires_in"], TTL_SECS, "{login}");
+    let token = login["access_token"].as_str().unwrap();
+    let product = product_named(host, &unique("kettle"), None, Some(5));
+    let order = place_items(host, token, &product, 1, "tok_visa");
+
+    let run = browser::run_script(
+        "shop-session.mjs",
+        &[
+            ("MART_URL", host.base.clone()),
+            ("MART_EMAIL", email),
+            ("MART_PASSWORD", password.into()),
+            ("MART_ORDER_ID", order),
+            ("MART_TTL_SECS", TTL_SECS.to_string()),
+        ],
+        BROWSER_TIMEOUT,
+    );
+    for said in [
+        "the shopper saw their orders after the access token expired",
+        "parallel requests shared one renewal",
+        "a reload with an expired access token renewed the session",
+        "a session whose password changed ended at its renewal",
+        "shop session checks passed",
+    ] {
+        assert!(run.output.contains(said), "{}", run.output);
+    }
+    run.assert_screenshots(&["shop-session.png"]);
 }
 
 #[test]
