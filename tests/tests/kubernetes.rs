@@ -886,21 +886,13 @@ fn workloads(docs: &[Value]) -> Vec<Workload> {
             .filter(|w| w[0] == "--component-id")
             .map(|w| w[1].clone())
             .collect();
-        let mut secret_refs = Vec::new();
-        let mut literals = BTreeMap::new();
-        for e in container["env"].as_array().into_iter().flatten() {
-            let env = e["name"].as_str().unwrap().to_string();
-            let r = &e["valueFrom"]["secretKeyRef"];
-            if r.is_object() {
-                secret_refs.push((
-                    env,
-                    r["name"].as_str().unwrap().to_string(),
-                    r["key"].as_str().unwrap().to_string(),
-                ));
-            } else if let Some(value) = e["value"].as_str() {
-                literals.insert(env, value.to_string());
-            }
-        }
+        let (secret_refs, literals) = secret_refs_and_literals(
+            container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| (e["name"].as_str().unwrap().to_string(), e)),
+        );
         let whole_secrets = container["envFrom"]
             .as_array()
             .into_iter()
@@ -933,28 +925,16 @@ fn workloads(docs: &[Value]) -> Vec<Workload> {
     }
     for spin_app in of_kind(docs, "SpinApp") {
         let name = spin_app["metadata"]["name"].as_str().unwrap().to_string();
-        let mut secret_refs = Vec::new();
-        let mut literals = BTreeMap::new();
-        for v in spin_app["spec"]["variables"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let env = format!(
-                "SPIN_VARIABLE_{}",
-                v["name"].as_str().unwrap().to_uppercase()
-            );
-            let r = &v["valueFrom"]["secretKeyRef"];
-            if r.is_object() {
-                secret_refs.push((
-                    env,
-                    r["name"].as_str().unwrap().to_string(),
-                    r["key"].as_str().unwrap().to_string(),
-                ));
-            } else if let Some(value) = v["value"].as_str() {
-                literals.insert(env, value.to_string());
-            }
-        }
+        let (secret_refs, literals) = secret_refs_and_literals(
+            spin_app["spec"]["variables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    let name = v["name"].as_str().unwrap().to_uppercase();
+                    (format!("SPIN_VARIABLE_{name}"), v)
+                }),
+        );
         all.push(Workload {
             kind: "SpinApp".into(),
             components: spin_app_components(docs, &name).into_iter().collect(),
@@ -1647,4 +1627,27 @@ fn the_pages_get_hsts_and_a_referrer_policy_at_the_gateway() {
             }
         }
     }
+}
+
+/// Environment entries (a container's `env`, a SpinApp's `variables`, each
+/// named as the host sees it): those taken from a Secret, as (name, secret,
+/// key), and those given as values.
+fn secret_refs_and_literals<'a>(
+    entries: impl Iterator<Item = (String, &'a Value)>,
+) -> (Vec<(String, String, String)>, BTreeMap<String, String>) {
+    let mut secret_refs = Vec::new();
+    let mut literals = BTreeMap::new();
+    for (env, entry) in entries {
+        let r = &entry["valueFrom"]["secretKeyRef"];
+        if r.is_object() {
+            secret_refs.push((
+                env,
+                r["name"].as_str().unwrap().to_string(),
+                r["key"].as_str().unwrap().to_string(),
+            ));
+        } else if let Some(value) = entry["value"].as_str() {
+            literals.insert(env, value.to_string());
+        }
+    }
+    (secret_refs, literals)
 }
