@@ -38,6 +38,8 @@ running_pid() {
   [ -f "$dir/tansu.pid" ] || return 1
   pid=$(cat "$dir/tansu.pid")
   kill -0 "$pid" 2>/dev/null || return 1
+  # A pid file outlives its process: the number may belong to another one.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q tansu || return 1
   echo "$pid"
 }
 
@@ -45,9 +47,13 @@ start() {
   local dir=$1 port=$2 pid
   install
   mkdir -p "$dir/data"
-  if pid=$(running_pid "$dir") && wait_port "$port"; then
-    echo "tansu already running in $dir (pid $pid)" >&2
-    return
+  if pid=$(running_pid "$dir"); then
+    if wait_port "$port"; then
+      echo "tansu already running in $dir (pid $pid)" >&2
+      return
+    fi
+    # Alive but not on this port: never two brokers on one data folder.
+    stop "$dir"
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port 127.0.0.1:$port is in use by another process: choose another (MART_KAFKA_PORT)" >&2
@@ -73,7 +79,10 @@ start() {
 stop() {
   local dir=$1 pid i
   [ -f "$dir/tansu.pid" ] || return 0
-  pid=$(cat "$dir/tansu.pid")
+  if ! pid=$(running_pid "$dir"); then
+    rm -f "$dir/tansu.pid"
+    return 0
+  fi
   kill "$pid" 2>/dev/null || true
   # tansu can take long to exit on SIGTERM; its SQLite data is safe to kill.
   for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done

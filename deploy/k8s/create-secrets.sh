@@ -32,10 +32,12 @@ case "${providers// /}" in
   *,fake,*)
     echo "MART_PAYMENT_PROVIDERS names \`fake\`: name stripe and/or payfast" >&2; exit 1 ;;
 esac
-# The admin password follows the users' policy (at least 12 characters) and
-# is no template value; the users component checks it again at login.
+# The admin password is at least 12 characters (stricter than the users'
+# policy, 8, which the users component checks again at login, with the
+# rest of it) and no template value (the component's rule: its letters and
+# digits, lower-cased, hold no placeholder word).
 if [ -n "${MART_ADMIN_PASSWORD:-}" ]; then
-  lowered=$(printf '%s' "$MART_ADMIN_PASSWORD" | tr 'A-Z' 'a-z' | tr -d ' _-')
+  lowered=$(printf '%s' "$MART_ADMIN_PASSWORD" | tr 'A-Z' 'a-z' | tr -cd '[:alnum:]')
   if [ "${#MART_ADMIN_PASSWORD}" -lt 12 ] || case "$lowered" in
     *changeme*|*replaceme*|*placeholder*|*yourpassword*) true ;; *) false ;; esac; then
     echo "MART_ADMIN_PASSWORD is shorter than 12 characters or a template value: set your own" >&2

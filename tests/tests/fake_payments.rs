@@ -22,13 +22,30 @@ fn switch(value: &str) -> Vec<(&'static str, String)> {
     vec![("SPIN_VARIABLE_ALLOW_FAKE_PAYMENTS", value.to_string())]
 }
 
+/// The HTTP services an order needs, without the Kafka handlers: hosts
+/// started only for HTTP answers do not join (and churn) the consumer
+/// groups the full shop's host consumes in.
+const HTTP_ONLY: [&str; 10] = [
+    "--component-id",
+    "users",
+    "--component-id",
+    "catalog",
+    "--component-id",
+    "inventory",
+    "--component-id",
+    "carts",
+    "--component-id",
+    "orders",
+];
+
 #[test]
 fn the_fake_provider_runs_only_under_the_development_switch() {
     // A deployment that enables `fake` without the switch takes no orders
     // at all, whatever provider an order names: the operator sees it at
     // once rather than after the first free purchase.
-    let mut production = Host::start(
+    let mut production = Host::start_with(
         "spin.toml",
+        &HTTP_ONLY,
         &[
             switch("false"),
             vec![("SPIN_VARIABLE_PAYMENT_PROVIDERS", "fake,stripe".into())],
@@ -51,7 +68,7 @@ fn the_fake_provider_runs_only_under_the_development_switch() {
 
     // A switch that is neither true nor false is our misconfiguration, not
     // a guess in either direction.
-    let mut mistyped = Host::start("spin.toml", &switch("yes"));
+    let mut mistyped = Host::start_with("spin.toml", &HTTP_ONLY, &switch("yes"));
     let refused = place(
         &mistyped,
         &user,
@@ -71,28 +88,15 @@ fn the_fake_provider_runs_only_under_the_development_switch() {
 
 #[test]
 fn an_order_placed_while_the_switch_was_on_is_not_paid_once_it_is_off() {
-    // The order is placed on a host that runs only HTTP components (orders
-    // and the services it calls) with the switch on, so nothing pays it
-    // there; the whole shop then runs with the switch off.
-    let mut setup = Host::start("spin.toml", &switch("false"));
+    // The order is placed on a host that runs only the HTTP services with
+    // the switch on, so nothing pays it there; the whole shop then runs
+    // with the switch off.
+    let mut setup = Host::start_with("spin.toml", &HTTP_ONLY, &switch("false"));
     let user = customer(&setup);
     let item = product(&setup, 1000, 5);
     setup.terminate(Duration::from_secs(90));
 
-    let mut placing = Host::start_with(
-        "spin.toml",
-        &[
-            "--component-id",
-            "orders",
-            "--component-id",
-            "catalog",
-            "--component-id",
-            "carts",
-            "--component-id",
-            "inventory",
-        ],
-        &switch("true"),
-    );
+    let mut placing = Host::start_with("spin.toml", &HTTP_ONLY, &switch("true"));
     let order = place_items(&placing, &user, &item, 2, "tok_visa");
     placing.terminate(Duration::from_secs(90));
 

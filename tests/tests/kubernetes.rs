@@ -858,7 +858,7 @@ struct Workload {
     /// Whether it talks to Kafka (a host with brokers).
     kafka: bool,
     /// (variable or env name, Secret, key) of every value from a Secret.
-    secret_refs: Vec<(String, String, String)>,
+    secret_refs: Vec<SecretRef>,
     /// Env names and values given inline.
     literals: BTreeMap<String, String>,
     /// Secrets loaded whole (envFrom).
@@ -1629,12 +1629,15 @@ fn the_pages_get_hsts_and_a_referrer_policy_at_the_gateway() {
     }
 }
 
+/// An environment variable taken from a Secret: (variable, secret, key).
+type SecretRef = (String, String, String);
+
 /// Environment entries (a container's `env`, a SpinApp's `variables`, each
 /// named as the host sees it): those taken from a Secret, as (name, secret,
 /// key), and those given as values.
 fn secret_refs_and_literals<'a>(
     entries: impl Iterator<Item = (String, &'a Value)>,
-) -> (Vec<(String, String, String)>, BTreeMap<String, String>) {
+) -> (Vec<SecretRef>, BTreeMap<String, String>) {
     let mut secret_refs = Vec::new();
     let mut literals = BTreeMap::new();
     for (env, entry) in entries {

@@ -49,6 +49,11 @@ fn the_relay_refuses_another_services_event_in_a_services_outbox() {
             .then_some(())
     });
     assert!(unsent(forged), "the forged row was marked sent");
+    let behind = format!("SELECT 1 FROM outbox WHERE aggregate_id = '{order}' AND sent_at IS NULL");
+    assert!(
+        !postgres().query("orders", &behind).is_empty(),
+        "the order's own event went out past the refused row"
+    );
     let placed = host.get_as(&user, &format!("/orders/{order}")).json();
     assert_eq!(placed["status"], "pending", "{placed}");
 

@@ -531,4 +531,23 @@ fn a_password_change_ends_earlier_sessions_at_their_next_refresh() {
         &json!({ "refresh_token": "x", "password": "y" }),
     )
     .problem(422);
+    // A refresh token stored with an older token version (one issued by a
+    // refresh that raced a password change past its deletion) is refused
+    // by the version check itself, not only by the deletion.
+    let raced = host
+        .send_json(
+            "POST",
+            "/auth/token",
+            &json!({ "email": email, "password": "second password" }),
+        )
+        .json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    postgres().execute_script(
+        "users",
+        &format!("UPDATE users SET token_version = token_version + 1 WHERE email = '{email}'"),
+    );
+    let (status, problem) = refresh(&host, &raced);
+    assert_eq!(status, 401, "an older token version: {problem}");
 }

@@ -142,36 +142,36 @@ pub fn check_name(name: &str) -> Result<(), FieldError> {
 /// peer that connected (`peer`, as the host reports it), unless that peer
 /// is a proxy the operator trusts (`trusted`: the `trusted_proxies`
 /// variable, comma-separated addresses and CIDR blocks). Then the client
-/// is the rightmost address in `X-Forwarded-For` (`forwarded_for`, every
-/// such header joined with commas) that is not itself a trusted proxy:
-/// each proxy appends the address it was connected from, so everything to
-/// the left of the last trusted hop was written by the client and may be
-/// forged, and only the hops the trusted proxies appended are believed.
-/// A peer that is not trusted is its own client whatever the header says,
-/// so no client escapes its throttle (or takes another's) by sending one.
+/// is the last address in `X-Forwarded-For` (`forwarded_for`, every such
+/// header joined with commas): the hop that proxy appended, the address it
+/// was connected from. Nothing further left is believed, even an address
+/// inside `trusted`: a range such as a pod network holds clients as well as
+/// proxies, and whatever a client wrote sits there. A chain of proxies in
+/// front of the trusted one is that proxy's to resolve (Kong's
+/// `trusted_ips` and `real_ip_header`), so the hop it appends is the real
+/// client. A peer that is not trusted is its own client whatever the
+/// header says, so no client escapes its throttle (or takes another's) by
+/// sending one.
 pub fn client_address(peer: &str, forwarded_for: Option<&str>, trusted: &str) -> String {
     let peer_ip = parse_ip(peer);
     let peer_key = || peer_ip.map_or_else(|| peer.trim().to_string(), |ip| ip.to_string());
     let proxies = trusted_proxies(trusted);
-    let is_trusted = |ip: std::net::IpAddr| proxies.iter().any(|p| p.contains(ip));
-    if !peer_ip.is_some_and(is_trusted) {
+    if !peer_ip.is_some_and(|ip| proxies.iter().any(|p| p.contains(ip))) {
         return peer_key();
     }
-    let Some(forwarded_for) = forwarded_for else {
-        return peer_key();
-    };
-    for hop in forwarded_for.rsplit(',').map(str::trim) {
-        match parse_ip(hop) {
-            Some(ip) if is_trusted(ip) => continue,
-            Some(ip) => return ip.to_string(),
-            // Not an address (`unknown`, an obfuscated name): what the
-            // proxy wrote is still this client's key, never a trusted one.
-            None if !hop.is_empty() => return hop.chars().take(64).collect(),
-            None => return peer_key(),
-        }
+    let appended = forwarded_for
+        .and_then(|header| header.rsplit(',').next())
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty());
+    match appended {
+        None => peer_key(),
+        Some(hop) => match parse_ip(hop) {
+            Some(ip) => ip.to_string(),
+            // Not an address (`unknown`, an obfuscated name): still what
+            // the proxy wrote for this client.
+            None => hop.chars().take(64).collect(),
+        },
     }
-    // Every hop is a trusted proxy: the request started at one of them.
-    peer_key()
 }
 
 /// An address as proxies and hosts write it: `1.2.3.4`, `1.2.3.4:5678`,
@@ -353,17 +353,21 @@ mod tests {
             client_address(kong, Some("192.0.2.77, 203.0.113.9"), "10.0.0.0/8"),
             "203.0.113.9"
         );
-        // Hops through several trusted proxies are skipped.
+        // Only the hop the trusted proxy appended is believed, even when it
+        // lies in the trusted range (a pod network holds clients too): an
+        // in-cluster client, or traffic NATed to a node's address, cannot
+        // hide behind an address it wrote itself.
         assert_eq!(
-            client_address(kong, Some("203.0.113.9, 10.1.2.3"), "10.0.0.0/8, 127.0.0.1"),
-            "203.0.113.9"
+            client_address(
+                kong,
+                Some("1.2.3.4, 10.244.0.1"),
+                "10.0.0.0/8, 10.244.0.0/16"
+            ),
+            "10.244.0.1"
         );
-        // No header, or only trusted hops: the proxy is the client.
+        // No header: the proxy is the client.
         assert_eq!(client_address(kong, None, "10.0.0.5"), "10.0.0.5");
-        assert_eq!(
-            client_address(kong, Some("10.9.9.9"), "10.0.0.0/8"),
-            "10.0.0.5"
-        );
+        assert_eq!(client_address(kong, Some(" "), "10.0.0.5"), "10.0.0.5");
         // Ports, IPv6 and IPv4-mapped addresses.
         assert_eq!(
             client_address(
