@@ -43,7 +43,7 @@ impl HostConnection for PgHost {
         let span = self.statement_span(&connection, &statement);
         let result = self.run_query(connection, &statement, params).await;
         finish(span, &result);
-        result
+        self.as_the_guest_sees(result)
     }
 
     async fn execute(
@@ -55,7 +55,7 @@ impl HostConnection for PgHost {
         let span = self.statement_span(&connection, &statement);
         let result = self.run_execute(connection, &statement, params).await;
         finish(span, &result);
-        result
+        self.as_the_guest_sees(result)
     }
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
@@ -90,6 +90,16 @@ fn span_status(e: &Error) -> String {
 }
 
 impl PgHost {
+    /// A statement's result as the component sees it: under `Spin40`, a
+    /// database error in the text shape Spin 4.0.x gives it (the span has
+    /// recorded the structured error already, without row values).
+    fn as_the_guest_sees<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        match self.compatibility {
+            PgCompatibility::Spin40 => result.map_err(spin40::db_error_as_text),
+            _ => result,
+        }
+    }
+
     /// A client span for one statement, under the invocation's span, with
     /// OpenTelemetry's database attributes. The statement text is the one
     /// the component prepared: parameters are never part of it. None when
@@ -143,7 +153,7 @@ impl PgHost {
         let rows = client
             .query(&prepared, &param_refs(&params))
             .await
-            .map_err(|e| query_failed(e, compatibility))?;
+            .map_err(query_failed)?;
         row_set(&columns, &rows, compatibility)
     }
 
@@ -153,12 +163,11 @@ impl PgHost {
         statement: &str,
         params: Vec<ParameterValue>,
     ) -> Result<u64, Error> {
-        let compatibility = self.compatibility;
         let (client, prepared, params) = self.prepare(&connection, statement, params).await?;
         client
             .execute(&prepared, &param_refs(&params))
             .await
-            .map_err(|e| query_failed(e, compatibility))
+            .map_err(query_failed)
     }
 }
 
@@ -203,14 +212,13 @@ impl PgHost {
         Error,
     > {
         let params = sql_params(params)?;
-        let compatibility = self.compatibility;
         let connection = self.connection(handle)?;
         connection.txn.observe(statement);
         let client = connection.client();
         let prepared = client
             .prepare_cached(statement)
             .await
-            .map_err(|e| query_failed(e, compatibility))?;
+            .map_err(query_failed)?;
         Ok((client, prepared, params))
     }
 
@@ -239,13 +247,8 @@ fn param_refs(params: &[SqlParam]) -> Vec<&(dyn postgres_types::ToSql + Sync)> {
         .collect()
 }
 
-/// A failed statement as the interface reports it; under `Spin40`, a
-/// database error in the text shape Spin 4.0.x gives it.
-fn query_failed(e: tokio_postgres::Error, compatibility: PgCompatibility) -> Error {
+fn query_failed(e: tokio_postgres::Error) -> Error {
     if let Some(db) = e.as_db_error() {
-        if compatibility == PgCompatibility::Spin40 {
-            return spin40::db_error(db);
-        }
         return Error::QueryFailed(QueryError::DbError(DbError {
             as_text: e.to_string(),
             severity: db.severity().to_string(),

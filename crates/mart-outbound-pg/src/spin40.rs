@@ -40,16 +40,51 @@ pub(crate) fn no_rows() -> Error {
 /// Spin 4.0.x hands a guest of `postgres@4.0.0` a database error (a unique
 /// violation, a check constraint) as text, not as the structured
 /// `db-error`: its host's own error printed with `Debug`, tokio-postgres's
-/// `DbError` inside (`… code: SqlState(E23505) …`). A component that reads
-/// SQLSTATEs must read this shape too (`mart_domain::sql::spin40_sqlstate`).
-pub(crate) fn db_error(db: &tokio_postgres::error::DbError) -> Error {
-    Error::QueryFailed(QueryError::Text(format!(
-        "Error::QueryFailed(QueryError::DbError({db:?}))"
-    )))
+/// `DbError` inside (`… code: SqlState(E23505) …`). Written here in that
+/// shape as far as a component can read it, so that a component that reads
+/// SQLSTATEs from the structured error only fails here as it would on Spin
+/// (`mart_domain::sql::spin40_sqlstate` reads both). Other errors pass.
+pub(crate) fn db_error_as_text(error: Error) -> Error {
+    match error {
+        Error::QueryFailed(QueryError::DbError(db)) => Error::QueryFailed(QueryError::Text(format!(
+            "Error::QueryFailed(QueryError::DbError(DbError {{ severity: {:?}, code: SqlState(E{}), \
+             message: {:?}, detail: {:?} }}))",
+            db.severity, db.code, db.message, db.detail
+        ))),
+        other => other,
+    }
 }
 
 /// Types Spin's host has no mapping for: their values come back as
 /// `unsupported` bytes and their column type as `other`.
 pub(crate) fn is_unsupported(ty: &Type) -> bool {
     matches!(*ty, Type::JSON | Type::NAME | Type::CHAR | Type::NAME_ARRAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::spin::postgres::postgres::DbError;
+
+    #[test]
+    fn a_database_error_reaches_the_guest_as_spin_40s_text() {
+        let unique = Error::QueryFailed(QueryError::DbError(DbError {
+            as_text: String::new(),
+            severity: "ERROR".into(),
+            code: "23505".into(),
+            message: "duplicate key value violates unique constraint \"users_email\"".into(),
+            detail: None,
+            extras: vec![],
+        }));
+        let Error::QueryFailed(QueryError::Text(text)) = db_error_as_text(unique) else {
+            panic!("not text");
+        };
+        assert!(text.starts_with("Error::QueryFailed(QueryError::DbError(DbError {"));
+        assert!(text.contains("code: SqlState(E23505)"), "{text}");
+        let other = Error::ConnectionFailed("refused".into());
+        assert!(matches!(
+            db_error_as_text(other),
+            Error::ConnectionFailed(t) if t == "refused"
+        ));
+    }
 }
