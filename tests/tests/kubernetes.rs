@@ -80,6 +80,14 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
+/// The documents of `kind`, by their name.
+fn by_name<'a>(docs: &'a [Value], kind: &str) -> BTreeMap<&'a str, &'a Value> {
+    of_kind(docs, kind)
+        .into_iter()
+        .map(|d| (d["metadata"]["name"].as_str().unwrap(), d))
+        .collect()
+}
+
 fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
@@ -347,10 +355,7 @@ fn kong_ingresses_are_kong_ymls_routes_with_the_same_plugins() {
     let kong_yml = kong::rendered();
     for overlay in OVERLAYS {
         let docs = documents(overlay);
-        let plugins: BTreeMap<&str, &Value> = of_kind(docs, "KongPlugin")
-            .into_iter()
-            .map(|p| (p["metadata"]["name"].as_str().unwrap(), p))
-            .collect();
+        let plugins: BTreeMap<&str, &Value> = by_name(docs, "KongPlugin");
         let ingresses = of_kind(docs, "Ingress");
         assert_eq!(
             ingresses.len(),
@@ -1561,10 +1566,7 @@ fn argo_cd_syncs_images_pinned_by_digest_and_no_pod_mounts_a_token() {
     }
     for overlay in OVERLAYS {
         let docs = documents(overlay);
-        let accounts: BTreeMap<&str, &Value> = of_kind(docs, "ServiceAccount")
-            .into_iter()
-            .map(|a| (a["metadata"]["name"].as_str().unwrap(), a))
-            .collect();
+        let accounts: BTreeMap<&str, &Value> = by_name(docs, "ServiceAccount");
         for (workload, pod) in mart_pods(docs) {
             assert_eq!(
                 pod["spec"]["automountServiceAccountToken"], false,
@@ -1593,10 +1595,7 @@ fn the_pages_get_hsts_and_a_referrer_policy_at_the_gateway() {
     let app = app();
     for overlay in OVERLAYS {
         let docs = documents(overlay);
-        let plugins: BTreeMap<&str, &Value> = of_kind(docs, "KongPlugin")
-            .into_iter()
-            .map(|p| (p["metadata"]["name"].as_str().unwrap(), p))
-            .collect();
+        let plugins: BTreeMap<&str, &Value> = by_name(docs, "KongPlugin");
         for page in ["shop", "dashboard"] {
             let ingresses: Vec<&Value> = of_kind(docs, "Ingress")
                 .into_iter()
