@@ -146,6 +146,21 @@ struct UpArgs {
     /// shared with the Kafka and timer triggers); more wait, then 503.
     #[arg(long, default_value_t = 500, env = "MART_HTTP_MAX_CONCURRENT_REQUESTS")]
     http_max_concurrent_requests: usize,
+    /// Requests one WASIp3 instance serves before it is retired (Spin 4's
+    /// option: a number, or a range like `1..8` each new instance draws
+    /// from). WASIp2 instances always serve one.
+    #[arg(long, value_parser = mart_trigger_http::parse_count_range)]
+    max_instance_reuse_count: Option<mart_trigger_http::Range<usize>>,
+    /// Requests one WASIp3 instance serves at once (number or range).
+    #[arg(long, value_parser = mart_trigger_http::parse_count_range)]
+    max_instance_concurrent_reuse_count: Option<mart_trigger_http::Range<usize>>,
+    /// How long a request to a WASIp3 instance may run (`30s`, `500ms`, or
+    /// a range such as `1..8s`); default: the component's own deadline.
+    #[arg(long, value_parser = mart_trigger_http::parse_duration_range)]
+    request_timeout: Option<mart_trigger_http::Range<std::time::Duration>>,
+    /// How long an idle WASIp3 instance is kept for the next request.
+    #[arg(long, default_value = "1s", value_parser = mart_trigger_http::parse_duration_range)]
+    idle_instance_timeout: mart_trigger_http::Range<std::time::Duration>,
     /// PostgreSQL connections per database for HTTP requests; each trigger
     /// kind has pools of its own, so API load never takes the handlers'.
     #[arg(long, default_value_t = 10, env = "MART_PG_POOL_HTTP")]
@@ -315,6 +330,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_concurrent_requests: args.http_max_concurrent_requests,
         body_timeout: std::time::Duration::from_secs(args.http_body_timeout_secs),
         request_id_header: args.http_request_id_header,
+        reuse: instance_reuse(&args),
         ..ServeOptions::default()
     };
     let trigger = HttpTrigger::new(&app, runtime.clone(), serve)?;
@@ -472,6 +488,21 @@ fn admin(
 }
 
 /// The `--pg-pool-*` sizes, with the default wait for a free connection.
+/// Spin 4's reuse options, its defaults where not given.
+fn instance_reuse(args: &UpArgs) -> mart_trigger_http::InstanceReuse {
+    let defaults = mart_trigger_http::InstanceReuse::default();
+    mart_trigger_http::InstanceReuse {
+        max_instance_reuse_count: args
+            .max_instance_reuse_count
+            .unwrap_or(defaults.max_instance_reuse_count),
+        max_instance_concurrent_reuse_count: args
+            .max_instance_concurrent_reuse_count
+            .unwrap_or(defaults.max_instance_concurrent_reuse_count),
+        request_timeout: args.request_timeout,
+        idle_instance_timeout: args.idle_instance_timeout,
+    }
+}
+
 fn pool_budgets(args: &UpArgs) -> PoolBudgets {
     let sized = |max_size, default: PoolSettings| PoolSettings {
         max_size,

@@ -33,7 +33,7 @@ pub struct OutboundHttp {
     allowed: Arc<AllowedHosts>,
     local: Option<Arc<dyn LocalDispatch>>,
     /// The trace this instance runs in; outbound requests continue it.
-    trace: Option<mart_telemetry::TraceParent>,
+    trace: mart_telemetry::CurrentTrace,
 }
 
 impl OutboundHttp {
@@ -46,11 +46,11 @@ impl OutboundHttp {
             component,
             allowed,
             local,
-            trace: None,
+            trace: mart_telemetry::CurrentTrace::default(),
         }
     }
 
-    pub fn with_trace(mut self, trace: Option<mart_telemetry::TraceParent>) -> Self {
+    pub fn with_trace(mut self, trace: mart_telemetry::CurrentTrace) -> Self {
         self.trace = trace;
         self
     }
@@ -117,12 +117,12 @@ impl OutboundHttp {
     /// the request carries on, unless the component set its own
     /// `traceparent` (it then continues the trace itself).
     fn client_span(&self, request: &mut http::Request<WasiBody>) -> Option<Span> {
-        let trace = self.trace.as_ref()?;
+        let trace = self.trace.get()?;
         if request.headers().contains_key("traceparent") {
             return None;
         }
         let method = request.method().as_str().to_string();
-        let mut span = Span::child_of(trace, || method.clone(), SpanKind::Client);
+        let mut span = Span::child_of(&trace, || method.clone(), SpanKind::Client);
         let value = http::HeaderValue::from_str(&span.context().to_string()).ok()?;
         request.headers_mut().insert("traceparent", value);
         if span.is_recording() {

@@ -105,10 +105,9 @@ impl PgHost {
     /// the component prepared: parameters are never part of it. None when
     /// spans are not exported: a statement hands no trace context on.
     fn statement_span(&self, connection: &Resource<Connection>, statement: &str) -> Option<Span> {
-        let trace = self
-            .trace
-            .as_ref()
-            .filter(|_| mart_telemetry::exporting())?;
+        let trace = Some(&self.trace)
+            .filter(|_| mart_telemetry::exporting())?
+            .get()?;
         let operation = statement
             .split_whitespace()
             .next()
@@ -120,7 +119,7 @@ impl PgHost {
             .map(|c| c.database.clone())
             .unwrap_or_default();
         let mut span = Span::child_of(
-            trace,
+            &trace,
             || format!("{operation} {database}").trim_end().to_string(),
             SpanKind::Client,
         );

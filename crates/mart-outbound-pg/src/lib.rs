@@ -18,7 +18,7 @@ mod txn;
 
 use std::sync::Arc;
 
-use mart_telemetry::TraceParent;
+use mart_telemetry::CurrentTrace;
 
 use mart_outbound_networking::AllowedHosts;
 use wasmtime::component::{HasData, Linker, ResourceTable};
@@ -70,7 +70,7 @@ pub struct PgHost {
     table: ResourceTable,
     compatibility: PgCompatibility,
     /// The invocation's span: each statement is a client span under it.
-    trace: Option<TraceParent>,
+    trace: CurrentTrace,
 }
 
 impl PgHost {
@@ -86,11 +86,11 @@ impl PgHost {
             allowed,
             table: ResourceTable::new(),
             compatibility,
-            trace: None,
+            trace: CurrentTrace::default(),
         }
     }
 
-    pub fn with_trace(mut self, trace: Option<TraceParent>) -> Self {
+    pub fn with_trace(mut self, trace: CurrentTrace) -> Self {
         self.trace = trace;
         self
     }

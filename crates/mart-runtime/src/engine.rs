@@ -9,11 +9,11 @@ use mart_metrics::Metrics;
 use mart_outbound_http::{LocalDispatch, OutboundHttp};
 use mart_outbound_networking::AllowedHosts;
 use mart_outbound_pg::{PgCompatibility, PgPools, PoolBudgets, TriggerKind};
-use mart_telemetry::TraceParent;
+use mart_telemetry::{CurrentTrace, TraceParent};
 use mart_variables::{ComponentVariables, Resolver, Template};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    AsContextMut as _, Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
     PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
 use wasmtime_wasi::{FsPerms, WasiCtx};
@@ -214,10 +214,11 @@ impl Runtime {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("component `{}`: mounting its files", component.id))?;
         }
+        let trace = CurrentTrace::new(trace);
         let context = InstanceContext {
             component,
             kind,
-            trace: trace.as_ref(),
+            trace: &trace,
         };
         let parts = self.parts.iter().map(|p| p.instance(&context)).collect();
         let state = InstanceState {
@@ -229,26 +230,32 @@ impl Runtime {
                 component.allowed_hosts.clone(),
                 self.local_dispatch.get().cloned(),
             )
-            .with_trace(trace),
+            .with_trace(trace.clone()),
             parts,
             limits: StoreLimitsBuilder::new()
                 .memory_size(component.limits.max_memory_bytes)
                 .trap_on_grow_failure(true)
                 .build(),
+            trace,
             _alive: self.metrics.instance_alive(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = component
-            .limits
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis());
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+        arm_deadline(store.as_context_mut(), component.limits.timeout);
         store.epoch_deadline_trap();
         Ok(store)
     }
 }
+
+/// Lets a guest busy in its own code run for `timeout` from now, then traps
+/// it. Set when a store is made, and again as each request starts in a
+/// reused instance.
+pub fn arm_deadline(mut store: wasmtime::StoreContextMut<'_, InstanceState>, timeout: Duration) {
+    let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis());
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+}
+
+impl Runtime {}
 
 /// Outbound TCP through `wasi:sockets`, as `allowed_outbound_hosts` says
 /// (`tcp://address:port`, CIDR ranges); every other use of sockets
@@ -312,6 +319,9 @@ fn build_engine(options: &RuntimeOptions, largest_memory: usize) -> anyhow::Resu
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    // WASIp3 components (spin-sdk 7, `wasi:http/handler@0.3.0`) use
+    // component-model async: streams, futures and async exports.
+    config.wasm_component_model_async(true);
     if let Some(dir) = &options.cache_dir {
         let mut cache = CacheConfig::new();
         cache.with_directory(dir);
@@ -350,6 +360,10 @@ fn build_linker(
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    // The same WASI state serves both generations: a p3 component gets the
+    // same files, environment, socket allow-list and outbound HTTP hooks.
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     for part in parts {
         part.link(&mut linker)?;
     }

@@ -13,7 +13,7 @@ mod limits;
 mod parts;
 mod state;
 
-pub use engine::{Runtime, RuntimeOptions};
+pub use engine::{arm_deadline, Runtime, RuntimeOptions};
 pub use invoke::{panic_text, Invocation, InvokeError};
 pub use limits::InvocationLimits;
 pub use mart_outbound_pg::{PgCompatibility, PoolBudgets, PoolSettings, TriggerKind};

@@ -13,7 +13,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use mart_outbound_pg::{PgCompatibility, PgHost, PgPools};
-use mart_telemetry::TraceParent;
+use mart_telemetry::CurrentTrace;
 use mart_variables::VariablesHost;
 use wasmtime::component::Linker;
 
@@ -24,8 +24,9 @@ pub struct InstanceContext<'a> {
     pub component: &'a AppComponent,
     /// The trigger running it (whose database pools it uses).
     pub kind: TriggerKind,
-    /// The invocation's span: calls the part makes are its children.
-    pub trace: Option<&'a TraceParent>,
+    /// The span calls the part makes are children of (a reused instance
+    /// is handed each request's as the request starts).
+    pub trace: &'a CurrentTrace,
 }
 
 /// A host interface components may import.
@@ -57,7 +58,7 @@ impl HostPart for PgPart {
             of.component.allowed_hosts.clone(),
             self.compatibility,
         );
-        Box::new(host.with_trace(of.trace.cloned()))
+        Box::new(host.with_trace(of.trace.clone()))
     }
 }
 

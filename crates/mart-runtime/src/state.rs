@@ -31,6 +31,8 @@ pub struct InstanceState {
     /// Each host part's state for this instance (see parts.rs).
     pub(crate) parts: Vec<Box<dyn std::any::Any + Send>>,
     pub(crate) limits: StoreLimits,
+    /// The trace the instance's host calls join (see `continue_trace`).
+    pub(crate) trace: mart_telemetry::CurrentTrace,
     /// Keeps the live-instance gauge up while this instance exists.
     pub(crate) _alive: mart_metrics::GaugeGuard,
 }
@@ -43,6 +45,14 @@ impl InstanceState {
             .iter_mut()
             .find_map(|p| p.downcast_mut::<T>())
             .expect("a linked part has its state in every instance")
+    }
+}
+
+impl InstanceState {
+    /// Host calls made from now on join `trace`: how a reused instance's
+    /// outbound requests and statements follow the request they serve.
+    pub fn continue_trace(&self, trace: Option<mart_telemetry::TraceParent>) {
+        self.trace.set(trace);
     }
 }
 

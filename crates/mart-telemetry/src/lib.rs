@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 pub use export::{exporting, init_from_env, ExportGuard, TelemetryConfig};
 pub use opentelemetry::Value;
-pub use trace_parent::TraceParent;
+pub use trace_parent::{CurrentTrace, TraceParent};
 
 /// What a span stands for, as OpenTelemetry names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -127,3 +127,52 @@ mod tests {
         assert!(TraceParent::parse(&other_flags).unwrap().sampled());
     }
 }
+
+/// The trace an instance's host calls belong to, shared by the parts of
+/// one instance (outbound HTTP, PostgreSQL). An instance that serves one
+/// request keeps the trace it was made with; a reused instance (WASIp3)
+/// is given each request's trace as the request starts, so its calls join
+/// that request's trace. With requests running concurrently in one
+/// instance, a call joins the trace of the request started last: the host
+/// cannot tell which of the instance's tasks made it.
+#[derive(Debug, Clone, Default)]
+pub struct CurrentTrace(std::sync::Arc<std::sync::Mutex<Option<TraceParent>>>);
+
+impl CurrentTrace {
+    pub fn new(trace: Option<TraceParent>) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(trace)))
+    }
+
+    /// The trace calls made now belong to.
+    pub fn get(&self) -> Option<TraceParent> {
+        self.lock().clone()
+    }
+
+    /// Calls made from now on belong to `trace`.
+    pub fn set(&self, trace: Option<TraceParent>) {
+        *self.lock() = trace;
+    }
+
+    /// A poisoned lock only means a panic elsewhere held it; the value
+    /// (an id) is still whole.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<TraceParent>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod current_trace_tests {
+    use super::*;
+
+    #[test]
+    fn every_holder_sees_the_trace_set_last() {
+        let first = TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let current = CurrentTrace::new(first.clone());
+        let held_by_a_part = current.clone();
+        assert_eq!(held_by_a_part.get(), first);
+        current.set(None);
+        assert_eq!(held_by_a_part.get(), None);
+    }
+}

@@ -26,6 +26,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use crate::headers::{full_url, set_spin_headers};
 use crate::problem::{problem, text};
+use crate::reuse::InstanceReuse;
 use crate::wasi::{invoke, HttpComponent, InvokeError};
 use crate::{RouteMatch, Router};
 
@@ -61,6 +62,8 @@ pub struct ServeOptions {
     /// nothing in a response the component did not write; the id is in the
     /// logs and traces either way).
     pub request_id_header: bool,
+    /// How WASIp3 instances are reused (Spin 4's options).
+    pub reuse: InstanceReuse,
 }
 
 impl Default for ServeOptions {
@@ -75,6 +78,7 @@ impl Default for ServeOptions {
             max_concurrent_requests: 500,
             queue_wait: Duration::from_secs(5),
             request_id_header: false,
+            reuse: InstanceReuse::default(),
         }
     }
 }
@@ -115,7 +119,10 @@ impl HttpTrigger {
             let component = runtime
                 .component(id)
                 .ok_or_else(|| anyhow::anyhow!("HTTP trigger names unknown component `{id}`"))?;
-            components.insert(id.clone(), HttpComponent::new(component.clone())?);
+            components.insert(
+                id.clone(),
+                HttpComponent::new(&runtime, component.clone(), options.reuse)?,
+            );
         }
         let trigger = Arc::new(Self {
             app_name: app.manifest.application.name.clone(),

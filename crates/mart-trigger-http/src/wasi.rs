@@ -1,4 +1,6 @@
-//! One request through one fresh instance of a `wasi:http/incoming-handler`.
+//! One request through a component: a fresh instance of a WASIp2
+//! `wasi:http/incoming-handler` for each request, or a reused instance of a
+//! WASIp3 `wasi:http/handler` (see wasip3.rs).
 
 use std::sync::Arc;
 
@@ -14,22 +16,47 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use mart_runtime::InstanceState;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-/// A component prepared for HTTP: its `InstancePre` with the export looked up once.
+use crate::reuse::InstanceReuse;
+use crate::wasip3::ReusedInstances;
+
+/// A component prepared for HTTP: its export looked up once.
 pub(crate) struct HttpComponent {
     pub(crate) component: Arc<AppComponent>,
-    pub(crate) proxy: ProxyPre<InstanceState>,
+    handler: Handler,
+}
+
+/// The two generations of `wasi:http` a component may export.
+enum Handler {
+    /// `wasi:http/incoming-handler@0.2.x`: one instance per request.
+    P2(ProxyPre<InstanceState>),
+    /// `wasi:http/handler@0.3.0`: reused instances.
+    P3(ReusedInstances),
 }
 
 impl HttpComponent {
-    pub(crate) fn new(component: Arc<AppComponent>) -> anyhow::Result<Self> {
-        let proxy = ProxyPre::new(component.pre.clone()).map_err(|e| {
-            anyhow::anyhow!(
-                "component `{}` does not export wasi:http/incoming-handler: {e}",
-                component.id
-            )
-        })?;
-        Ok(Self { component, proxy })
+    pub(crate) fn new(
+        runtime: &Arc<Runtime>,
+        component: Arc<AppComponent>,
+        reuse: InstanceReuse,
+    ) -> anyhow::Result<Self> {
+        let handler = match ServicePre::new(component.pre.clone()) {
+            Ok(service) => Handler::P3(ReusedInstances::new(
+                runtime.clone(),
+                component.clone(),
+                service,
+                reuse,
+            )),
+            Err(p3) => Handler::P2(ProxyPre::new(component.pre.clone()).map_err(|p2| {
+                anyhow::anyhow!(
+                    "component `{}` exports neither wasi:http/incoming-handler@0.2 ({p2}) \
+                     nor wasi:http/handler@0.3.0 ({p3})",
+                    component.id
+                )
+            })?),
+        };
+        Ok(Self { component, handler })
     }
 }
 
@@ -44,9 +71,9 @@ pub(crate) enum InvokeError {
     ErrorCode(ErrorCode),
 }
 
-/// Instantiates `target` in a fresh store and hands it `request`. The body of
-/// the returned response keeps streaming from the instance, which lives until
-/// the body is done or the deadline passes.
+/// Hands `request` to `target`. The body of the returned response keeps
+/// streaming from the instance, which lives until the body is done or the
+/// deadline passes.
 pub(crate) async fn invoke<B>(
     runtime: &Runtime,
     target: &HttpComponent,
@@ -57,7 +84,24 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let component = &target.component;
+    match &target.handler {
+        Handler::P2(proxy) => invoke_p2(runtime, &target.component, proxy, request, trace).await,
+        Handler::P3(instances) => instances.handle(request, trace).await,
+    }
+}
+
+/// Instantiates a p2 component in a fresh store and hands it `request`.
+async fn invoke_p2<B>(
+    runtime: &Runtime,
+    component: &Arc<AppComponent>,
+    proxy: &ProxyPre<InstanceState>,
+    request: http::Request<B>,
+    trace: Option<TraceParent>,
+) -> Result<http::Response<HyperOutgoingBody>, InvokeError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     let (mut store, invocation) = runtime
         .prepare(component, mart_runtime::TriggerKind::Http, trace)
         .map_err(InvokeError::from)?;
@@ -72,7 +116,7 @@ where
     })();
     let (req, out) = setup.map_err(|e| InvokeError::Failed(format!("{e:#}")))?;
 
-    let proxy = target.proxy.clone();
+    let proxy = proxy.clone();
     let mut run = Box::pin(async move {
         invocation
             .run(

@@ -6,6 +6,10 @@ use spin_sdk::http_component;
 use spin_sdk::pg4::{Connection, ParameterValue, RangeBoundKind};
 use spin_sdk::variables;
 
+/// Requests this instance has served: a WASIp2 instance serves one, so
+/// this never passes 1 (the p3 probe's counterpart does).
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[http_component]
 async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
     let path = header(&request, "spin-path-info");
@@ -21,6 +25,10 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
     };
     Ok(match path.as_str() {
         "/noop" => Response::new(200, ()),
+        "/count" => {
+            let served = SERVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            text(200, &format!("served={served}"))
+        }
         "/headers" => headers(&request),
         "/trap" => panic!("the probe was asked to trap"),
         "/loop" => spin_forever(),

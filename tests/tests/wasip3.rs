@@ -1,0 +1,216 @@
+//! Spin 4's generation on the host: a spin-sdk 7 component (WASI 0.3.0,
+//! `#[http_service] async fn`, tests/components/p3-probe) serves beside a
+//! p2 one, and its instances are reused as Spin 4 reuses them. The probe
+//! keeps a counter and an id in globals, so each answer says which
+//! instance served it and how many requests that instance has served.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use mart_integration_tests::Host;
+
+const APP: &str = "tests/fixtures/p3.toml";
+
+/// An answer of the probe: `instance=<id> served=<n> [in_flight=<m>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Served {
+    instance: String,
+    served: u64,
+    in_flight: Option<u64>,
+}
+
+fn served(host: &Host, path: &str) -> Served {
+    let response = host.get(path);
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    parse(&response.text())
+}
+
+fn parse(text: &str) -> Served {
+    let fields: HashMap<&str, &str> = text
+        .split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .collect();
+    Served {
+        instance: fields["instance"].to_string(),
+        served: fields["served"].parse().unwrap(),
+        in_flight: fields.get("in_flight").map(|n| n.parse().unwrap()),
+    }
+}
+
+/// Reuse options for a test; the idle timeout is long unless the test is
+/// about it, so a slow moment of a loaded machine retires nothing.
+fn host_with(options: &[&str]) -> Host {
+    let mut args = vec!["--idle-instance-timeout", "120s"];
+    args.extend_from_slice(options);
+    Host::start_with(APP, &args, &[])
+}
+
+#[test]
+fn a_spin_sdk_7_component_serves() {
+    let host = host_with(&[]);
+    let hello = host.get("/p3/hello");
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    assert_eq!(hello.text(), "hello from a WASIp3 component");
+    assert_eq!(hello.header("content-type"), Some("text/plain"));
+}
+
+#[test]
+fn one_instance_serves_up_to_the_reuse_count_then_a_new_one_starts() {
+    let host = host_with(&["--max-instance-reuse-count", "3"]);
+    let answers: Vec<Served> = (0..7).map(|_| served(&host, "/p3/count")).collect();
+    let counts: Vec<u64> = answers.iter().map(|a| a.served).collect();
+    assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1], "{answers:?}");
+    for (i, batch) in answers.chunks(3).enumerate() {
+        assert!(
+            batch.iter().all(|a| a.instance == batch[0].instance),
+            "batch {i} was served by one instance: {answers:?}"
+        );
+    }
+    assert_ne!(answers[0].instance, answers[3].instance, "{answers:?}");
+    assert_ne!(answers[3].instance, answers[6].instance, "{answers:?}");
+}
+
+#[test]
+fn the_default_reuse_keeps_one_instance_for_consecutive_requests() {
+    let host = host_with(&[]);
+    let answers: Vec<Served> = (0..20).map(|_| served(&host, "/p3/count")).collect();
+    assert_eq!(
+        answers.iter().map(|a| a.served).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>(),
+        "Spin's default reuses an instance for 128 requests"
+    );
+}
+
+#[test]
+fn p2_instances_are_never_reused() {
+    let host = host_with(&["--max-instance-reuse-count", "50"]);
+    for _ in 0..5 {
+        let response = host.get("/p2/count");
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.text(), "served=1");
+    }
+}
+
+#[test]
+fn a_trap_retires_the_instance() {
+    let host = host_with(&[]);
+    let first = served(&host, "/p3/count");
+    assert_eq!(served(&host, "/p3/count").served, 2);
+    let trapped = host.get("/p3/trap");
+    assert_eq!(trapped.status, 500, "{}", trapped.text());
+    assert!(
+        trapped.text().contains("p3-probe"),
+        "the problem names the component: {}",
+        trapped.text()
+    );
+    let after = served(&host, "/p3/count");
+    assert_eq!(after.served, 1, "a fresh instance: {after:?}");
+    assert_ne!(after.instance, first.instance);
+}
+
+#[test]
+fn an_idle_instance_is_retired_after_the_idle_timeout() {
+    let host = Host::start_with(APP, &["--idle-instance-timeout", "300ms"], &[]);
+    let first = served(&host, "/p3/count");
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = served(&host, "/p3/count");
+    assert_eq!(after.served, 1, "the idle instance went: {after:?}");
+    assert_ne!(after.instance, first.instance);
+}
+
+#[test]
+fn an_instance_serves_at_most_the_concurrent_reuse_count_at_once() {
+    let host = host_with(&[
+        "--max-instance-concurrent-reuse-count",
+        "2",
+        "--max-instance-reuse-count",
+        "100",
+    ]);
+    let answers: Vec<Served> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| served(&host, "/p3/sleep?ms=2000")))
+            .collect();
+        requests.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let most = answers.iter().filter_map(|a| a.in_flight).max().unwrap();
+    assert_eq!(
+        most, 2,
+        "requests overlapped in one instance, never more than 2: {answers:?}"
+    );
+    let mut per_instance: HashMap<&str, usize> = HashMap::new();
+    for answer in &answers {
+        *per_instance.entry(&answer.instance).or_default() += 1;
+    }
+    assert!(
+        per_instance.len() >= 4,
+        "8 overlapping requests, 2 per instance: {per_instance:?}"
+    );
+}
+
+#[test]
+fn a_request_past_its_deadline_is_a_504_and_the_instance_goes() {
+    // The component's own deadline (timeout_ms = 5000) is the request timeout.
+    let host = host_with(&[]);
+    let first = served(&host, "/p3/count");
+    let slow = host.get("/p3/sleep?ms=20000");
+    assert_eq!(slow.status, 504, "{}", slow.text());
+    let after = served(&host, "/p3/count");
+    assert_eq!(after.served, 1, "{after:?}");
+    assert_ne!(after.instance, first.instance);
+
+    let host = host_with(&["--request-timeout", "1s"]);
+    let slow = host.get("/p3/sleep?ms=3000");
+    assert_eq!(slow.status, 504, "--request-timeout wins: {}", slow.text());
+}
+
+/// A one-shot HTTP server on loopback answering "pong".
+fn upstream() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
+    });
+    (port, handle)
+}
+
+#[test]
+fn p3_outbound_http_is_limited_to_allowed_hosts() {
+    let (port, server) = upstream();
+    let host = Host::start(APP, &[("SPIN_VARIABLE_UPSTREAM_PORT", port.to_string())]);
+    let allowed = host.get(&format!("/p3/outbound?url=http://127.0.0.1:{port}/ping"));
+    assert_eq!(allowed.text(), "status=200");
+    server.join().unwrap();
+
+    let (other, _server) = upstream();
+    let refused = host.get(&format!("/p3/outbound?url=http://127.0.0.1:{other}/ping"));
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert!(
+        refused.text().contains("HttpRequestDenied"),
+        "{}",
+        refused.text()
+    );
+}
+
+#[test]
+fn reuse_options_are_checked_when_read() {
+    for (option, value, says) in [
+        ("--max-instance-reuse-count", "0", "at least 1"),
+        ("--max-instance-concurrent-reuse-count", "8..8", "empty"),
+        ("--idle-instance-timeout", "5m", "unknown unit"),
+    ] {
+        let output = std::process::Command::new(mart_integration_tests::mart_bin())
+            .args(["up", "--from", APP, option, value])
+            .current_dir(mart_integration_tests::repo_root())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{option} {value}: {stderr}");
+    }
+}
