@@ -1,8 +1,9 @@
-//! Spin 4's generation on the host: a spin-sdk 7 component (WASI 0.3.0,
-//! `#[http_service] async fn`, tests/components/p3-probe) serves beside a
-//! p2 one, and its instances are reused as Spin 4 reuses them. The probe
-//! keeps a counter and an id in globals, so each answer says which
-//! instance served it and how many requests that instance has served.
+//! Spin 4's generation on the host: spin-sdk 7 (WASI 0.3.0) and spin-sdk 6
+//! (Spin 4.0's SDK, WASI 0.3.0-rc-2026-03-15) components serve beside a p2
+//! one, and their instances are reused as Spin 4 reuses them. The probe
+//! (tests/components/p3-probe, built with each SDK: `/p3` and `/rc`) keeps
+//! a counter and an id in globals, so each answer says which instance
+//! served it and how many requests that instance has served.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -12,6 +13,8 @@ use std::time::Duration;
 use mart_integration_tests::Host;
 
 const APP: &str = "tests/fixtures/p3.toml";
+/// The probe's routes: built with spin-sdk 7, and with spin-sdk 6.
+const BOTH_VERSIONS: [&str; 2] = ["/p3", "/rc"];
 
 /// An answer of the probe: `instance=<id> served=<n> [in_flight=<m>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +60,30 @@ fn a_spin_sdk_7_component_serves() {
 }
 
 #[test]
+fn spin_4_templates_component_serves() {
+    let host = host_with(&[]);
+    let hello = host.get("/hello");
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    assert_eq!(hello.text(), "Hello World!");
+    assert!(
+        host.log()
+            .contains("Handling request to Some(\"http://127.0.0.1:"),
+        "its println! reaches the log with Spin's spin-full-url: {}",
+        host.log()
+    );
+}
+
+#[test]
 fn one_instance_serves_up_to_the_reuse_count_then_a_new_one_starts() {
     let host = host_with(&["--max-instance-reuse-count", "3"]);
-    let answers: Vec<Served> = (0..7).map(|_| served(&host, "/p3/count")).collect();
+    for version in BOTH_VERSIONS {
+        let path = format!("{version}/count");
+        instances_retire_after_three(&host, &path);
+    }
+}
+
+fn instances_retire_after_three(host: &Host, path: &str) {
+    let answers: Vec<Served> = (0..7).map(|_| served(host, path)).collect();
     let counts: Vec<u64> = answers.iter().map(|a| a.served).collect();
     assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1], "{answers:?}");
     for (i, batch) in answers.chunks(3).enumerate() {
@@ -96,18 +120,21 @@ fn p2_instances_are_never_reused() {
 #[test]
 fn a_trap_retires_the_instance() {
     let host = host_with(&[]);
-    let first = served(&host, "/p3/count");
-    assert_eq!(served(&host, "/p3/count").served, 2);
-    let trapped = host.get("/p3/trap");
-    assert_eq!(trapped.status, 500, "{}", trapped.text());
-    assert!(
-        trapped.text().contains("p3-probe"),
-        "the problem names the component: {}",
-        trapped.text()
-    );
-    let after = served(&host, "/p3/count");
-    assert_eq!(after.served, 1, "a fresh instance: {after:?}");
-    assert_ne!(after.instance, first.instance);
+    for (version, component) in BOTH_VERSIONS.into_iter().zip(["p3-probe", "p3-rc-probe"]) {
+        let count = format!("{version}/count");
+        let first = served(&host, &count);
+        assert_eq!(served(&host, &count).served, 2);
+        let trapped = host.get(&format!("{version}/trap"));
+        assert_eq!(trapped.status, 500, "{}", trapped.text());
+        assert!(
+            trapped.text().contains(&format!("`{component}`")),
+            "the problem names the component: {}",
+            trapped.text()
+        );
+        let after = served(&host, &count);
+        assert_eq!(after.served, 1, "a fresh instance: {after:?}");
+        assert_ne!(after.instance, first.instance);
+    }
 }
 
 #[test]
@@ -169,32 +196,90 @@ fn a_request_past_its_deadline_is_a_504_and_the_instance_goes() {
 fn upstream() -> (u16, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
+    (port, answer_once(listener))
+}
+
+/// `upstream`, on a port chosen earlier (the one the host allows).
+fn upstream_on(port: u16) -> std::thread::JoinHandle<()> {
+    answer_once(TcpListener::bind(("127.0.0.1", port)).unwrap())
+}
+
+fn answer_once(listener: TcpListener) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         let mut buf = [0u8; 4096];
         let _ = stream.read(&mut buf);
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
-    });
-    (port, handle)
+    })
 }
 
 #[test]
 fn p3_outbound_http_is_limited_to_allowed_hosts() {
-    let (port, server) = upstream();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
     let host = Host::start(APP, &[("SPIN_VARIABLE_UPSTREAM_PORT", port.to_string())]);
-    let allowed = host.get(&format!("/p3/outbound?url=http://127.0.0.1:{port}/ping"));
-    assert_eq!(allowed.text(), "status=200");
-    server.join().unwrap();
+    for version in BOTH_VERSIONS {
+        let server = upstream_on(port);
+        let allowed = host.get(&format!(
+            "{version}/outbound?url=http://127.0.0.1:{port}/ping"
+        ));
+        assert_eq!(allowed.text(), "status=200", "{version}");
+        server.join().unwrap();
 
-    let (other, _server) = upstream();
-    let refused = host.get(&format!("/p3/outbound?url=http://127.0.0.1:{other}/ping"));
-    assert_eq!(refused.status, 502, "{}", refused.text());
+        let (other, _server) = upstream();
+        let refused = host.get(&format!(
+            "{version}/outbound?url=http://127.0.0.1:{other}/ping"
+        ));
+        assert_eq!(refused.status, 502, "{version}: {}", refused.text());
+        assert!(
+            refused.text().contains("HttpRequestDenied"),
+            "{version}: {}",
+            refused.text()
+        );
+    }
+}
+
+#[test]
+fn a_wasi_version_the_host_does_not_serve_is_refused_at_load_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let component =
+        wat::parse_str(r#"(component (import "wasi:http/types@0.3.0-rc-2025-09-16" (instance)))"#)
+            .unwrap();
+    std::fs::write(dir.path().join("old.wasm"), component).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        r#"spin_manifest_version = 2
+[application]
+name = "old"
+[[trigger.http]]
+route = "/..."
+component = "old"
+[component.old]
+source = "old.wasm"
+"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(mart_integration_tests::mart_bin())
+        .args(["up", "--from"])
+        .arg(dir.path().join("spin.toml"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", mart_integration_tests::free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("component `old`"), "{stderr}");
     assert!(
-        refused.text().contains("HttpRequestDenied"),
-        "{}",
-        refused.text()
+        stderr.contains(
+            "`wasi:http/types@0.3.0-rc-2025-09-16`, a WASI version this host does not serve"
+        ),
+        "{stderr}"
     );
+    assert!(stderr.contains("spin-sdk 6"), "says what to do: {stderr}");
 }
 
 #[test]

@@ -122,6 +122,7 @@ impl Runtime {
             let component = std::fs::read(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(crate::componentize::componentize_if_needed)
+                .and_then(crate::wasi_versions::adapt)
                 .and_then(|bytes| Component::new(&engine, &bytes).map_err(anyhow::Error::from))
                 .with_context(|| format!("component `{id}`: cannot load {}", path.display()))?;
             let pre = linker

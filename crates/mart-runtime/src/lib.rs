@@ -12,6 +12,7 @@ mod invoke;
 mod limits;
 mod parts;
 mod state;
+mod wasi_versions;
 
 pub use engine::{arm_deadline, Runtime, RuntimeOptions};
 pub use invoke::{panic_text, Invocation, InvokeError};
