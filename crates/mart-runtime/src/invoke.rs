@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use mart_metrics::Metrics;
 use mart_telemetry::{Span, SpanKind, TraceParent};
-use wasmtime::{Store, Trap};
+use wasmtime::{AsContextMut as _, Store, Trap};
 
 use crate::{AppComponent, InstanceState, Runtime, TriggerKind};
 
@@ -80,6 +80,26 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The next invocation in a store the caller kept from an earlier one
+    /// (a reused instance): its deadline armed afresh and its host calls
+    /// joining `trace`. Call it with `Invocation::call_in`.
+    pub fn resume(
+        &self,
+        component: &AppComponent,
+        store: &mut Store<InstanceState>,
+        trace: Option<TraceParent>,
+    ) -> Invocation {
+        store.data().continue_trace(trace);
+        crate::arm_deadline(store.as_context_mut(), component.limits.timeout);
+        Invocation {
+            metrics: self.metrics().clone(),
+            timeout: component.limits.timeout,
+            traced: None,
+        }
+    }
+}
+
 impl Invocation {
     /// Instantiates the component in `store` and calls its export, under
     /// the component's deadline.
@@ -89,19 +109,41 @@ impl Invocation {
         instantiate: impl AsyncFnOnce(&mut Store<InstanceState>) -> wasmtime::Result<I>,
         call: impl AsyncFnOnce(I, &mut Store<InstanceState>) -> wasmtime::Result<T>,
     ) -> Result<T, InvokeError> {
-        let metrics = self.metrics;
-        let traced = self.traced;
-        let work = async {
+        self.run_in(&mut store, instantiate, call).await
+    }
+
+    /// As `run`, in a store the caller keeps afterwards (to reuse the
+    /// instance, which `call` may hand out).
+    pub async fn run_in<I, T>(
+        self,
+        store: &mut Store<InstanceState>,
+        instantiate: impl AsyncFnOnce(&mut Store<InstanceState>) -> wasmtime::Result<I>,
+        call: impl AsyncFnOnce(I, &mut Store<InstanceState>) -> wasmtime::Result<T>,
+    ) -> Result<T, InvokeError> {
+        let metrics = self.metrics.clone();
+        let traced = self.traced.clone();
+        self.call_in(store, async |store| {
             let started = Instant::now();
             let span = traced.as_ref().map(instantiate_span);
-            let instance = instantiate(&mut store).await;
+            let instance = instantiate(store).await;
             metrics.instantiated(started.elapsed());
             if let (Some(mut span), Err(e)) = (span, &instance) {
                 span.fail(format!("{e:#}"));
             }
-            call(instance?, &mut store).await
-        };
-        let work = std::panic::AssertUnwindSafe(work).catch_unwind();
+            call(instance?, store).await
+        })
+        .await
+    }
+
+    /// Calls into an instance that already exists in `store`, under the
+    /// component's deadline, a host panic caught: what every invocation
+    /// ends with, and all a reused instance's next invocation needs.
+    pub async fn call_in<T>(
+        self,
+        store: &mut Store<InstanceState>,
+        call: impl AsyncFnOnce(&mut Store<InstanceState>) -> wasmtime::Result<T>,
+    ) -> Result<T, InvokeError> {
+        let work = std::panic::AssertUnwindSafe(call(store)).catch_unwind();
         match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(InvokeError::Deadline(self.timeout)),
             Ok(Err(panic)) => Err(InvokeError::Panicked(panic_text(&*panic))),
