@@ -28,10 +28,20 @@ fn setup(name: &str, trigger_settings: &str) -> Setup {
 
 /// `component_settings`: extra lines for `[component.probe.tool.mart]`.
 fn setup_with(name: &str, trigger_settings: &str, component_settings: &str) -> Setup {
+    setup_component(name, "kafka_probe", trigger_settings, component_settings)
+}
+
+/// As `setup_with`, the component named `probe` being `target/.../<wasm>.wasm`.
+fn setup_component(
+    name: &str,
+    wasm: &str,
+    trigger_settings: &str,
+    component_settings: &str,
+) -> Setup {
     let db = format!("kafka_{name}");
     probe_database(&db);
     let topic = format!("test.{name}");
-    let wasm = repo_root().join("target/wasm32-wasip2/wasm/kafka_probe.wasm");
+    let wasm = repo_root().join(format!("target/wasm32-wasip2/wasm/{wasm}.wasm"));
     let manifest =
         std::env::temp_dir().join(format!("mart-kafka-{name}-{}.toml", std::process::id()));
     std::fs::write(
@@ -893,4 +903,153 @@ fn a_redrive_refuses_forged_sources_escapes_headers_and_can_dry_run() {
     assert_eq!(records_in(victim), 0, "nothing went to the forged source");
     let list = dead_letters(dlq, &[]);
     assert!(list.contains("0 dead letter(s) pending"), "{list}");
+}
+
+/// `(instance, records it had been handed)` of each attempt at `id`, in
+/// order, as the async probe (tests/components/p3-events) records them.
+fn origins(db: &str, id: &str) -> Vec<(String, u64)> {
+    postgres()
+        .query(
+            db,
+            &format!("SELECT origin FROM attempts WHERE id = '{id}' ORDER BY seq"),
+        )
+        .iter()
+        .map(|r| {
+            let origin: String = r.get(0);
+            let (instance, handed) = origin.split_once('#').expect("instance#handed");
+            (instance.to_string(), handed.parse().expect("a count"))
+        })
+        .collect()
+}
+
+#[test]
+fn an_async_handler_retries_dead_letters_and_commits_as_a_sync_one_does() {
+    // tests/components/p3-events: mart:kafka/handler@0.2.0, an `async fn`
+    // on spin-sdk 6. Values are "<id> <action>" (see its src/lib.rs).
+    let s = setup_component(
+        "p3",
+        "p3_events",
+        "retry = { max_attempts = 3, initial_backoff_ms = 10, max_backoff_ms = 50 }",
+        ONE_PARTITION,
+    );
+    let identity = [("MART_KAFKA_INSTANCE_ID", "kafka-p3-host".to_string())];
+    let mut host = start_host_with(&s, &identity);
+    broker().produce(
+        &s.topic,
+        &[
+            ("k1", json!("first ok")),
+            ("k2", json!("flaky fail:2")),
+            ("k3", json!("poison poison")),
+            ("k4", json!("trap trap:1")),
+            ("k5", json!("last ok")),
+        ],
+    );
+    eventually(WAIT, "the last message's effect", || {
+        effects(&s.db).contains_key("last").then_some(())
+    });
+    let attempts = |id: &str| origins(&s.db, id).len();
+    let applied = effects(&s.db);
+    assert_eq!(applied.get("first"), Some(&1));
+    assert_eq!(
+        applied.get("flaky"),
+        Some(&1),
+        "succeeds on its third attempt"
+    );
+    assert_eq!(applied.get("trap"), Some(&1), "succeeds after one trap");
+    assert!(!applied.contains_key("poison"));
+    assert_eq!(attempts("flaky"), 3);
+    assert_eq!(attempts("poison"), 1, "a permanent failure is not retried");
+    assert_eq!(
+        attempts("trap"),
+        2,
+        "a trap is retried like a transient failure"
+    );
+    let dlq = format!("{}.dlq", s.topic);
+    let letter = broker().read_one(&dlq, "the poison letter", WAIT, |l| {
+        l.json() == json!("poison poison")
+    });
+    assert_eq!(letter.header("mart-dlq-error"), Some("poison is poison"));
+    assert_eq!(letter.header("mart-dlq-attempts"), Some("1"));
+
+    // Committed after success: a restarted host hands none of them again.
+    host.terminate(Duration::from_secs(120));
+    let _host = start_host_with(&s, &identity);
+    broker().produce(&s.topic, &[("k6", json!("after ok"))]);
+    eventually(WAIT, "the message after the restart", || {
+        effects(&s.db).contains_key("after").then_some(())
+    });
+    for (id, tried) in [
+        ("first", 1),
+        ("flaky", 3),
+        ("poison", 1),
+        ("trap", 2),
+        ("last", 1),
+    ] {
+        assert_eq!(attempts(id), tried, "{id} was delivered again");
+    }
+}
+
+#[test]
+fn an_async_handlers_instance_is_reused_until_it_traps() {
+    let s = setup_component("p3_reuse", "p3_events", "", ONE_PARTITION);
+    let _host = start_host(&s);
+    let mut records: Vec<(String, serde_json::Value)> = (0..8)
+        .map(|i| ("k".to_string(), json!(format!("r{i} ok"))))
+        .collect();
+    records.push(("k".into(), json!("trap trap:1")));
+    records.push(("k".into(), json!("after ok")));
+    let refs: Vec<(&str, serde_json::Value)> = records
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    broker().produce(&s.topic, &refs);
+    eventually(WAIT, "the effect after the trap", || {
+        effects(&s.db).contains_key("after").then_some(())
+    });
+    // The eight records came at once, one partition, one batch at a time:
+    // they were handed to instances that had handled records before (a
+    // counter in the component's globals says how many).
+    let handed: Vec<u64> = (0..8)
+        .map(|i| origins(&s.db, &format!("r{i}"))[0].1)
+        .collect();
+    assert!(
+        handed.iter().any(|n| *n >= 2),
+        "no instance handled two records: {handed:?}"
+    );
+    // The trap retired its instance: the retry ran in a new one, whose
+    // first record it was.
+    let trap = origins(&s.db, "trap");
+    assert_eq!(trap.len(), 2, "{trap:?}");
+    assert_ne!(trap[0].0, trap[1].0, "the trapped instance was reused");
+    assert_eq!(trap[1].1, 1, "{trap:?}");
+}
+
+#[test]
+fn a_component_without_either_kafka_handler_is_refused_naming_both() {
+    let manifest =
+        std::env::temp_dir().join(format!("mart-kafka-no-handler-{}.toml", std::process::id()));
+    let wasm = repo_root().join("target/wasm32-wasip2/wasm/probe.wasm");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"kafka-no-handler\"\n\
+             [[trigger.kafka]]\ncomponent = \"probe\"\ntopics = [\"test.no_handler\"]\n\
+             [component.probe]\nsource = \"{}\"\n",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(mart_bin())
+        .current_dir(repo_root())
+        .args(["up", "--from", manifest.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .env("MART_KAFKA_BROKERS", broker().bootstrap())
+        .env("MART_NO_OUTBOX_RELAY", "true")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("component `probe`"), "{stderr}");
+    assert!(stderr.contains("mart:kafka/handler@0.1.0"), "{stderr}");
+    assert!(stderr.contains("mart:kafka/handler@0.2.0"), "{stderr}");
 }

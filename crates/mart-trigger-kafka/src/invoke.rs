@@ -1,15 +1,36 @@
-//! One handler invocation: a fresh instance, the batch, the verdict.
+//! One handler invocation: an instance, the batch, the verdict. The
+//! component exports `mart:kafka/handler@0.1.0` (sync: a fresh instance per
+//! batch) or `@0.2.0` (async: reused instances, reuse.rs); everything else
+//! (the span, the messages, what the result means) is the same for both.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use mart_kafka::bindings::{KafkaHandlerPre, Message, MessageHeader};
+use mart_kafka::bindings::{Failure, KafkaHandlerPre, Message, MessageHeader};
 use mart_runtime::{AppComponent, InstanceState, InvokeError, Runtime};
 use mart_telemetry::{Span, SpanKind, TraceParent};
 use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 
 use crate::dead_letter::header;
+use crate::reuse::Instances;
+
+/// Host bindings for `mart:kafka@0.2.0` (wit/mart/kafka@0.2.0).
+pub(crate) mod p3 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/mart/kafka@0.2.0",
+        world: "mart:kafka/kafka-handler",
+        exports: { default: async | store },
+    });
+}
+
+/// Which handler the component exports, and so how it is called.
+enum Export {
+    /// `mart:kafka/handler@0.1.0`: a fresh instance per batch.
+    Sync(KafkaHandlerPre<InstanceState>),
+    /// `mart:kafka/handler@0.2.0`: `handle` is async; instances are reused.
+    Async(Instances),
+}
 
 /// What became of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,24 +48,17 @@ pub enum Outcome {
 pub struct Handler {
     runtime: Arc<Runtime>,
     component: Arc<AppComponent>,
-    pre: KafkaHandlerPre<InstanceState>,
+    export: Export,
 }
 
 impl Handler {
+    /// Must be called in the Tokio runtime (see `Instances::new`).
     pub fn new(runtime: Arc<Runtime>, component: Arc<AppComponent>) -> anyhow::Result<Self> {
-        let pre = KafkaHandlerPre::new(component.pre.clone())
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "component `{}` is named by a [[trigger.kafka]] entry but does not export \
-                     mart:kafka/handler@0.1.0",
-                    component.id
-                )
-            })?;
+        let export = export(&component)?;
         Ok(Self {
             runtime,
             component,
-            pre,
+            export,
         })
     }
 
@@ -53,7 +67,7 @@ impl Handler {
     }
 
     /// Runs the component on `batch` (messages of one partition, in order)
-    /// in a fresh instance with the component's time and memory limits.
+    /// in an instance with the component's time and memory limits.
     pub async fn invoke(&self, batch: &[OwnedMessage], group: &str) -> Outcome {
         let mut span = self.span(batch, group);
         let mut messages: Vec<Message> = batch.iter().map(to_wit).collect();
@@ -64,21 +78,7 @@ impl Handler {
             set_traceparent(first, span.context());
         }
         let started = Instant::now();
-        let result = self
-            .runtime
-            .invoke(
-                &self.component,
-                mart_runtime::TriggerKind::Kafka,
-                Some(span.context().clone()),
-                async |store| self.pre.instantiate_async(store).await,
-                async |handler, store| {
-                    handler
-                        .mart_kafka_handler()
-                        .call_handle(store, &messages)
-                        .await
-                },
-            )
-            .await;
+        let result = self.call(messages, span.context().clone()).await;
         self.runtime
             .metrics()
             .kafka_invocation(&self.component.id, started.elapsed());
@@ -87,6 +87,39 @@ impl Handler {
             span.fail(reason.clone());
         }
         outcome
+    }
+
+    /// Calls the handler the component exports; the same result either way.
+    async fn call(
+        &self,
+        messages: Vec<Message>,
+        trace: TraceParent,
+    ) -> Result<Result<(), Failure>, InvokeError> {
+        match &self.export {
+            Export::Sync(pre) => {
+                self.runtime
+                    .invoke(
+                        &self.component,
+                        mart_runtime::TriggerKind::Kafka,
+                        Some(trace),
+                        async |store| pre.instantiate_async(store).await,
+                        async |handler, store| {
+                            handler
+                                .mart_kafka_handler()
+                                .call_handle(store, &messages)
+                                .await
+                        },
+                    )
+                    .await
+            }
+            Export::Async(instances) => {
+                let messages = messages.into_iter().map(to_p3).collect();
+                let result = instances
+                    .handle(&self.runtime, &self.component, Some(trace), messages)
+                    .await;
+                result.map(|handled| handled.map_err(from_p3))
+            }
+        }
     }
 
     /// The invocation's span, continuing the trace of the batch's first
@@ -119,11 +152,7 @@ impl Handler {
         span
     }
 
-    fn outcome(
-        &self,
-        result: Result<Result<(), mart_kafka::bindings::Failure>, InvokeError>,
-        len: usize,
-    ) -> Outcome {
+    fn outcome(&self, result: Result<Result<(), Failure>, InvokeError>, len: usize) -> Outcome {
         match result {
             Ok(Ok(())) => Outcome::Done,
             Ok(Err(failure)) => self.reported(failure, len),
@@ -147,7 +176,7 @@ impl Handler {
 
     /// A failure the guest returned; an index outside the batch is the
     /// guest's bug, treated as a retryable failure of the whole batch.
-    fn reported(&self, failure: mart_kafka::bindings::Failure, len: usize) -> Outcome {
+    fn reported(&self, failure: Failure, len: usize) -> Outcome {
         let index = failure.index as usize;
         if index >= len {
             return Outcome::Failed {
@@ -169,6 +198,54 @@ impl Handler {
             retry: failure.retry,
             reason: failure.reason,
         }
+    }
+}
+
+/// The handler the component exports: 0.2.0 (async) if it has it, else
+/// 0.1.0; a component with neither is refused, both named.
+fn export(component: &AppComponent) -> anyhow::Result<Export> {
+    if let Ok(pre) = p3::KafkaHandlerPre::new(component.pre.clone()) {
+        return Ok(Export::Async(Instances::new(pre)));
+    }
+    KafkaHandlerPre::new(component.pre.clone())
+        .map(Export::Sync)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "component `{}` is named by a [[trigger.kafka]] entry but exports neither \
+                 mart:kafka/handler@0.1.0 nor mart:kafka/handler@0.2.0 (async)",
+                component.id
+            )
+        })
+}
+
+/// A message as the 0.2.0 handler takes it (the same fields as 0.1.0's).
+fn to_p3(message: Message) -> p3::exports::mart::kafka::handler::Message {
+    use p3::exports::mart::kafka::handler as v2;
+    v2::Message {
+        topic: message.topic,
+        partition: message.partition,
+        offset: message.offset,
+        key: message.key,
+        value: message.value,
+        headers: message
+            .headers
+            .into_iter()
+            .map(|h| v2::Header {
+                key: h.key,
+                value: h.value,
+            })
+            .collect(),
+        timestamp_ms: message.timestamp_ms,
+    }
+}
+
+/// A 0.2.0 handler's failure, read as a 0.1.0 one (the same fields).
+fn from_p3(failure: p3::exports::mart::kafka::handler::Failure) -> Failure {
+    Failure {
+        index: failure.index,
+        retry: failure.retry,
+        reason: failure.reason,
     }
 }
 

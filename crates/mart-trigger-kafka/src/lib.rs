@@ -3,7 +3,9 @@
 //!
 //! Delivery is at least once. Per trigger entry, one consumer-group member
 //! reads the topics; each assigned partition gets a worker that hands its
-//! messages, in offset order, to fresh component instances in batches. An
+//! messages, in offset order, to component instances in batches (a fresh
+//! one per batch for a `mart:kafka/handler@0.1.0` component, reused ones for
+//! an async `@0.2.0` component: reuse.rs). An
 //! offset is committed only after the handler succeeded for every message
 //! before it (or the message went to the dead-letter topic), in batched
 //! commits. Partitions run concurrently, up to the trigger's `concurrency`.
@@ -18,6 +20,7 @@ mod invoke;
 mod parking;
 mod partition;
 mod read;
+mod reuse;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +60,8 @@ impl KafkaTriggers {
     }
 
     /// Starts one consumer per `[[trigger.kafka]]` entry. Fails, naming the
-    /// component, if a component does not export `mart:kafka/handler`.
+    /// component, if a component exports neither `mart:kafka/handler@0.1.0`
+    /// nor `@0.2.0`.
     pub fn start(app: &App, runtime: Arc<Runtime>, client: &KafkaClient) -> anyhow::Result<Self> {
         let triggers = app.manifest.kafka_triggers().map_err(anyhow::Error::msg)?;
         let dead_letters = Publisher::new(client, "mart-dead-letter")?;
