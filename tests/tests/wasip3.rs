@@ -299,3 +299,158 @@ fn reuse_options_are_checked_when_read() {
         assert!(stderr.contains(says), "{option} {value}: {stderr}");
     }
 }
+
+/// The probe's PostgreSQL routes, against the test cluster.
+struct Pg<'a> {
+    host: &'a Host,
+    url: String,
+}
+
+impl Pg<'_> {
+    fn call(&self, route: &str, sql: &str, arg: &str) -> (u16, String) {
+        let path = format!(
+            "/pg/{route}?url={}&sql={}&arg={}",
+            encode(&self.url),
+            encode(sql),
+            encode(arg)
+        );
+        let response = self.host.get(&path);
+        (response.status, response.text())
+    }
+}
+
+fn encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn pg_host(args: &[&str]) -> Host {
+    let port = mart_integration_tests::postgres().port;
+    Host::start_with(APP, args, &[("SPIN_VARIABLE_PG_PORT", port.to_string())])
+}
+
+fn pg_url() -> String {
+    let port = mart_integration_tests::postgres().port;
+    format!("postgres://mart@127.0.0.1:{port}/postgres")
+}
+
+#[test]
+fn spin_variables_3_gives_a_component_its_own_variables() {
+    let host = pg_host(&[]);
+    let greeting = host.get("/pg/var?name=greeting");
+    assert_eq!(
+        (greeting.status, greeting.text()),
+        (200, "hello, world".into())
+    );
+    let undefined = host.get("/pg/var?name=upstream_port");
+    assert_eq!(undefined.status, 404);
+    assert!(
+        undefined.text().contains("Undefined"),
+        "{}",
+        undefined.text()
+    );
+    let invalid = host.get("/pg/var?name=Not-A-Name");
+    assert!(invalid.text().contains("InvalidName"), "{}", invalid.text());
+}
+
+#[test]
+fn postgres_4_2_streams_rows_executes_and_reports_errors_as_spin_4_0_does() {
+    let host = pg_host(&[]);
+    let pg = Pg {
+        host: &host,
+        url: pg_url(),
+    };
+    let table = format!("p3_items_{}", std::process::id());
+    let create =
+        format!("CREATE TABLE {table} (name text PRIMARY KEY, qty int4 NOT NULL DEFAULT 1)");
+    assert_eq!(pg.call("execute", &create, ""), (200, "0".into()));
+    let insert = format!("INSERT INTO {table} (name) VALUES ($1)");
+    assert_eq!(pg.call("execute", &insert, "tea"), (200, "1".into()));
+    assert_eq!(pg.call("execute", &insert, "jam"), (200, "1".into()));
+
+    let (status, body) = pg.call(
+        "query",
+        &format!("SELECT name, qty FROM {table} ORDER BY name"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows["columns"], serde_json::json!(["name", "qty"]));
+    assert_eq!(
+        rows["rows"],
+        serde_json::json!([["jam", "1"], ["tea", "1"]])
+    );
+
+    // As Spin 4.0.2: no rows, and no columns (it reads them off the first row).
+    let (status, body) = pg.call(
+        "query",
+        &format!("SELECT name FROM {table} WHERE name = $1"),
+        "none",
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"columns":[],"rows":[]}"#)
+    );
+
+    // A unique violation raised while the statement runs: structured, at
+    // the stream's end for a query, as the call's error for an execute.
+    let returning = format!("INSERT INTO {table} (name) VALUES ($1) RETURNING name");
+    let (status, body) = pg.call("query", &returning, "tea");
+    assert_eq!(status, 502);
+    assert!(
+        body.starts_with("end: PgError(Error::QueryFailed(QueryError::DbError(DbError {"),
+        "{body}"
+    );
+    assert!(body.contains(r#"code: "23505""#), "{body}");
+    let (status, body) = pg.call("execute", &insert, "tea");
+    assert_eq!(status, 502);
+    assert!(
+        body.contains("Error::QueryFailed(QueryError::DbError(DbError {"),
+        "{body}"
+    );
+    assert!(body.contains(r#"code: "23505""#), "{body}");
+
+    // A statement PostgreSQL refuses before running it: the call's error.
+    let (status, body) = pg.call("query", "SELEC 1", "");
+    assert_eq!(status, 502);
+    assert!(
+        body.starts_with("call: PgError(Error::QueryFailed("),
+        "{body}"
+    );
+
+    pg.call("execute", &format!("DROP TABLE {table}"), "");
+}
+
+#[test]
+fn postgres_4_2_without_spin_4_0s_limits_gives_columns_of_an_empty_result() {
+    let host = pg_host(&["--pg-compatibility", "full"]);
+    let pg = Pg {
+        host: &host,
+        url: pg_url(),
+    };
+    let (status, body) = pg.call("query", "SELECT 1::int4 AS n WHERE false", "");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"columns":["n"],"rows":[]}"#)
+    );
+}
+
+#[test]
+fn postgres_4_2_reaches_only_the_addresses_a_component_lists() {
+    let host = pg_host(&[]);
+    let port = mart_integration_tests::postgres().port;
+    let open = |url: String| host.get(&format!("/pg/open?url={}", encode(&url)));
+    let allowed = open(pg_url());
+    assert_eq!((allowed.status, allowed.text()), (200, "opened".into()));
+    for url in [
+        format!("postgres://mart@127.0.0.2:{port}/postgres"),
+        format!("postgres://mart@127.0.0.1:{}/postgres", port + 1),
+    ] {
+        let refused = open(url.clone());
+        assert_eq!(refused.status, 502, "{url}");
+        assert!(
+            refused.text().contains("is not permitted"),
+            "{url}: {}",
+            refused.text()
+        );
+    }
+}

@@ -246,8 +246,29 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn client(&self) -> &Object {
-        self.client.as_ref().expect("connection used after release")
+    /// The pooled client; `None` while the connection is lent out to a
+    /// statement of an async call (see `lend`).
+    pub(crate) fn client(&self) -> Option<&Object> {
+        self.client.as_ref()
+    }
+
+    /// Takes the connection out for one statement of an async call, which
+    /// runs without holding the instance's state; the table keeps a busy
+    /// shell until `restore` puts it back. If the guest drops the handle
+    /// meanwhile, the lent connection is dropped when the statement ends,
+    /// with the same rollback-or-discard as any other drop.
+    pub(crate) fn lend(&mut self) -> Connection {
+        let shell = Connection {
+            client: None,
+            database: self.database.clone(),
+            txn: TxnTracker::default(),
+        };
+        std::mem::replace(self, shell)
+    }
+
+    /// Puts a lent connection back in place of its busy shell.
+    pub(crate) fn restore(&mut self, lent: Connection) {
+        *self = lent;
     }
 }
 

@@ -9,26 +9,16 @@ use wasmtime::component::Resource;
 use crate::bindings::spin::postgres::postgres::{
     self as pg, DbError, Error, HostConnection, ParameterValue, QueryError, RowSet,
 };
-use crate::client::{Connection, OpenError};
+use crate::client::{Connection, OpenError, PgPools, TriggerKind};
 use crate::convert::{self, ColumnInfo, RawRow, SqlParam};
 use crate::{spin40, PgCompatibility, PgHost};
+use mart_outbound_networking::AllowedHosts;
 
 impl pg::Host for PgHost {}
 
 impl HostConnection for PgHost {
     async fn open(&mut self, address: String) -> Result<Resource<Connection>, Error> {
-        let connection = self
-            .pools
-            .open(self.kind, &address, &self.allowed)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "postgres open refused");
-                match e {
-                    OpenError::BadAddress(_) | OpenError::NotAllowed(_) | OpenError::Connect(_) => {
-                        Error::ConnectionFailed(e.to_string())
-                    }
-                }
-            })?;
+        let connection = open(&self.pools, self.kind, &address, &self.allowed).await?;
         self.table
             .push(connection)
             .map_err(|e| Error::Other(format!("too many open connections: {e}")))
@@ -41,7 +31,13 @@ impl HostConnection for PgHost {
         params: Vec<ParameterValue>,
     ) -> Result<RowSet, Error> {
         let span = self.statement_span(&connection, &statement);
-        let result = self.run_query(connection, &statement, params).await;
+        let compatibility = self.compatibility;
+        let result = match self.connection(&connection) {
+            Ok(connection) => query(connection, &statement, params, compatibility)
+                .await
+                .and_then(|(columns, rows)| row_set(&columns, &rows, compatibility)),
+            Err(e) => Err(e),
+        };
         finish(span, &result);
         self.as_the_guest_sees(result)
     }
@@ -53,9 +49,14 @@ impl HostConnection for PgHost {
         params: Vec<ParameterValue>,
     ) -> Result<u64, Error> {
         let span = self.statement_span(&connection, &statement);
-        let result = self.run_execute(connection, &statement, params).await;
+        let result = match self.connection(&connection) {
+            Ok(connection) => execute(connection, &statement, params).await,
+            Err(e) => Err(e),
+        };
         finish(span, &result);
-        self.as_the_guest_sees(result)
+        // Spin 4.0.x's `execute` hands a database error over structured;
+        // only its `query` turns it into text (see spin40.rs).
+        result
     }
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
@@ -64,8 +65,25 @@ impl HostConnection for PgHost {
     }
 }
 
+/// A pooled connection to `address`, if the component may reach it.
+pub(crate) async fn open(
+    pools: &PgPools,
+    kind: TriggerKind,
+    address: &str,
+    allowed: &AllowedHosts,
+) -> Result<Connection, Error> {
+    pools.open(kind, address, allowed).await.map_err(|e| {
+        tracing::warn!(error = %e, "postgres open refused");
+        match e {
+            OpenError::BadAddress(_) | OpenError::NotAllowed(_) | OpenError::Connect(_) => {
+                Error::ConnectionFailed(e.to_string())
+            }
+        }
+    })
+}
+
 /// Ends a statement's span, failed when the statement failed.
-fn finish<T>(span: Option<Span>, result: &Result<T, Error>) {
+pub(crate) fn finish<T>(span: Option<Span>, result: &Result<T, Error>) {
     if let (Some(mut span), Err(e)) = (span, result) {
         span.fail(span_status(e));
     }
@@ -104,7 +122,11 @@ impl PgHost {
     /// OpenTelemetry's database attributes. The statement text is the one
     /// the component prepared: parameters are never part of it. None when
     /// spans are not exported: a statement hands no trace context on.
-    fn statement_span(&self, connection: &Resource<Connection>, statement: &str) -> Option<Span> {
+    pub(crate) fn statement_span(
+        &self,
+        connection: &Resource<Connection>,
+        statement: &str,
+    ) -> Option<Span> {
         let trace = Some(&self.trace)
             .filter(|_| mart_telemetry::exporting())?
             .get()?;
@@ -131,43 +153,69 @@ impl PgHost {
         }
         Some(span)
     }
+}
 
-    async fn run_query(
-        &mut self,
-        connection: Resource<Connection>,
-        statement: &str,
-        params: Vec<ParameterValue>,
-    ) -> Result<RowSet, Error> {
-        let compatibility = self.compatibility;
-        let (client, prepared, params) = self.prepare(&connection, statement, params).await?;
-        let columns: Vec<ColumnInfo> = prepared
+/// A statement prepared on a connection, ready to run: what PostgreSQL
+/// refuses before running a statement (its syntax, a parameter) is the
+/// error of `prepare`; what it raises while running it, of `query` or
+/// `execute`.
+pub(crate) struct Prepared<'a> {
+    client: &'a deadpool_postgres::Object,
+    statement: tokio_postgres::Statement,
+    params: Vec<SqlParam>,
+}
+
+impl Prepared<'_> {
+    /// The columns the statement's rows will have.
+    pub(crate) fn columns(&self) -> Vec<ColumnInfo> {
+        self.statement
             .columns()
             .iter()
             .map(|c| (c.name().to_string(), c.type_().clone()))
-            .collect();
-        if compatibility == PgCompatibility::Spin40 {
-            // Before running it: Spin fails such a query without running it.
-            spin40::check_columns(&columns)?;
-        }
-        let rows = client
-            .query(&prepared, &param_refs(&params))
-            .await
-            .map_err(query_failed)?;
-        row_set(&columns, &rows, compatibility)
+            .collect()
     }
 
-    async fn run_execute(
-        &mut self,
-        connection: Resource<Connection>,
-        statement: &str,
-        params: Vec<ParameterValue>,
-    ) -> Result<u64, Error> {
-        let (client, prepared, params) = self.prepare(&connection, statement, params).await?;
-        client
-            .execute(&prepared, &param_refs(&params))
+    pub(crate) async fn query(self) -> Result<Vec<tokio_postgres::Row>, Error> {
+        self.client
+            .query(&self.statement, &param_refs(&self.params))
             .await
             .map_err(query_failed)
     }
+
+    pub(crate) async fn execute(self) -> Result<u64, Error> {
+        self.client
+            .execute(&self.statement, &param_refs(&self.params))
+            .await
+            .map_err(query_failed)
+    }
+}
+
+/// Runs a query on `connection`: its columns and raw rows.
+async fn query(
+    connection: &mut Connection,
+    statement: &str,
+    params: Vec<ParameterValue>,
+    compatibility: PgCompatibility,
+) -> Result<(Vec<ColumnInfo>, Vec<tokio_postgres::Row>), Error> {
+    let prepared = prepare(connection, statement, params).await?;
+    let columns = prepared.columns();
+    if compatibility == PgCompatibility::Spin40 {
+        // Before running it: Spin fails such a query without running it.
+        spin40::check_columns(&columns)?;
+    }
+    Ok((columns, prepared.query().await?))
+}
+
+/// Runs a statement on `connection`: the rows it changed.
+async fn execute(
+    connection: &mut Connection,
+    statement: &str,
+    params: Vec<ParameterValue>,
+) -> Result<u64, Error> {
+    prepare(connection, statement, params)
+        .await?
+        .execute()
+        .await
 }
 
 /// The interface's answer to a query from its result rows, as this host
@@ -194,34 +242,38 @@ fn row_set(
     })
 }
 
-impl PgHost {
-    /// Converts the parameters, notes the statement for transaction
-    /// tracking, and prepares it (once per pooled connection).
-    async fn prepare<'a>(
-        &'a mut self,
-        handle: &Resource<Connection>,
-        statement: &str,
-        params: Vec<ParameterValue>,
-    ) -> Result<
-        (
-            &'a deadpool_postgres::Object,
-            tokio_postgres::Statement,
-            Vec<SqlParam>,
-        ),
-        Error,
-    > {
-        let params = sql_params(params)?;
-        let connection = self.connection(handle)?;
-        connection.txn.observe(statement);
-        let client = connection.client();
-        let prepared = client
-            .prepare_cached(statement)
-            .await
-            .map_err(query_failed)?;
-        Ok((client, prepared, params))
-    }
+/// Converts the parameters, notes the statement for transaction tracking,
+/// and prepares it (once per pooled connection).
+pub(crate) async fn prepare<'a>(
+    connection: &'a mut Connection,
+    statement: &str,
+    params: Vec<ParameterValue>,
+) -> Result<Prepared<'a>, Error> {
+    let params = sql_params(params)?;
+    connection.txn.observe(statement);
+    let client = connection.client().ok_or_else(busy)?;
+    let statement = client
+        .prepare_cached(statement)
+        .await
+        .map_err(query_failed)?;
+    Ok(Prepared {
+        client,
+        statement,
+        params,
+    })
+}
 
-    fn connection(&mut self, handle: &Resource<Connection>) -> Result<&mut Connection, Error> {
+/// A statement on a connection whose previous statement (of an async
+/// call) has not finished: PostgreSQL runs one at a time per connection.
+pub(crate) fn busy() -> Error {
+    Error::Other("the connection is still running another statement".into())
+}
+
+impl PgHost {
+    pub(crate) fn connection(
+        &mut self,
+        handle: &Resource<Connection>,
+    ) -> Result<&mut Connection, Error> {
         self.table
             .get_mut(handle)
             .map_err(|e| Error::Other(format!("invalid connection handle: {e}")))

@@ -1,9 +1,12 @@
-//! `spin:postgres/postgres@4.0.0` for components.
+//! `spin:postgres/postgres@4.0.0` and `@4.2.0` (Spin 4's, with async
+//! calls) for components.
 //!
 //! - `client.rs`: pooled connections, one pool per trigger kind and address,
 //!   shared by that kind's instances; statements are prepared once per
 //!   pooled connection.
-//! - `host.rs`: the WIT trait implementation and nothing else.
+//! - `host.rs`: the 4.0.0 WIT trait implementation and nothing else.
+//! - `v4_2.rs`: 4.2.0, on 4.0.0's types and statements: the connection
+//!   builder and the async calls spin-sdk 6 and 7 make.
 //! - `convert.rs`: WIT values to and from PostgreSQL's binary format.
 //! - `spin40.rs`: what Fermyon Spin 4.0.x's host cannot do, refused alike
 //!   (the default; see [`PgCompatibility`]).
@@ -15,6 +18,7 @@ mod convert;
 mod host;
 mod spin40;
 mod txn;
+mod v4_2;
 
 use std::sync::Arc;
 
@@ -106,5 +110,6 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut PgHost,
 ) -> wasmtime::Result<()> {
-    bindings::spin::postgres::postgres::add_to_linker::<T, Pg>(linker, get)
+    bindings::spin::postgres::postgres::add_to_linker::<T, Pg>(linker, get)?;
+    v4_2::add_to_linker(linker, get)
 }

@@ -37,13 +37,15 @@ pub(crate) fn no_rows() -> Error {
     ))
 }
 
-/// Spin 4.0.x hands a guest of `postgres@4.0.0` a database error (a unique
-/// violation, a check constraint) as text, not as the structured
-/// `db-error`: its host's own error printed with `Debug`, tokio-postgres's
-/// `DbError` inside (`… code: SqlState(E23505) …`). Written here in that
+/// Spin 4.0.x's `query` (sync, 4.0 to 4.2) hands a guest a database error
+/// raised while the rows stream (a unique violation, a check constraint)
+/// as text, not as the structured `db-error`: its host's own error printed
+/// with `Debug`, tokio-postgres's `DbError` inside (`… code: SqlState(E23505) …`). Written here in that
 /// shape as far as a component can read it, so that a component that reads
 /// SQLSTATEs from the structured error only fails here as it would on Spin
 /// (`mart_domain::sql::spin40_sqlstate` reads both). Other errors pass.
+/// Its `execute`, and the async calls of 4.2, keep the structure
+/// (`crates/factor-outbound-pg/src/client.rs` at v4.0.2).
 pub(crate) fn db_error_as_text(error: Error) -> Error {
     match error {
         Error::QueryFailed(QueryError::DbError(db)) => Error::QueryFailed(QueryError::Text(format!(

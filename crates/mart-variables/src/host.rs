@@ -10,12 +10,14 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: [
             "../../wit/spin/variables@2.0.0",
+            "../../wit/spin/variables@3.0.0",
             "../../wit/spin/config@0.2.0-draft-2024-09-27",
         ],
         inline: "
             package mart:host-variables;
             world variables-host {
                 import fermyon:spin/variables@2.0.0;
+                import spin:variables/variables@3.0.0;
                 import wasi:config/store@0.2.0-draft-2024-09-27;
             }
         ",
@@ -24,7 +26,9 @@ mod bindings {
 }
 
 use bindings::fermyon::spin::variables;
+use bindings::spin::variables::variables as variables3;
 use bindings::wasi::config::store;
+use wasmtime::component::Accessor;
 
 /// One instance's view of its component's resolved variables.
 #[derive(Debug, Clone, Default)]
@@ -38,13 +42,45 @@ impl VariablesHost {
     }
 }
 
-impl variables::Host for VariablesHost {
-    fn get(&mut self, name: String) -> Result<String, variables::Error> {
-        check_variable_name(&name).map_err(|_| variables::Error::InvalidName(name.clone()))?;
+/// Why a variable has no value for the component (both versions of
+/// Spin's interface say it alike).
+enum Lookup {
+    InvalidName(String),
+    Undefined(String),
+}
+
+impl VariablesHost {
+    fn lookup(&self, name: String) -> Result<String, Lookup> {
+        if check_variable_name(&name).is_err() {
+            return Err(Lookup::InvalidName(name));
+        }
         self.values
             .get(&name)
             .cloned()
-            .ok_or(variables::Error::Undefined(name))
+            .ok_or(Lookup::Undefined(name))
+    }
+}
+
+impl variables::Host for VariablesHost {
+    fn get(&mut self, name: String) -> Result<String, variables::Error> {
+        self.lookup(name).map_err(|e| match e {
+            Lookup::InvalidName(n) => variables::Error::InvalidName(n),
+            Lookup::Undefined(n) => variables::Error::Undefined(n),
+        })
+    }
+}
+
+/// `spin:variables@3.0.0` (Spin 4's): the same lookup, as an async call.
+impl variables3::Host for VariablesHost {}
+
+impl<T> variables3::HostWithStore<T> for Variables {
+    async fn get(accessor: &Accessor<T, Self>, name: String) -> Result<String, variables3::Error> {
+        accessor.with(|mut access| {
+            access.get().lookup(name).map_err(|e| match e {
+                Lookup::InvalidName(n) => variables3::Error::InvalidName(n),
+                Lookup::Undefined(n) => variables3::Error::Undefined(n),
+            })
+        })
     }
 }
 
@@ -68,12 +104,13 @@ impl HasData for Variables {
     type Data<'a> = &'a mut VariablesHost;
 }
 
-/// Adds both variable interfaces to `linker`; `get` finds the instance's state.
+/// Adds the variable interfaces to `linker`; `get` finds the instance's state.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut VariablesHost,
 ) -> wasmtime::Result<()> {
     variables::add_to_linker::<T, Variables>(linker, get)?;
+    variables3::add_to_linker::<T, Variables>(linker, get)?;
     store::add_to_linker::<T, Variables>(linker, get)?;
     Ok(())
 }
