@@ -91,17 +91,19 @@ echo
 if [ "${BENCH_ONLY:-}" != events ]; then
 native_noop=$(measure "http://127.0.0.1:$NATIVE_PORT/noop")
 host_noop=$(measure "http://127.0.0.1:$HOST_PORT/probe/noop")
+host_p3_noop=$(measure "http://127.0.0.1:$HOST_PORT/p3/hello")
 native_db=$(measure "http://127.0.0.1:$NATIVE_PORT/products/$PRODUCT")
 host_db=$(measure "http://127.0.0.1:$HOST_PORT/products/$PRODUCT")
 # Fermyon Spin beside them when it is installed: the same manifest, the same
 # database, in the same run.
-spin_noop="" spin_db=""
+spin_noop="" spin_db="" spin_p3_noop=""
 if command -v spin >/dev/null; then
   SPIN_VARIABLE_PG_PORT=$PG_PORT spin up --from tests/fixtures/bench.toml \
     --listen "127.0.0.1:$SPIN_PORT" >/dev/null 2>&1 &
   pids+=($!)
   wait_for "127.0.0.1:$SPIN_PORT/.well-known/spin/health"
   spin_noop=$(measure "http://127.0.0.1:$SPIN_PORT/probe/noop")
+  spin_p3_noop=$(measure "http://127.0.0.1:$SPIN_PORT/p3/hello")
   spin_db=$(measure "http://127.0.0.1:$SPIN_PORT/products/$PRODUCT")
 fi
 
@@ -115,14 +117,17 @@ echo "| route                              |      req/s | p50 (ms) | p99 (ms) |"
 echo "|------------------------------------|-----------:|---------:|---------:|"
 row "native no-op GET"                    "$native_noop"
 row "mart host no-op component"           "$host_noop"
+row "mart host no-op, WASIp3 with reuse"   "$host_p3_noop"
 row "native GET /products/{id}"           "$native_db"
 row "mart host GET /products/{id}"        "$host_db"
 if [ -n "$spin_noop" ]; then
   row "Fermyon Spin no-op component"      "$spin_noop"
+  row "Fermyon Spin no-op, WASIp3"        "$spin_p3_noop"
   row "Fermyon Spin GET /products/{id}"   "$spin_db"
 fi
 echo
 echo "host / native, no-op route: $(ratio "$host_noop" "$native_noop")   (target >= 50 %)"
+echo "host / native, no-op, p3:   $(ratio "$host_p3_noop" "$native_noop")   (target >= 50 %, instances reused)"
 echo "host / native, DB read:     $(ratio "$host_db" "$native_db")   (target >= 80 %)"
 if [ -n "$spin_noop" ]; then
   echo "host / Spin, no-op route:   $(ratio "$host_noop" "$spin_noop")"
