@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The app's Wasm components, and the test-only ones.
 APP_COMPONENTS := catalog users inventory carts orders payments notifications static-files
-COMPONENTS := $(APP_COMPONENTS) probe p3-probe p3-rc-probe spin4-http-rust p3-pg p3-interfaces p3-events cron-probe unsupported kafka-probe spin-interfaces
+COMPONENTS := $(APP_COMPONENTS) probe p3-probe p3-rc-probe spin4-http-rust p3-pg p3-interfaces p3-events cron-probe p3-otel unsupported kafka-probe spin-interfaces
 WASM_TARGET := wasm32-wasip2
 
 .PHONY: help build system-packages test-servers broker components components-app host web browser fuzz-tools actionlint k8s-check release run test bench fmt lint clean up down logs spin-manifest spin-plugins spin-up
