@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use mart_sqlite::{Connection, Database, Location, SqlValue, SqliteError};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::AsyncCommands as _;
 use tokio::sync::OnceCell;
 
@@ -129,6 +129,228 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Each key asked for with its value, none where the key is absent
+    /// (wasi:keyvalue's `get-many`).
+    pub async fn get_many(
+        &self,
+        store: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Backend::Sqlite(s) => {
+                let store = store.to_string();
+                s.transaction(move |t| {
+                    keys.into_iter()
+                        .map(|key| {
+                            let value = read(t, &store, &key)?;
+                            Ok((key, value))
+                        })
+                        .collect()
+                })
+                .await
+            }
+            Backend::Redis(r) => {
+                let values: Vec<Option<Vec<u8>>> =
+                    r.connection().await?.mget(&keys).await.map_err(text)?;
+                Ok(keys.into_iter().zip(values).collect())
+            }
+        }
+    }
+
+    /// Sets every pair; on SQLite all or none.
+    pub async fn set_many(
+        &self,
+        store: &str,
+        pairs: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), BackendError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Backend::Sqlite(s) => {
+                let store = store.to_string();
+                s.transaction(move |t| {
+                    pairs
+                        .into_iter()
+                        .try_for_each(|(key, value)| write(t, &store, &key, &value))
+                })
+                .await
+            }
+            Backend::Redis(r) => r.connection().await?.mset(&pairs).await.map_err(text),
+        }
+    }
+
+    pub async fn delete_many(&self, store: &str, keys: Vec<String>) -> Result<(), BackendError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Backend::Sqlite(s) => {
+                let store = store.to_string();
+                s.transaction(move |t| {
+                    keys.iter().try_for_each(|key| {
+                        t.execute(
+                            "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                            (&store, key),
+                        )?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+            Backend::Redis(r) => r.connection().await?.del(&keys).await.map_err(text),
+        }
+    }
+
+    /// Adds `delta` to the key's number (an absent key counts as 0) and
+    /// returns the sum. The number is kept as Spin keeps it, so either host
+    /// reads the other's counters: 8 bytes little-endian in a SQLite store,
+    /// Redis's own decimal text (INCRBY) in a Redis one.
+    pub async fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
+        match self {
+            Backend::Sqlite(s) => {
+                let (store, key) = (store.to_string(), key.to_string());
+                s.transaction(move |t| {
+                    let current = match read(t, &store, &key)? {
+                        None => 0,
+                        Some(bytes) => counter(&bytes).map_err(SqliteError::Io)?,
+                    };
+                    let sum = current.checked_add(delta).ok_or_else(|| {
+                        SqliteError::Io(format!("{current} + {delta} overflows a 64-bit integer"))
+                    })?;
+                    write(t, &store, &key, &sum.to_le_bytes())?;
+                    Ok(sum)
+                })
+                .await
+            }
+            Backend::Redis(r) => r.connection().await?.incr(key, delta).await.map_err(text),
+        }
+    }
+
+    /// Reads the key for a compare-and-swap, returning its value and what
+    /// `swap` later compares against.
+    pub async fn watch(
+        &self,
+        store: &str,
+        key: &str,
+    ) -> Result<(Option<Vec<u8>>, Watch), BackendError> {
+        match self {
+            Backend::Sqlite(_) => {
+                let value = self.get(store, key).await?;
+                Ok((value.clone(), Watch::Sqlite(value)))
+            }
+            Backend::Redis(r) => {
+                // WATCH holds per connection: a connection of the swap's own,
+                // which the shared (multiplexed) one is not.
+                let mut connection = r.dedicated().await?;
+                redis::cmd("WATCH")
+                    .arg(key)
+                    .exec_async(&mut connection)
+                    .await
+                    .map_err(text)?;
+                let value: Option<Vec<u8>> = connection.get(key).await.map_err(text)?;
+                Ok((value, Watch::Redis(Box::new(connection))))
+            }
+        }
+    }
+
+    /// Sets the key to `value` if it still holds what `watch` read; an
+    /// unwatched swap sets it unconditionally (as Spin does). Returns
+    /// whether the value was set.
+    pub async fn swap(
+        &self,
+        store: &str,
+        key: &str,
+        watch: Option<Watch>,
+        value: Vec<u8>,
+    ) -> Result<bool, BackendError> {
+        match (self, watch) {
+            (_, None) => self.set(store, key, value).await.map(|()| true),
+            (Backend::Sqlite(s), Some(Watch::Sqlite(seen))) => {
+                let (store, key) = (store.to_string(), key.to_string());
+                s.transaction(move |t| {
+                    let changed = match seen {
+                        Some(old) => t.execute(
+                            "UPDATE spin_key_value SET value = ?4 \
+                             WHERE store = ?1 AND key = ?2 AND value = ?3",
+                            (&store, &key, old, &value),
+                        )?,
+                        None => t.execute(
+                            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3) \
+                             ON CONFLICT (store, key) DO NOTHING",
+                            (&store, &key, &value),
+                        )?,
+                    };
+                    Ok(changed == 1)
+                })
+                .await
+            }
+            (Backend::Redis(_), Some(Watch::Redis(mut connection))) => {
+                // EXEC answers nil when a watched key changed since WATCH.
+                let outcome: redis::Value = redis::pipe()
+                    .atomic()
+                    .set(key, value)
+                    .query_async(&mut *connection)
+                    .await
+                    .map_err(text)?;
+                Ok(!matches!(outcome, redis::Value::Nil))
+            }
+            _ => Err("a compare-and-swap read by another store's backend".into()),
+        }
+    }
+}
+
+/// What a compare-and-swap read, for `swap` to compare against.
+pub enum Watch {
+    /// The value the key held (none: absent).
+    Sqlite(Option<Vec<u8>>),
+    /// The connection that WATCHes the key.
+    Redis(Box<MultiplexedConnection>),
+}
+
+/// A counter as Spin's SQLite store keeps it: 8 bytes, little-endian.
+fn counter(bytes: &[u8]) -> Result<i64, String> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| {
+        format!(
+            "the value is not a counter: {} bytes, a counter has 8 (little-endian)",
+            bytes.len()
+        )
+    })?;
+    Ok(i64::from_le_bytes(bytes))
+}
+
+fn read(
+    t: &rusqlite::Transaction<'_>,
+    store: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, SqliteError> {
+    let mut statement =
+        t.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?;
+    let mut rows = statement.query((store, key))?;
+    match rows.next()? {
+        Some(row) => Ok(Some(row.get(0)?)),
+        None => Ok(None),
+    }
+}
+
+fn write(
+    t: &rusqlite::Transaction<'_>,
+    store: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<(), SqliteError> {
+    t.prepare_cached(
+        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (store, key) DO UPDATE SET value = ?3",
+    )?
+    .execute((store, key, value))?;
+    Ok(())
+}
+
 pub struct SqliteStore {
     location: Location,
     connection: OnceCell<Connection>,
@@ -146,6 +368,17 @@ impl SqliteStore {
                 connection.execute(SCHEMA.into(), vec![]).await?;
                 Ok::<_, SqliteError>(connection)
             })
+            .await
+            .map_err(text)
+    }
+
+    async fn transaction<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, SqliteError> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        self.connection()
+            .await?
+            .transaction(work)
             .await
             .map_err(text)
     }
@@ -179,6 +412,16 @@ impl RedisStore {
             .get_or_try_init(|| mart_outbound_redis::connect_managed(&self.url))
             .await
             .cloned()
+            .map_err(text)
+    }
+
+    /// A connection of its own, for commands whose state is the
+    /// connection's (WATCH).
+    async fn dedicated(&self) -> Result<MultiplexedConnection, BackendError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(text)?;
+        client
+            .get_multiplexed_async_connection()
+            .await
             .map_err(text)
     }
 }

@@ -1,4 +1,7 @@
-//! Spin's key-value interface, `fermyon:spin/key-value@2.0.0`.
+//! Spin's key-value interfaces: `fermyon:spin/key-value@2.0.0`, Spin 4's
+//! async `spin:key-value/key-value@3.0.0`, and `wasi:keyvalue@0.2.0-draft2`
+//! (`store`, `atomics`, `batch`), all on the same stores, so a p2 and a p3
+//! component of one app see the same keys.
 //!
 //! - `stores.rs`: the app's stores by label, from the runtime config's
 //!   `[key_value_store.<label>]` tables and Spin's `default`, and which
@@ -6,7 +9,8 @@
 //! - `backend.rs`: where a store's keys live: a SQLite file with Spin's
 //!   own schema (so `spin up` and `mart up` share `.spin/sqlite_key_value.db`),
 //!   or a Redis server.
-//! - `host.rs`: the WIT trait implementation and nothing else.
+//! - `host.rs`: the three interfaces' trait implementations, thin adapters
+//!   over one open-store table and the backend.
 //!
 //! As on Spin: a component that lists no store still instantiates, and its
 //! `open` returns `access-denied`; a component listing a label no store has
@@ -25,7 +29,7 @@ use std::sync::Arc;
 use mart_runtime::{HostPart, InstanceContext, InstanceState};
 use wasmtime::component::Linker;
 
-/// The key-value interface as a host part of the runtime.
+/// The key-value interfaces as a host part of the runtime.
 pub struct KeyValuePart {
     stores: Arc<Stores>,
 }

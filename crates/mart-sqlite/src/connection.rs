@@ -37,6 +37,15 @@ pub struct QueryOutput {
     pub rows: Vec<Vec<SqlValue>>,
 }
 
+/// A statement that started: its columns, the rows it gave, and how
+/// stepping through them ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stepped {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<SqlValue>>,
+    pub end: Result<(), SqliteError>,
+}
+
 /// The interface's errors, shared by both WIT versions.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SqliteError {
@@ -98,6 +107,18 @@ impl Connection {
         statement: String,
         parameters: Vec<SqlValue>,
     ) -> Result<QueryOutput, SqliteError> {
+        let Stepped { columns, rows, end } = self.execute_stepped(statement, parameters).await?;
+        end.map(|()| QueryOutput { columns, rows })
+    }
+
+    /// Runs one statement, telling a statement that could not start (the
+    /// error) from one that failed while giving rows (`Stepped::end`), as
+    /// SQLite 3.1's streamed `execute-async` does.
+    pub async fn execute_stepped(
+        &self,
+        statement: String,
+        parameters: Vec<SqlValue>,
+    ) -> Result<Stepped, SqliteError> {
         self.with(move |c| query(c, &statement, &parameters)).await
     }
 
@@ -109,6 +130,22 @@ impl Connection {
     /// The rowid of the last successful INSERT, 0 if none.
     pub async fn last_insert_rowid(&self) -> Result<i64, SqliteError> {
         self.with(|c| Ok(c.last_insert_rowid())).await
+    }
+
+    /// Runs `work` as one transaction: on a shared connection no other
+    /// caller's statement comes between its statements, and a failure
+    /// rolls them all back (e.g. a key-value increment's read and write).
+    pub async fn transaction<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, SqliteError> + Send + 'static,
+    ) -> Result<T, SqliteError> {
+        self.with(move |c| {
+            let transaction = c.unchecked_transaction()?;
+            let output = work(&transaction)?;
+            transaction.commit()?;
+            Ok(output)
+        })
+        .await
     }
 
     async fn with<T: Send + 'static>(
@@ -202,17 +239,28 @@ fn query(
     connection: &rusqlite::Connection,
     statement: &str,
     parameters: &[SqlValue],
-) -> Result<QueryOutput, SqliteError> {
+) -> Result<Stepped, SqliteError> {
     let mut prepared = connection.prepare_cached(statement)?;
     let columns: Vec<String> = prepared.column_names().map(String::from).collect();
     let mut rows = prepared.query(rusqlite::params_from_iter(parameters))?;
-    let mut output = QueryOutput {
+    let mut taken = Vec::new();
+    let end = step(&mut rows, columns.len(), &mut taken);
+    Ok(Stepped {
         columns,
-        rows: Vec::new(),
-    };
+        rows: taken,
+        end,
+    })
+}
+
+/// Takes `rows` into `into` until they end or fail.
+fn step(
+    rows: &mut rusqlite::Rows<'_>,
+    width: usize,
+    into: &mut Vec<Vec<SqlValue>>,
+) -> Result<(), SqliteError> {
     let mut bytes = 0;
     while let Some(row) = rows.next()? {
-        let values = (0..output.columns.len())
+        let values = (0..width)
             .map(|i| row.get_ref(i).map(SqlValue::from))
             .collect::<Result<Vec<_>, _>>()?;
         bytes += values.iter().map(SqlValue::size).sum::<usize>();
@@ -221,9 +269,9 @@ fn query(
                 "query result exceeds limit of {MAX_RESULT_BYTES} bytes"
             )));
         }
-        output.rows.push(values);
+        into.push(values);
     }
-    Ok(output)
+    Ok(())
 }
 
 impl SqlValue {

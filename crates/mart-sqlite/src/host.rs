@@ -1,23 +1,31 @@
-//! The `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` trait
-//! implementations. Both versions share one table of connections and
-//! differ only in their generated types.
+//! The `fermyon:spin/sqlite@2.0.0`, `spin:sqlite/sqlite@3.0.0` and
+//! `spin:sqlite/sqlite@3.1.0` trait implementations. The versions share one
+//! table of connections and differ only in their generated types; 3.1 adds
+//! async functions, whose `execute-async` streams the rows.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{
+    Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, StreamReader,
+};
 
-use crate::connection::{Connection, QueryOutput, SqlValue, SqliteError};
-use crate::databases::Databases;
+use crate::connection::{Connection, QueryOutput, SqlValue, SqliteError, Stepped};
+use crate::databases::{Database, Databases};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: ["../../wit/spin/sqlite@2.0.0", "../../wit/spin/sqlite@3.0.0"],
+        path: [
+            "../../wit/spin/sqlite@2.0.0",
+            "../../wit/spin/sqlite@3.0.0",
+            "../../wit/spin/sqlite@3.1.0",
+        ],
         inline: "
             package mart:host-sqlite;
             world sqlite-host {
                 import fermyon:spin/sqlite@2.0.0;
                 import spin:sqlite/sqlite@3.0.0;
+                import spin:sqlite/sqlite@3.1.0;
             }
         ",
         world: "mart:host-sqlite/sqlite-host",
@@ -30,7 +38,8 @@ mod bindings {
 }
 
 use bindings::fermyon::spin::sqlite as v2;
-use bindings::spin::sqlite::sqlite as v3;
+use bindings::spin::sqlite3_0_0::sqlite as v3;
+use bindings::spin::sqlite3_1_0::sqlite as v3_1;
 
 /// Connections a single instance may hold open at once (Spin's limit).
 const MAX_CONNECTIONS: usize = 256;
@@ -53,22 +62,31 @@ impl SqliteHost {
         }
     }
 
-    /// Opens `label` if the component may: a label it does not list is
-    /// `access-denied` whether or not a database has it, as on Spin.
+    /// Opens `label` if the component may.
     async fn open(&mut self, label: &str) -> Result<Resource<Connection>, SqliteError> {
+        let database = self.database_of(label)?;
+        let connection = open_logged(&database, label).await?;
+        self.hold(connection)
+    }
+
+    /// The database `label` names, if the component may open it: a label it
+    /// does not list is `access-denied` whether or not a database has it, as
+    /// on Spin.
+    fn database_of(&self, label: &str) -> Result<Database, SqliteError> {
         if !self.allowed.contains(label) {
             return Err(SqliteError::AccessDenied);
         }
-        let database = self
-            .databases
+        self.databases
             .get(label)
-            .ok_or(SqliteError::NoSuchDatabase)?;
+            .cloned()
+            .ok_or(SqliteError::NoSuchDatabase)
+    }
+
+    /// Holds an opened connection, if the table has room.
+    fn hold(&mut self, connection: Connection) -> Result<Resource<Connection>, SqliteError> {
         if self.open >= MAX_CONNECTIONS {
             return Err(SqliteError::Io("too many connections opened".into()));
         }
-        let connection = Connection::open(database).await.inspect_err(|e| {
-            tracing::warn!(database = label, error = %e, "sqlite open failed");
-        })?;
         let handle = self
             .table
             .push(connection)
@@ -101,6 +119,12 @@ impl SqliteHost {
         self.open -= 1;
         Ok(())
     }
+}
+
+async fn open_logged(database: &Database, label: &str) -> Result<Connection, SqliteError> {
+    Connection::open(database).await.inspect_err(|e| {
+        tracing::warn!(database = label, error = %e, "sqlite open failed");
+    })
 }
 
 /// A call's answer: the guest sees the interface's error, never a trap.
@@ -167,6 +191,7 @@ macro_rules! version {
 
 version!(v2);
 version!(v3);
+version!(v3_1);
 
 impl v2::HostConnection for SqliteHost {
     async fn open(&mut self, database: String) -> Answer<Resource<Connection>, v2::Error> {
@@ -189,35 +214,123 @@ impl v2::HostConnection for SqliteHost {
     }
 }
 
-impl v3::HostConnection for SqliteHost {
-    async fn open(&mut self, database: String) -> Answer<Resource<Connection>, v3::Error> {
-        Ok(SqliteHost::open(self, &database).await.map_err(Into::into))
+/// 3.0's functions, which 3.1 keeps as they were.
+macro_rules! blocking_functions {
+    ($v:ident) => {
+        impl $v::HostConnection for SqliteHost {
+            async fn open(&mut self, database: String) -> Answer<Resource<Connection>, $v::Error> {
+                Ok(SqliteHost::open(self, &database).await.map_err(Into::into))
+            }
+
+            async fn execute(
+                &mut self,
+                connection: Resource<Connection>,
+                statement: String,
+                parameters: Vec<$v::Value>,
+            ) -> Answer<$v::QueryResult, $v::Error> {
+                let parameters = parameters.into_iter().map(Into::into).collect();
+                let output = SqliteHost::execute(self, &connection, statement, parameters).await;
+                Ok(output.map(Into::into).map_err(Into::into))
+            }
+
+            async fn last_insert_rowid(
+                &mut self,
+                connection: Resource<Connection>,
+            ) -> wasmtime::Result<i64> {
+                Ok(self.connection(&connection)?.last_insert_rowid().await?)
+            }
+
+            async fn changes(&mut self, connection: Resource<Connection>) -> wasmtime::Result<u64> {
+                Ok(self.connection(&connection)?.changes().await?)
+            }
+
+            async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+                self.close(connection)
+            }
+        }
+    };
+}
+
+blocking_functions!(v3);
+blocking_functions!(v3_1);
+
+/// The connection behind `handle`, taken out of the instance's state.
+fn connection_of<T>(
+    accessor: &Accessor<T, Sqlite>,
+    handle: &Resource<Connection>,
+) -> Result<Connection, SqliteError> {
+    accessor.with(|mut access| access.get().connection(handle))
+}
+
+/// 3.1's async functions reach the instance's state only between awaits
+/// (`Accessor::with`), so its other calls run while a statement does.
+impl<T: Send> v3_1::HostConnectionWithStore<T> for Sqlite {
+    async fn open_async(
+        accessor: &Accessor<T, Self>,
+        database: String,
+    ) -> Answer<Resource<Connection>, v3_1::Error> {
+        let opened = async {
+            let found = accessor.with(|mut access| access.get().database_of(&database))?;
+            let connection = open_logged(&found, &database).await?;
+            accessor.with(|mut access| access.get().hold(connection))
+        };
+        Ok(opened.await.map_err(Into::into))
     }
 
-    async fn execute(
-        &mut self,
+    /// A statement that cannot start is the call's error; one that fails
+    /// while giving rows streams the rows it gave, then the error in the
+    /// future, as on Spin.
+    async fn execute_async(
+        accessor: &Accessor<T, Self>,
         connection: Resource<Connection>,
         statement: String,
-        parameters: Vec<v3::Value>,
-    ) -> Answer<v3::QueryResult, v3::Error> {
+        parameters: Vec<v3_1::Value>,
+    ) -> Answer<
+        (
+            Vec<String>,
+            StreamReader<v3_1::RowResult>,
+            FutureReader<Result<(), v3_1::Error>>,
+        ),
+        v3_1::Error,
+    > {
         let parameters = parameters.into_iter().map(Into::into).collect();
-        let output = SqliteHost::execute(self, &connection, statement, parameters).await;
-        Ok(output.map(Into::into).map_err(Into::into))
+        let stepped = match connection_of(accessor, &connection) {
+            Ok(connection) => connection.execute_stepped(statement, parameters).await,
+            Err(error) => Err(error),
+        };
+        let Stepped { columns, rows, end } = match stepped {
+            Ok(stepped) => stepped,
+            Err(error) => return Ok(Err(error.into())),
+        };
+        let rows: Vec<v3_1::RowResult> = rows.into_iter().map(row).collect();
+        let end = end.map_err(v3_1::Error::from);
+        accessor.with(|mut access| {
+            let rows = StreamReader::new(&mut access, rows)?;
+            let end = FutureReader::new(&mut access, async move { Ok::<_, wasmtime::Error>(end) })?;
+            Ok(Ok((columns, rows, end)))
+        })
     }
 
-    async fn last_insert_rowid(
-        &mut self,
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<T, Self>,
         connection: Resource<Connection>,
     ) -> wasmtime::Result<i64> {
-        Ok(self.connection(&connection)?.last_insert_rowid().await?)
+        Ok(connection_of(accessor, &connection)?
+            .last_insert_rowid()
+            .await?)
     }
 
-    async fn changes(&mut self, connection: Resource<Connection>) -> wasmtime::Result<u64> {
-        Ok(self.connection(&connection)?.changes().await?)
+    async fn changes_async(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+    ) -> wasmtime::Result<u64> {
+        Ok(connection_of(accessor, &connection)?.changes().await?)
     }
+}
 
-    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
-        self.close(connection)
+fn row(values: Vec<SqlValue>) -> v3_1::RowResult {
+    v3_1::RowResult {
+        values: values.into_iter().map(Into::into).collect(),
     }
 }
 
@@ -227,12 +340,13 @@ impl HasData for Sqlite {
     type Data<'a> = &'a mut SqliteHost;
 }
 
-/// Adds both SQLite interfaces to `linker`; `get` finds the instance's state.
+/// Adds the SQLite interfaces to `linker`; `get` finds the instance's state.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut SqliteHost,
 ) -> wasmtime::Result<()> {
     v2::add_to_linker::<T, Sqlite>(linker, get)?;
     v3::add_to_linker::<T, Sqlite>(linker, get)?;
+    v3_1::add_to_linker::<T, Sqlite>(linker, get)?;
     Ok(())
 }
