@@ -1,4 +1,5 @@
-//! Spin's outbound Redis, `fermyon:spin/redis@2.0.0`: a component opens a
+//! Spin's outbound Redis, `fermyon:spin/redis@2.0.0` and (async, Spin 4's)
+//! `spin:redis/redis@3.0.0`: a component opens a
 //! connection to a `redis://` (or `rediss://`) address its
 //! `allowed_outbound_hosts` lists and runs commands on it. An address not
 //! listed is `invalid-address`, Spin's answer, and nothing is dialled.
@@ -13,26 +14,29 @@ use mart_outbound_networking::{AllowedHosts, OutboundTarget};
 use mart_runtime::{HostPart, InstanceContext, InstanceState};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands as _;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Accessor, HasData, Linker, Resource, ResourceTable};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: ["../../wit/spin/redis@2.0.0"],
+        path: ["../../wit/spin/redis@2.0.0", "../../wit/spin/redis@3.0.0"],
         inline: "
             package mart:host-redis;
             world redis-host {
                 import fermyon:spin/redis@2.0.0;
+                import spin:redis/redis@3.0.0;
             }
         ",
         world: "mart:host-redis/redis-host",
         imports: { default: async | trappable },
         with: {
             "fermyon:spin/redis.connection": crate::Connection,
+            "spin:redis/redis.connection": crate::Connection,
         },
     });
 }
 
 use bindings::fermyon::spin::redis::{self as v2, Error, RedisParameter, RedisResult};
+use bindings::spin::redis::redis as v3;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,26 +109,129 @@ fn other(error: redis::RedisError) -> Error {
     }
 }
 
+impl RedisHost {
+    /// Whether the component may open `address` now, as Spin answers: an
+    /// address not listed is `invalid-address`, and nothing is dialled.
+    fn permit(&self, address: &str) -> Result<(), Error> {
+        if !self.is_allowed(address) {
+            tracing::warn!(%address, "redis address not in allowed_outbound_hosts");
+            return Err(Error::InvalidAddress);
+        }
+        if self.open >= MAX_CONNECTIONS {
+            return Err(Error::TooManyConnections);
+        }
+        Ok(())
+    }
+
+    fn hold(
+        &mut self,
+        connection: MultiplexedConnection,
+    ) -> wasmtime::Result<Resource<Connection>> {
+        let handle = self.table.push(Connection(connection))?;
+        self.open += 1;
+        Ok(handle)
+    }
+
+    fn close(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        self.open -= 1;
+        Ok(())
+    }
+}
+
+/// The commands, shared by both versions (which call them on a clone of
+/// the instance's connection, so no borrow of its state is held while a
+/// command runs).
+mod commands {
+    use super::*;
+
+    pub async fn dial(address: &str) -> Result<MultiplexedConnection, Error> {
+        match connect(address).await {
+            Ok(c) => Ok(c),
+            Err(e) if e.kind() == redis::ErrorKind::InvalidClientConfig => {
+                Err(Error::InvalidAddress)
+            }
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    pub async fn publish(
+        mut c: MultiplexedConnection,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), Error> {
+        c.publish::<_, _, ()>(channel, payload).await.map_err(other)
+    }
+
+    pub async fn get(mut c: MultiplexedConnection, key: String) -> Result<Option<Vec<u8>>, Error> {
+        c.get(key).await.map_err(other)
+    }
+
+    pub async fn set(
+        mut c: MultiplexedConnection,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
+        c.set::<_, _, ()>(key, value).await.map_err(other)
+    }
+
+    pub async fn incr(mut c: MultiplexedConnection, key: String) -> Result<i64, Error> {
+        c.incr(key, 1).await.map_err(other)
+    }
+
+    pub async fn del(mut c: MultiplexedConnection, keys: Vec<String>) -> Result<u32, Error> {
+        c.del(keys).await.map_err(other)
+    }
+
+    pub async fn sadd(
+        mut c: MultiplexedConnection,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, Error> {
+        c.sadd(key, values).await.map_err(other)
+    }
+
+    pub async fn smembers(mut c: MultiplexedConnection, key: String) -> Result<Vec<String>, Error> {
+        c.smembers(key).await.map_err(other)
+    }
+
+    pub async fn srem(
+        mut c: MultiplexedConnection,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, Error> {
+        c.srem(key, values).await.map_err(other)
+    }
+
+    pub async fn execute(
+        mut c: MultiplexedConnection,
+        command: String,
+        arguments: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, Error> {
+        let mut cmd = redis::cmd(&command);
+        for argument in arguments {
+            match argument {
+                RedisParameter::Int64(i) => cmd.arg(i),
+                RedisParameter::Binary(b) => cmd.arg(b),
+            };
+        }
+        let value: redis::Value = cmd.query_async(&mut c).await.map_err(other)?;
+        let mut results = Vec::new();
+        flatten(value, &mut results).map(|()| results)
+    }
+}
+
 impl v2::Host for RedisHost {}
 
 impl v2::HostConnection for RedisHost {
     async fn open(&mut self, address: String) -> Answer<Resource<Connection>> {
-        if !self.is_allowed(&address) {
-            tracing::warn!(%address, "redis address not in allowed_outbound_hosts");
-            return Ok(Err(Error::InvalidAddress));
+        if let Err(refused) = self.permit(&address) {
+            return Ok(Err(refused));
         }
-        if self.open >= MAX_CONNECTIONS {
-            return Ok(Err(Error::TooManyConnections));
+        match commands::dial(&address).await {
+            Ok(connection) => Ok(Ok(self.hold(connection)?)),
+            Err(e) => Ok(Err(e)),
         }
-        let connection = match connect(&address).await {
-            Ok(c) => c,
-            Err(e) if e.kind() == redis::ErrorKind::InvalidClientConfig => {
-                return Ok(Err(Error::InvalidAddress))
-            }
-            Err(e) => return Ok(Err(other(e))),
-        };
-        self.open += 1;
-        Ok(Ok(self.table.push(Connection(connection))?))
     }
 
     async fn publish(
@@ -133,8 +240,8 @@ impl v2::HostConnection for RedisHost {
         channel: String,
         payload: Vec<u8>,
     ) -> Answer<()> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.publish::<_, _, ()>(channel, payload).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::publish(c, channel, payload).await)
     }
 
     async fn get(
@@ -142,8 +249,8 @@ impl v2::HostConnection for RedisHost {
         connection: Resource<Connection>,
         key: String,
     ) -> Answer<Option<Vec<u8>>> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.get(key).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::get(c, key).await)
     }
 
     async fn set(
@@ -152,18 +259,18 @@ impl v2::HostConnection for RedisHost {
         key: String,
         value: Vec<u8>,
     ) -> Answer<()> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.set::<_, _, ()>(key, value).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::set(c, key, value).await)
     }
 
     async fn incr(&mut self, connection: Resource<Connection>, key: String) -> Answer<i64> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.incr(key, 1).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::incr(c, key).await)
     }
 
     async fn del(&mut self, connection: Resource<Connection>, keys: Vec<String>) -> Answer<u32> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.del(keys).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::del(c, keys).await)
     }
 
     async fn sadd(
@@ -172,8 +279,8 @@ impl v2::HostConnection for RedisHost {
         key: String,
         values: Vec<String>,
     ) -> Answer<u32> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.sadd(key, values).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::sadd(c, key, values).await)
     }
 
     async fn smembers(
@@ -181,8 +288,8 @@ impl v2::HostConnection for RedisHost {
         connection: Resource<Connection>,
         key: String,
     ) -> Answer<Vec<String>> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.smembers(key).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::smembers(c, key).await)
     }
 
     async fn srem(
@@ -191,8 +298,8 @@ impl v2::HostConnection for RedisHost {
         key: String,
         values: Vec<String>,
     ) -> Answer<u32> {
-        let mut c = self.connection(&connection)?;
-        Ok(c.srem(key, values).await.map_err(other))
+        let c = self.connection(&connection)?;
+        Ok(commands::srem(c, key, values).await)
     }
 
     async fn execute(
@@ -201,26 +308,171 @@ impl v2::HostConnection for RedisHost {
         command: String,
         arguments: Vec<RedisParameter>,
     ) -> Answer<Vec<RedisResult>> {
-        let mut c = self.connection(&connection)?;
-        let mut cmd = redis::cmd(&command);
-        for argument in arguments {
-            match argument {
-                RedisParameter::Int64(i) => cmd.arg(i),
-                RedisParameter::Binary(b) => cmd.arg(b),
-            };
-        }
-        let value: redis::Value = match cmd.query_async(&mut c).await {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(other(e))),
-        };
-        let mut results = Vec::new();
-        Ok(flatten(value, &mut results).map(|()| results))
+        let c = self.connection(&connection)?;
+        Ok(commands::execute(c, command, arguments).await)
     }
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
-        self.open -= 1;
-        Ok(())
+        self.close(connection)
+    }
+}
+
+// spin:redis/redis@3.0.0: the same commands as async functions, which
+// reach the instance's state only between awaits (`Accessor::with`). Its
+// types are 2.0.0's under another name.
+
+impl From<Error> for v3::Error {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidAddress => v3::Error::InvalidAddress,
+            Error::TooManyConnections => v3::Error::TooManyConnections,
+            Error::TypeError => v3::Error::TypeError,
+            Error::Other(message) => v3::Error::Other(message),
+        }
+    }
+}
+
+impl From<RedisResult> for v3::RedisResult {
+    fn from(result: RedisResult) -> Self {
+        match result {
+            RedisResult::Nil => v3::RedisResult::Nil,
+            RedisResult::Status(s) => v3::RedisResult::Status(s),
+            RedisResult::Int64(i) => v3::RedisResult::Int64(i),
+            RedisResult::Binary(b) => v3::RedisResult::Binary(b),
+        }
+    }
+}
+
+impl From<v3::RedisParameter> for RedisParameter {
+    fn from(parameter: v3::RedisParameter) -> Self {
+        match parameter {
+            v3::RedisParameter::Int64(i) => RedisParameter::Int64(i),
+            v3::RedisParameter::Binary(b) => RedisParameter::Binary(b),
+        }
+    }
+}
+
+type Answer3<T> = wasmtime::Result<Result<T, v3::Error>>;
+
+fn v3_answer<T>(result: Result<T, Error>) -> Answer3<T> {
+    Ok(result.map_err(Into::into))
+}
+
+/// The connection behind `handle`, cloned out of the instance's state.
+fn connection_of<T>(
+    accessor: &Accessor<T, Redis>,
+    handle: &Resource<Connection>,
+) -> wasmtime::Result<MultiplexedConnection> {
+    accessor.with(|mut access| access.get().connection(handle))
+}
+
+impl v3::Host for RedisHost {}
+
+impl v3::HostConnection for RedisHost {
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.close(connection)
+    }
+}
+
+impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
+    async fn open(accessor: &Accessor<T, Self>, address: String) -> Answer3<Resource<Connection>> {
+        if let Err(refused) = accessor.with(|mut access| access.get().permit(&address)) {
+            return v3_answer(Err(refused));
+        }
+        match commands::dial(&address).await {
+            Ok(connection) => Ok(Ok(
+                accessor.with(|mut access| access.get().hold(connection))?
+            )),
+            Err(e) => v3_answer(Err(e)),
+        }
+    }
+
+    async fn publish(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Answer3<()> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::publish(c, channel, payload).await)
+    }
+
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        key: String,
+    ) -> Answer3<Option<Vec<u8>>> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::get(c, key).await)
+    }
+
+    async fn set(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Answer3<()> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::set(c, key, value).await)
+    }
+
+    async fn incr(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        key: String,
+    ) -> Answer3<i64> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::incr(c, key).await)
+    }
+
+    async fn del(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        keys: Vec<String>,
+    ) -> Answer3<u32> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::del(c, keys).await)
+    }
+
+    async fn sadd(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Answer3<u32> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::sadd(c, key, values).await)
+    }
+
+    async fn smembers(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        key: String,
+    ) -> Answer3<Vec<String>> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::smembers(c, key).await)
+    }
+
+    async fn srem(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Answer3<u32> {
+        let c = connection_of(accessor, &connection)?;
+        v3_answer(commands::srem(c, key, values).await)
+    }
+
+    async fn execute(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<Connection>,
+        command: String,
+        arguments: Vec<v3::RedisParameter>,
+    ) -> Answer3<Vec<v3::RedisResult>> {
+        let c = connection_of(accessor, &connection)?;
+        let arguments = arguments.into_iter().map(Into::into).collect();
+        let results = commands::execute(c, command, arguments).await;
+        v3_answer(results.map(|r| r.into_iter().map(Into::into).collect()))
     }
 }
 
@@ -255,12 +507,14 @@ impl HasData for Redis {
     type Data<'a> = &'a mut RedisHost;
 }
 
-/// `fermyon:spin/redis@2.0.0` as a host part of the runtime.
+/// `fermyon:spin/redis@2.0.0` and `spin:redis/redis@3.0.0` as a host part
+/// of the runtime, on one table of connections per instance.
 pub struct RedisPart;
 
 impl HostPart for RedisPart {
     fn link(&self, linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
         v2::add_to_linker::<_, Redis>(linker, InstanceState::part::<RedisHost>)?;
+        v3::add_to_linker::<_, Redis>(linker, InstanceState::part::<RedisHost>)?;
         Ok(())
     }
 
