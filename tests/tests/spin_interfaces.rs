@@ -1,11 +1,16 @@
-//! Spin's built-in interfaces through the real host: key-value, SQLite
-//! (2.0.0 and 3.0.0), outbound Redis and MQTT, called by a component built
-//! with spin-sdk (`tests/components/spin-interfaces`) as any Spin app
-//! calls them, against real Redis and Mosquitto servers.
+//! Spin's built-in interfaces through the real host: key-value, SQLite,
+//! outbound Redis and MQTT, called as any Spin app calls them, against real
+//! Redis and Mosquitto servers, in both generations side by side: p2
+//! (`tests/components/spin-interfaces`, spin-sdk 5.2: key-value 2.0.0,
+//! SQLite 2.0.0 and 3.0.0, Redis and MQTT 2.0.0) and p3
+//! (`tests/components/p3-interfaces`, spin-sdk 6: Spin 4's async key-value
+//! 3.0.0, SQLite 3.1.0, Redis and MQTT 3.0.0, and wasi:keyvalue). Both
+//! answer the same routes the same way, so each test runs against both.
 //!
-//! Two components of one app run the same code: `allowed` lists the stores,
-//! databases and addresses, `denied` lists none, and gets Spin's
-//! access-denied answers from a call, never a failed load.
+//! Each generation has two components in one app running the same code:
+//! `allowed` lists the stores, databases and addresses, `denied` lists
+//! none, and gets Spin's access-denied answers from a call, never a failed
+//! load. The p3 components are `allowed-p3` and `denied-p3`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,8 +42,19 @@ impl App {
     }
 }
 
+/// The component ids' suffixes of the two generations.
+const GENERATIONS: [&str; 2] = ["", P3];
+
+/// A p3 component's id ends with this (it runs `p3-interfaces`).
+const P3: &str = "-p3";
+
 fn component(id: &str, settings: &str) -> String {
-    let wasm = repo_root().join("target/wasm32-wasip2/wasm/spin_interfaces.wasm");
+    let file = if id.ends_with(P3) {
+        "p3_interfaces.wasm"
+    } else {
+        "spin_interfaces.wasm"
+    };
+    let wasm = repo_root().join("target/wasm32-wasip2/wasm").join(file);
     format!(
         "[[trigger.http]]\nroute = \"/{id}/...\"\ncomponent = \"{id}\"\n\n\
          [component.{id}]\nsource = \"{}\"\n{settings}\n",
@@ -105,7 +121,12 @@ fn shop() -> (&'static App, &'static Host) {
         );
         write_app(
             "spin-interfaces",
-            &[("allowed", &allowed), ("denied", &denied)],
+            &[
+                ("allowed", &allowed),
+                ("denied", &denied),
+                ("allowed-p3", &allowed),
+                ("denied-p3", &denied),
+            ],
         )
     });
     let host = Host::shared(app.manifest.to_str().unwrap(), &app.env());
@@ -130,11 +151,17 @@ fn ok(host: &Host, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
 #[test]
 fn a_key_value_store_is_open_to_the_components_that_list_it() {
     let (_, host) = shop();
+    for g in GENERATIONS {
+        key_value_store_is_open_to_the_components_that_list_it(host, g);
+    }
+}
+
+fn key_value_store_is_open_to_the_components_that_list_it(host: &Host, g: &str) {
     let key = unique("cart");
     let kv = |component: &str, store: &str, op: &str, value: &str| {
         call(
             host,
-            &format!("/{component}/kv"),
+            &format!("/{component}{g}/kv"),
             &[
                 ("store", store),
                 ("op", op),
@@ -152,7 +179,11 @@ fn a_key_value_store_is_open_to_the_components_that_list_it() {
         (200, "\"3 apples\"".into())
     );
     assert_eq!(kv("allowed", "default", "exists", ""), (200, "true".into()));
-    let keys = ok(host, "/allowed/kv", &[("store", "default"), ("op", "keys")]);
+    let keys = ok(
+        host,
+        &format!("/allowed{g}/kv"),
+        &[("store", "default"), ("op", "keys")],
+    );
     assert!(
         keys.as_array().unwrap().contains(&key.clone().into()),
         "{keys}"
@@ -184,11 +215,17 @@ fn a_key_value_store_is_open_to_the_components_that_list_it() {
 #[test]
 fn a_redis_backed_store_keeps_its_keys_in_redis() {
     let (_, host) = shop();
+    for g in GENERATIONS {
+        redis_backed_store_keeps_its_keys_in_redis(host, g);
+    }
+}
+
+fn redis_backed_store_keeps_its_keys_in_redis(host: &Host, g: &str) {
     let key = unique("stock-cache");
     let kv = |op: &str, value: &str| {
         call(
             host,
-            "/allowed/kv",
+            &format!("/allowed{g}/kv"),
             &[
                 ("store", "shared"),
                 ("op", op),
@@ -214,9 +251,10 @@ fn a_redis_backed_store_keeps_its_keys_in_redis() {
 fn a_redis_backed_store_works_again_once_redis_is_back() {
     let port = free_port();
     let first = redis_on(port);
+    let stores = "key_value_stores = [\"flaky\"]";
     let app = write_app(
         &unique("flaky-redis"),
-        &[("app", "key_value_stores = [\"flaky\"]")],
+        &[("app", stores), ("app-p3", stores)],
     );
     let config = std::fs::read_to_string(&app.runtime_config).unwrap();
     std::fs::write(
@@ -225,10 +263,10 @@ fn a_redis_backed_store_works_again_once_redis_is_back() {
     )
     .unwrap();
     let mut host = Host::start(app.manifest.to_str().unwrap(), &app.env());
-    let kv = |op: &str, value: &str| {
+    let kv = |g: &str, op: &str, value: &str| {
         call(
             &host,
-            "/app/kv",
+            &format!("/app{g}/kv"),
             &[
                 ("store", "flaky"),
                 ("op", op),
@@ -237,18 +275,24 @@ fn a_redis_backed_store_works_again_once_redis_is_back() {
             ],
         )
     };
-    assert_eq!(kv("set", "1"), (200, "null".into()));
+    for g in GENERATIONS {
+        assert_eq!(kv(g, "set", "1"), (200, "null".into()));
+    }
     first.kill();
-    let (status, body) = kv("get", "");
-    assert_eq!(status, 409, "Redis is down: {body}");
-    assert!(body.starts_with("Error::Other("), "{body}");
+    for g in GENERATIONS {
+        let (status, body) = kv(g, "get", "");
+        assert_eq!(status, 409, "Redis is down: {body}");
+        assert!(body.starts_with("Error::Other("), "{body}");
+    }
     // Redis is back (empty: it keeps nothing on disk): the store reconnects
     // by itself, without a restart of the host.
     let second = redis_on(port);
-    eventually(Duration::from_secs(60), "the store works again", || {
-        (kv("set", "2").0 == 200).then_some(())
-    });
-    assert_eq!(kv("get", ""), (200, "\"2\"".into()));
+    for g in GENERATIONS {
+        eventually(Duration::from_secs(60), "the store works again", || {
+            (kv(g, "set", "2").0 == 200).then_some(())
+        });
+        assert_eq!(kv(g, "get", ""), (200, "\"2\"".into()));
+    }
     host.terminate(Duration::from_secs(90));
     second.kill();
 }
@@ -256,41 +300,76 @@ fn a_redis_backed_store_works_again_once_redis_is_back() {
 #[test]
 fn key_value_data_lives_in_spins_files_shared_by_every_host_of_the_app() {
     let (app, host) = shop();
-    let key = unique("session");
+    let keys = GENERATIONS.map(|g| unique(&format!("session{g}")));
+    for (g, key) in GENERATIONS.iter().zip(&keys) {
+        key_value_data_lives_in_spins_files(app, host, g, key);
+    }
+    // A second host of the app (as `spin up` and a trigger plugin run side
+    // by side) reads what the first wrote, in either generation.
+    let mut second = Host::start(app.manifest.to_str().unwrap(), &app.env());
+    for (g, key) in GENERATIONS.iter().zip(&keys) {
+        for reader in GENERATIONS {
+            let get = [("store", "default"), ("op", "get"), ("key", key.as_str())];
+            let answer = call(&second, &format!("/allowed{reader}/kv"), &get);
+            assert_eq!(answer, (200, "\"kept\"".into()), "written by {g:?}");
+        }
+    }
+    second.terminate(Duration::from_secs(90));
+}
+
+fn key_value_data_lives_in_spins_files(app: &App, host: &Host, g: &str, key: &str) {
+    let path = format!("/allowed{g}/kv");
     let set = [
         ("store", "default"),
         ("op", "set"),
-        ("key", &key),
+        ("key", key),
         ("value", "kept"),
     ];
-    assert_eq!(call(host, "/allowed/kv", &set).0, 200);
+    assert_eq!(call(host, &path, &set).0, 200);
     // Where Spin keeps them: `default` in the state directory, `cache`
     // beside the runtime config.
     assert!(app.state_dir().join("sqlite_key_value.db").is_file());
     let cache = [
         ("store", "cache"),
         ("op", "set"),
-        ("key", &key),
+        ("key", key),
         ("value", "x"),
     ];
-    assert_eq!(call(host, "/allowed/kv", &cache).0, 200);
+    assert_eq!(call(host, &path, &cache).0, 200);
     assert!(app.dir.join("cache.db").is_file());
-    // A second host of the app (as `spin up` and a trigger plugin run side
-    // by side) reads what the first wrote.
-    let mut second = Host::start(app.manifest.to_str().unwrap(), &app.env());
-    let get = [("store", "default"), ("op", "get"), ("key", key.as_str())];
-    assert_eq!(call(&second, "/allowed/kv", &get), (200, "\"kept\"".into()));
-    second.terminate(Duration::from_secs(90));
 }
 
 #[test]
 fn sqlite_databases_answer_as_on_spin_and_only_to_the_components_that_list_them() {
     let (_, host) = shop();
+    for g in GENERATIONS {
+        sqlite_databases_answer_as_on_spin(host, g);
+    }
+}
+
+/// Runs `sql` with `args` through `probe` (e.g. `sqlite`) of `component`
+/// in generation `g`.
+fn run_sql(
+    host: &Host,
+    component: &str,
+    g: &str,
+    probe: &str,
+    (db, sql): (&str, &str),
+    args: &[&str],
+) -> (u16, String) {
+    let mut query = vec![("db", db), ("sql", sql)];
+    query.extend(args.iter().map(|a| ("arg", *a)));
+    call(host, &format!("/{component}{g}/{probe}"), &query)
+}
+
+fn sqlite_databases_answer_as_on_spin(host: &Host, g: &str) {
     let table = unique("orders").replace('-', "_");
-    let sql = |path: &str, db: &str, sql: &str, args: &[&str]| {
-        let mut query = vec![("db", db), ("sql", sql)];
-        query.extend(args.iter().map(|a| ("arg", *a)));
-        call(host, path, &query)
+    let sql = |path: &str, db: &str, statement: &str, args: &[&str]| {
+        let (component, probe) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .expect("/<component>/<probe>");
+        run_sql(host, component, g, probe, (db, statement), args)
     };
     let create = format!(
         "CREATE TABLE {table} (id INTEGER PRIMARY KEY, item TEXT, price REAL, photo BLOB, note)"
@@ -307,13 +386,13 @@ fn sqlite_databases_answer_as_on_spin_and_only_to_the_components_that_list_them(
     let inserted: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         inserted["changes"], 1,
-        "3.0.0's changes() counts the insert"
+        "3.0.0's (and 3.1.0's) changes() counts the insert"
     );
     assert_eq!(inserted["last_insert_rowid"], 1);
     let select = format!("SELECT id, item, price, photo, note FROM {table} WHERE price > ?");
     let rows = ok(
         host,
-        "/allowed/sqlite",
+        &format!("/allowed{g}/sqlite"),
         &[("db", "orders"), ("sql", &select), ("arg", "i:1")],
     );
     assert_eq!(
@@ -381,7 +460,16 @@ fn a_store_or_database_no_runtime_config_defines_stops_the_app_naming_it() {
             "uses SQLite database `ledger`",
         ),
     ] {
-        let app = write_app(&unique("undefined"), &[("app", settings)]);
+        for g in GENERATIONS {
+            refuses_to_load(settings, expected, g);
+        }
+    }
+}
+
+fn refuses_to_load(settings: &str, expected: &str, g: &str) {
+    {
+        let id = format!("app{g}");
+        let app = write_app(&unique("undefined"), &[(&id, settings)]);
         let output = Command::new(mart_bin())
             .args(["up", "--from"])
             .arg(&app.manifest)
@@ -395,7 +483,7 @@ fn a_store_or_database_no_runtime_config_defines_stops_the_app_naming_it() {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr.contains(&format!("component `app` {expected}")),
+            stderr.contains(&format!("component `{id}` {expected}")),
             "{stderr}"
         );
     }
@@ -420,12 +508,18 @@ fn connections_received(redis: &mut redis::Connection) -> u64 {
 #[test]
 fn outbound_redis_reaches_only_the_addresses_a_component_lists() {
     let (_, host) = shop();
+    for g in GENERATIONS {
+        outbound_redis_reaches_only_listed_addresses(host, g);
+    }
+}
+
+fn outbound_redis_reaches_only_listed_addresses(host: &Host, g: &str) {
     let address = format!("redis://{}", redis().address());
     let key = unique("stock");
     let op = |component: &str, op: &str, value: &str| {
         call(
             host,
-            &format!("/{component}/redis"),
+            &format!("/{component}{g}/redis"),
             &[
                 ("addr", &address),
                 ("op", op),
@@ -455,7 +549,7 @@ fn outbound_redis_reaches_only_the_addresses_a_component_lists() {
     assert_eq!(op("allowed", "srem", "red"), (200, "1".into()));
     let executed = call(
         host,
-        "/allowed/redis",
+        &format!("/allowed{g}/redis"),
         &[
             ("addr", &address),
             ("op", "execute"),
@@ -474,7 +568,7 @@ fn outbound_redis_reaches_only_the_addresses_a_component_lists() {
     let before = connections_received(&mut lone_client);
     let denied = call(
         host,
-        "/denied/redis",
+        &format!("/denied{g}/redis"),
         &[
             ("addr", &format!("redis://{}", lone.address())),
             ("op", "get"),
@@ -491,6 +585,12 @@ fn outbound_redis_reaches_only_the_addresses_a_component_lists() {
 #[test]
 fn outbound_mqtt_publishes_only_to_the_brokers_a_component_lists() {
     let (_, host) = shop();
+    for g in GENERATIONS {
+        outbound_mqtt_publishes_only_to_listed_brokers(host, g);
+    }
+}
+
+fn outbound_mqtt_publishes_only_to_listed_brokers(host: &Host, g: &str) {
     let topic = unique("orders/paid");
     let mut options = rumqttc::MqttOptions::new(unique("listener"), "127.0.0.1", mosquitto().port);
     options.set_keep_alive(Duration::from_secs(30));
@@ -514,7 +614,7 @@ fn outbound_mqtt_publishes_only_to_the_brokers_a_component_lists() {
     );
     let published = call(
         host,
-        "/allowed/mqtt",
+        &format!("/allowed{g}/mqtt"),
         &[
             ("addr", &address),
             ("topic", &topic),
@@ -533,7 +633,7 @@ fn outbound_mqtt_publishes_only_to_the_brokers_a_component_lists() {
 
     let (status, body) = call(
         host,
-        "/denied/mqtt",
+        &format!("/denied{g}/mqtt"),
         &[
             ("addr", &address),
             ("topic", &topic),
@@ -545,5 +645,305 @@ fn outbound_mqtt_publishes_only_to_the_brokers_a_component_lists() {
     assert!(
         body.contains("ConnectionFailed") && body.contains("not permitted"),
         "{body}"
+    );
+}
+
+// What only the p3 generation has.
+
+/// A wasi:keyvalue call through `component` (`op` and its parameters).
+fn wasi_kv(host: &Host, component: &str, query: &[(&str, &str)]) -> (u16, String) {
+    call(host, &format!("/{component}/wasi-kv"), query)
+}
+
+#[test]
+fn a_p2_and_a_p3_component_of_one_app_share_stores_and_databases() {
+    let (_, host) = shop();
+    let key = unique("shared-cart");
+    for store in ["default", "cache", "shared"] {
+        let kv = |component: &str, op: &str, value: &str| {
+            let query = [
+                ("store", store),
+                ("op", op),
+                ("key", key.as_str()),
+                ("value", value),
+            ];
+            call(host, &format!("/{component}/kv"), &query)
+        };
+        assert_eq!(kv("allowed", "set", "from p2"), (200, "null".into()));
+        assert_eq!(kv("allowed-p3", "get", ""), (200, "\"from p2\"".into()));
+        let wasi = [("store", store), ("op", "get"), ("key", key.as_str())];
+        assert_eq!(
+            wasi_kv(host, "allowed-p3", &wasi),
+            (200, "\"from p2\"".into()),
+            "wasi:keyvalue reads spin:key-value's store {store}"
+        );
+        assert_eq!(kv("allowed-p3", "set", "from p3"), (200, "null".into()));
+        assert_eq!(kv("allowed", "get", ""), (200, "\"from p3\"".into()));
+        assert_eq!(kv("allowed-p3", "delete", ""), (200, "null".into()));
+        assert_eq!(kv("allowed", "exists", ""), (200, "false".into()));
+    }
+    // A table one generation creates, the other reads.
+    let table = unique("shared").replace('-', "_");
+    let create = format!("CREATE TABLE {table} (item TEXT)");
+    let (status, body) = run_sql(host, "allowed", "", "sqlite", ("orders", &create), &[]);
+    assert_eq!(status, 200, "{body}");
+    let insert = format!("INSERT INTO {table} VALUES (?)");
+    let (status, body) = run_sql(
+        host,
+        "allowed",
+        "-p3",
+        "sqlite",
+        ("orders", &insert),
+        &["t:tea"],
+    );
+    assert_eq!(status, 200, "{body}");
+    let select = format!("SELECT item FROM {table}");
+    let (status, body) = run_sql(host, "allowed", "", "sqlite", ("orders", &select), &[]);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"columns":["item"],"rows":[["tea"]]}"#)
+    );
+}
+
+#[test]
+fn wasi_keyvalue_serves_spins_stores_with_batches_and_counters() {
+    let (_, host) = shop();
+    for store in ["default", "shared"] {
+        wasi_keyvalue_on(host, store);
+    }
+    // The same access rules as spin:key-value: a label the component does
+    // not list is refused at `open`, whether or not a store has it.
+    for (component, store) in [("denied-p3", "default"), ("allowed-p3", "elsewhere")] {
+        assert_eq!(
+            wasi_kv(
+                host,
+                component,
+                &[("store", store), ("op", "get"), ("key", "k")]
+            ),
+            (409, "Error::AccessDenied".into())
+        );
+    }
+}
+
+fn wasi_keyvalue_on(host: &Host, store: &str) {
+    let key = unique("wasi");
+    let op = |op: &str, more: &[(&str, &str)]| {
+        let mut query = vec![("store", store), ("op", op), ("key", key.as_str())];
+        query.extend_from_slice(more);
+        wasi_kv(host, "allowed-p3", &query)
+    };
+    let at = |store: &str| format!("store {store}");
+    // store: the bucket's own calls.
+    assert_eq!(
+        op("set", &[("value", "v1")]),
+        (200, "null".into()),
+        "{}",
+        at(store)
+    );
+    assert_eq!(op("get", &[]), (200, "\"v1\"".into()));
+    assert_eq!(op("exists", &[]), (200, "true".into()));
+    let (status, listed) = op("list", &[]);
+    assert_eq!(status, 200, "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .contains(&key.clone().into()),
+        "{listed}"
+    );
+    assert_eq!(
+        listed["cursor"],
+        serde_json::Value::Null,
+        "one page, as Spin"
+    );
+    assert_eq!(
+        op("list", &[("cursor", "next")]),
+        (
+            409,
+            r#"Error::Other("list_keys: cursor not supported")"#.into()
+        ),
+        "Spin refuses a cursor"
+    );
+    assert_eq!(op("delete", &[]), (200, "null".into()));
+    assert_eq!(op("get", &[]), (200, "null".into()));
+    assert_eq!(op("exists", &[]), (200, "false".into()));
+
+    // batch: each key asked for answers, none where it is absent.
+    let (a, b, absent) = (format!("{key}-a"), format!("{key}-b"), format!("{key}-c"));
+    let pairs = format!("{a}=1,{b}=2");
+    assert_eq!(op("set-many", &[("pairs", &pairs)]), (200, "null".into()));
+    let keys = format!("{a},{b},{absent}");
+    assert_eq!(
+        ok_json(op("get-many", &[("keys", &keys)])),
+        serde_json::json!([[a, "1"], [b, "2"], [absent, null]])
+    );
+    assert_eq!(
+        op("delete-many", &[("keys", &format!("{a},{b}"))]),
+        (200, "null".into())
+    );
+    assert_eq!(
+        ok_json(op("get-many", &[("keys", &keys)])),
+        serde_json::json!([[a, null], [b, null], [absent, null]])
+    );
+
+    // atomics: a counter starts at 0.
+    let counter = [("value", "5")];
+    assert_eq!(op("increment", &counter), (200, "5".into()));
+    assert_eq!(op("increment", &[("value", "-7")]), (200, "-2".into()));
+    assert_eq!(op("increment", &[("value", "0")]), (200, "-2".into()));
+
+    // A compare-and-swap nobody interferes with swaps.
+    let cas = |value: &str, meanwhile: &str| {
+        ok_json(op("cas", &[("value", value), ("meanwhile", meanwhile)]))
+    };
+    assert_eq!(op("set", &[("value", "old")]), (200, "null".into()));
+    assert_eq!(
+        cas("new", ""),
+        serde_json::json!({ "read": "old", "swapped": true })
+    );
+    assert_eq!(op("get", &[]), (200, "\"new\"".into()));
+    // One whose key changed after the read fails, and hands back a
+    // compare-and-swap that has read the new value, which then swaps.
+    assert_eq!(
+        cas("mine", "theirs"),
+        serde_json::json!({ "read": "new", "swapped": false, "reread": "theirs", "retried": true })
+    );
+    assert_eq!(op("get", &[]), (200, "\"mine\"".into()));
+    // An absent key read as absent: a value set meanwhile fails the swap.
+    assert_eq!(op("delete", &[]), (200, "null".into()));
+    assert_eq!(
+        cas("mine", "theirs"),
+        serde_json::json!({ "read": null, "swapped": false, "reread": "theirs", "retried": true })
+    );
+    assert_eq!(op("delete", &[]), (200, "null".into()));
+}
+
+fn ok_json((status, body): (u16, String)) -> serde_json::Value {
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn a_counter_is_kept_as_spin_keeps_it_and_a_non_counter_is_an_error() {
+    let (_, host) = shop();
+    let key = unique("counter");
+    let op = |store: &str, op: &str, value: &str| {
+        let query = [
+            ("store", store),
+            ("op", op),
+            ("key", key.as_str()),
+            ("value", value),
+        ];
+        wasi_kv(host, "allowed-p3", &query)
+    };
+    // Redis: INCRBY's decimal text, readable by any Redis client.
+    assert_eq!(op("shared", "increment", "41"), (200, "41".into()));
+    let stored: String = redis::cmd("GET")
+        .arg(&key)
+        .query(&mut redis_client())
+        .unwrap();
+    assert_eq!(stored, "41");
+    // SQLite: 8 bytes little-endian, as Spin's SQLite store writes it; a
+    // value that is not one is an error, not a guess.
+    assert_eq!(op("default", "increment", "2"), (200, "2".into()));
+    assert_eq!(op("default", "set", "two"), (200, "null".into()));
+    let (status, body) = op("default", "increment", "1");
+    assert_eq!(status, 409);
+    assert!(body.contains("not a counter"), "{body}");
+}
+
+#[test]
+fn get_keys_streams_every_key_of_a_store() {
+    let (_, host) = shop();
+    let prefix = unique("many");
+    let names: Vec<String> = (0..60).map(|i| format!("{prefix}-{i:02}")).collect();
+    let pairs = names
+        .iter()
+        .map(|n| format!("{n}=x"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let query = [
+        ("store", "cache"),
+        ("op", "set-many"),
+        ("pairs", pairs.as_str()),
+    ];
+    assert_eq!(wasi_kv(host, "allowed-p3", &query), (200, "null".into()));
+    // More keys than a stream's buffer: the component reads them one by
+    // one, then the outcome.
+    let keys = ok(
+        host,
+        "/allowed-p3/kv",
+        &[("store", "cache"), ("op", "keys")],
+    );
+    let streamed: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k.as_str())
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    assert_eq!(streamed, names);
+    // A store the component may not open: refused at open.
+    assert_eq!(
+        call(host, "/denied-p3/kv", &[("store", "cache"), ("op", "keys")]),
+        (409, "Error::AccessDenied".into())
+    );
+}
+
+#[test]
+fn sqlite_3_1_streams_rows_and_reports_a_failure_after_them() {
+    let (_, host) = shop();
+    let stream = |statement: &str| {
+        run_sql(
+            host,
+            "allowed",
+            P3,
+            "sqlite-stream",
+            ("default", statement),
+            &[],
+        )
+    };
+    // Many rows, read one by one.
+    let (status, body) = stream(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
+         SELECT i FROM n",
+    );
+    assert_eq!(status, 200, "{body}");
+    let streamed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows = streamed["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 500);
+    assert_eq!(
+        (rows[0].clone(), rows[499].clone()),
+        (serde_json::json!([1]), serde_json::json!([500]))
+    );
+    assert_eq!(streamed["end"], "ok");
+    // A statement that fails on its second row: the first row streams,
+    // the failure comes in the outcome.
+    let (status, body) =
+        stream("SELECT abs(i) FROM (SELECT 1 AS i UNION ALL SELECT -9223372036854775807 - 1) ");
+    assert_eq!(status, 200, "{body}");
+    let streamed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(streamed["rows"], serde_json::json!([[1]]));
+    let end = streamed["end"].as_str().unwrap();
+    assert!(
+        end.contains("Io(") && end.contains("integer overflow"),
+        "{end}"
+    );
+    // A statement that cannot start is the call's error.
+    let (status, body) = stream("SELEC 1");
+    assert_eq!(status, 409);
+    assert!(body.contains("syntax error"), "{body}");
+    // Access is 3.0's: open-async refuses a database not listed.
+    assert_eq!(
+        run_sql(
+            host,
+            "denied",
+            P3,
+            "sqlite-stream",
+            ("default", "SELECT 1"),
+            &[]
+        ),
+        (409, "Error::AccessDenied".into())
     );
 }
