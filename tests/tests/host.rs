@@ -233,6 +233,129 @@ fn a_timer_on_a_component_without_the_timer_export_fails_at_start() {
     );
 }
 
+/// A database named `db` with the tables of the timer test components
+/// (tests/components/p3-events and cron-probe), and a manifest running
+/// `wasm` (under target/wasm32-wasip2/wasm) as component `timed` with
+/// `trigger`, a `[[trigger.timer]]` or `[[trigger.cron]]` table.
+fn timed_app(db: &str, wasm: &str, trigger: &str) -> std::path::PathBuf {
+    let pg = postgres();
+    pg.query("postgres", &format!("CREATE DATABASE {db}"));
+    pg.query(
+        db,
+        "CREATE TABLE ticks (seq bigserial PRIMARY KEY, origin text NOT NULL, scheduled_ms bigint NOT NULL)",
+    );
+    pg.query(
+        db,
+        "CREATE TABLE fired (seq bigserial PRIMARY KEY, ts bigint NOT NULL)",
+    );
+    let wasm = repo_root().join(format!("target/wasm32-wasip2/wasm/{wasm}.wasm"));
+    let manifest = std::env::temp_dir().join(format!("mart-{db}-{}.toml", std::process::id()));
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"spin_manifest_version = 2
+
+[application]
+name = "{db}"
+
+[variables]
+pg_port = {{ required = true }}
+
+{trigger}
+component = "timed"
+
+[component.timed]
+source = "{wasm}"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{{{{ pg_port }}}}"]
+variables = {{ db_url = "postgres://mart@127.0.0.1:{{{{ pg_port }}}}/{db}" }}
+"#,
+            wasm = wasm.display()
+        ),
+    )
+    .unwrap();
+    manifest
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn an_async_timer_handler_ticks_in_a_fresh_instance_each_time() {
+    // tests/components/p3-events: mart:timer/handler@0.2.0, an async fn.
+    let db = "timer_p3";
+    let manifest = timed_app(db, "p3_events", "[[trigger.timer]]\ninterval_secs = 1");
+    let started_ms = now_secs() * 1000;
+    let _host = Host::start(manifest.to_str().unwrap(), &[]);
+    let ticks: Vec<(String, i64)> = eventually(Duration::from_secs(90), "three ticks", || {
+        let rows = postgres().query(db, "SELECT origin, scheduled_ms FROM ticks ORDER BY seq");
+        (rows.len() >= 3).then(|| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    });
+    for pair in ticks.windows(2) {
+        assert!(pair[0].1 < pair[1].1, "ticks in order: {ticks:?}");
+    }
+    assert!(ticks[0].1 >= started_ms, "{ticks:?}");
+    // Ticks are an interval apart, longer than an instance is worth keeping
+    // idle: each is the first (and only) thing its instance does.
+    assert!(
+        ticks.iter().all(|(origin, _)| origin.ends_with("#1")),
+        "{ticks:?}"
+    );
+}
+
+#[test]
+fn a_cron_component_runs_on_its_expression_with_the_timestamp() {
+    // tests/components/cron-probe: written for the trigger-cron Spin plugin
+    // (spin:cron@3.0.0), run unchanged. Every even second.
+    let db = "timer_cron";
+    let trigger = "[[trigger.cron]]\ncron_expression = \"*/2 * * * * *\"";
+    let manifest = timed_app(db, "cron_probe", trigger);
+    let started = now_secs();
+    let host = Host::start(manifest.to_str().unwrap(), &[]);
+    let fired: Vec<i64> = eventually(Duration::from_secs(90), "three runs", || {
+        let rows = postgres().query(db, "SELECT ts FROM fired ORDER BY seq");
+        (rows.len() >= 3).then(|| rows.iter().map(|r| r.get(0)).collect())
+    });
+    assert!(
+        fired.iter().all(|ts| ts % 2 == 0),
+        "even seconds: {fired:?}"
+    );
+    assert!(fired.windows(2).all(|p| p[0] < p[1]), "{fired:?}");
+    assert!(fired[0] >= started && fired[0] <= now_secs(), "{fired:?}");
+    assert!(
+        host.log().contains("Cron: timed on \"*/2 * * * * *\""),
+        "{}",
+        host.log()
+    );
+}
+
+#[test]
+fn a_malformed_cron_expression_stops_the_app_naming_component_and_expression() {
+    let manifest = timed_app(
+        "timer_bad_cron",
+        "cron_probe",
+        "[[trigger.cron]]\ncron_expression = \"every minute\"",
+    );
+    let output = Command::new(mart_bin())
+        .current_dir(repo_root())
+        .args(["up", "--from", manifest.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .env("SPIN_VARIABLE_PG_PORT", postgres().port.to_string())
+        .env_remove("MART_KAFKA_BROKERS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cron trigger for `timed`") && stderr.contains("\"every minute\""),
+        "{stderr}"
+    );
+}
+
 /// A one-shot HTTP server on loopback answering "pong".
 fn upstream() -> (u16, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

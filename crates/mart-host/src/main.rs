@@ -357,6 +357,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     for (component, every) in &timers.timers {
         eprintln!("Timer: {component} every {} s", every.as_secs());
     }
+    for (component, expression) in &timers.crons {
+        eprintln!("Cron: {component} on \"{expression}\"");
+    }
     eprintln!(
         "Admin on http://{}/{{healthz,readyz,metrics}}",
         admin_listener.local_addr()?

@@ -349,6 +349,12 @@ impl Manifest {
         self.mart_triggers("timer")
     }
 
+    /// `[[trigger.cron]]` entries (the `trigger-cron` Spin plugin's), which
+    /// Mart's timer trigger runs.
+    pub fn cron_triggers(&self) -> Result<Vec<crate::CronTrigger>, String> {
+        self.mart_triggers("cron")
+    }
+
     /// The `[[trigger.<kind>]]` tables of one of Mart's own trigger types.
     fn mart_triggers<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, String> {
         let Some(tables) = self.trigger.other.get(kind) else {
@@ -406,6 +412,14 @@ impl Manifest {
             if !self.component.contains_key(&trigger.component) {
                 return Err(format!(
                     "timer trigger names component `{}`, which is not defined",
+                    trigger.component
+                ));
+            }
+        }
+        for trigger in self.cron_triggers()? {
+            if !self.component.contains_key(&trigger.component) {
+                return Err(format!(
+                    "cron trigger names component `{}`, which is not defined",
                     trigger.component
                 ));
             }

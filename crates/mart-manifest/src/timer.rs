@@ -1,5 +1,7 @@
-//! Mart's timer trigger configuration (`[[trigger.timer]]` in spin.toml).
-//! Spin has no timer trigger: this table is Mart's own.
+//! The timer trigger's configuration: Mart's own `[[trigger.timer]]` (Spin
+//! has no timer trigger), and `[[trigger.cron]]` as the public
+//! `trigger-cron` Spin plugin reads it, so that its components run under
+//! Mart's timer unchanged.
 
 use serde::Deserialize;
 
@@ -18,6 +20,19 @@ pub struct TimerTrigger {
 pub enum IntervalSetting {
     Seconds(u64),
     Template(String),
+}
+
+/// One `[[trigger.cron]]` entry, as the `trigger-cron` plugin
+/// (spinframework/spin-trigger-plugins, `CronTriggerConfig`) takes it:
+/// exactly these two keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronTrigger {
+    pub component: String,
+    /// Seconds first, 6 or 7 fields (the last being the year), in UTC:
+    /// `1/2 * * * * *` is every two seconds. Parsed by the timer trigger
+    /// when the app starts.
+    pub cron_expression: String,
 }
 
 impl TimerTrigger {
@@ -87,6 +102,38 @@ component = "sweeper"
         assert_eq!(parse_interval_secs(" 5 "), Ok(5));
         assert!(parse_interval_secs("0").is_err());
         assert!(parse_interval_secs("soon").is_err());
+    }
+
+    #[test]
+    fn cron_entries_take_the_plugins_two_keys() {
+        let text = r#"
+spin_manifest_version = 2
+[application]
+name = "t"
+[component.every2seconds]
+source = "guest.wasm"
+[[trigger.cron]]
+component = "every2seconds"
+cron_expression = "1/2 * * * * *"
+"#;
+        let m = Manifest::parse(text).unwrap();
+        m.validate().unwrap();
+        assert_eq!(
+            m.cron_triggers().unwrap(),
+            [CronTrigger {
+                component: "every2seconds".into(),
+                cron_expression: "1/2 * * * * *".into(),
+            }]
+        );
+        let unknown = text.replace("cron_expression", "schedule");
+        let err = Manifest::parse(&unknown).unwrap().validate().unwrap_err();
+        assert!(err.contains("[[trigger.cron]]"), "{err}");
+        let ghost = text.replace("component = \"every2seconds\"", "component = \"ghost\"");
+        let err = Manifest::parse(&ghost).unwrap().validate().unwrap_err();
+        assert!(
+            err.contains("cron trigger names component `ghost`"),
+            "{err}"
+        );
     }
 
     #[test]
