@@ -990,7 +990,7 @@ fn an_async_handler_retries_dead_letters_and_commits_as_a_sync_one_does() {
 }
 
 #[test]
-fn an_async_handlers_instance_is_reused_until_it_traps() {
+fn an_async_handlers_instance_is_reused_until_it_traps_or_idles() {
     let s = setup_component("p3_reuse", "p3_events", "", ONE_PARTITION);
     let _host = start_host(&s);
     let mut records: Vec<(String, serde_json::Value)> = (0..8)
@@ -1022,6 +1022,19 @@ fn an_async_handlers_instance_is_reused_until_it_traps() {
     assert_eq!(trap.len(), 2, "{trap:?}");
     assert_ne!(trap[0].0, trap[1].0, "the trapped instance was reused");
     assert_eq!(trap[1].1, 1, "{trap:?}");
+    // An instance idle for longer than its timeout (1 s) is retired: a
+    // record after a quiet spell meets a new one.
+    std::thread::sleep(Duration::from_secs(4));
+    broker().produce(&s.topic, &[("k", json!("later ok"))]);
+    eventually(WAIT, "the effect after the quiet spell", || {
+        effects(&s.db).contains_key("later").then_some(())
+    });
+    let (after, later) = (&origins(&s.db, "after")[0], &origins(&s.db, "later")[0]);
+    assert_ne!(
+        after.0, later.0,
+        "an idle instance was kept: {after:?} {later:?}"
+    );
+    assert_eq!(later.1, 1, "{later:?}");
 }
 
 #[test]
