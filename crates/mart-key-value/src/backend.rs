@@ -416,13 +416,9 @@ impl RedisStore {
     }
 
     /// A connection of its own, for commands whose state is the
-    /// connection's (WATCH).
+    /// connection's (WATCH), with the host's Redis timeouts.
     async fn dedicated(&self) -> Result<MultiplexedConnection, BackendError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(text)?;
-        client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(text)
+        mart_outbound_redis::connect(&self.url).await.map_err(text)
     }
 }
 
@@ -472,5 +468,54 @@ mod tests {
             .unwrap();
         assert_eq!(rows, vec![vec![text_value("other"), text_value("k")]]);
         let _ = std::fs::remove_file(file);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn counters_batches_and_swaps_on_a_sqlite_store() {
+        let backend = Backend::sqlite(None);
+        assert_eq!(backend.increment("s", "n", 5).await, Ok(5));
+        assert_eq!(backend.increment("s", "n", -7).await, Ok(-2));
+        // Spin's format: 8 bytes little-endian.
+        let stored = backend.get("s", "n").await.unwrap();
+        assert_eq!(stored, Some((-2i64).to_le_bytes().to_vec()));
+        backend.set("s", "n", b"two".to_vec()).await.unwrap();
+        let refused = backend.increment("s", "n", 1).await.unwrap_err();
+        assert!(refused.contains("not a counter: 3 bytes"), "{refused}");
+        assert!(backend.increment("s", "max", i64::MAX).await.is_ok());
+        assert!(backend.increment("s", "max", 1).await.is_err(), "overflow");
+
+        let pairs = vec![
+            ("a".to_string(), b"1".to_vec()),
+            ("b".into(), b"2".to_vec()),
+        ];
+        backend.set_many("s", pairs).await.unwrap();
+        let keys = vec!["a".to_string(), "absent".into(), "b".into()];
+        let got = backend.get_many("s", keys.clone()).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Some(b"1".to_vec())),
+                ("absent".into(), None),
+                ("b".into(), Some(b"2".to_vec())),
+            ]
+        );
+        backend.delete_many("s", keys).await.unwrap();
+        assert_eq!(backend.get("s", "a").await, Ok(None));
+
+        // A swap compares with what was read: a change since fails it.
+        let (read, watch) = backend.watch("s", "k").await.unwrap();
+        assert_eq!(read, None);
+        backend.set("s", "k", b"theirs".to_vec()).await.unwrap();
+        assert_eq!(
+            backend.swap("s", "k", Some(watch), b"mine".to_vec()).await,
+            Ok(false)
+        );
+        let (read, watch) = backend.watch("s", "k").await.unwrap();
+        assert_eq!(read, Some(b"theirs".to_vec()));
+        assert_eq!(
+            backend.swap("s", "k", Some(watch), b"mine".to_vec()).await,
+            Ok(true)
+        );
+        assert_eq!(backend.get("s", "k").await, Ok(Some(b"mine".to_vec())));
     }
 }

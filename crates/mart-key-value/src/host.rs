@@ -157,8 +157,8 @@ impl KeyValueHost {
         Ok(())
     }
 
-    /// A compare-and-swap of `key` in `store`, its current value read.
-    async fn new_cas(
+    /// A compare-and-swap of `key` in `store`, nothing read yet.
+    fn new_cas(
         &mut self,
         store: OpenStore,
         key: String,
@@ -510,7 +510,7 @@ impl atomics::Host for KeyValueHost {
             Ok(true) => Ok(Ok(())),
             Err(message) => failed(message.into()),
             Ok(false) => {
-                let retry = match self.new_cas(store, key).await? {
+                let retry = match self.new_cas(store, key)? {
                     Ok(retry) => retry,
                     Err(failure) => return failed(failure),
                 };
@@ -530,7 +530,7 @@ impl atomics::HostCas for KeyValueHost {
         key: String,
     ) -> Answer<Resource<Cas>, wasi::Error> {
         let store = self.store(&bucket)?;
-        named(self.new_cas(store, key).await)
+        named(self.new_cas(store, key))
     }
 
     async fn current(&mut self, cas: Resource<Cas>) -> Answer<Option<Vec<u8>>, wasi::Error> {

@@ -321,6 +321,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_statement_failing_mid_rows_keeps_the_rows_before_the_failure() {
+        let connection = Connection::open(&memory()).await.unwrap();
+        let statement =
+            "SELECT abs(i) AS n FROM (SELECT 1 AS i UNION ALL SELECT -9223372036854775807 - 1)";
+        let stepped = connection
+            .execute_stepped(statement.into(), vec![])
+            .await
+            .unwrap();
+        assert_eq!(stepped.columns, ["n"]);
+        assert_eq!(stepped.rows, vec![vec![SqlValue::Integer(1)]]);
+        assert!(
+            matches!(&stepped.end, Err(SqliteError::Io(m)) if m.contains("integer overflow")),
+            "{:?}",
+            stepped.end
+        );
+        // `execute` reports it as the statement's failure.
+        let failed = connection.execute(statement.into(), vec![]).await;
+        assert!(failed.is_err());
+        // One that cannot start is the call's error.
+        let refused = connection.execute_stepped("SELEC 1".into(), vec![]).await;
+        assert!(matches!(refused, Err(SqliteError::Io(m)) if m.contains("syntax error")));
+    }
+
+    #[tokio::test]
     async fn statements_return_columns_rows_and_every_value_type() {
         let db = Connection::open(&memory()).await.unwrap();
         db.execute(
