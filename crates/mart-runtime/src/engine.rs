@@ -19,7 +19,7 @@ use wasmtime::{
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use crate::parts::{HostPart, InstanceContext, PgPart, VariablesPart};
+use crate::parts::{HostPart, InstanceContext, OtelPart, PgPart, VariablesPart};
 use crate::{AppComponent, InstanceState, InvocationLimits};
 
 /// How much of a memory slot is reset in place rather than released to the OS.
@@ -96,12 +96,13 @@ impl Runtime {
             .unwrap_or(options.default_limits.max_memory_bytes);
         let engine = build_engine(options, largest_memory)?;
         let pg_pools = Arc::new(PgPools::new(options.pg_pools));
-        let builtin: [Arc<dyn HostPart>; 2] = [
+        let builtin: [Arc<dyn HostPart>; 3] = [
             Arc::new(PgPart {
                 pools: pg_pools.clone(),
                 compatibility: options.pg_compatibility,
             }),
             Arc::new(VariablesPart),
+            Arc::new(OtelPart),
         ];
         let parts: Vec<_> = builtin
             .into_iter()

@@ -12,6 +12,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use mart_otel::OtelHost;
 use mart_outbound_pg::{PgCompatibility, PgHost, PgPools};
 use mart_telemetry::CurrentTrace;
 use mart_variables::VariablesHost;
@@ -74,5 +75,21 @@ impl HostPart for VariablesPart {
 
     fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn Any + Send> {
         Box::new(VariablesHost::new(of.component.variables.clone()))
+    }
+}
+
+/// `wasi:otel@0.2.0-rc.2` (Spin 4's platform world): a component's own
+/// spans, children of the invocation's span and parents of the host calls
+/// made while they are open, exported with the host's.
+pub struct OtelPart;
+
+impl HostPart for OtelPart {
+    fn link(&self, linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
+        mart_otel::add_to_linker(linker, InstanceState::part::<OtelHost>)?;
+        Ok(())
+    }
+
+    fn instance(&self, of: &InstanceContext<'_>) -> Box<dyn Any + Send> {
+        Box::new(OtelHost::new(of.component.id.clone(), of.trace.clone()))
     }
 }

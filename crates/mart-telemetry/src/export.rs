@@ -140,6 +140,15 @@ fn resource() -> Resource {
     }
 }
 
+/// Hands a span recorded elsewhere (a component's own, through
+/// `wasi:otel`) to the batch processor, to leave with the host's spans
+/// under the host's resource; nothing happens when spans are not exported.
+pub fn export_span(span: SpanData) {
+    if let Some(exporter) = EXPORTER.get() {
+        exporter.processor.on_end(span);
+    }
+}
+
 /// Hands a finished span to the batch processor.
 pub(crate) fn finished(context: &TraceParent, recording: Recording, end: SystemTime) {
     let Some(exporter) = EXPORTER.get() else {

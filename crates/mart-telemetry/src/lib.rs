@@ -16,7 +16,7 @@ mod trace_parent;
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-pub use export::{exporting, init_from_env, ExportGuard, TelemetryConfig};
+pub use export::{export_span, exporting, init_from_env, ExportGuard, TelemetryConfig};
 pub use opentelemetry::Value;
 pub use trace_parent::{CurrentTrace, TraceParent};
 

@@ -135,27 +135,65 @@ mod tests {
 /// that request's trace. With requests running concurrently in one
 /// instance, a call joins the trace of the request started last: the host
 /// cannot tell which of the instance's tasks made it.
+///
+/// A component that records spans of its own (`wasi:otel`) names its
+/// innermost open one, so the host's spans made meanwhile (a statement)
+/// are that span's children, as on Spin; the invocation's span stays what
+/// the component is told it runs in.
 #[derive(Debug, Clone, Default)]
-pub struct CurrentTrace(std::sync::Arc<std::sync::Mutex<Option<TraceParent>>>);
+pub struct CurrentTrace(std::sync::Arc<std::sync::Mutex<Slots>>);
+
+#[derive(Debug, Default)]
+struct Slots {
+    invocation: Option<TraceParent>,
+    guest_span: Option<TraceParent>,
+}
 
 impl CurrentTrace {
     pub fn new(trace: Option<TraceParent>) -> Self {
-        Self(std::sync::Arc::new(std::sync::Mutex::new(trace)))
+        Self(std::sync::Arc::new(std::sync::Mutex::new(Slots {
+            invocation: trace,
+            guest_span: None,
+        })))
     }
 
-    /// The trace calls made now belong to.
+    /// The span calls made now are children of: the component's open span,
+    /// else the invocation's.
     pub fn get(&self) -> Option<TraceParent> {
-        self.lock().clone()
+        let slots = self.lock();
+        slots
+            .guest_span
+            .clone()
+            .or_else(|| slots.invocation.clone())
     }
 
-    /// Calls made from now on belong to `trace`.
+    /// The invocation's span, whatever span the component has open.
+    pub fn invocation(&self) -> Option<TraceParent> {
+        self.lock().invocation.clone()
+    }
+
+    /// Calls made from now on belong to `trace`, a new invocation: a span
+    /// the component opened in an earlier one parents none of them.
     pub fn set(&self, trace: Option<TraceParent>) {
-        *self.lock() = trace;
+        *self.lock() = Slots {
+            invocation: trace,
+            guest_span: None,
+        };
     }
 
-    /// A poisoned lock only means a panic elsewhere held it; the value
-    /// (an id) is still whole.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<TraceParent>> {
+    /// The component's innermost open span (`None`: none is open), if the
+    /// invocation is still `invocation` (a reused instance may have begun
+    /// another one since the span started).
+    pub fn set_guest_span(&self, invocation: Option<&TraceParent>, span: Option<TraceParent>) {
+        let mut slots = self.lock();
+        if slots.invocation.as_ref() == invocation {
+            slots.guest_span = span;
+        }
+    }
+
+    /// A poisoned lock only means a panic elsewhere held it; the values
+    /// (ids) are still whole.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -174,5 +212,23 @@ mod current_trace_tests {
         assert_eq!(held_by_a_part.get(), first);
         current.set(None);
         assert_eq!(held_by_a_part.get(), None);
+    }
+
+    #[test]
+    fn a_guest_span_parents_calls_until_the_next_invocation() {
+        let invocation = TraceParent::root();
+        let current = CurrentTrace::new(Some(invocation.clone()));
+        let guest = invocation.child();
+        current.set_guest_span(Some(&invocation), Some(guest.clone()));
+        assert_eq!(current.get(), Some(guest.clone()));
+        assert_eq!(current.invocation(), Some(invocation.clone()));
+
+        // A reused instance's next request: the old span parents nothing,
+        // and a late end of it does not bring it back.
+        let next = TraceParent::root();
+        current.set(Some(next.clone()));
+        assert_eq!(current.get(), Some(next.clone()));
+        current.set_guest_span(Some(&invocation), Some(guest));
+        assert_eq!(current.get(), Some(next));
     }
 }
