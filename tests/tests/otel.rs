@@ -120,3 +120,55 @@ fn without_an_exporter_the_component_loads_and_its_route_answers() {
     // A second request: on-start and on-end did nothing and failed nothing.
     work(&host, &[]);
 }
+
+#[test]
+fn ending_a_span_never_started_traps_as_on_spin_and_huge_attribute_lists_are_bounded() {
+    let receiver = OtlpReceiver::start();
+    let host = Host::start(APP, &exporting_to(&receiver));
+
+    // Spin's factor-otel fails the call ("Trying to end a span that was
+    // not started"): the invocation traps and answers 500; the host serves on.
+    let unstarted = host.get("/otel/unstarted");
+    assert_eq!(unstarted.status, 500, "{}", unstarted.text());
+    assert!(host.log().contains("was not started"), "{}", host.log());
+
+    let huge = host.get("/otel/huge");
+    assert_eq!(huge.status, 200, "{}", huge.text());
+    let span = fields(&huge.text())["span"].clone();
+    let spans = receiver.wait_for(SPANS, "the huge span", |spans| find(spans, &span).is_some());
+    let attributes = find(&spans, &span).unwrap().attributes.len();
+    assert_eq!(attributes, 128, "the SDK's default span limit");
+
+    work(&host, &[]);
+}
+
+#[test]
+fn logs_reach_the_hosts_log_with_the_component_id_and_metrics_are_accepted() {
+    let host = Host::start(APP, &[]);
+    let message = format!("otel-log-{}", std::process::id());
+    let logged = host.get(&format!("/otel/log?message={message}"));
+    assert_eq!(logged.status, 200, "{}", logged.text());
+    let line = mart_integration_tests::eventually(
+        Duration::from_secs(10),
+        "the record in the host's log",
+        || {
+            host.log()
+                .lines()
+                .find(|line| line.contains(&message))
+                .map(str::to_string)
+        },
+    );
+    assert!(line.contains("p3-otel"), "{line}");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("mart.test.flavour=tea"), "{line}");
+
+    // Without an OTLP metrics exporter (this host has none), as on Spin
+    // without one: accepted, nothing sent.
+    let exported = host.get("/otel/metrics");
+    assert_eq!(exported.status, 200, "{}", exported.text());
+    assert_eq!(exported.text(), "exported");
+
+    // No exporter: nothing is tracked, so ending an unknown span is no
+    // error either (Spin checks only when it exports).
+    assert_eq!(host.get("/otel/unstarted").status, 200);
+}
