@@ -133,3 +133,24 @@ fn start(name: &str, command: &mut Command, port: u16, dir: &Path) -> LocalServe
     }
     LocalServer { port, pid }
 }
+
+/// A one-shot HTTP server on a free loopback port answering "pong": the
+/// port, and the thread serving it (join it to know it answered).
+pub fn pong_once() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("a bound port").port();
+    (port, pong_once_on(listener))
+}
+
+/// `pong_once` on a listener of the caller's (a port chosen earlier, e.g.
+/// the one a component is allowed to reach).
+pub fn pong_once_on(listener: std::net::TcpListener) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("a connection");
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
+    })
+}

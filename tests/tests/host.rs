@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mart_integration_tests::fake_http::{FakeHttp, Recorded};
+use mart_integration_tests::servers::pong_once;
 use mart_integration_tests::{eventually, free_port, http, mart_bin, postgres, repo_root, Host};
 
 const PROBE: &str = "tests/fixtures/probe.toml";
@@ -356,29 +357,15 @@ fn a_malformed_cron_expression_stops_the_app_naming_component_and_expression() {
     );
 }
 
-/// A one-shot HTTP server on loopback answering "pong".
-fn upstream() -> (u16, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = stream.read(&mut buf);
-        let _ = stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
-    });
-    (port, handle)
-}
-
 #[test]
 fn outbound_http_is_limited_to_allowed_hosts() {
-    let (port, server) = upstream();
+    let (port, server) = pong_once();
     let host = probe_host(&[("SPIN_VARIABLE_UPSTREAM_PORT", port.to_string())]);
     let allowed = host.get(&format!("/probe/http?url=http://127.0.0.1:{port}/ping"));
     assert_eq!(allowed.text(), "200 pong");
     server.join().unwrap();
 
-    let (other, _server) = upstream();
+    let (other, _server) = pong_once();
     let refused = host.get(&format!("/probe/http?url=http://127.0.0.1:{other}/ping"));
     assert_eq!(refused.status, 502);
     assert!(

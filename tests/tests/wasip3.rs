@@ -6,10 +6,10 @@
 //! served it and how many requests that instance has served.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
+use mart_integration_tests::servers::{pong_once, pong_once_on};
 use mart_integration_tests::Host;
 
 const APP: &str = "tests/fixtures/p3.toml";
@@ -192,28 +192,6 @@ fn a_request_past_its_deadline_is_a_504_and_the_instance_goes() {
     assert_eq!(slow.status, 504, "--request-timeout wins: {}", slow.text());
 }
 
-/// A one-shot HTTP server on loopback answering "pong".
-fn upstream() -> (u16, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (port, answer_once(listener))
-}
-
-/// `upstream`, on a port chosen earlier (the one the host allows).
-fn upstream_on(port: u16) -> std::thread::JoinHandle<()> {
-    answer_once(TcpListener::bind(("127.0.0.1", port)).unwrap())
-}
-
-fn answer_once(listener: TcpListener) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = stream.read(&mut buf);
-        let _ = stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
-    })
-}
-
 #[test]
 fn p3_outbound_http_is_limited_to_allowed_hosts() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -221,14 +199,14 @@ fn p3_outbound_http_is_limited_to_allowed_hosts() {
     drop(listener);
     let host = Host::start(APP, &[("SPIN_VARIABLE_UPSTREAM_PORT", port.to_string())]);
     for version in BOTH_VERSIONS {
-        let server = upstream_on(port);
+        let server = pong_once_on(TcpListener::bind(("127.0.0.1", port)).unwrap());
         let allowed = host.get(&format!(
             "{version}/outbound?url=http://127.0.0.1:{port}/ping"
         ));
         assert_eq!(allowed.text(), "status=200", "{version}");
         server.join().unwrap();
 
-        let (other, _server) = upstream();
+        let (other, _server) = pong_once();
         let refused = host.get(&format!(
             "{version}/outbound?url=http://127.0.0.1:{other}/ping"
         ));
