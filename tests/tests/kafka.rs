@@ -991,7 +991,9 @@ fn an_async_handler_retries_dead_letters_and_commits_as_a_sync_one_does() {
 
 #[test]
 fn an_async_handlers_instance_is_reused_until_it_traps_or_idles() {
-    let s = setup_component("p3_reuse", "p3_events", "", ONE_PARTITION);
+    // One record per batch, so each record is its own call: an instance
+    // that handles several has been reused across calls.
+    let s = setup_component("p3_reuse", "p3_events", "batch_size = 1", ONE_PARTITION);
     let _host = start_host(&s);
     let mut records: Vec<(String, serde_json::Value)> = (0..8)
         .map(|i| ("k".to_string(), json!(format!("r{i} ok"))))
@@ -1006,15 +1008,17 @@ fn an_async_handlers_instance_is_reused_until_it_traps_or_idles() {
     eventually(WAIT, "the effect after the trap", || {
         effects(&s.db).contains_key("after").then_some(())
     });
-    // The eight records came at once, one partition, one batch at a time:
-    // they were handed to instances that had handled records before (a
-    // counter in the component's globals says how many).
-    let handed: Vec<u64> = (0..8)
-        .map(|i| origins(&s.db, &format!("r{i}"))[0].1)
+    // The eight records came at once, one partition, one call each, back
+    // to back: a later call met an instance an earlier one had used (its
+    // id, and a counter in the component's globals, say so).
+    let first: Vec<(String, u64)> = (0..8)
+        .map(|i| origins(&s.db, &format!("r{i}"))[0].clone())
         .collect();
     assert!(
-        handed.iter().any(|n| *n >= 2),
-        "no instance handled two records: {handed:?}"
+        first
+            .windows(2)
+            .any(|pair| pair[0].0 == pair[1].0 && pair[1].1 > pair[0].1),
+        "no instance served two calls: {first:?}"
     );
     // The trap retired its instance: the retry ran in a new one, whose
     // first record it was.

@@ -155,25 +155,26 @@ fn an_instance_serves_at_most_the_concurrent_reuse_count_at_once() {
         "--max-instance-reuse-count",
         "100",
     ]);
-    let answers: Vec<Served> = std::thread::scope(|scope| {
-        let requests: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| served(&host, "/p3/sleep?ms=2000")))
-            .collect();
-        requests.into_iter().map(|r| r.join().unwrap()).collect()
-    });
-    let most = answers.iter().filter_map(|a| a.in_flight).max().unwrap();
-    assert_eq!(
-        most, 2,
-        "requests overlapped in one instance, never more than 2: {answers:?}"
-    );
-    let mut per_instance: HashMap<&str, usize> = HashMap::new();
-    for answer in &answers {
-        *per_instance.entry(&answer.instance).or_default() += 1;
+    // Whether two overlapping requests meet in one instance depends on
+    // when each worker is ready for another; a loaded machine may give
+    // every request its own. So bursts until one overlap is seen (the
+    // reuse), and never more than 2 at once in any (the limit).
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let answers: Vec<Served> = std::thread::scope(|scope| {
+            let requests: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| served(&host, "/p3/sleep?ms=1500")))
+                .collect();
+            requests.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let most = answers.iter().filter_map(|a| a.in_flight).max().unwrap();
+        assert!(most <= 2, "never more than 2 in one instance: {answers:?}");
+        seen.push(most);
+        if most == 2 {
+            return;
+        }
     }
-    assert!(
-        per_instance.len() >= 4,
-        "8 overlapping requests, 2 per instance: {per_instance:?}"
-    );
+    panic!("no two requests ever overlapped in one instance: {seen:?}");
 }
 
 #[test]
@@ -190,6 +191,11 @@ fn a_request_past_its_deadline_is_a_504_and_the_instance_goes() {
     let host = host_with(&["--request-timeout", "1s"]);
     let slow = host.get("/p3/sleep?ms=3000");
     assert_eq!(slow.status, 504, "--request-timeout wins: {}", slow.text());
+
+    // A longer --request-timeout lets a request outlive timeout_ms.
+    let host = host_with(&["--request-timeout", "20s"]);
+    let slow = host.get("/p3/sleep?ms=6000");
+    assert_eq!(slow.status, 200, "--request-timeout wins: {}", slow.text());
 }
 
 #[test]

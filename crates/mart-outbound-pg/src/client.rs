@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -169,11 +169,7 @@ impl PgPools {
             .get()
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;
-        Ok(Connection {
-            client: Some(client),
-            database,
-            txn: TxnTracker::default(),
-        })
+        Ok(Connection::new(client, database))
     }
 }
 
@@ -239,40 +235,52 @@ pub(crate) enum OpenError {
 
 /// The `connection` resource: a pooled client held for the instance's life.
 pub struct Connection {
-    client: Option<Object>,
+    session: Arc<tokio::sync::Mutex<Session>>,
     /// The database's name (for spans).
     pub(crate) database: String,
+}
+
+/// What runs statements: the pooled client and what it knows of the
+/// transaction it may be in. Behind an async lock shared with the
+/// statements in flight, so that an async call runs without holding the
+/// instance's state, two statements of one connection run one after the
+/// other (as PostgreSQL runs them), and a call the guest cancels releases
+/// the connection as it stands.
+pub(crate) struct Session {
+    client: Option<Object>,
     pub(crate) txn: TxnTracker,
 }
 
 impl Connection {
-    /// The pooled client; `None` while the connection is lent out to a
-    /// statement of an async call (see `lend`).
-    pub(crate) fn client(&self) -> Option<&Object> {
-        self.client.as_ref()
-    }
-
-    /// Takes the connection out for one statement of an async call, which
-    /// runs without holding the instance's state; the table keeps a busy
-    /// shell until `restore` puts it back. If the guest drops the handle
-    /// meanwhile, the lent connection is dropped when the statement ends,
-    /// with the same rollback-or-discard as any other drop.
-    pub(crate) fn lend(&mut self) -> Connection {
-        let shell = Connection {
-            client: None,
-            database: self.database.clone(),
+    fn new(client: Object, database: String) -> Self {
+        let session = Session {
+            client: Some(client),
             txn: TxnTracker::default(),
         };
-        std::mem::replace(self, shell)
+        Self {
+            session: Arc::new(tokio::sync::Mutex::new(session)),
+            database,
+        }
     }
 
-    /// Puts a lent connection back in place of its busy shell.
-    pub(crate) fn restore(&mut self, lent: Connection) {
-        *self = lent;
+    /// The session, for a statement to lock while it runs.
+    pub(crate) fn session(&self) -> Arc<tokio::sync::Mutex<Session>> {
+        self.session.clone()
     }
 }
 
-impl Drop for Connection {
+impl Session {
+    pub(crate) fn client(&self) -> &Object {
+        self.client
+            .as_ref()
+            .expect("a session has its client until it is dropped")
+    }
+}
+
+/// The last holder of a session (the guest's handle, or a statement that
+/// outlived it) returns the client to the pool, rolled back first if the
+/// guest left a transaction open (it trapped, or forgot to commit).
+impl Drop for Session {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else {
             return;
@@ -280,7 +288,6 @@ impl Drop for Connection {
         if !self.txn.maybe_in_transaction() {
             return; // back to the pool as it is
         }
-        // The guest left a transaction open (it trapped or forgot to commit).
         // Roll it back before the connection serves anyone else; if that is
         // not possible, detach it from the pool so it is closed.
         match tokio::runtime::Handle::try_current() {

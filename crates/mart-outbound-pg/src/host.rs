@@ -9,7 +9,7 @@ use wasmtime::component::Resource;
 use crate::bindings::spin::postgres::postgres::{
     self as pg, DbError, Error, HostConnection, ParameterValue, QueryError, RowSet,
 };
-use crate::client::{Connection, OpenError, PgPools, TriggerKind};
+use crate::client::{Connection, OpenError, PgPools, Session, TriggerKind};
 use crate::convert::{self, ColumnInfo, RawRow, SqlParam};
 use crate::{spin40, PgCompatibility, PgHost};
 use mart_outbound_networking::AllowedHosts;
@@ -33,9 +33,13 @@ impl HostConnection for PgHost {
         let span = self.statement_span(&connection, &statement);
         let compatibility = self.compatibility;
         let result = match self.connection(&connection) {
-            Ok(connection) => query(connection, &statement, params, compatibility)
-                .await
-                .and_then(|(columns, rows)| row_set(&columns, &rows, compatibility)),
+            Ok(connection) => {
+                let session = connection.session();
+                let mut session = session.lock().await;
+                query(&mut session, &statement, params, compatibility)
+                    .await
+                    .and_then(|(columns, rows)| row_set(&columns, &rows, compatibility))
+            }
             Err(e) => Err(e),
         };
         finish(span, &result);
@@ -50,7 +54,11 @@ impl HostConnection for PgHost {
     ) -> Result<u64, Error> {
         let span = self.statement_span(&connection, &statement);
         let result = match self.connection(&connection) {
-            Ok(connection) => execute(connection, &statement, params).await,
+            Ok(connection) => {
+                let session = connection.session();
+                let mut session = session.lock().await;
+                execute(&mut session, &statement, params).await
+            }
             Err(e) => Err(e),
         };
         finish(span, &result);
@@ -190,14 +198,14 @@ impl Prepared<'_> {
     }
 }
 
-/// Runs a query on `connection`: its columns and raw rows.
+/// Runs a query in `session`: its columns and raw rows.
 async fn query(
-    connection: &mut Connection,
+    session: &mut Session,
     statement: &str,
     params: Vec<ParameterValue>,
     compatibility: PgCompatibility,
 ) -> Result<(Vec<ColumnInfo>, Vec<tokio_postgres::Row>), Error> {
-    let prepared = prepare(connection, statement, params).await?;
+    let prepared = prepare(session, statement, params).await?;
     let columns = prepared.columns();
     if compatibility == PgCompatibility::Spin40 {
         // Before running it: Spin fails such a query without running it.
@@ -206,16 +214,13 @@ async fn query(
     Ok((columns, prepared.query().await?))
 }
 
-/// Runs a statement on `connection`: the rows it changed.
+/// Runs a statement in `session`: the rows it changed.
 async fn execute(
-    connection: &mut Connection,
+    session: &mut Session,
     statement: &str,
     params: Vec<ParameterValue>,
 ) -> Result<u64, Error> {
-    prepare(connection, statement, params)
-        .await?
-        .execute()
-        .await
+    prepare(session, statement, params).await?.execute().await
 }
 
 /// The interface's answer to a query from its result rows, as this host
@@ -245,13 +250,13 @@ fn row_set(
 /// Converts the parameters, notes the statement for transaction tracking,
 /// and prepares it (once per pooled connection).
 pub(crate) async fn prepare<'a>(
-    connection: &'a mut Connection,
+    session: &'a mut Session,
     statement: &str,
     params: Vec<ParameterValue>,
 ) -> Result<Prepared<'a>, Error> {
     let params = sql_params(params)?;
-    connection.txn.observe(statement);
-    let client = connection.client().ok_or_else(busy)?;
+    session.txn.observe(statement);
+    let client = session.client();
     let statement = client
         .prepare_cached(statement)
         .await
@@ -261,12 +266,6 @@ pub(crate) async fn prepare<'a>(
         statement,
         params,
     })
-}
-
-/// A statement on a connection whose previous statement (of an async
-/// call) has not finished: PostgreSQL runs one at a time per connection.
-pub(crate) fn busy() -> Error {
-    Error::Other("the connection is still running another statement".into())
 }
 
 impl PgHost {

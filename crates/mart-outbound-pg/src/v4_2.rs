@@ -4,8 +4,10 @@
 //! types, and so is the connection: one implementation serves both, and a
 //! component may hold connections of either.
 //!
-//! The async calls run without holding the instance's state: the
-//! connection is lent out of the table for the statement and put back.
+//! The async calls run without holding the instance's state: a statement
+//! locks the connection's session (client.rs), so two statements of one
+//! connection run one after the other, and a call the guest cancels
+//! leaves the connection as it stands.
 //! A query's rows are read whole, then handed over as the stream: rows
 //! come to the guest as PostgreSQL's own client gives them to us, and a
 //! statement's size is bounded by the instance's memory either way.
@@ -21,8 +23,8 @@
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
 use crate::bindings::spin::postgres::postgres as v4_0;
-use crate::client::Connection;
-use crate::host::{busy, finish};
+use crate::client::{Connection, Session};
+use crate::host::finish;
 use crate::{spin40, PgCompatibility, PgHost};
 
 pub(crate) mod bindings {
@@ -174,8 +176,8 @@ impl<T> v4_2::HostConnectionWithStore<T> for PgAsync {
         });
         // Refused before it ran: the call's own error. Failed while it
         // ran: the end of an empty stream.
-        let outcome = on_lent_connection(accessor, &connection, async |lent| {
-            let prepared = crate::host::prepare(lent, &statement, params).await?;
+        let outcome = in_session(accessor, &connection, async |session| {
+            let prepared = crate::host::prepare(session, &statement, params).await?;
             let columns = prepared.columns();
             Ok((columns, prepared.query().await))
         })
@@ -206,8 +208,8 @@ impl<T> v4_2::HostConnectionWithStore<T> for PgAsync {
         params: Vec<ParameterValue>,
     ) -> Result<u64, Error> {
         let span = accessor.with(|mut access| access.get().statement_span(&connection, &statement));
-        let result = on_lent_connection(accessor, &connection, async |lent| {
-            crate::host::prepare(lent, &statement, params)
+        let result = in_session(accessor, &connection, async |session| {
+            crate::host::prepare(session, &statement, params)
                 .await?
                 .execute()
                 .await
@@ -237,28 +239,21 @@ async fn open<T>(
     })
 }
 
-/// Runs `statement` on the connection behind `handle`, lent out of the
-/// table meanwhile, and puts it back (or drops it, if the guest dropped
-/// the handle in the meantime).
-async fn on_lent_connection<T, R>(
+/// Runs `statement` in the session of the connection behind `handle`,
+/// locked for it (after the connection's earlier statements).
+async fn in_session<T, R>(
     accessor: &Accessor<T, PgAsync>,
     handle: &Resource<Connection>,
-    statement: impl AsyncFnOnce(&mut Connection) -> Result<R, Error>,
+    statement: impl AsyncFnOnce(&mut Session) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    let mut lent = accessor.with(|mut access| {
-        let connection = access.get().connection(handle)?;
-        if connection.client().is_none() {
-            return Err(busy());
-        }
-        Ok(connection.lend())
+    let session = accessor.with(|mut access| {
+        access
+            .get()
+            .connection(handle)
+            .map(|connection| connection.session())
     })?;
-    let result = statement(&mut lent).await;
-    accessor.with(|mut access| {
-        if let Ok(shell) = access.get().connection(handle) {
-            shell.restore(lent);
-        }
-    });
-    result
+    let mut session = session.lock_owned().await;
+    statement(&mut session).await
 }
 
 type Answer = (Vec<Column>, Vec<Vec<DbValue>>, Result<(), Error>);

@@ -112,7 +112,10 @@ fn other(error: redis::RedisError) -> Error {
 impl RedisHost {
     /// Whether the component may open `address` now, as Spin answers: an
     /// address not listed is `invalid-address`, and nothing is dialled.
-    fn permit(&self, address: &str) -> Result<(), Error> {
+    /// A permitted open takes one of the instance's connections at once,
+    /// before it dials: async opens in flight together count, so a p3
+    /// guest cannot dial past the limit (`unreserve` gives it back).
+    fn permit(&mut self, address: &str) -> Result<(), Error> {
         if !self.is_allowed(address) {
             tracing::warn!(%address, "redis address not in allowed_outbound_hosts");
             return Err(Error::InvalidAddress);
@@ -120,16 +123,38 @@ impl RedisHost {
         if self.open >= MAX_CONNECTIONS {
             return Err(Error::TooManyConnections);
         }
+        self.open += 1;
         Ok(())
     }
 
+    /// Gives back a connection `permit` took, whose dial failed.
+    fn unreserve(&mut self) {
+        self.open -= 1;
+    }
+
+    /// Keeps a connection dialled under a `permit`.
     fn hold(
         &mut self,
         connection: MultiplexedConnection,
     ) -> wasmtime::Result<Resource<Connection>> {
-        let handle = self.table.push(Connection(connection))?;
-        self.open += 1;
-        Ok(handle)
+        self.table.push(Connection(connection)).map_err(|e| {
+            self.unreserve();
+            e.into()
+        })
+    }
+
+    /// A permitted open's outcome: the connection kept, or the permit given back.
+    fn opened(
+        &mut self,
+        dialled: Result<MultiplexedConnection, Error>,
+    ) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
+        match dialled {
+            Ok(connection) => Ok(Ok(self.hold(connection)?)),
+            Err(e) => {
+                self.unreserve();
+                Ok(Err(e))
+            }
+        }
     }
 
     fn close(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
@@ -228,10 +253,8 @@ impl v2::HostConnection for RedisHost {
         if let Err(refused) = self.permit(&address) {
             return Ok(Err(refused));
         }
-        match commands::dial(&address).await {
-            Ok(connection) => Ok(Ok(self.hold(connection)?)),
-            Err(e) => Ok(Err(e)),
-        }
+        let dialled = commands::dial(&address).await;
+        self.opened(dialled)
     }
 
     async fn publish(
@@ -379,12 +402,8 @@ impl<T: Send> v3::HostConnectionWithStore<T> for Redis {
         if let Err(refused) = accessor.with(|mut access| access.get().permit(&address)) {
             return v3_answer(Err(refused));
         }
-        match commands::dial(&address).await {
-            Ok(connection) => Ok(Ok(
-                accessor.with(|mut access| access.get().hold(connection))?
-            )),
-            Err(e) => v3_answer(Err(e)),
-        }
+        let dialled = commands::dial(&address).await;
+        v3_answer(accessor.with(|mut access| access.get().opened(dialled))?)
     }
 
     async fn publish(
