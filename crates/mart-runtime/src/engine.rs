@@ -250,11 +250,23 @@ impl Runtime {
 }
 
 /// Lets a guest busy in its own code run for `timeout` from now, then traps
-/// it. Set when a store is made, and again as each request starts in a
-/// reused instance.
-pub fn arm_deadline(mut store: wasmtime::StoreContextMut<'_, InstanceState>, timeout: Duration) {
+/// it. Set when a store is made, and again as each call starts in a
+/// reused instance (`begin_next_call`).
+fn arm_deadline(mut store: wasmtime::StoreContextMut<'_, InstanceState>, timeout: Duration) {
     let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis());
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+}
+
+/// The next call in a reused instance (a WASIp3 HTTP request, an async
+/// Kafka batch): its host calls join `trace`, and a guest busy in its own
+/// code is stopped `timeout` from now.
+pub fn begin_next_call(
+    mut store: wasmtime::StoreContextMut<'_, InstanceState>,
+    trace: Option<TraceParent>,
+    timeout: Duration,
+) {
+    store.data().continue_trace(trace);
+    arm_deadline(store.as_context_mut(), timeout);
 }
 
 impl Runtime {}

@@ -90,8 +90,7 @@ impl Runtime {
         store: &mut Store<InstanceState>,
         trace: Option<TraceParent>,
     ) -> Invocation {
-        store.data().continue_trace(trace);
-        crate::arm_deadline(store.as_context_mut(), component.limits.timeout);
+        crate::begin_next_call(store.as_context_mut(), trace, component.limits.timeout);
         Invocation {
             metrics: self.metrics().clone(),
             timeout: component.limits.timeout,

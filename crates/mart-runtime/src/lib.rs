@@ -14,7 +14,7 @@ mod parts;
 mod state;
 mod wasi_versions;
 
-pub use engine::{arm_deadline, Runtime, RuntimeOptions};
+pub use engine::{begin_next_call, Runtime, RuntimeOptions};
 pub use invoke::{panic_text, Invocation, InvokeError};
 pub use limits::InvocationLimits;
 pub use mart_outbound_pg::{PgCompatibility, PoolBudgets, PoolSettings, TriggerKind};

@@ -51,7 +51,7 @@ impl InstanceState {
 impl InstanceState {
     /// Host calls made from now on join `trace`: how a reused instance's
     /// outbound requests and statements follow the request they serve.
-    pub fn continue_trace(&self, trace: Option<mart_telemetry::TraceParent>) {
+    pub(crate) fn continue_trace(&self, trace: Option<mart_telemetry::TraceParent>) {
         self.trace.set(trace);
     }
 }

@@ -169,11 +169,10 @@ impl WorkerState for Reuse {
         trace: Option<TraceParent>,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        store.data().continue_trace(trace);
         // A guest busy in its own code is stopped at the request's timeout
         // too (which is the component's deadline unless --request-timeout
         // says otherwise).
-        mart_runtime::arm_deadline(store.as_context_mut(), self.request_timeout);
+        mart_runtime::begin_next_call(store.as_context_mut(), trace, self.request_timeout);
         Box::pin(tokio::time::sleep(self.request_timeout))
     }
 
