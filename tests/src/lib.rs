@@ -601,6 +601,27 @@ impl Host {
         let auth = format!("Bearer {token}");
         self.request("GET", path, &[("authorization", &auth)], None)
     }
+
+    /// Registers a customer (asserting 201).
+    pub fn sign_up(&self, email: &str, name: &str, password: &str) {
+        let r = self.send_json(
+            "POST",
+            "/users",
+            &serde_json::json!({"email": email, "name": name, "password": password}),
+        );
+        assert_eq!(r.status, 201, "signing up {email}: {}", r.text());
+    }
+
+    /// Logs in (asserting 200): the whole answer, tokens and lifetimes.
+    pub fn log_in(&self, email: &str, password: &str) -> serde_json::Value {
+        let r = self.send_json(
+            "POST",
+            "/auth/token",
+            &serde_json::json!({"email": email, "password": password}),
+        );
+        assert_eq!(r.status, 200, "logging in {email}: {}", r.text());
+        r.json()
+    }
 }
 
 impl Drop for Host {

@@ -577,13 +577,7 @@ fn a_shopper_pays_with_payfast_from_the_storefront() {
                     .is_empty())
                 .then_some(())
             });
-            let token = host
-                .send_json(
-                    "POST",
-                    "/auth/token",
-                    &json!({"email": email, "password": password}),
-                )
-                .json()["access_token"]
+            let token = host.log_in(&email, &password)["access_token"]
                 .as_str()
                 .unwrap()
                 .to_string();

@@ -113,19 +113,8 @@ fn a_signed_in_shopper_stays_signed_in_as_access_tokens_expire() {
     let host = shop_host();
     let email = format!("{}@example.com", unique("stayer"));
     let password = "stays signed in";
-    let r = host.send_json(
-        "POST",
-        "/users",
-        &json!({"email": email, "name": "Stayer", "password": password}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = host.send_json(
-        "POST",
-        "/auth/token",
-        &json!({"email": email, "password": password}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let login = r.json();
+    host.sign_up(&email, "Stayer", password);
+    let login = host.log_in(&email, password);
     assert_eq!(login["expires_in"], TTL_SECS, "{login}");
     let token = login["access_token"].as_str().unwrap();
     let product = product_named(host, &unique("kettle"), None, Some(5));

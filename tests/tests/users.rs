@@ -551,3 +551,34 @@ fn a_password_change_ends_earlier_sessions_at_their_next_refresh() {
     let (status, problem) = refresh(&host, &raced);
     assert_eq!(status, 401, "an older token version: {problem}");
 }
+
+/// The owner signing in from two tabs (or the storefront and another
+/// client) at once: correct passwords are never throttled while the free
+/// attempts last, whichever attempt's transaction began first. (A login
+/// that began before another's attempt was recorded once measured the
+/// time since that attempt as negative and was told to wait: the CI
+/// failure of 2026-12-07 in payfast.rs.)
+#[test]
+fn an_owners_parallel_sign_ins_are_not_throttled() {
+    let host = host();
+    let email = unique_email();
+    register(&host, &email, "correct horse battery");
+    for round in 0..8 {
+        let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+            let sign_ins: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        host.post_json_from(
+                            "127.0.0.5",
+                            "/auth/token",
+                            &json!({ "email": email, "password": "correct horse battery" }),
+                        )
+                    })
+                })
+                .collect();
+            sign_ins.into_iter().map(|g| g.join().unwrap()).collect()
+        });
+        let refused: Vec<&(u16, String)> = statuses.iter().filter(|(s, _)| *s != 200).collect();
+        assert!(refused.is_empty(), "round {round}: {refused:?}");
+    }
+}

@@ -194,7 +194,9 @@ impl Db {
     /// with the attempt already counted as a failure, which a correct
     /// password then clears (`clear_login_attempts`) and a wrong one dates
     /// from its end (`restart_login_delay`). Taken under the row's
-    /// lock, so parallel guesses are each counted.
+    /// lock, so parallel guesses are each counted. Times are the clock's,
+    /// not the transaction's start (`now()`), which a parallel attempt may
+    /// have passed while this one waited for the lock.
     pub fn take_login_attempt(
         &self,
         email: &str,
@@ -202,34 +204,33 @@ impl Db {
     ) -> Result<Option<i64>, DomainError> {
         self.transaction(|db| {
             let key = [text(email), text(client)];
-            db.connection
-                .execute(
-                    "INSERT INTO login_throttle (email, client, failures, last_failure_at) \
-                     VALUES ($1, $2, 0, now()) ON CONFLICT DO NOTHING",
-                    &key,
-                )
-                .map_err(failed)?;
+            // One statement that creates or locks the row: a parallel
+            // success may delete it at any moment, and an upsert retries
+            // where an insert-then-select would find nothing.
             let rows = db
                 .connection
                 .query(
-                    "SELECT failures, floor(extract(epoch FROM now() - last_failure_at))::int8 \
-                     FROM login_throttle WHERE email = $1 AND client = $2 FOR UPDATE",
+                    "INSERT INTO login_throttle AS t (email, client, failures, last_failure_at) \
+                     VALUES ($1, $2, 0, clock_timestamp()) \
+                     ON CONFLICT (email, client) DO UPDATE SET failures = t.failures \
+                     RETURNING failures, \
+                       floor(extract(epoch FROM clock_timestamp() - last_failure_at))::int8",
                     &key,
                 )
                 .map_err(failed)?;
             let row = rows
                 .rows
                 .first()
-                .ok_or_else(|| failed("the throttle row vanished"))?;
+                .ok_or_else(|| failed("the throttle upsert returned no row"))?;
             let failures: i32 = decode(&row[0])?;
             let elapsed: i64 = decode(&row[1])?;
-            let wait = users::login_delay_secs(u32::try_from(failures).unwrap_or(0)) - elapsed;
+            let wait = users::login_wait_secs(u32::try_from(failures).unwrap_or(0), elapsed);
             if wait > 0 {
                 return Ok(Some(wait));
             }
             db.connection
                 .execute(
-                    "UPDATE login_throttle SET failures = failures + 1, last_failure_at = now() \
+                    "UPDATE login_throttle SET failures = failures + 1, last_failure_at = clock_timestamp() \
                      WHERE email = $1 AND client = $2",
                     &key,
                 )
@@ -243,7 +244,7 @@ impl Db {
     pub fn restart_login_delay(&self, email: &str, client: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
-                "UPDATE login_throttle SET last_failure_at = now() \
+                "UPDATE login_throttle SET last_failure_at = clock_timestamp() \
                  WHERE email = $1 AND client = $2",
                 &[text(email), text(client)],
             )

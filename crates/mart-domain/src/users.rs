@@ -261,6 +261,15 @@ pub fn login_delay_secs(failures: u32) -> i64 {
     (1i64 << exponent).min(MAX_DELAY_SECS)
 }
 
+/// How many seconds this attempt must still wait, `failures` attempts
+/// having been counted and the last of them `elapsed_secs` ago. The last
+/// one may be dated after this attempt began (a parallel attempt recorded
+/// it meanwhile), so a negative time since is no time at all: otherwise
+/// the owner's second tab would wait although no delay applies.
+pub fn login_wait_secs(failures: u32, elapsed_secs: i64) -> i64 {
+    (login_delay_secs(failures) - elapsed_secs.max(0)).max(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +407,16 @@ mod tests {
             .contains("fd12::1".parse().unwrap()));
         assert_eq!(IpBlock::parse("10.0.0.0/33"), None);
         assert_eq!(IpBlock::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_wait_counts_from_the_last_failure_never_before_it() {
+        assert_eq!(login_wait_secs(0, 0), 0);
+        assert_eq!(login_wait_secs(1, -1), 0, "a parallel attempt dated later");
+        assert_eq!(login_wait_secs(2, -5), 0);
+        assert_eq!(login_wait_secs(3, -1), 1, "never more than the delay");
+        assert_eq!(login_wait_secs(4, 1), 1);
+        assert_eq!(login_wait_secs(4, 9), 0);
     }
 
     #[test]

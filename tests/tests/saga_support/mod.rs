@@ -27,19 +27,11 @@ pub use mart_integration_tests::unique;
 pub fn customer(host: &Host) -> String {
     let email = format!("{}@example.com", unique("buyer"));
     let password = "correct horse battery";
-    let r = host.send_json(
-        "POST",
-        "/users",
-        &json!({"email": email, "name": "Buyer", "password": password}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = host.send_json(
-        "POST",
-        "/auth/token",
-        &json!({"email": email, "password": password}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["access_token"].as_str().unwrap().to_string()
+    host.sign_up(&email, "Buyer", password);
+    host.log_in(&email, password)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// A product priced `price` (euro cents) with `on_hand` units in stock.
