@@ -30,8 +30,8 @@ const EXPIRY_BATCHES_PER_TICK: usize = 50;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    mart_guest::trace::continue_from(&request);
-    mart_guest::respond(route(&request).await)
+    let trace = mart_guest::trace::of(&request);
+    mart_guest::trace::scoped(trace, async { mart_guest::respond(route(&request).await) }).await
 }
 
 async fn route(request: &Request) -> Result<Response, Problem> {

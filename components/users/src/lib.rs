@@ -18,8 +18,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    mart_guest::trace::continue_from(&request);
-    mart_guest::respond(route(&request))
+    let trace = mart_guest::trace::of(&request);
+    mart_guest::trace::within(trace, || mart_guest::respond(route(&request)))
 }
 
 fn route(request: &Request) -> Result<Response, Problem> {

@@ -97,14 +97,14 @@ pub fn run(handler: &mut impl EventHandler, messages: &[Message]) -> Result<(), 
     let mut db = None;
     for (index, message) in messages.iter().enumerate() {
         // Events this message causes continue its trace.
-        crate::trace::set(
-            header(message, "traceparent").and_then(|v| String::from_utf8(v.to_vec()).ok()),
-        );
-        handle(handler, &mut db, message).map_err(|(retry, reason)| Failure {
-            index: index as u32,
-            retry,
-            reason,
-        })?;
+        let trace = header(message, "traceparent").and_then(|v| String::from_utf8(v.to_vec()).ok());
+        crate::trace::within(trace, || handle(handler, &mut db, message)).map_err(
+            |(retry, reason)| Failure {
+                index: index as u32,
+                retry,
+                reason,
+            },
+        )?;
     }
     Ok(())
 }
