@@ -4,8 +4,7 @@ use mart_domain::catalog::{Product, ProductDeleted, ValidProduct};
 use mart_domain::events::EventData;
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, timestamp, uuid_text};
-use mart_guest::db::{Connection, Database};
-use spin_sdk::pg4::{ParameterValue, RowSet};
+use mart_guest::db::{Connection, Database, ParameterValue, RowSet};
 
 const COLUMNS: &str = "id, name, description, category, price_minor, currency, image_url, \
      (created_at AT TIME ZONE 'UTC') AS created_at, (updated_at AT TIME ZONE 'UTC') AS updated_at";
@@ -19,12 +18,12 @@ pub struct ListFilter<'a> {
     pub limit: u32,
 }
 
-fn connect() -> Result<Database, DomainError> {
-    Database::connect("catalog")
+async fn connect() -> Result<Database, DomainError> {
+    Database::connect("catalog").await
 }
 
-pub fn shop_currency() -> Result<String, DomainError> {
-    mart_guest::config::variable("shop_currency")
+pub async fn shop_currency() -> Result<String, DomainError> {
+    mart_guest::config::variable("shop_currency").await
 }
 
 fn failed(e: impl std::fmt::Display) -> DomainError {
@@ -42,7 +41,7 @@ fn text(value: Option<&str>) -> ParameterValue {
     })
 }
 
-pub fn list(filter: &ListFilter) -> Result<Vec<Product>, DomainError> {
+pub async fn list(filter: &ListFilter<'_>) -> Result<Vec<Product>, DomainError> {
     let (after_name, after_id) = match &filter.after {
         Some((name, id)) => (Some(name.as_str()), Some(id.as_str())),
         None => (None, None),
@@ -64,34 +63,42 @@ pub fn list(filter: &ListFilter) -> Result<Vec<Product>, DomainError> {
         ParameterValue::Int64(i64::from(filter.limit) + 1),
         ParameterValue::Int64(i64::from(filter.offset)),
     ];
-    let rows = connect()?.connection.query(&sql, &params).map_err(failed)?;
+    let rows = connect()
+        .await?
+        .connection
+        .query(&sql, &params)
+        .await
+        .map_err(failed)?;
     products(&rows)
 }
 
-pub fn get(id: &str) -> Result<Option<Product>, DomainError> {
+pub async fn get(id: &str) -> Result<Option<Product>, DomainError> {
     let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
-    let rows = connect()?
+    let rows = connect()
+        .await?
         .connection
         .query(&sql, &[ParameterValue::Uuid(id.to_string())])
+        .await
         .map_err(failed)?;
     Ok(products(&rows)?.into_iter().next())
 }
 
 /// Runs a write and records its event in one transaction: other services
 /// learn of every catalog change through the outbox.
-fn write_with_event<T>(
-    work: impl FnOnce(&Connection) -> Result<Option<T>, DomainError>,
+async fn write_with_event<T>(
+    work: impl AsyncFnOnce(&Connection) -> Result<Option<T>, DomainError>,
     event: impl FnOnce(&T) -> (String, EventData),
 ) -> Result<Option<T>, DomainError> {
-    let db = connect()?;
-    db.transaction(|| {
-        let Some(value) = work(&db.connection)? else {
+    let db = connect().await?;
+    db.transaction(async || {
+        let Some(value) = work(&db.connection).await? else {
             return Ok(None);
         };
         let (aggregate_id, event) = event(&value);
-        db.record(&aggregate_id, &event)?;
+        db.record(&aggregate_id, &event).await?;
         Ok(Some(value))
     })
+    .await
 }
 
 /// The event of a product change: `kind` is `EventData::ProductCreated`
@@ -100,25 +107,26 @@ fn product_event(kind: fn(Product) -> EventData) -> impl FnOnce(&Product) -> (St
     move |product| (product.id.clone(), kind(product.clone()))
 }
 
-pub fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
+pub async fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
     let sql = format!(
         "INSERT INTO products (name, description, category, price_minor, currency, image_url)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let created = write_with_event(
-        |db| {
-            Ok(
-                products(&db.query(&sql, &product_params(p)).map_err(failed)?)?
-                    .into_iter()
-                    .next(),
-            )
+        async |db| {
+            let rows = db
+                .query(&sql, &product_params(p))
+                .await
+                .map_err(failed)?;
+            Ok(products(&rows)?.into_iter().next())
         },
         product_event(EventData::ProductCreated),
-    )?;
+    )
+    .await?;
     created.ok_or_else(|| DomainError::internal("the insert returned no row"))
 }
 
-pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, DomainError> {
+pub async fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, DomainError> {
     let sql = format!(
         "UPDATE products SET name = $1, description = $2, category = $3, price_minor = $4,
                 currency = $5, image_url = $6, updated_at = now()
@@ -127,23 +135,24 @@ pub fn update(id: &str, p: &ValidProduct) -> Result<Option<Product>, DomainError
     let mut params = product_params(p).to_vec();
     params.push(ParameterValue::Uuid(id.to_string()));
     write_with_event(
-        |db| {
-            Ok(products(&db.query(&sql, &params).map_err(failed)?)?
-                .into_iter()
-                .next())
+        async |db| {
+            let rows = db.query(&sql, &params).await.map_err(failed)?;
+            Ok(products(&rows)?.into_iter().next())
         },
         product_event(EventData::ProductUpdated),
     )
+    .await
 }
 
-pub fn delete(id: &str) -> Result<bool, DomainError> {
+pub async fn delete(id: &str) -> Result<bool, DomainError> {
     let deleted = write_with_event(
-        |db| {
+        async |db| {
             let count = db
                 .execute(
                     "DELETE FROM products WHERE id = $1",
                     &[ParameterValue::Uuid(id.to_string())],
                 )
+                .await
                 .map_err(failed)?;
             Ok((count > 0).then(|| id.to_string()))
         },
@@ -155,7 +164,8 @@ pub fn delete(id: &str) -> Result<bool, DomainError> {
                 }),
             )
         },
-    )?;
+    )
+    .await?;
     Ok(deleted.is_some())
 }
 

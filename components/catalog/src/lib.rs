@@ -6,35 +6,34 @@
 mod db;
 
 use mart_domain::{catalog, paging, FieldError, Problem};
-use mart_guest::{auth, json_body, json_response, method_not_allowed, subpath, Query};
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
+use mart_guest::{
+    auth, json_body, json_response, method_not_allowed, subpath, Method, Query, Request, Response,
+};
 
 /// Largest request body the catalog reads.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-#[http_component]
-fn handle(request: Request) -> Response {
-    let trace = mart_guest::trace::of(&request);
-    mart_guest::trace::within(trace, || mart_guest::respond(route(&request)))
+#[spin_sdk::http_service]
+async fn handle(request: spin_sdk::http::Request) -> mart_guest::ServiceResponse {
+    mart_guest::serve(request, route).await
 }
 
-fn route(request: &Request) -> Result<Response, Problem> {
+async fn route(request: &Request) -> Result<Response, Problem> {
     let id = subpath(request, "/products")
         .unwrap_or_default()
         .trim_matches('/');
     match (request.method(), id) {
-        (Method::Get, "") => list(request),
-        (Method::Post, "") => create(request),
+        (Method::Get, "") => list(request).await,
+        (Method::Post, "") => create(request).await,
         (_, "") => Err(method_not_allowed(request, &["GET", "POST"])),
-        (Method::Get, id) => get(id),
-        (Method::Put, id) => replace(request, id),
-        (Method::Delete, id) => delete(request, id),
+        (Method::Get, id) => get(id).await,
+        (Method::Put, id) => replace(request, id).await,
+        (Method::Delete, id) => delete(request, id).await,
         _ => Err(method_not_allowed(request, &["GET", "PUT", "DELETE"])),
     }
 }
 
-fn list(request: &Request) -> Result<Response, Problem> {
+async fn list(request: &Request) -> Result<Response, Problem> {
     let query = Query::parse(
         request.query(),
         &["limit", "cursor", "offset", "q", "category"],
@@ -75,7 +74,7 @@ fn list(request: &Request) -> Result<Response, Problem> {
         offset,
         limit,
     };
-    let mut items = db::list(&filter)?;
+    let mut items = db::list(&filter).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items
@@ -90,51 +89,51 @@ fn list(request: &Request) -> Result<Response, Problem> {
     ))
 }
 
-fn get(id: &str) -> Result<Response, Problem> {
+async fn get(id: &str) -> Result<Response, Problem> {
     let id = db::parse_id(id)?;
-    match db::get(&id)? {
+    match db::get(&id).await? {
         Some(product) => Ok(json_response(200, &product)),
         None => Err(not_found(&id)),
     }
 }
 
-fn create(request: &Request) -> Result<Response, Problem> {
-    authorize_write(request)?;
-    let product = valid_body(request)?;
-    let created = db::insert(&product)?;
+async fn create(request: &Request) -> Result<Response, Problem> {
+    authorize_write(request).await?;
+    let product = valid_body(request).await?;
+    let created = db::insert(&product).await?;
     let mut response = json_response(201, &created);
     response.set_header("location", format!("/products/{}", created.id));
     Ok(response)
 }
 
-fn replace(request: &Request, id: &str) -> Result<Response, Problem> {
-    authorize_write(request)?;
+async fn replace(request: &Request, id: &str) -> Result<Response, Problem> {
+    authorize_write(request).await?;
     let id = db::parse_id(id)?;
-    let product = valid_body(request)?;
-    match db::update(&id, &product)? {
+    let product = valid_body(request).await?;
+    match db::update(&id, &product).await? {
         Some(updated) => Ok(json_response(200, &updated)),
         None => Err(not_found(&id)),
     }
 }
 
-fn delete(request: &Request, id: &str) -> Result<Response, Problem> {
-    authorize_write(request)?;
+async fn delete(request: &Request, id: &str) -> Result<Response, Problem> {
+    authorize_write(request).await?;
     let id = db::parse_id(id)?;
-    if db::delete(&id)? {
-        Ok(Response::new(204, ()))
+    if db::delete(&id).await? {
+        Ok(Response::empty(204))
     } else {
         Err(not_found(&id))
     }
 }
 
 /// Catalog writes are for admins only; reads are public.
-fn authorize_write(request: &Request) -> Result<(), Problem> {
-    auth::require_admin(request).map(|_| ())
+async fn authorize_write(request: &Request) -> Result<(), Problem> {
+    auth::require_admin(request).await.map(|_| ())
 }
 
-fn valid_body(request: &Request) -> Result<catalog::ValidProduct, Problem> {
+async fn valid_body(request: &Request) -> Result<catalog::ValidProduct, Problem> {
     let input: catalog::ProductInput = json_body(request, MAX_BODY_BYTES)?;
-    Ok(catalog::validate(input, &db::shop_currency()?)?)
+    Ok(catalog::validate(input, &db::shop_currency().await?)?)
 }
 
 fn not_found(id: &str) -> Problem {

@@ -4,23 +4,26 @@
 use mart_domain::DomainError;
 use spin_sdk::variables;
 
-pub fn variable(name: &str) -> Result<String, DomainError> {
-    variables::get(name).map_err(|e| {
+pub async fn variable(name: &str) -> Result<String, DomainError> {
+    variables::get(name).await.map_err(|e| {
         eprintln!("variable {name}: {e}");
         DomainError::Internal(format!("the service is not configured ({name})"))
     })
 }
 
 /// An optional variable: absent or empty means `None`.
-pub fn optional_variable(name: &str) -> Option<String> {
-    variables::get(name).ok().filter(|v| !v.trim().is_empty())
+pub async fn optional_variable(name: &str) -> Option<String> {
+    variables::get(name)
+        .await
+        .ok()
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// A switch: `true` or `false` (absent or empty is `false`). Anything else
 /// is a misconfiguration, not a guess: a mistyped switch must not turn a
 /// safeguard off, nor silently leave it on where someone meant it off.
-pub fn switch(name: &str) -> Result<bool, DomainError> {
-    match optional_variable(name).as_deref().map(str::trim) {
+pub async fn switch(name: &str) -> Result<bool, DomainError> {
+    match optional_variable(name).await.as_deref().map(str::trim) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(other) => {
@@ -34,6 +37,6 @@ pub fn switch(name: &str) -> Result<bool, DomainError> {
 
 /// Whether the `fake` payment provider may run here: the development switch
 /// `allow_fake_payments` (see `mart_domain::payments::FAKE_PROVIDER_REFUSED`).
-pub fn fake_payments_allowed() -> Result<bool, DomainError> {
-    switch("allow_fake_payments")
+pub async fn fake_payments_allowed() -> Result<bool, DomainError> {
+    switch("allow_fake_payments").await
 }

@@ -4,32 +4,52 @@
 //! our own (logged, not leaked).
 
 use mart_domain::events::EventData;
-use mart_domain::{outbox, sql, DomainError};
-use spin_sdk::pg4::{DbValue, Decode, ParameterValue, PgError, QueryError, RowSet};
+use mart_domain::{outbox, DomainError};
+pub use spin_sdk::pg::{DbValue, Error, ParameterValue};
+use spin_sdk::pg::{Decode, PgError, QueryError};
 
-/// A `spin:postgres` connection whose `query` also works on Fermyon Spin
-/// 4.0.0–4.0.2, whose host never answers a query without rows
-/// (spinframework/spin#3671): every query is sent wrapped so its result has
-/// a row (`mart_domain::sql::at_least_one_row`), and the padding is removed
-/// here. Components use this type, never spin-sdk's connection directly.
-pub struct Connection(spin_sdk::pg4::Connection);
+/// A `spin:postgres` connection, through its async calls (4.2): a query's
+/// rows are collected as they stream, and an error raised while the
+/// statement runs arrives after them. Components use this type, never
+/// spin-sdk's connection directly.
+///
+/// Unlike the sync `query` of Fermyon Spin 4.0.0–4.0.2, which failed a
+/// query without rows (spinframework/spin#3671, worked around before by
+/// padding every result), the async call answers such a query with no
+/// rows, so statements go to the host as written.
+pub struct Connection(spin_sdk::pg::Connection);
 
-// spin-sdk's own error type, kept so the wrapper is a drop-in for its connection.
-#[allow(clippy::result_large_err)]
+/// A query's rows, each a list of values in the statement's column order.
+pub struct RowSet {
+    pub rows: Vec<Vec<DbValue>>,
+}
+
 impl Connection {
-    pub fn open(address: &str) -> Result<Self, PgError> {
-        spin_sdk::pg4::Connection::open(address).map(Self)
+    pub async fn open(address: &str) -> Result<Self, Error> {
+        spin_sdk::pg::Connection::open(address).await.map(Self)
     }
 
-    pub fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<RowSet, PgError> {
-        let mut result = self.0.query(&sql::at_least_one_row(statement), params)?;
-        result.columns.pop();
-        result.rows = sql::without_padding(result.rows, |v| matches!(v, DbValue::DbNull));
-        Ok(result)
+    pub async fn query(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<RowSet, Error> {
+        let result = self.0.query(statement, params.to_vec()).await?;
+        let (_, mut stream, end) = result.into_inner();
+        let mut rows = Vec::new();
+        while let Some(row) = stream.next().await {
+            rows.push(row);
+        }
+        end.await.map_err(Error::PgError)?;
+        Ok(RowSet { rows })
     }
 
-    pub fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, PgError> {
-        self.0.execute(statement, params)
+    pub async fn execute(
+        &self,
+        statement: &str,
+        params: &[ParameterValue],
+    ) -> Result<u64, Error> {
+        self.0.execute(statement, params.to_vec()).await
     }
 }
 
@@ -53,9 +73,9 @@ pub struct Database {
 impl Database {
     /// Opens the component's database (`db_url`); unavailable (a 503, a
     /// retry) if it cannot be reached.
-    pub fn connect(service: &'static str) -> Result<Self, DomainError> {
-        let url = crate::config::variable("db_url")?;
-        let connection = Connection::open(&url).map_err(|e| {
+    pub async fn connect(service: &'static str) -> Result<Self, DomainError> {
+        let url = crate::config::variable("db_url").await?;
+        let connection = Connection::open(&url).await.map_err(|e| {
             eprintln!("{service}: cannot open the database: {e}");
             DomainError::Unavailable(format!("the {service} database is unavailable"))
         })?;
@@ -75,9 +95,9 @@ impl Database {
     /// Inside an open transaction it runs under a savepoint instead, so an
     /// inner failure undoes only the inner work and the same code serves
     /// on its own and as part of a larger change.
-    pub fn transaction<T, E: From<DomainError>>(
+    pub async fn transaction<T, E: From<DomainError>>(
         &self,
-        work: impl FnOnce() -> Result<T, E>,
+        work: impl AsyncFnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
         let level = self.depth.get();
         let (begin, commit, rollback) = if level == 0 {
@@ -95,19 +115,21 @@ impl Database {
         };
         self.connection
             .execute(&begin, &[])
+            .await
             .map_err(|e| self.failed(e))?;
         self.depth.set(level + 1);
-        let result = work();
+        let result = work().await;
         self.depth.set(level);
         match result {
             Ok(value) => {
                 self.connection
                     .execute(&commit, &[])
+                    .await
                     .map_err(|e| self.failed(e))?;
                 Ok(value)
             }
             Err(error) => {
-                let _ = self.connection.execute(&rollback, &[]);
+                let _ = self.connection.execute(&rollback, &[]).await;
                 Err(error)
             }
         }
@@ -119,13 +141,13 @@ impl Database {
     /// Returns `None` when it was skipped. Effects outside the database (a
     /// payment provider, a mail API) are not covered: pass `event_id` to
     /// them as their idempotency key.
-    pub fn apply_once<T, E: From<DomainError>>(
+    pub async fn apply_once<T, E: From<DomainError>>(
         &self,
         consumer: &str,
         event_id: &str,
-        work: impl FnOnce() -> Result<T, E>,
+        work: impl AsyncFnOnce() -> Result<T, E>,
     ) -> Result<Option<T>, E> {
-        self.transaction(|| {
+        self.transaction(async || {
             let inserted = self
                 .connection
                 .execute(
@@ -133,18 +155,20 @@ impl Database {
                      ON CONFLICT DO NOTHING",
                     &[text(consumer), text(event_id)],
                 )
+                .await
                 .map_err(|e| self.failed(e))?;
             if inserted == 0 {
                 return Ok(None);
             }
-            work().map(Some)
+            work().await.map(Some)
         })
+        .await
     }
 
     /// Records `event` about `aggregate_id` in the outbox, its aggregate
     /// type and name from the event type; call it inside the change's
     /// transaction.
-    pub fn record(&self, aggregate_id: &str, event: &EventData) -> Result<(), DomainError> {
+    pub async fn record(&self, aggregate_id: &str, event: &EventData) -> Result<(), DomainError> {
         let kind = event.event_type();
         record_event(
             &self.connection,
@@ -153,6 +177,7 @@ impl Database {
             kind.as_str(),
             &event.to_json(),
         )
+        .await
     }
 }
 
@@ -174,19 +199,19 @@ macro_rules! service_database {
         }
 
         impl $name {
-            pub fn connect() -> Result<Self, $crate::DomainError> {
+            pub async fn connect() -> Result<Self, $crate::DomainError> {
                 Ok(Self {
-                    db: $crate::db::Database::connect($service)?,
+                    db: $crate::db::Database::connect($service).await?,
                 })
             }
 
             /// Runs `work` in one transaction (a savepoint inside another).
             #[allow(dead_code)]
-            pub fn transaction<T, E: From<$crate::DomainError>>(
+            pub async fn transaction<T, E: From<$crate::DomainError>>(
                 &self,
-                work: impl FnOnce(&Self) -> Result<T, E>,
+                work: impl AsyncFnOnce(&Self) -> Result<T, E>,
             ) -> Result<T, E> {
-                self.db.transaction(|| work(self))
+                self.db.transaction(async || work(self).await).await
             }
         }
 
@@ -207,7 +232,7 @@ macro_rules! service_database {
 
 /// Records an event in the outbox; call it inside the state change's
 /// transaction.
-fn record_event(
+async fn record_event(
     connection: &Connection,
     service: &str,
     aggregate_id: &str,
@@ -238,16 +263,19 @@ fn record_event(
     ];
     connection
         .execute(outbox::INSERT_SQL, &params)
+        .await
         .map_err(|e| failed(service, e))?;
     Ok(())
 }
 
 /// The SQLSTATE of a database error (`23505` unique violation, …), in the
 /// structured shape Mart's host gives or the text Spin 4.0.x gives.
-pub fn sql_state(error: &PgError) -> Option<&str> {
+pub fn sql_state(error: &Error) -> Option<&str> {
     match error {
-        PgError::QueryFailed(QueryError::DbError(db)) => Some(db.code.as_str()),
-        PgError::QueryFailed(QueryError::Text(text)) => mart_domain::sql::spin40_sqlstate(text),
+        Error::PgError(PgError::QueryFailed(QueryError::DbError(db))) => Some(db.code.as_str()),
+        Error::PgError(PgError::QueryFailed(QueryError::Text(text))) => {
+            mart_domain::sql::spin40_sqlstate(text)
+        }
         _ => None,
     }
 }

@@ -1,30 +1,210 @@
-//! JSON in and out; every error is an RFC 9457 problem.
+//! HTTP in and out: a request read whole, JSON responses, every error an
+//! RFC 9457 problem, and outbound calls (service chaining, providers).
+//!
+//! Components see these types, not spin-sdk's: a request here is already
+//! read (bodies are small and bounded; the host caps them), headers are
+//! text, and a response is plain data, so routes stay simple functions
+//! and the SDK's body streaming stays in this file.
 
+use std::fmt;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
 use mart_domain::problem::CONTENT_TYPE as PROBLEM_JSON;
 use mart_domain::{FieldError, Problem};
 use serde::Serialize;
-use spin_sdk::http::{Request, Response};
+
+/// The response type a component's `#[http_service]` returns.
+pub type ServiceResponse = http::Response<Full<Bytes>>;
+
+/// A request method, as components match on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+    Other(String),
+}
+
+impl From<&http::Method> for Method {
+    fn from(method: &http::Method) -> Self {
+        match *method {
+            http::Method::GET => Method::Get,
+            http::Method::POST => Method::Post,
+            http::Method::PUT => Method::Put,
+            http::Method::PATCH => Method::Patch,
+            http::Method::DELETE => Method::Delete,
+            http::Method::HEAD => Method::Head,
+            http::Method::OPTIONS => Method::Options,
+            ref other => Method::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Other(other) => other,
+        })
+    }
+}
+
+/// An incoming request, body included.
+pub struct Request {
+    method: Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Request {
+    /// Reads `request` whole. A body that breaks off is the client's
+    /// fault (400).
+    pub async fn read(request: spin_sdk::http::Request) -> Result<Self, Problem> {
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| Problem::bad_request(format!("the request body could not be read: {e}")))?
+            .to_bytes();
+        Ok(Self {
+            method: Method::from(&parts.method),
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// The query string without `?` (`""` if none).
+    pub fn query(&self) -> &str {
+        self.uri.query().unwrap_or_default()
+    }
+
+    /// The first value of header `name`, if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every value of header `name` that is text, in order.
+    pub fn header_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|v| v.to_str().ok())
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// A response: status, headers and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A response with no body (`204`, `202`).
+    pub fn empty(status: u16) -> Self {
+        Self::new(status, Vec::new())
+    }
+
+    /// Adds header `name` (or replaces its value).
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.set_header(name, value);
+        self
+    }
+
+    /// Sets header `name`, replacing any value it had.
+    pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.into()));
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// As the SDK sends it. A header the `http` crate refuses is our bug:
+    /// the response becomes a 500 problem rather than a panic.
+    pub fn into_service_response(self) -> ServiceResponse {
+        let mut builder = http::Response::builder().status(self.status);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(Full::new(Bytes::from(self.body)))
+            .unwrap_or_else(|e| {
+                eprintln!("response not sendable: {e}");
+                let problem = Problem::internal("the response could not be formed");
+                http::Response::builder()
+                    .status(500)
+                    .header("content-type", PROBLEM_JSON)
+                    .body(Full::new(Bytes::from(problem.to_json())))
+                    .expect("a status and a content type make a response")
+            })
+    }
+}
 
 pub fn json_response<T: Serialize>(status: u16, value: &T) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(value).expect("response types serialise"))
-        .build()
+    Response::new(
+        status,
+        serde_json::to_vec(value).expect("response types serialise"),
+    )
+    .with_header("content-type", "application/json")
 }
 
 pub fn problem_response(problem: &Problem) -> Response {
-    let mut builder = Response::builder();
-    builder
-        .status(problem.status)
-        .header("content-type", PROBLEM_JSON);
+    let mut response =
+        Response::new(problem.status, problem.to_json()).with_header("content-type", PROBLEM_JSON);
     if problem.status == 401 {
-        builder.header("www-authenticate", "Bearer");
+        response.set_header("www-authenticate", "Bearer");
     }
     if !problem.allow.is_empty() {
-        builder.header("allow", problem.allow.join(", "));
+        response.set_header("allow", problem.allow.join(", "));
     }
-    builder.body(problem.to_json()).build()
+    response
 }
 
 /// 405 for this request: its method is not one of `allowed` on its path.
@@ -67,10 +247,7 @@ pub fn segments<'a>(request: &'a Request, prefix: &str) -> Vec<&'a str> {
 }
 
 pub fn require_json(request: &Request) -> Result<(), Problem> {
-    let content_type = request
-        .header("content-type")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
+    let content_type = request.header("content-type").unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
     if media_type.eq_ignore_ascii_case("application/json") {
         Ok(())
@@ -79,6 +256,45 @@ pub fn require_json(request: &Request) -> Result<(), Problem> {
             "send the body as application/json (got `{content_type}`)"
         )))
     }
+}
+
+/// Sends a request (service chaining, a provider's API) and reads the
+/// answer whole. `Err` is a transport failure, described; any status is
+/// an answer.
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Response, String> {
+    let mut builder = http::Request::builder()
+        .method(method.to_string().as_str())
+        .uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    let response = spin_sdk::http::send(request)
+        .await
+        .map_err(|e| format!("{method} {url}: {e:?}"))?;
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("{method} {url}: reading the answer: {e:?}"))?
+        .to_bytes();
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    Ok(Response {
+        status: parts.status.as_u16(),
+        headers,
+        body: body.to_vec(),
+    })
 }
 
 /// Decoded query parameters, in order.

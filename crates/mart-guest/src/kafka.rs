@@ -1,5 +1,7 @@
-//! Kafka handler components: Mart's own `mart:kafka` interfaces (not
-//! Spin's; see wit/mart/kafka.wit), and the one runner every handler uses:
+//! Kafka handler components: Mart's own `mart:kafka/handler@0.2.0` (not
+//! Spin's; see wit/mart/kafka@0.2.0), whose `handle` is async, so the
+//! trigger may reuse an instance for many batches; and the one runner
+//! every handler uses:
 //! it decodes each message into its typed event once, opens the database
 //! once per batch, applies each event once (its processed-events record in
 //! the event's transaction) and turns a `DomainError` into the trigger's
@@ -17,19 +19,19 @@ use mart_domain::DomainError;
 
 #[doc(hidden)]
 pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit/mart",
-        world: "mart:kafka/kafka-handler",
+    spin_sdk::wit_bindgen::generate!({
+        path: "../../wit/mart/kafka@0.2.0",
+        world: "mart:kafka/kafka-handler@0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_kafka_handler",
         default_bindings_module: "mart_guest::kafka::bindings",
+        runtime_path: "::spin_sdk::wit_bindgen::rt",
     });
 }
 
 pub use bindings::export_kafka_handler;
 pub use bindings::exports::mart::kafka::handler::Header;
 pub use bindings::exports::mart::kafka::handler::{Failure, Guest as Handler, Message};
-pub use bindings::mart::kafka::producer::{self, publish};
 
 /// Exports the unit struct `$handler`, an `EventHandler`, as the
 /// component's `mart:kafka/handler`: every batch goes through `run`.
@@ -37,8 +39,10 @@ pub use bindings::mart::kafka::producer::{self, publish};
 macro_rules! export_event_handler {
     ($handler:ident) => {
         impl $crate::kafka::Handler for $handler {
-            fn handle(messages: Vec<$crate::kafka::Message>) -> Result<(), $crate::kafka::Failure> {
-                $crate::kafka::run(&mut $handler, &messages)
+            async fn handle(
+                messages: Vec<$crate::kafka::Message>,
+            ) -> Result<(), $crate::kafka::Failure> {
+                $crate::kafka::run(&mut $handler, &messages).await
             }
         }
 
@@ -64,6 +68,9 @@ pub enum Handling {
 /// A Kafka handler component's logic: which events it takes, and what it
 /// does with each. `run` does the rest (decoding, the database, dedupe,
 /// trace context, and the trigger's retry or dead letter).
+// Components are single-threaded Wasm: no `Send` bound is wanted on
+// these futures, which is all the lint warns about.
+#[allow(async_fn_in_trait)]
 pub trait EventHandler {
     /// Its database: `Database`, or a component's wrapper around it.
     type Db: AsRef<Database>;
@@ -73,7 +80,7 @@ pub trait EventHandler {
     /// The name its processed-events records go under.
     const CONSUMER: &'static str;
 
-    fn connect(&self) -> Result<Self::Db, DomainError>;
+    async fn connect(&self) -> Result<Self::Db, DomainError>;
 
     /// What it subscribes to, once; anything else is skipped.
     fn handling(&self, event: &Event) -> Handling {
@@ -84,7 +91,7 @@ pub trait EventHandler {
         }
     }
 
-    fn on(&mut self, db: &Self::Db, event: &Event) -> Result<(), DomainError>;
+    async fn on(&mut self, db: &Self::Db, event: &Event) -> Result<(), DomainError>;
 }
 
 /// Handles a batch, one event at a time and in order, opening the
@@ -93,12 +100,14 @@ pub trait EventHandler {
 /// count as done: retried later if it may succeed then (our failure, an
 /// unavailable dependency), dead-lettered at once if it never will (a
 /// malformed event, a rule or state that refuses it).
-pub fn run(handler: &mut impl EventHandler, messages: &[Message]) -> Result<(), Failure> {
+pub async fn run(handler: &mut impl EventHandler, messages: &[Message]) -> Result<(), Failure> {
     let mut db = None;
     for (index, message) in messages.iter().enumerate() {
         // Events this message causes continue its trace.
         let trace = header(message, "traceparent").and_then(|v| String::from_utf8(v.to_vec()).ok());
-        crate::trace::within(trace, || handle(handler, &mut db, message)).map_err(
+        crate::trace::scoped(trace, handle(handler, &mut db, message))
+            .await
+            .map_err(
             |(retry, reason)| Failure {
                 index: index as u32,
                 retry,
@@ -110,7 +119,7 @@ pub fn run(handler: &mut impl EventHandler, messages: &[Message]) -> Result<(), 
 }
 
 /// One message: `Err((retry, reason))` if it failed.
-fn handle<H: EventHandler>(
+async fn handle<H: EventHandler>(
     handler: &mut H,
     db: &mut Option<H::Db>,
     message: &Message,
@@ -127,14 +136,15 @@ fn handle<H: EventHandler>(
     let failure = |e: DomainError| (e.is_transient(), e.to_string());
     let db = match db {
         Some(db) => db,
-        None => db.insert(handler.connect().map_err(failure)?),
+        None => db.insert(handler.connect().await.map_err(failure)?),
     };
     let outcome = match handling {
         Handling::Once => db
             .as_ref()
-            .apply_once(H::CONSUMER, &event.id, || handler.on(db, &event))
+            .apply_once(H::CONSUMER, &event.id, async || handler.on(db, &event).await)
+            .await
             .map(|_| ()),
-        _ => handler.on(db, &event),
+        _ => handler.on(db, &event).await,
     };
     outcome.map_err(failure)
 }

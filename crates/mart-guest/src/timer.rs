@@ -1,19 +1,21 @@
-//! Timer components: Mart's own `mart:timer` interface (not Spin's; see
-//! wit/mart-timer/timer.wit), ticked by `[[trigger.timer]]`.
+//! Timer components: Mart's own `mart:timer/handler@0.2.0` (not Spin's;
+//! see wit/mart-timer/timer@0.2.0), whose `tick` is async, ticked by
+//! `[[trigger.timer]]`.
 //!
 //! ```ignore
 //! struct Sweep;
 //! impl mart_guest::timer::Timer for Sweep {
-//!     fn tick(scheduled_ms: i64) -> Result<(), String> { ... }
+//!     async fn tick(scheduled_ms: i64) -> Result<(), String> { ... }
 //! }
 //! mart_guest::timer::export_timer_handler!(Sweep);
 //! ```
 
 #[doc(hidden)]
 pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit/mart-timer",
-        world: "mart:timer/timer-handler",
+    spin_sdk::wit_bindgen::generate!({
+        path: "../../wit/mart-timer/timer@0.2.0",
+        world: "mart:timer/timer-handler@0.2.0",
+        runtime_path: "::spin_sdk::wit_bindgen::rt",
         pub_export_macro: true,
         export_macro_name: "export_timer_handler",
         default_bindings_module: "mart_guest::timer::bindings",

@@ -24,8 +24,9 @@ thread_local! {
 /// `traceparent`, continuing the caller's trace or starting one).
 pub fn of(request: &spin_sdk::http::Request) -> Option<String> {
     request
-        .header("traceparent")
-        .and_then(|v| v.as_str())
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
 
