@@ -2,8 +2,7 @@
 
 use mart_domain::carts::{total_minor, Line};
 use mart_domain::DomainError;
-use mart_guest::db::{self as pg, decode, uuid, uuid_text};
-use spin_sdk::pg4::ParameterValue;
+use mart_guest::db::{self as pg, decode, uuid, uuid_text, ParameterValue};
 
 pub struct Cart {
     pub id: String,
@@ -35,24 +34,26 @@ fn failed(e: impl std::fmt::Display) -> DomainError {
 impl Db {
     /// Closes the cart an order was placed from (`open` → `checked_out`,
     /// once; a closed cart stays as it is).
-    pub fn check_out(&self, cart: &str) -> Result<(), DomainError> {
+    pub async fn check_out(&self, cart: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE carts SET status = 'checked_out', updated_at = now() \
                  WHERE id = $1 AND status = 'open'",
                 &[uuid(cart)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
-    pub fn create(&self, owner: &str, currency: &str) -> Result<Cart, DomainError> {
+    pub async fn create(&self, owner: &str, currency: &str) -> Result<Cart, DomainError> {
         let rows = self
             .connection
             .query(
                 "INSERT INTO carts (owner_id, currency) VALUES ($1, $2) RETURNING id",
                 &[uuid(owner), ParameterValue::Str(currency.to_string())],
             )
+            .await
             .map_err(failed)?;
         let id = uuid_text(
             &rows
@@ -60,17 +61,19 @@ impl Db {
                 .first()
                 .ok_or_else(|| failed("insert returned no row"))?[0],
         )?;
-        self.cart(&id)?
+        self.cart(&id)
+            .await?
             .ok_or_else(|| DomainError::internal("the new cart vanished"))
     }
 
-    pub fn cart(&self, id: &str) -> Result<Option<Cart>, DomainError> {
+    pub async fn cart(&self, id: &str) -> Result<Option<Cart>, DomainError> {
         let rows = self
             .connection
             .query(
                 "SELECT id, owner_id, currency, status FROM carts WHERE id = $1",
                 &[uuid(id)],
             )
+            .await
             .map_err(failed)?;
         let Some(row) = rows.rows.first() else {
             return Ok(None);
@@ -82,6 +85,7 @@ impl Db {
                  WHERE cart_id = $1 ORDER BY added_at, product_id",
                 &[uuid(id)],
             )
+            .await
             .map_err(failed)?;
         let lines = items
             .rows
@@ -105,7 +109,7 @@ impl Db {
     }
 
     /// Sets a line's quantity and price snapshot; only while the cart is open.
-    pub fn upsert_line(
+    pub async fn upsert_line(
         &self,
         cart: &str,
         product: &str,
@@ -128,40 +132,44 @@ impl Db {
                     ParameterValue::Int64(price),
                 ],
             )
+            .await
             .map_err(failed)?;
         if changed == 0 {
             return Err(DomainError::conflict(format!(
                 "cart {cart} was checked out and is closed"
             )));
         }
-        self.touch(cart)
+        self.touch(cart).await
     }
 
-    pub fn remove_line(&self, cart: &str, product: &str) -> Result<bool, DomainError> {
+    pub async fn remove_line(&self, cart: &str, product: &str) -> Result<bool, DomainError> {
         let removed = self
             .connection
             .execute(
                 "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2",
                 &[uuid(cart), uuid(product)],
             )
+            .await
             .map_err(failed)?;
-        self.touch(cart)?;
+        self.touch(cart).await?;
         Ok(removed > 0)
     }
 
-    pub fn clear(&self, cart: &str) -> Result<(), DomainError> {
+    pub async fn clear(&self, cart: &str) -> Result<(), DomainError> {
         self.connection
             .execute("DELETE FROM cart_items WHERE cart_id = $1", &[uuid(cart)])
+            .await
             .map_err(failed)?;
-        self.touch(cart)
+        self.touch(cart).await
     }
 
-    fn touch(&self, cart: &str) -> Result<(), DomainError> {
+    async fn touch(&self, cart: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE carts SET updated_at = now() WHERE id = $1",
                 &[uuid(cart)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }

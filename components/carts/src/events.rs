@@ -16,16 +16,16 @@ impl EventHandler for Events {
     const COMPONENT: &'static str = "carts-events";
     const CONSUMER: &'static str = "carts";
 
-    fn connect(&self) -> Result<Db, DomainError> {
-        Db::connect()
+    async fn connect(&self) -> Result<Db, DomainError> {
+        Db::connect().await
     }
 
-    fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
+    async fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
         let EventData::OrderPlaced(placed) = &event.data else {
             return Ok(());
         };
         match placed.cart_id.as_deref().and_then(mart_domain::parse_uuid) {
-            Some(cart) => db.check_out(&cart),
+            Some(cart) => db.check_out(&cart).await,
             None => Ok(()), // no cart of ours
         }
     }

@@ -14,32 +14,31 @@ use mart_domain::carts::{self, AddItem, SetQuantity};
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
 use mart_guest::config::variable;
-use mart_guest::{json_body, json_response, method_not_allowed, segments};
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
+use mart_guest::{
+    json_body, json_response, method_not_allowed, segments, Method, Request, Response,
+};
 
 use crate::db::{Cart, Db};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-#[http_component]
-async fn handle(request: Request) -> Response {
-    let trace = mart_guest::trace::of(&request);
-    mart_guest::trace::scoped(trace, async { mart_guest::respond(route(&request).await) }).await
+#[spin_sdk::http_service]
+async fn handle(request: spin_sdk::http::Request) -> mart_guest::ServiceResponse {
+    mart_guest::serve(request, route).await
 }
 
 async fn route(request: &Request) -> Result<Response, Problem> {
-    let caller = authenticate(request)?;
+    let caller = authenticate(request).await?;
     let segments = segments(request, "/carts");
     match (request.method(), segments.as_slice()) {
-        (Method::Post, []) => create(&caller),
-        (Method::Get, [cart]) => show(&caller, cart),
-        (Method::Delete, [cart]) => clear(&caller, cart),
+        (Method::Post, []) => create(&caller).await,
+        (Method::Get, [cart]) => show(&caller, cart).await,
+        (Method::Delete, [cart]) => clear(&caller, cart).await,
         (Method::Post, [cart, "items"]) => add_item(request, &caller, cart).await,
         (Method::Put, [cart, "items", product]) => {
             set_quantity(request, &caller, cart, product).await
         }
-        (Method::Delete, [cart, "items", product]) => remove_item(&caller, cart, product),
+        (Method::Delete, [cart, "items", product]) => remove_item(&caller, cart, product).await,
         (_, []) => Err(method_not_allowed(request, &["POST"])),
         (_, [_]) => Err(method_not_allowed(request, &["GET", "DELETE"])),
         (_, [_, "items"]) => Err(method_not_allowed(request, &["POST"])),
@@ -51,21 +50,21 @@ async fn route(request: &Request) -> Result<Response, Problem> {
     }
 }
 
-fn create(caller: &Claims) -> Result<Response, Problem> {
+async fn create(caller: &Claims) -> Result<Response, Problem> {
     let owner = parse_uuid(&caller.sub)
         .ok_or_else(|| Problem::new(403, "Forbidden", "this token has no user id"))?;
-    let db = Db::connect()?;
-    let cart = db.create(&owner, &variable("shop_currency")?)?;
+    let db = Db::connect().await?;
+    let cart = db.create(&owner, &variable("shop_currency").await?).await?;
     let mut response = json_response(201, &cart.view());
     response.set_header("location", format!("/carts/{}", cart.id));
     Ok(response)
 }
 
 /// The cart if the caller owns it (or is an admin); 404 otherwise.
-fn visible_cart(db: &Db, caller: &Claims, id: &str) -> Result<Cart, Problem> {
+async fn visible_cart(db: &Db, caller: &Claims, id: &str) -> Result<Cart, Problem> {
     let not_found = || Problem::not_found(format!("no cart has id {id}"));
     let id = parse_uuid(id).ok_or_else(not_found)?;
-    let cart = db.cart(&id)?.ok_or_else(not_found)?;
+    let cart = db.cart(&id).await?.ok_or_else(not_found)?;
     if cart.owner_id == caller.sub || caller.is_admin() {
         Ok(cart)
     } else {
@@ -74,8 +73,8 @@ fn visible_cart(db: &Db, caller: &Claims, id: &str) -> Result<Cart, Problem> {
 }
 
 /// Like `visible_cart`, and the cart must still be open.
-fn open_cart(db: &Db, caller: &Claims, id: &str) -> Result<Cart, Problem> {
-    let cart = visible_cart(db, caller, id)?;
+async fn open_cart(db: &Db, caller: &Claims, id: &str) -> Result<Cart, Problem> {
+    let cart = visible_cart(db, caller, id).await?;
     if cart.status != "open" {
         return Err(Problem::conflict(format!(
             "cart {} was checked out and is closed",
@@ -85,18 +84,22 @@ fn open_cart(db: &Db, caller: &Claims, id: &str) -> Result<Cart, Problem> {
     Ok(cart)
 }
 
-fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
-    let db = Db::connect()?;
-    Ok(json_response(200, &visible_cart(&db, caller, id)?.view()))
-}
-
-fn clear(caller: &Claims, id: &str) -> Result<Response, Problem> {
-    let db = Db::connect()?;
-    let cart = open_cart(&db, caller, id)?;
-    db.clear(&cart.id)?;
+async fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
+    let db = Db::connect().await?;
     Ok(json_response(
         200,
-        &db.cart(&cart.id)?
+        &visible_cart(&db, caller, id).await?.view(),
+    ))
+}
+
+async fn clear(caller: &Claims, id: &str) -> Result<Response, Problem> {
+    let db = Db::connect().await?;
+    let cart = open_cart(&db, caller, id).await?;
+    db.clear(&cart.id).await?;
+    Ok(json_response(
+        200,
+        &db.cart(&cart.id)
+            .await?
             .ok_or_else(|| Problem::internal("cart vanished"))?
             .view(),
     ))
@@ -115,8 +118,8 @@ async fn add_item(request: &Request, caller: &Claims, id: &str) -> Result<Respon
     let input: AddItem = json_body(request, MAX_BODY_BYTES)?;
     carts::check_quantity(input.quantity)?;
     let product_id = product_field(&input.product_id)?;
-    let db = Db::connect()?;
-    let cart = open_cart(&db, caller, id)?;
+    let db = Db::connect().await?;
+    let cart = open_cart(&db, caller, id).await?;
     let existing = cart
         .lines
         .iter()
@@ -134,8 +137,8 @@ async fn set_quantity(
 ) -> Result<Response, Problem> {
     let input: SetQuantity = json_body(request, MAX_BODY_BYTES)?;
     carts::check_quantity(input.quantity)?;
-    let db = Db::connect()?;
-    let cart = open_cart(&db, caller, id)?;
+    let db = Db::connect().await?;
+    let cart = open_cart(&db, caller, id).await?;
     let product_id = parse_uuid(product).filter(|p| cart.lines.iter().any(|l| &l.product_id == p));
     let product_id = product_id
         .ok_or_else(|| Problem::not_found(format!("the cart has no line for product {product}")))?;
@@ -168,23 +171,26 @@ async fn put_line(
         &product.name,
         quantity,
         product.price_minor,
-    )?;
+    )
+    .await?;
     let cart = db
-        .cart(&cart.id)?
+        .cart(&cart.id)
+        .await?
         .ok_or_else(|| Problem::internal("cart vanished"))?;
     Ok(json_response(200, &cart.view()))
 }
 
-fn remove_item(caller: &Claims, id: &str, product: &str) -> Result<Response, Problem> {
-    let db = Db::connect()?;
-    let cart = open_cart(&db, caller, id)?;
+async fn remove_item(caller: &Claims, id: &str, product: &str) -> Result<Response, Problem> {
+    let db = Db::connect().await?;
+    let cart = open_cart(&db, caller, id).await?;
     let missing = || Problem::not_found(format!("the cart has no line for product {product}"));
     let product_id = parse_uuid(product).ok_or_else(missing)?;
-    if !db.remove_line(&cart.id, &product_id)? {
+    if !db.remove_line(&cart.id, &product_id).await? {
         return Err(missing());
     }
     let cart = db
-        .cart(&cart.id)?
+        .cart(&cart.id)
+        .await?
         .ok_or_else(|| Problem::internal("cart vanished"))?;
     Ok(json_response(200, &cart.view()))
 }

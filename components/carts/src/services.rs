@@ -2,8 +2,8 @@
 //! chaining: in-process on Mart's host, the same URLs on Fermyon Spin.
 
 use mart_domain::Problem;
+use mart_guest::{Method, Response};
 use serde::Deserialize;
-use spin_sdk::http::{Method, Request, Response};
 
 #[derive(Deserialize)]
 pub struct Product {
@@ -18,11 +18,10 @@ struct Stock {
 }
 
 async fn get(url: &str) -> Result<Response, Problem> {
-    let request = Request::builder().method(Method::Get).uri(url).build();
-    spin_sdk::http::send::<_, Response>(request)
+    mart_guest::http::send(Method::Get, url, &[], Vec::new())
         .await
         .map_err(|e| {
-            eprintln!("carts: GET {url}: {e}");
+            eprintln!("carts: {e}");
             Problem::service_unavailable("a service the cart depends on is unavailable")
         })
 }

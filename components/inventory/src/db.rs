@@ -6,8 +6,8 @@ use mart_domain::inventory::{Line, Stock};
 use mart_domain::inventory::{NothingMoved, ReservationStatus, ReservationStep};
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid, uuid_text};
+use mart_guest::db::{DbValue, ParameterValue};
 use serde::Serialize;
-use spin_sdk::pg4::{DbValue, ParameterValue};
 
 #[derive(Serialize)]
 pub struct StockItem {
@@ -78,33 +78,35 @@ fn reservation(order: &str, status: &str, lines: &[Line]) -> InventoryChanged {
 }
 
 impl Db {
-    pub fn stock(&self, product: &str) -> Result<Option<StockItem>, DomainError> {
+    pub async fn stock(&self, product: &str) -> Result<Option<StockItem>, DomainError> {
         let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = $1");
         let rows = self
             .connection
             .query(&sql, &[uuid(product)])
+            .await
             .map_err(failed)?;
         rows.rows.first().map(|r| stock_item(r)).transpose()
     }
 
-    pub fn stock_many(&self, products: &[String]) -> Result<Vec<StockItem>, DomainError> {
+    pub async fn stock_many(&self, products: &[String]) -> Result<Vec<StockItem>, DomainError> {
         let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = ANY($1::text[]::uuid[]) ORDER BY product_id");
         let ids = ParameterValue::ArrayStr(products.iter().map(|p| Some(p.clone())).collect());
-        let rows = self.connection.query(&sql, &[ids]).map_err(failed)?;
+        let rows = self.connection.query(&sql, &[ids]).await.map_err(failed)?;
         rows.rows.iter().map(|r| stock_item(r)).collect()
     }
 
     /// Sets on_hand (creating the record), never below what is reserved.
-    pub fn set_on_hand(
+    pub async fn set_on_hand(
         &self,
         product: &str,
         on_hand: i32,
         actor: &str,
     ) -> Result<StockItem, DomainError> {
-        self.transaction(|db| {
+        self.transaction(async |db| {
             let before = db
                 .connection
                 .query("SELECT on_hand FROM stock WHERE product_id = $1 FOR UPDATE", &[uuid(product)])
+                .await
                 .map_err(failed)?;
             let old: i32 = match before.rows.first() {
                 Some(row) => decode(&row[0])?,
@@ -118,37 +120,41 @@ impl Db {
             let rows = db
                 .connection
                 .query(&sql, &[uuid(product), ParameterValue::Int32(on_hand)])
+                .await
                 .map_err(|e| if sql_state(&e) == Some("23514") { below_reserved() } else { failed(e) })?;
             let item = stock_item(rows.rows.first().ok_or_else(|| failed("upsert returned no row"))?)?;
-            db.audit(product, on_hand - old, on_hand, "stock set", actor)?;
+            db.audit(product, on_hand - old, on_hand, "stock set", actor).await?;
             Ok(item)
         })
+        .await
     }
 
-    pub fn adjust(
+    pub async fn adjust(
         &self,
         product: &str,
         delta: i32,
         reason: &str,
         actor: &str,
     ) -> Result<StockItem, DomainError> {
-        self.transaction(|db| {
+        self.transaction(async |db| {
             let sql = format!(
                 "UPDATE stock SET on_hand = on_hand + $2, updated_at = now() WHERE product_id = $1 RETURNING {STOCK_COLUMNS}"
             );
             let rows = db
                 .connection
                 .query(&sql, &[uuid(product), ParameterValue::Int32(delta)])
+                .await
                 .map_err(|e| if sql_state(&e) == Some("23514") { below_reserved() } else { failed(e) })?;
             let item = stock_item(
                 rows.rows.first().ok_or_else(|| DomainError::not_found(format!("no stock record for product {product}")))?,
             )?;
-            db.audit(product, delta, item.on_hand, reason, actor)?;
+            db.audit(product, delta, item.on_hand, reason, actor).await?;
             Ok(item)
         })
+        .await
     }
 
-    fn audit(
+    async fn audit(
         &self,
         product: &str,
         delta: i32,
@@ -161,11 +167,12 @@ impl Db {
                 "INSERT INTO stock_adjustments (product_id, delta, on_hand_after, reason, actor) VALUES ($1, $2, $3, $4, $5)",
                 &[uuid(product), ParameterValue::Int32(delta), ParameterValue::Int32(after), text(reason), text(actor)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
-    pub fn adjustments(&self, product: &str) -> Result<Vec<AdjustmentEntry>, DomainError> {
+    pub async fn adjustments(&self, product: &str) -> Result<Vec<AdjustmentEntry>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -173,6 +180,7 @@ impl Db {
                  WHERE product_id = $1 ORDER BY id DESC LIMIT 100",
                 &[uuid(product)],
             )
+            .await
             .map_err(failed)?;
         rows.rows
             .iter()
@@ -188,13 +196,14 @@ impl Db {
             .collect()
     }
 
-    fn reservation_lines(&self, order: &str) -> Result<Vec<(Line, String)>, DomainError> {
+    async fn reservation_lines(&self, order: &str) -> Result<Vec<(Line, String)>, DomainError> {
         let rows = self
             .connection
             .query(
                 "SELECT product_id, quantity, status FROM reservations WHERE order_id = $1 ORDER BY product_id",
                 &[uuid(order)],
             )
+            .await
             .map_err(failed)?;
         rows.rows
             .iter()
@@ -212,8 +221,8 @@ impl Db {
 
     /// Reserves every line or none. `lines` are sorted by product id, so
     /// concurrent reservations lock stock rows in one order.
-    pub fn reserve(&self, order: &str, lines: &[Line]) -> Result<Outcome, DomainError> {
-        let result: Result<_, Abort> = self.transaction(|db| {
+    pub async fn reserve(&self, order: &str, lines: &[Line]) -> Result<Outcome, DomainError> {
+        let result: Result<_, Abort> = self.transaction(async |db| {
             // Claim the order first: a concurrent duplicate waits on the key
             // and then finds it taken, so an order is never reserved twice.
             for line in lines {
@@ -224,6 +233,7 @@ impl Db {
                          ON CONFLICT DO NOTHING",
                         &[uuid(order), uuid(&line.product_id), ParameterValue::Int32(line.quantity)],
                     )
+                    .await
                     .map_err(|e| match sql_state(&e) {
                         Some("23503") => Abort::Short(format!("product {} has no stock record", line.product_id)),
                         _ => Abort::Failed(failed(e)),
@@ -240,19 +250,21 @@ impl Db {
                          WHERE product_id = $1 AND on_hand - reserved >= $2",
                         &[uuid(&line.product_id), ParameterValue::Int32(line.quantity)],
                     )
+                    .await
                     .map_err(failed)?;
                 if updated == 0 {
                     return Err(Abort::Short(format!("not enough stock for product {}", line.product_id)));
                 }
             }
             let body = reservation(order, "reserved", lines);
-            db.record(order, &EventData::InventoryReserved(body.clone()))?;
+            db.record(order, &EventData::InventoryReserved(body.clone())).await?;
             Ok(body)
-        });
+        })
+        .await;
         match result {
             Ok(body) => Ok(Outcome::Done(body)),
             Err(Abort::AlreadyReserved) => {
-                let existing = self.reservation_lines(order)?;
+                let existing = self.reservation_lines(order).await?;
                 let status = existing.first().map(|(_, s)| s.clone()).unwrap_or_default();
                 let lines: Vec<Line> = existing.into_iter().map(|(l, _)| l).collect();
                 Ok(Outcome::AlreadyDone(reservation(order, &status, &lines)))
@@ -262,7 +274,8 @@ impl Db {
                     order_id: order.to_string(),
                     reason: reason.clone(),
                 });
-                self.transaction(|db| db.record(order, &rejected))?;
+                self.transaction(async |db| db.record(order, &rejected).await)
+                    .await?;
                 Ok(Outcome::Rejected(reason))
             }
             Err(Abort::Failed(problem)) => Err(problem),
@@ -273,12 +286,16 @@ impl Db {
     /// moves its lines, changes the stock as the step says (auditing what
     /// changes on hand) and records the step's event. What a step does when
     /// nothing was where it starts is `ReservationStep::when_nothing_moved`.
-    pub fn take_step(&self, order: &str, step: ReservationStep) -> Result<Outcome, DomainError> {
+    pub async fn take_step(
+        &self,
+        order: &str,
+        step: ReservationStep,
+    ) -> Result<Outcome, DomainError> {
         let (from, to) = (step.from().as_str(), step.to().as_str());
-        self.transaction(|db| {
-            let lines = db.move_reservation(order, from, to)?;
+        self.transaction(async |db| {
+            let lines = db.move_reservation(order, from, to).await?;
             if lines.is_empty() {
-                let existing = db.reservation_lines(order)?;
+                let existing = db.reservation_lines(order).await?;
                 let current = existing
                     .first()
                     .and_then(|(_, s)| ReservationStatus::parse(s));
@@ -306,16 +323,22 @@ impl Db {
                             ParameterValue::Int32(reserved * line.quantity),
                         ],
                     )
+                    .await
                     .map_err(failed)?;
                 if on_hand != 0 {
-                    let after = db.stock(&line.product_id)?.map(|s| s.on_hand).unwrap_or(0);
+                    let after = db
+                        .stock(&line.product_id)
+                        .await?
+                        .map(|s| s.on_hand)
+                        .unwrap_or(0);
                     db.audit(
                         &line.product_id,
                         on_hand * line.quantity,
                         after,
                         &why,
                         "orders",
-                    )?;
+                    )
+                    .await?;
                 }
             }
             let body = reservation(order, to, &lines);
@@ -323,9 +346,10 @@ impl Db {
                 ReservationStep::Commit => EventData::InventoryCommitted,
                 ReservationStep::Release | ReservationStep::Return => EventData::InventoryReleased,
             };
-            db.record(order, &event(body.clone()))?;
+            db.record(order, &event(body.clone())).await?;
             Ok(Outcome::Done(body))
         })
+        .await
     }
 }
 
@@ -333,7 +357,7 @@ impl Db {
     /// Moves an order's reservation lines from status `from` to `to` and
     /// returns them sorted by product id, the order in which stock rows are
     /// then locked; empty when no line was in `from`.
-    fn move_reservation(
+    async fn move_reservation(
         &self,
         order: &str,
         from: &str,
@@ -346,6 +370,7 @@ impl Db {
                  WHERE order_id = $1 AND status = $2 RETURNING product_id, quantity",
                 &[uuid(order), text(from), text(to)],
             )
+            .await
             .map_err(failed)?;
         let mut lines = rows
             .rows

@@ -24,11 +24,11 @@ impl EventHandler for Events {
     const COMPONENT: &'static str = "inventory-events";
     const CONSUMER: &'static str = "inventory";
 
-    fn connect(&self) -> Result<Db, DomainError> {
-        Db::connect()
+    async fn connect(&self) -> Result<Db, DomainError> {
+        Db::connect().await
     }
 
-    fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
+    async fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
         let outcome = match &event.data {
             EventData::OrderPlaced(placed) => {
                 let order = order_id(&placed.order_id)?;
@@ -41,17 +41,18 @@ impl EventHandler for Events {
                     })
                     .collect();
                 let lines = inventory::normalise_lines(&lines, |id| parse_uuid(id).is_some())?;
-                db.reserve(&order, &lines)?
+                db.reserve(&order, &lines).await?
             }
             EventData::OrderCancelled(changed) => {
-                take(db, &changed.order_id, ReservationStep::Release)?
+                take(db, &changed.order_id, ReservationStep::Release).await?
             }
             // A paid order always had a reservation: none is for an operator.
             EventData::OrderPaid(changed) => {
-                db.take_step(&order_id(&changed.order_id)?, ReservationStep::Commit)?
+                db.take_step(&order_id(&changed.order_id)?, ReservationStep::Commit)
+                    .await?
             }
             EventData::OrderRefunded(changed) => {
-                take(db, &changed.order_id, ReservationStep::Return)?
+                take(db, &changed.order_id, ReservationStep::Return).await?
             }
             _ => return Ok(()),
         };
@@ -66,8 +67,8 @@ impl EventHandler for Events {
 
 /// Releases or returns the order's reservation. An order without one (it
 /// was rejected for want of stock) has nothing to release or return.
-fn take(db: &Db, order: &str, step: ReservationStep) -> Result<Outcome, DomainError> {
-    match db.take_step(&order_id(order)?, step) {
+async fn take(db: &Db, order: &str, step: ReservationStep) -> Result<Outcome, DomainError> {
+    match db.take_step(&order_id(order)?, step).await {
         Err(DomainError::NotFound(why)) => Ok(Outcome::Rejected(why)),
         other => other,
     }
