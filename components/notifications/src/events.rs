@@ -13,6 +13,7 @@ use mart_domain::notifications::{note_for, Note};
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, text, uuid, Database};
 use mart_guest::kafka::EventHandler;
+use mart_guest::Method;
 
 struct Events;
 
@@ -23,36 +24,38 @@ impl EventHandler for Events {
     const COMPONENT: &'static str = "notifications-events";
     const CONSUMER: &'static str = "notifications";
 
-    fn connect(&self) -> Result<Database, DomainError> {
-        Database::connect("notifications")
+    async fn connect(&self) -> Result<Database, DomainError> {
+        Database::connect("notifications").await
     }
 
-    fn on(&mut self, db: &Database, event: &Event) -> Result<(), DomainError> {
+    async fn on(&mut self, db: &Database, event: &Event) -> Result<(), DomainError> {
         let Some(note) = note_for(&event.data) else {
             return Ok(());
         };
         if let EventData::UserRegistered(user) = &event.data {
-            remember_recipient(db, user)?;
+            remember_recipient(db, user).await?;
         }
-        deliver(db, &event.id, &note)
+        deliver(db, &event.id, &note).await
     }
 }
 
 /// Where a user's messages go, for the `http` channel.
-fn remember_recipient(db: &Database, user: &UserRegistered) -> Result<(), DomainError> {
+async fn remember_recipient(db: &Database, user: &UserRegistered) -> Result<(), DomainError> {
     db.connection
         .execute(
             "INSERT INTO recipients (user_id, email, name) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name",
             &[uuid(&user.user_id), text(&user.email), text(&user.name)],
         )
+        .await
         .map_err(|e| db.failed(e))?;
     Ok(())
 }
 
 /// Delivers through the configured channel and records the notification.
-fn deliver(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError> {
+async fn deliver(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError> {
     let channel = mart_guest::config::optional_variable("notification_channel")
+        .await
         .unwrap_or_else(|| "log".into());
     match channel.as_str() {
         // The host's log is no place for personal data: the redacted body
@@ -62,7 +65,7 @@ fn deliver(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError
             "notification to {} ({}): {} — {}",
             note.user_id, note.kind, note.subject, note.log_body
         ),
-        "http" => send_http(db, event_id, note)?,
+        "http" => send_http(db, event_id, note).await?,
         other => {
             return Err(DomainError::internal(format!(
                 "notification channel `{other}` is not supported"
@@ -82,6 +85,7 @@ fn deliver(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError
                 text(&note.body),
             ],
         )
+        .await
         .map_err(|e| db.failed(e))?;
     Ok(())
 }
@@ -92,15 +96,18 @@ fn deliver(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError
 /// then failed, the event is redelivered and the message sent again with
 /// the same key: an API that honours the key delivers it once, one that
 /// does not may deliver it twice (the at-least-once window).
-fn send_http(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError> {
-    let base = mart_guest::config::variable("notification_api_base")?;
-    let key = mart_guest::config::optional_variable("notification_api_key").unwrap_or_default();
+async fn send_http(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainError> {
+    let base = mart_guest::config::variable("notification_api_base").await?;
+    let key = mart_guest::config::optional_variable("notification_api_key")
+        .await
+        .unwrap_or_default();
     let rows = db
         .connection
         .query(
             "SELECT email, name FROM recipients WHERE user_id = $1",
             &[uuid(&note.user_id)],
         )
+        .await
         .map_err(|e| db.failed(e))?;
     let Some(row) = rows.rows.first() else {
         // user.registered travels on another topic and may not be here yet.
@@ -117,20 +124,22 @@ fn send_http(db: &Database, event_id: &str, note: &Note) -> Result<(), DomainErr
         "text": note.body,
         "kind": note.kind,
     });
-    let request = spin_sdk::http::Request::builder()
-        .method(spin_sdk::http::Method::Post)
-        .uri(format!("{}/messages", base.trim_end_matches('/')))
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
-        .header("idempotency-key", event_id)
-        .body(serde_json::to_vec(&message).map_err(|e| DomainError::internal(e.to_string()))?)
-        .build();
-    let response: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(request))
-        .map_err(|e| {
-            DomainError::unavailable(format!("the notification API is unreachable: {e}"))
-        })?;
+    let body = serde_json::to_vec(&message).map_err(|e| DomainError::internal(e.to_string()))?;
+    let authorization = format!("Bearer {key}");
+    let response = mart_guest::http::send(
+        Method::Post,
+        &format!("{}/messages", base.trim_end_matches('/')),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &authorization),
+            ("idempotency-key", event_id),
+        ],
+        body,
+    )
+    .await
+    .map_err(|e| DomainError::unavailable(format!("the notification API is unreachable: {e}")))?;
     // The API's answer, in our words: the one place its status decides.
-    match *response.status() {
+    match response.status() {
         200..=299 => Ok(()),
         status @ (408 | 429 | 500..=599) => Err(DomainError::unavailable(format!(
             "the notification API answered {status}"

@@ -6,12 +6,9 @@ mod events;
 
 use mart_domain::{paging, Problem};
 use mart_guest::auth::authenticate;
-use mart_guest::db::{self as pg, decode, timestamp, uuid, uuid_text};
-use mart_guest::{json_response, method_not_allowed, segments, Query};
+use mart_guest::db::{self as pg, decode, timestamp, uuid, uuid_text, ParameterValue};
+use mart_guest::{json_response, method_not_allowed, segments, Method, Query, Request, Response};
 use serde::Serialize;
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
-use spin_sdk::pg4::ParameterValue;
 
 #[derive(Serialize)]
 struct Notification {
@@ -24,19 +21,18 @@ struct Notification {
     created_at: String,
 }
 
-#[http_component]
-fn handle(request: Request) -> Response {
-    let trace = mart_guest::trace::of(&request);
-    mart_guest::trace::within(trace, || mart_guest::respond(route(&request)))
+#[spin_sdk::http_service]
+async fn handle(request: spin_sdk::http::Request) -> mart_guest::ServiceResponse {
+    mart_guest::serve(request, route).await
 }
 
-fn route(request: &Request) -> Result<Response, Problem> {
-    let caller = authenticate(request)?;
+async fn route(request: &Request) -> Result<Response, Problem> {
+    let caller = authenticate(request).await?;
     match (
         request.method(),
         segments(request, "/notifications").as_slice(),
     ) {
-        (Method::Get, []) => list(request, &caller.sub),
+        (Method::Get, []) => list(request, &caller.sub).await,
         (_, []) => Err(method_not_allowed(request, &["GET"])),
         _ => Err(Problem::not_found(format!(
             "no notification resource at {}",
@@ -45,13 +41,13 @@ fn route(request: &Request) -> Result<Response, Problem> {
     }
 }
 
-fn list(request: &Request, user: &str) -> Result<Response, Problem> {
+async fn list(request: &Request, user: &str) -> Result<Response, Problem> {
     let query = Query::parse(request.query(), &["limit"])?;
     let limit = paging::limit(query.get("limit")).map_err(|e| Problem::invalid(vec![e]))?;
     let Some(user) = mart_domain::parse_uuid(user) else {
         return Ok(json_response(200, &serde_json::json!({ "items": [] })));
     };
-    let db = pg::Database::connect("notifications")?;
+    let db = pg::Database::connect("notifications").await?;
     let rows = db
         .connection
         .query(
@@ -59,6 +55,7 @@ fn list(request: &Request, user: &str) -> Result<Response, Problem> {
              WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
             &[uuid(&user), ParameterValue::Int64(i64::from(limit))],
         )
+        .await
         .map_err(|e| db.failed(e))?;
     let items = rows
         .rows

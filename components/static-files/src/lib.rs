@@ -13,71 +13,65 @@
 use std::io::Read;
 
 use mart_domain::Problem;
-use mart_guest::{method_not_allowed, problem_response};
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
+use mart_guest::{method_not_allowed, Method, Request, Response};
 
 const DEFAULT_CSP: &str = "default-src 'self'; img-src 'self' data:; \
     style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'";
 
-#[http_component]
-fn handle(request: Request) -> Response {
-    serve(&request).unwrap_or_else(|problem| problem_response(&problem))
+#[spin_sdk::http_service]
+async fn handle(request: spin_sdk::http::Request) -> mart_guest::ServiceResponse {
+    mart_guest::serve(request, route).await
 }
 
-fn serve(request: &Request) -> Result<Response, Problem> {
+async fn route(request: &Request) -> Result<Response, Problem> {
     let head = match request.method() {
         Method::Get => false,
         Method::Head => true,
         _ => return Err(method_not_allowed(request, &["GET", "HEAD"])),
     };
-    let path_info = header(request, "spin-path-info").unwrap_or_default();
+    let path_info = request.header("spin-path-info").unwrap_or_default();
     if let Some(location) = folder_redirect(request, path_info) {
-        return Ok(Response::builder()
-            .status(308)
-            .header("location", location)
-            .build());
+        return Ok(Response::empty(308).with_header("location", location));
     }
     let relative = file_path(path_info)?;
     let file = read(&relative)?;
     let etag = file.etag();
-    let not_modified =
-        header(request, "if-none-match").is_some_and(|tags| etag_matches(tags, &etag));
+    let not_modified = request
+        .header("if-none-match")
+        .is_some_and(|tags| etag_matches(tags, &etag));
     let content_type = content_type(&relative);
-    let mut builder = Response::builder();
-    builder
-        .status(if not_modified { 304 } else { 200 })
-        .header("content-type", content_type.as_str())
-        .header("etag", etag.as_str())
+    // No Content-Length without a body: the outgoing body would not match it.
+    let body = if head || not_modified {
+        Vec::new()
+    } else {
+        file.bytes
+    };
+    let mut response = Response::new(if not_modified { 304 } else { 200 }, body)
+        .with_header("content-type", content_type.as_str())
+        .with_header("etag", etag.as_str())
         // Revalidate every time: the ETag makes that a 304 when nothing changed,
         // and a redeploy is never hidden behind a stale cache.
-        .header("cache-control", "no-cache")
-        .header("x-content-type-options", "nosniff")
+        .with_header("cache-control", "no-cache")
+        .with_header("x-content-type-options", "nosniff")
         // Pages that hold a session token: only ever over https once a
         // browser has seen the site over it (browsers ignore the header on
         // plain http, so local runs are unaffected), and no page address
         // (order ids) handed to the sites they link to, PayFast's included.
-        .header("strict-transport-security", "max-age=31536000")
-        .header("referrer-policy", "no-referrer");
+        .with_header("strict-transport-security", "max-age=31536000")
+        .with_header("referrer-policy", "no-referrer");
     if content_type.starts_with("text/html") {
         let csp = std::env::var("CONTENT_SECURITY_POLICY").unwrap_or_else(|_| DEFAULT_CSP.into());
-        builder.header("content-security-policy", csp);
+        response.set_header("content-security-policy", csp);
     }
-    // No Content-Length without a body: the outgoing body would not match it.
-    if head || not_modified {
-        return Ok(builder.build());
-    }
-    Ok(builder.body(file.bytes).build())
-}
-
-fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.header(name).and_then(|v| v.as_str())
+    Ok(response)
 }
 
 /// `/docs` (a wildcard route asked for without its trailing slash) goes to
 /// `/docs/`, so that the page's relative links resolve under it.
 fn folder_redirect(request: &Request, path_info: &str) -> Option<String> {
-    let wildcard = header(request, "spin-matched-route").is_some_and(|r| r.ends_with("/..."));
+    let wildcard = request
+        .header("spin-matched-route")
+        .is_some_and(|r| r.ends_with("/..."));
     if !wildcard || !path_info.is_empty() || request.path().ends_with('/') {
         return None;
     }

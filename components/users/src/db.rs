@@ -3,8 +3,8 @@
 use mart_domain::auth::Role;
 use mart_domain::{users, DomainError};
 use mart_guest::db::{self as pg, decode, sql_state, text, timestamp, uuid_text};
+use mart_guest::db::{DbValue, ParameterValue};
 use serde::Serialize;
-use spin_sdk::pg4::{DbValue, ParameterValue};
 
 pub struct User {
     pub id: String,
@@ -51,7 +51,7 @@ fn failed(e: impl std::fmt::Display) -> DomainError {
 }
 
 impl Db {
-    pub fn insert_user(
+    pub async fn insert_user(
         &self,
         email: &str,
         name: &str,
@@ -67,6 +67,7 @@ impl Db {
                 &sql,
                 &[text(email), text(name), text(hash), text(role.as_str())],
             )
+            .await
             .map_err(|e| {
                 if sql_state(&e) == Some("23505") {
                     DomainError::conflict("an account with this email already exists")
@@ -77,16 +78,17 @@ impl Db {
         first_user(&rows.rows)?.ok_or_else(|| DomainError::internal("the insert returned no row"))
     }
 
-    pub fn user_by_email(&self, email: &str) -> Result<Option<User>, DomainError> {
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, DomainError> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
         let rows = self
             .connection
             .query(&sql, &[text(email)])
+            .await
             .map_err(failed)?;
         first_user(&rows.rows)
     }
 
-    pub fn user_by_id(&self, id: &str) -> Result<Option<User>, DomainError> {
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, DomainError> {
         let Some(id) = parse_id(id) else {
             return Ok(None);
         };
@@ -94,12 +96,13 @@ impl Db {
         let rows = self
             .connection
             .query(&sql, &[ParameterValue::Uuid(id)])
+            .await
             .map_err(failed)?;
         first_user(&rows.rows)
     }
 
     /// Changes the name and/or password; a new password revokes old tokens.
-    pub fn update_profile(
+    pub async fn update_profile(
         &self,
         id: &str,
         name: Option<&str>,
@@ -123,6 +126,7 @@ impl Db {
                     param(hash),
                 ],
             )
+            .await
             .map_err(failed)?;
         first_user(&rows.rows)?
             .ok_or_else(|| DomainError::not_found("the account no longer exists"))
@@ -130,7 +134,7 @@ impl Db {
 
     /// Stores a refresh token's hash for `user_id` at `version`, valid for
     /// `ttl_secs`; the user's expired ones go meanwhile.
-    pub fn insert_refresh_token(
+    pub async fn insert_refresh_token(
         &self,
         hash: &str,
         user_id: &str,
@@ -143,6 +147,7 @@ impl Db {
                 "DELETE FROM refresh_tokens WHERE user_id = $1 AND expires_at < now()",
                 std::slice::from_ref(&user),
             )
+            .await
             .map_err(failed)?;
         self.connection
             .execute(
@@ -155,13 +160,17 @@ impl Db {
                     ParameterValue::Int64(ttl_secs),
                 ],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
     /// Uses up the refresh token with this hash: the user and token version
     /// it was issued for, unless it is unknown, used or expired.
-    pub fn take_refresh_token(&self, hash: &str) -> Result<Option<(String, i64)>, DomainError> {
+    pub async fn take_refresh_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(String, i64)>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -169,6 +178,7 @@ impl Db {
                  RETURNING user_id, token_version, expires_at > now()",
                 &[text(hash)],
             )
+            .await
             .map_err(failed)?;
         let Some([user, version, live]) = rows.rows.first().map(Vec::as_slice) else {
             return Ok(None);
@@ -179,12 +189,13 @@ impl Db {
     }
 
     /// Every refresh token of `user_id` (its password changed).
-    pub fn revoke_refresh_tokens(&self, user_id: &str) -> Result<(), DomainError> {
+    pub async fn revoke_refresh_tokens(&self, user_id: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "DELETE FROM refresh_tokens WHERE user_id = $1",
                 &[ParameterValue::Uuid(user_id.to_string())],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
@@ -197,12 +208,12 @@ impl Db {
     /// lock, so parallel guesses are each counted. Times are the clock's,
     /// not the transaction's start (`now()`), which a parallel attempt may
     /// have passed while this one waited for the lock.
-    pub fn take_login_attempt(
+    pub async fn take_login_attempt(
         &self,
         email: &str,
         client: &str,
     ) -> Result<Option<i64>, DomainError> {
-        self.transaction(|db| {
+        self.transaction(async |db| {
             let key = [text(email), text(client)];
             // One statement that creates or locks the row: a parallel
             // success may delete it at any moment, and an upsert retries
@@ -217,6 +228,7 @@ impl Db {
                        floor(extract(epoch FROM clock_timestamp() - last_failure_at))::int8",
                     &key,
                 )
+                .await
                 .map_err(failed)?;
             let row = rows
                 .rows
@@ -234,31 +246,35 @@ impl Db {
                      WHERE email = $1 AND client = $2",
                     &key,
                 )
+                .await
                 .map_err(failed)?;
             Ok(None)
         })
+        .await
     }
 
     /// A wrong password: the delay before this client's next attempt for
     /// `email` runs from now.
-    pub fn restart_login_delay(&self, email: &str, client: &str) -> Result<(), DomainError> {
+    pub async fn restart_login_delay(&self, email: &str, client: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE login_throttle SET last_failure_at = clock_timestamp() \
                  WHERE email = $1 AND client = $2",
                 &[text(email), text(client)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
     /// A correct password: this client's failures for `email` are forgotten.
-    pub fn clear_login_attempts(&self, email: &str, client: &str) -> Result<(), DomainError> {
+    pub async fn clear_login_attempts(&self, email: &str, client: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "DELETE FROM login_throttle WHERE email = $1 AND client = $2",
                 &[text(email), text(client)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
