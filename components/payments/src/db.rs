@@ -10,8 +10,8 @@ use mart_domain::payments::{
 };
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
+use mart_guest::db::{DbValue, ParameterValue};
 use serde::Serialize;
-use spin_sdk::pg4::{DbValue, ParameterValue};
 
 fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("payments", e)
@@ -129,31 +129,38 @@ enum Lease {
 mart_guest::service_database!(pub struct Db("payments"));
 
 impl Db {
-    pub fn by_id(&self, id: &str) -> Result<Option<Payment>, DomainError> {
+    pub async fn by_id(&self, id: &str) -> Result<Option<Payment>, DomainError> {
         self.one(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"), id)
+            .await
     }
 
-    pub fn by_order(&self, order: &str) -> Result<Option<Payment>, DomainError> {
+    pub async fn by_order(&self, order: &str) -> Result<Option<Payment>, DomainError> {
         self.one(
             &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"),
             order,
         )
+        .await
     }
 
-    fn locked(&self, order: &str) -> Result<Option<Payment>, DomainError> {
+    async fn locked(&self, order: &str) -> Result<Option<Payment>, DomainError> {
         self.one(
             &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 FOR UPDATE"),
             order,
         )
+        .await
     }
 
-    fn one(&self, sql: &str, id: &str) -> Result<Option<Payment>, DomainError> {
-        let rows = self.connection.query(sql, &[uuid(id)]).map_err(failed)?;
+    async fn one(&self, sql: &str, id: &str) -> Result<Option<Payment>, DomainError> {
+        let rows = self
+            .connection
+            .query(sql, &[uuid(id)])
+            .await
+            .map_err(failed)?;
         rows.rows.first().map(|r| payment(r)).transpose()
     }
 
     /// `order.placed`: what to charge, and how.
-    pub fn order_placed(&self, placed: &OrderPlaced) -> Result<(), DomainError> {
+    pub async fn order_placed(&self, placed: &OrderPlaced) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO payments (order_id, user_id, amount_minor, currency, provider, token) \
@@ -171,27 +178,29 @@ impl Db {
                     text(&placed.payment.token),
                 ],
             )
+            .await
             .map_err(failed)?;
-        self.charge_if_ready(&placed.order_id)
+        self.charge_if_ready(&placed.order_id).await
     }
 
     /// `inventory.reserved`: the stock is held, so the order may be charged.
-    pub fn stock_reserved(&self, order: &str) -> Result<(), DomainError> {
+    pub async fn stock_reserved(&self, order: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO payments (order_id, stock_reserved) VALUES ($1, true) \
                  ON CONFLICT (order_id) DO UPDATE SET stock_reserved = true, updated_at = now()",
                 &[uuid(order)],
             )
+            .await
             .map_err(failed)?;
-        self.charge_if_ready(order)
+        self.charge_if_ready(order).await
     }
 
     /// Charges once the amount is known and the stock held, unless the
     /// order was cancelled meanwhile. The provider gets the order id as its
     /// idempotency key, so a charge repeated after a crash is not doubled.
-    fn charge_if_ready(&self, order: &str) -> Result<(), DomainError> {
-        let Some(p) = self.locked(order)? else {
+    async fn charge_if_ready(&self, order: &str) -> Result<(), DomainError> {
+        let Some(p) = self.locked(order).await? else {
             return Ok(());
         };
         if !p.state().ready_to_charge() {
@@ -202,13 +211,15 @@ impl Db {
         else {
             return Ok(());
         };
-        let Some(provider) = provider(name) else {
-            return self.settle(
-                &p,
-                PaymentStatus::Failed,
-                Some(&format!("payment provider `{name}` is not available")),
-                None,
-            );
+        let Some(provider) = provider(name).await else {
+            return self
+                .settle(
+                    &p,
+                    PaymentStatus::Failed,
+                    Some(&format!("payment provider `{name}` is not available")),
+                    None,
+                )
+                .await;
         };
         let charge = Charge {
             order_id: order,
@@ -216,16 +227,20 @@ impl Db {
             currency,
             token,
         };
-        match provider.charge(&charge) {
+        match provider.charge(&charge).await {
             ChargeOutcome::Succeeded { reference } => {
                 self.settle(&p, PaymentStatus::Succeeded, None, Some(&reference))
+                    .await
             }
             // Not final yet: keep the reference, never charge again; the
             // provider's webhook settles it.
-            ChargeOutcome::Pending { reference } => self.attempted(&p, &reference),
-            ChargeOutcome::Redirect { reference, url } => self.awaiting_buyer(&p, &reference, &url),
+            ChargeOutcome::Pending { reference } => self.attempted(&p, &reference).await,
+            ChargeOutcome::Redirect { reference, url } => {
+                self.awaiting_buyer(&p, &reference, &url).await
+            }
             ChargeOutcome::Declined { reason } => {
                 self.settle(&p, PaymentStatus::Failed, Some(&reason), None)
+                    .await
             }
             ChargeOutcome::Unavailable { reason } => Err(DomainError::unavailable(format!(
                 "the payment provider is unavailable: {reason}"
@@ -235,15 +250,16 @@ impl Db {
 
     /// `order.cancelled`: no charge any more; a charge that already went
     /// through is refunded.
-    pub fn order_cancelled(&self, order: &str) -> Result<(), DomainError> {
+    pub async fn order_cancelled(&self, order: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "INSERT INTO payments (order_id, order_cancelled) VALUES ($1, true) \
                  ON CONFLICT (order_id) DO UPDATE SET order_cancelled = true, updated_at = now()",
                 &[uuid(order)],
             )
+            .await
             .map_err(failed)?;
-        let Some(p) = self.locked(order)? else {
+        let Some(p) = self.locked(order).await? else {
             return Ok(());
         };
         match p.state().on_order_cancelled() {
@@ -254,13 +270,18 @@ impl Db {
                         "UPDATE payments SET redirect_url = NULL, updated_at = now() WHERE id = $1",
                         &[uuid(&p.id)],
                     )
+                    .await
                     .map_err(failed)?;
                 Ok(())
             }
             OnCancel::Cancel => {
                 self.settle(&p, PaymentStatus::Cancelled, Some("order cancelled"), None)
+                    .await
             }
-            OnCancel::Refund => self.refund_payment(&p, "order cancelled after payment"),
+            OnCancel::Refund => {
+                self.refund_payment(&p, "order cancelled after payment")
+                    .await
+            }
             OnCancel::Nothing => Ok(()),
         }
     }
@@ -268,47 +289,58 @@ impl Db {
     /// Decides to refund a succeeded payment (`order.refunded`, or an
     /// admin); `carry_out_refunds` or the handler of `payment.refund_due`
     /// then makes it.
-    pub fn refund_order(&self, order: &str, reason: &str) -> Result<Option<Payment>, DomainError> {
-        let Some(p) = self.locked(order)? else {
+    pub async fn refund_order(
+        &self,
+        order: &str,
+        reason: &str,
+    ) -> Result<Option<Payment>, DomainError> {
+        let Some(p) = self.locked(order).await? else {
             return Ok(None);
         };
         if p.state().on_refund_request()? {
-            self.refund_payment(&p, reason)?;
+            self.refund_payment(&p, reason).await?;
         }
-        self.by_order(order)
+        self.by_order(order).await
     }
 
     /// Decides to give the order's counted payment back.
-    fn refund_payment(&self, p: &Payment, reason: &str) -> Result<(), DomainError> {
+    async fn refund_payment(&self, p: &Payment, reason: &str) -> Result<(), DomainError> {
         let reference = p.provider_ref.clone().ok_or_else(|| {
             failed(format!(
                 "payment {} succeeded without the provider's reference",
                 p.id
             ))
         })?;
-        self.refund_due(p, &reference, reason, true)
+        self.refund_due(p, &reference, reason, true).await
     }
 
     /// A charge the provider accepted but has not settled.
-    fn attempted(&self, p: &Payment, reference: &str) -> Result<(), DomainError> {
+    async fn attempted(&self, p: &Payment, reference: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE payments SET provider_ref = $2, token = NULL, updated_at = now() WHERE id = $1",
                 &[uuid(&p.id), text(reference)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
     /// A redirect provider's charge: the buyer pays on `url`. The orders
     /// service learns it from `payment.action_required` and shows it.
-    fn awaiting_buyer(&self, p: &Payment, reference: &str, url: &str) -> Result<(), DomainError> {
+    async fn awaiting_buyer(
+        &self,
+        p: &Payment,
+        reference: &str,
+        url: &str,
+    ) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE payments SET provider_ref = $2, redirect_url = $3, token = NULL, \
                    updated_at = now() WHERE id = $1",
                 &[uuid(&p.id), text(reference), text(url)],
             )
+            .await
             .map_err(failed)?;
         self.record_change(
             p,
@@ -317,6 +349,7 @@ impl Db {
             None,
             Some(url),
         )
+        .await
     }
 
     /// A provider's final word (webhook, ITN) on its charge `reference` for
@@ -326,7 +359,7 @@ impl Db {
     /// with us for an order that does not have it. `new_reference`: the
     /// provider names its charge only now (PayFast's payment id).
     /// `Ok(false)` if the order has no payment here.
-    pub fn provider_outcome(
+    pub async fn provider_outcome(
         &self,
         order: &str,
         succeeded: bool,
@@ -334,7 +367,7 @@ impl Db {
         reference: &str,
         new_reference: bool,
     ) -> Result<bool, DomainError> {
-        let Some(current) = self.for_update(order)? else {
+        let Some(current) = self.for_update(order).await? else {
             return Ok(false);
         };
         let this_charge = current.provider_ref.as_deref() == Some(reference);
@@ -349,7 +382,8 @@ impl Db {
             // (`refund_if_cancelled`), with the trigger's retries, not here:
             // a provider's webhook must not fail because its refund does.
             ProviderVerdict::Settle(status) => {
-                self.settle(&current, status, reason, new_reference.then_some(reference))?
+                self.settle(&current, status, reason, new_reference.then_some(reference))
+                    .await?
             }
             ProviderVerdict::RefundStrayCharge => {
                 let provider = current.provider.clone().unwrap_or_default();
@@ -358,7 +392,8 @@ impl Db {
                     reference,
                     &format!("a {provider} charge the order does not count"),
                     false,
-                )?
+                )
+                .await?
             }
             ProviderVerdict::Nothing => {}
         }
@@ -367,10 +402,11 @@ impl Db {
 
     /// `payment.succeeded` (our own): refunds it if its order was cancelled
     /// while the charge was in flight.
-    pub fn refund_if_cancelled(&self, order: &str) -> Result<(), DomainError> {
-        match self.locked(order)? {
+    pub async fn refund_if_cancelled(&self, order: &str) -> Result<(), DomainError> {
+        match self.locked(order).await? {
             Some(p) if p.state().refund_late_success() => {
                 self.refund_payment(&p, "order cancelled after payment")
+                    .await
             }
             _ => Ok(()),
         }
@@ -380,7 +416,7 @@ impl Db {
     /// `reference` goes back: the order's payment (`of_payment`) or a
     /// charge outside it (the buyer paid twice). One refund per charge;
     /// `payment.refund_due` makes this service's handler carry it out.
-    fn refund_due(
+    async fn refund_due(
         &self,
         p: &Payment,
         reference: &str,
@@ -394,15 +430,16 @@ impl Db {
             amount_minor: p.amount_minor.unwrap_or(0),
             reason: reason.to_string(),
         };
-        if self.record_refund(&due, of_payment)? {
-            self.record(&p.order_id, &EventData::PaymentRefundDue(due))?;
+        if self.record_refund(&due, of_payment).await? {
+            self.record(&p.order_id, &EventData::PaymentRefundDue(due))
+                .await?;
         }
         Ok(())
     }
 
     /// Records the refund unless the charge has one already; whether it
     /// was new.
-    fn record_refund(&self, due: &RefundDue, of_payment: bool) -> Result<bool, DomainError> {
+    async fn record_refund(&self, due: &RefundDue, of_payment: bool) -> Result<bool, DomainError> {
         let inserted = self
             .connection
             .execute(
@@ -417,15 +454,16 @@ impl Db {
                     ParameterValue::Boolean(of_payment),
                 ],
             )
+            .await
             .map_err(failed)?;
         Ok(inserted == 1)
     }
 
     /// Carries out a `payment.refund_due`, outside any transaction.
-    pub fn carry_out(&self, due: &RefundDue) -> Result<(), DomainError> {
+    pub async fn carry_out(&self, due: &RefundDue) -> Result<(), DomainError> {
         // An event written before refunds were recorded names only a
         // stray charge; it is recorded now.
-        self.record_refund(due, false)?;
+        self.record_refund(due, false).await?;
         let rows = self
             .connection
             .query(
@@ -434,16 +472,17 @@ impl Db {
                 ),
                 &[text(&due.provider), text(&due.reference)],
             )
+            .await
             .map_err(failed)?;
         match rows.rows.first() {
-            Some(row) => self.attempt(&refund(row)?),
+            Some(row) => self.attempt(&refund(row)?).await,
             None => Err(failed(format!("the refund of {} vanished", due.reference))),
         }
     }
 
     /// Carries out the refunds decided for `order` and not made yet (an
     /// admin's refund answers once the money is back).
-    pub fn carry_out_refunds(&self, order: &str) -> Result<(), DomainError> {
+    pub async fn carry_out_refunds(&self, order: &str) -> Result<(), DomainError> {
         let rows = self
             .connection
             .query(
@@ -452,9 +491,10 @@ impl Db {
                 ),
                 &[uuid(order)],
             )
+            .await
             .map_err(failed)?;
         for row in &rows.rows {
-            self.attempt(&refund(row)?)?;
+            self.attempt(&refund(row)?).await?;
         }
         Ok(())
     }
@@ -462,8 +502,8 @@ impl Db {
     /// One attempt at `refund`: leased (one attempt at a time), the
     /// provider asked outside any transaction, the outcome recorded. Done
     /// refunds are left alone, so asking again is safe.
-    fn attempt(&self, refund: &RefundRow) -> Result<(), DomainError> {
-        let attempt = match self.lease(&refund.id)? {
+    async fn attempt(&self, refund: &RefundRow) -> Result<(), DomainError> {
+        let attempt = match self.lease(&refund.id).await? {
             Lease::Done => return Ok(()),
             Lease::Busy => {
                 return Err(DomainError::unavailable(format!(
@@ -473,23 +513,25 @@ impl Db {
             }
             Lease::Attempt(n) => n,
         };
-        let Some(provider) = provider(&refund.provider) else {
-            self.release(&refund.id)?;
+        let Some(provider) = provider(&refund.provider).await else {
+            self.release(&refund.id).await?;
             return Err(failed(format!(
                 "payment provider `{}` is not configured; the refund of {} waits for it",
                 refund.provider, refund.reference
             )));
         };
-        let outcome = provider.refund(&Refund {
-            reference: &refund.reference,
-            amount_minor: refund.amount_minor,
-            reason: &refund.reason,
-            retried: attempt > 1,
-        });
+        let outcome = provider
+            .refund(&Refund {
+                reference: &refund.reference,
+                amount_minor: refund.amount_minor,
+                reason: &refund.reason,
+                retried: attempt > 1,
+            })
+            .await;
         match outcome {
-            RefundOutcome::Refunded => self.transaction(|db| db.refunded(refund)),
+            RefundOutcome::Refunded => self.transaction(async |db| db.refunded(refund).await).await,
             RefundOutcome::Unavailable { reason } => {
-                self.release(&refund.id)?;
+                self.release(&refund.id).await?;
                 Err(DomainError::unavailable(format!(
                     "the refund of {} failed: {reason}",
                     refund.reference
@@ -504,6 +546,7 @@ impl Db {
                         "UPDATE refunds SET refused = $2, leased_until = NULL WHERE id = $1",
                         &[uuid(&refund.id), text(&reason)],
                     )
+                    .await
                     .map_err(failed)?;
                 Err(DomainError::conflict(reason))
             }
@@ -512,7 +555,7 @@ impl Db {
 
     /// Takes the refund for one attempt (two minutes, beyond any
     /// component's deadline, so a crashed attempt frees it by itself).
-    fn lease(&self, id: &str) -> Result<Lease, DomainError> {
+    async fn lease(&self, id: &str) -> Result<Lease, DomainError> {
         let taken = self
             .connection
             .query(
@@ -521,6 +564,7 @@ impl Db {
                  RETURNING attempts",
                 &[uuid(id)],
             )
+            .await
             .map_err(failed)?;
         if let Some(row) = taken.rows.first() {
             let attempts: i32 = decode(&row[0])?;
@@ -529,6 +573,7 @@ impl Db {
         let status = self
             .connection
             .query("SELECT status FROM refunds WHERE id = $1", &[uuid(id)])
+            .await
             .map_err(failed)?;
         match status.rows.first().map(|row| decode::<String>(&row[0])) {
             Some(Ok(status)) if status == "done" => Ok(Lease::Done),
@@ -536,19 +581,20 @@ impl Db {
         }
     }
 
-    fn release(&self, id: &str) -> Result<(), DomainError> {
+    async fn release(&self, id: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE refunds SET leased_until = NULL WHERE id = $1",
                 &[uuid(id)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
     /// The provider gave the money back: the refund is done and, when it
     /// was the order's payment, the payment is refunded (and says so).
-    fn refunded(&self, refund: &RefundRow) -> Result<(), DomainError> {
+    async fn refunded(&self, refund: &RefundRow) -> Result<(), DomainError> {
         let updated = self
             .connection
             .execute(
@@ -556,6 +602,7 @@ impl Db {
                    refused = NULL WHERE id = $1 AND status = 'due'",
                 &[uuid(&refund.id)],
             )
+            .await
             .map_err(failed)?;
         if updated == 0 {
             return Ok(());
@@ -567,33 +614,35 @@ impl Db {
             );
             return Ok(());
         }
-        match self.locked(&refund.order_id)? {
+        match self.locked(&refund.order_id).await? {
             Some(p) if p.status() == PaymentStatus::Succeeded => {
                 self.settle(&p, PaymentStatus::Refunded, Some(&refund.reason), None)
+                    .await
             }
             _ => Ok(()),
         }
     }
 
     /// The payment of `order`, locked for the caller's transaction.
-    pub fn for_update(&self, order: &str) -> Result<Option<Payment>, DomainError> {
-        self.locked(order)
+    pub async fn for_update(&self, order: &str) -> Result<Option<Payment>, DomainError> {
+        self.locked(order).await
     }
 
     /// The payment whose provider reference is `reference`.
-    pub fn by_reference(&self, reference: &str) -> Result<Option<Payment>, DomainError> {
+    pub async fn by_reference(&self, reference: &str) -> Result<Option<Payment>, DomainError> {
         let rows = self
             .connection
             .query(
                 &format!("SELECT {COLUMNS} FROM payments WHERE provider_ref = $1"),
                 &[text(reference)],
             )
+            .await
             .map_err(failed)?;
         rows.rows.first().map(|r| payment(r)).transpose()
     }
 
     /// Records the new status (and the event other services react to).
-    fn settle(
+    async fn settle(
         &self,
         p: &Payment,
         status: PaymentStatus,
@@ -613,6 +662,7 @@ impl Db {
                     reference.map_or(ParameterValue::DbNull, text),
                 ],
             )
+            .await
             .map_err(failed)?;
         let event = match status {
             PaymentStatus::Succeeded => EventData::PaymentSucceeded,
@@ -620,12 +670,12 @@ impl Db {
             PaymentStatus::Refunded => EventData::PaymentRefunded,
             PaymentStatus::Pending | PaymentStatus::Cancelled => return Ok(()),
         };
-        self.record_change(p, event, status, reason, None)
+        self.record_change(p, event, status, reason, None).await
     }
 
     /// Writes the `kind` of change of `p` to the outbox, in the caller's
     /// transaction.
-    fn record_change(
+    async fn record_change(
         &self,
         p: &Payment,
         kind: fn(PaymentChanged) -> EventData,
@@ -643,6 +693,6 @@ impl Db {
             reason: reason.map(str::to_string),
             redirect_url: redirect_url.map(str::to_string),
         };
-        self.record(&p.order_id, &kind(payload))
+        self.record(&p.order_id, &kind(payload)).await
     }
 }

@@ -25,8 +25,8 @@ impl EventHandler for Events {
     const COMPONENT: &'static str = "payments-events";
     const CONSUMER: &'static str = "payments";
 
-    fn connect(&self) -> Result<Db, DomainError> {
-        Db::connect()
+    async fn connect(&self) -> Result<Db, DomainError> {
+        Db::connect().await
     }
 
     fn handling(&self, event: &Event) -> Handling {
@@ -40,14 +40,14 @@ impl EventHandler for Events {
         }
     }
 
-    fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
+    async fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
         match &event.data {
-            EventData::OrderPlaced(placed) => db.order_placed(placed),
-            EventData::InventoryReserved(reserved) => db.stock_reserved(&reserved.order_id),
-            EventData::OrderCancelled(changed) => db.order_cancelled(&changed.order_id),
+            EventData::OrderPlaced(placed) => db.order_placed(placed).await,
+            EventData::InventoryReserved(reserved) => db.stock_reserved(&reserved.order_id).await,
+            EventData::OrderCancelled(changed) => db.order_cancelled(&changed.order_id).await,
             EventData::OrderRefunded(changed) => {
                 let reason = changed.reason.as_deref().unwrap_or("order refunded");
-                match db.refund_order(&changed.order_id, reason) {
+                match db.refund_order(&changed.order_id, reason).await {
                     Err(DomainError::Conflict(why)) => {
                         eprintln!("payments: order {}: {why}", changed.order_id);
                         Ok(())
@@ -55,8 +55,8 @@ impl EventHandler for Events {
                     other => other.map(|_| ()),
                 }
             }
-            EventData::PaymentSucceeded(changed) => db.refund_if_cancelled(&changed.order_id),
-            EventData::PaymentRefundDue(due) => db.carry_out(due),
+            EventData::PaymentSucceeded(changed) => db.refund_if_cancelled(&changed.order_id).await,
+            EventData::PaymentRefundDue(due) => db.carry_out(due).await,
             _ => Ok(()),
         }
     }

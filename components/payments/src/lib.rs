@@ -11,37 +11,31 @@ mod providers;
 use mart_domain::auth::Claims;
 use mart_domain::{parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
-use mart_guest::{json_response, method_not_allowed, segments, Query};
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
+use mart_guest::{json_response, method_not_allowed, segments, Method, Query, Request, Response};
 
 use crate::db::{Db, Payment};
 
-#[http_component]
-fn handle(request: Request) -> Response {
-    let trace = mart_guest::trace::of(&request);
-    mart_guest::trace::within(trace, || mart_guest::respond(route(&request)))
+#[spin_sdk::http_service]
+async fn handle(request: spin_sdk::http::Request) -> mart_guest::ServiceResponse {
+    mart_guest::serve(request, route).await
 }
 
-fn route(request: &Request) -> Result<Response, Problem> {
+async fn route(request: &Request) -> Result<Response, Problem> {
     // Webhooks carry no token: the provider's signature authenticates them.
-    let webhook = match request.path() {
-        "/payments/webhooks/stripe" => Some(stripe_webhook as fn(&Request) -> _),
-        "/payments/webhooks/payfast" => Some(payfast_itn as fn(&Request) -> _),
-        _ => None,
-    };
-    if let Some(webhook) = webhook {
-        return match request.method() {
-            Method::Post => webhook(request),
-            _ => Err(method_not_allowed(request, &["POST"])),
-        };
+    match (request.path(), request.method()) {
+        ("/payments/webhooks/stripe", Method::Post) => return stripe_webhook(request).await,
+        ("/payments/webhooks/payfast", Method::Post) => return payfast_itn(request).await,
+        ("/payments/webhooks/stripe" | "/payments/webhooks/payfast", _) => {
+            return Err(method_not_allowed(request, &["POST"]))
+        }
+        _ => {}
     }
-    let caller = authenticate(request)?;
+    let caller = authenticate(request).await?;
     let segments = segments(request, "/payments");
     match (request.method(), segments.as_slice()) {
-        (Method::Get, []) => by_order(request, &caller),
-        (Method::Get, [id]) => show(&caller, id),
-        (Method::Post, [id, "refund"]) => refund(&caller, id),
+        (Method::Get, []) => by_order(request, &caller).await,
+        (Method::Get, [id]) => show(&caller, id).await,
+        (Method::Post, [id, "refund"]) => refund(&caller, id).await,
         (_, [] | [_]) => Err(method_not_allowed(request, &["GET"])),
         (_, [_, "refund"]) => Err(method_not_allowed(request, &["POST"])),
         _ => Err(Problem::not_found(format!(
@@ -59,14 +53,14 @@ fn visible(caller: &Claims, payment: Option<Payment>, what: &str) -> Result<Paym
     }
 }
 
-fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
+async fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
     let what = format!("has id {id}");
     let id = parse_uuid(id).ok_or_else(|| Problem::not_found(format!("no payment {what}")))?;
-    let payment = Db::connect()?.by_id(&id)?;
+    let payment = Db::connect().await?.by_id(&id).await?;
     Ok(json_response(200, &visible(caller, payment, &what)?))
 }
 
-fn by_order(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+async fn by_order(request: &Request, caller: &Claims) -> Result<Response, Problem> {
     let query = Query::parse(request.query(), &["order_id"])?;
     let order = query.get("order_id").and_then(parse_uuid).ok_or_else(|| {
         Problem::invalid(vec![FieldError::new(
@@ -74,38 +68,46 @@ fn by_order(request: &Request, caller: &Claims) -> Result<Response, Problem> {
             "is required: an order id (a UUID)",
         )])
     })?;
-    let payment = Db::connect()?.by_order(&order)?;
+    let payment = Db::connect().await?.by_order(&order).await?;
     let items: Vec<Payment> = visible(caller, payment, "").into_iter().collect();
     Ok(json_response(200, &serde_json::json!({ "items": items })))
 }
 
-fn refund(caller: &Claims, id: &str) -> Result<Response, Problem> {
+async fn refund(caller: &Claims, id: &str) -> Result<Response, Problem> {
     caller.require_admin()?;
-    let db = Db::connect()?;
+    let db = Db::connect().await?;
     let not_found = || Problem::not_found(format!("no payment has id {id}"));
     let payment = db
-        .by_id(&parse_uuid(id).ok_or_else(not_found)?)?
+        .by_id(&parse_uuid(id).ok_or_else(not_found)?)
+        .await?
         .ok_or_else(not_found)?;
     // Decided (and recorded, with payment.refund_due) first, then made: if
     // the provider cannot be reached now, the answer is 503 and the
     // payments handler keeps trying.
-    db.transaction(|db| db.refund_order(&payment.order_id, "refunded by an admin"))?
+    db.transaction(async |db| {
+        db.refund_order(&payment.order_id, "refunded by an admin")
+            .await
+    })
+    .await?
+    .ok_or_else(not_found)?;
+    db.carry_out_refunds(&payment.order_id).await?;
+    let refunded = db
+        .by_order(&payment.order_id)
+        .await?
         .ok_or_else(not_found)?;
-    db.carry_out_refunds(&payment.order_id)?;
-    let refunded = db.by_order(&payment.order_id)?.ok_or_else(not_found)?;
     Ok(json_response(200, &refunded))
 }
 
 /// Stripe's final word on a payment intent. Verified by `Stripe-Signature`
 /// (with `stripe_webhook_secret`), applied once per Stripe event id, and
 /// answered 200 for events that need nothing, so Stripe stops resending.
-fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
+async fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
     // A request without a signature is malformed wherever it is sent.
     let signature = request
         .header("stripe-signature")
-        .and_then(|v| v.as_str())
         .ok_or_else(|| Problem::bad_request("the Stripe-Signature header is missing"))?;
     let secret = mart_guest::config::optional_variable("stripe_webhook_secret")
+        .await
         .ok_or_else(|| Problem::not_found("Stripe webhooks are not enabled here"))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -118,33 +120,39 @@ fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
         "payment_intent.payment_failed" => false,
         _ => return Ok(json_response(200, &serde_json::json!({ "received": true }))),
     };
-    let db = Db::connect()?;
+    let db = Db::connect().await?;
     // Stripe resends an event until it is answered 200: applied once.
-    db.apply_once("stripe-webhook", &event.id, || -> Result<(), Problem> {
-        let payment = match db.by_reference(&event.payment_intent)? {
-            Some(p) => Some(p),
-            None => match event.order_id.as_deref().and_then(parse_uuid) {
-                Some(order) => db.by_order(&order)?,
-                None => None,
-            },
-        };
-        match payment {
-            Some(p) => {
-                db.provider_outcome(
-                    &p.order_id,
-                    succeeded,
-                    event.failure.as_deref(),
-                    &event.payment_intent,
-                    false,
-                )?;
+    db.apply_once(
+        "stripe-webhook",
+        &event.id,
+        async || -> Result<(), Problem> {
+            let payment = match db.by_reference(&event.payment_intent).await? {
+                Some(p) => Some(p),
+                None => match event.order_id.as_deref().and_then(parse_uuid) {
+                    Some(order) => db.by_order(&order).await?,
+                    None => None,
+                },
+            };
+            match payment {
+                Some(p) => {
+                    db.provider_outcome(
+                        &p.order_id,
+                        succeeded,
+                        event.failure.as_deref(),
+                        &event.payment_intent,
+                        false,
+                    )
+                    .await?;
+                }
+                None => eprintln!(
+                    "payments: Stripe event {} names payment intent {} that is not ours",
+                    event.id, event.payment_intent
+                ),
             }
-            None => eprintln!(
-                "payments: Stripe event {} names payment intent {} that is not ours",
-                event.id, event.payment_intent
-            ),
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )
+    .await?;
     Ok(json_response(200, &serde_json::json!({ "received": true })))
 }
 
@@ -153,12 +161,12 @@ fn stripe_webhook(request: &Request) -> Result<Response, Problem> {
 /// payments, its amount is that payment's, and PayFast confirms it sent it.
 /// Applied once per PayFast payment id and status; answered 200 with an
 /// empty body, as PayFast expects.
-fn payfast_itn(request: &Request) -> Result<Response, Problem> {
+async fn payfast_itn(request: &Request) -> Result<Response, Problem> {
     let payfast = providers::PayFast::from_variables()
+        .await
         .ok_or_else(|| Problem::not_found("PayFast is not enabled here"))?;
     let form = request
         .header("content-type")
-        .and_then(|v| v.as_str())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     if !form {
         return Err(Problem::unsupported_media_type(
@@ -177,9 +185,10 @@ fn payfast_itn(request: &Request) -> Result<Response, Problem> {
         ))
     };
     let order = parse_uuid(&itn.m_payment_id).ok_or_else(not_ours)?;
-    let db = Db::connect()?;
+    let db = Db::connect().await?;
     let payment = db
-        .by_order(&order)?
+        .by_order(&order)
+        .await?
         .filter(|p| p.provider.as_deref() == Some("payfast"))
         .ok_or_else(not_ours)?;
     // Not saying what the amount should be: ITNs come from anyone.
@@ -188,7 +197,7 @@ fn payfast_itn(request: &Request) -> Result<Response, Problem> {
             "amount_gross is not the payment's amount",
         ));
     }
-    match payfast.confirm(&itn) {
+    match payfast.confirm(&itn).await {
         Ok(true) => {}
         Ok(false) => return Err(Problem::bad_request("PayFast did not confirm this ITN")),
         // PayFast resends an ITN that was not answered 200.
@@ -204,14 +213,18 @@ fn payfast_itn(request: &Request) -> Result<Response, Problem> {
         // PayFast resends an ITN until it is answered 200: applied once
         // per PayFast payment and status.
         let key = format!("{}:{}", itn.pf_payment_id, itn.payment_status);
-        db.apply_once("payfast-itn", &key, || -> Result<(), Problem> {
+        db.apply_once("payfast-itn", &key, async || -> Result<(), Problem> {
             // A completed charge the payment does not count (the buyer paid
             // twice, or paid after a failed attempt) goes back.
-            match db.provider_outcome(&order, succeeded, reason, &itn.pf_payment_id, true)? {
+            match db
+                .provider_outcome(&order, succeeded, reason, &itn.pf_payment_id, true)
+                .await?
+            {
                 true => Ok(()),
                 false => Err(not_ours()),
             }
-        })?;
+        })
+        .await?;
     }
-    Ok(Response::builder().status(200).build())
+    Ok(Response::empty(200))
 }
