@@ -5,8 +5,8 @@ use mart_domain::events::EventData;
 use mart_domain::orders::{Address, OrderChanged, OrderLine, OrderPlaced, Status};
 use mart_domain::DomainError;
 use mart_guest::db::{self as pg, decode, text, timestamp, uuid, uuid_text};
+use mart_guest::db::{DbValue, ParameterValue};
 use serde::Serialize;
-use spin_sdk::pg4::{DbValue, ParameterValue};
 
 fn failed(e: impl std::fmt::Display) -> DomainError {
     pg::failed("orders", e)
@@ -114,9 +114,9 @@ mart_guest::service_database!(pub struct Db("orders"));
 impl Db {
     /// Creates the order as `pending` with `order.placed`, or returns the
     /// order an earlier request with the same Idempotency-Key created.
-    pub fn place(&self, new: &NewOrder<'_>) -> Result<Placed, DomainError> {
-        self.transaction(|db| {
-            db.ensure_room_for_an_open_order(new)?;
+    pub async fn place(&self, new: &NewOrder<'_>) -> Result<Placed, DomainError> {
+        self.transaction(async |db| {
+            db.ensure_room_for_an_open_order(new).await?;
             let total = mart_domain::orders::total_minor(new.lines);
             let address = serde_json::to_vec(new.address).map_err(failed)?;
             let key = new.idempotency_key.map_or(ParameterValue::DbNull, text);
@@ -142,6 +142,7 @@ impl Db {
                         text(new.request_hash),
                     ],
                 )
+                .await
                 .map_err(|e| match pg::sql_state(&e) {
                     // The key's own conflict is DO NOTHING above; the only
                     // other unique index is one order per cart.
@@ -154,7 +155,8 @@ impl Db {
             let Some(row) = inserted.rows.first() else {
                 let key = new.idempotency_key.unwrap_or_default();
                 let existing = db
-                    .by_key(new.user_id, key)?
+                    .by_key(new.user_id, key)
+                    .await?
                     .ok_or_else(|| failed("an order with this key vanished"))?;
                 return Ok(Placed::Existing(existing));
             };
@@ -172,9 +174,10 @@ impl Db {
                             ParameterValue::Int64(line.unit_price_minor),
                         ],
                     )
+                    .await
                     .map_err(failed)?;
             }
-            db.add_history(&created.id, Status::Pending, None)?;
+            db.add_history(&created.id, Status::Pending, None).await?;
             db.record(
                 &created.id,
                 &EventData::OrderPlaced(OrderPlaced {
@@ -186,14 +189,16 @@ impl Db {
                     currency: created.currency.clone(),
                     payment: new.payment.clone(),
                 }),
-            )?;
+            )
+            .await?;
             created.lines = Some(new.lines.to_vec());
-            created.history = Some(db.history(&created.id)?);
+            created.history = Some(db.history(&created.id).await?);
             Ok(Placed::Created(created))
         })
+        .await
     }
 
-    pub fn by_key(&self, user: &str, key: &str) -> Result<Option<Order>, DomainError> {
+    pub async fn by_key(&self, user: &str, key: &str) -> Result<Option<Order>, DomainError> {
         let rows = self
             .connection
             .query(
@@ -202,22 +207,24 @@ impl Db {
                 ),
                 &[uuid(user), text(key)],
             )
+            .await
             .map_err(failed)?;
-        rows.rows
-            .first()
-            .map(|r| self.with_details(order(r)?))
-            .transpose()
+        match rows.rows.first() {
+            Some(row) => self.with_details(order(row)?).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The order with its lines and history.
-    pub fn order(&self, id: &str) -> Result<Option<Order>, DomainError> {
-        self.order_row(id, false)?
-            .map(|o| self.with_details(o))
-            .transpose()
+    pub async fn order(&self, id: &str) -> Result<Option<Order>, DomainError> {
+        match self.order_row(id, false).await? {
+            Some(order) => self.with_details(order).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The order row, locked for update when `lock`.
-    fn order_row(&self, id: &str, lock: bool) -> Result<Option<Order>, DomainError> {
+    async fn order_row(&self, id: &str, lock: bool) -> Result<Option<Order>, DomainError> {
         let lock = if lock { " FOR UPDATE" } else { "" };
         let rows = self
             .connection
@@ -225,11 +232,12 @@ impl Db {
                 &format!("SELECT {COLUMNS} FROM orders WHERE id = $1{lock}"),
                 &[uuid(id)],
             )
+            .await
             .map_err(failed)?;
         rows.rows.first().map(|r| order(r)).transpose()
     }
 
-    fn with_details(&self, mut order: Order) -> Result<Order, DomainError> {
+    async fn with_details(&self, mut order: Order) -> Result<Order, DomainError> {
         let rows = self
             .connection
             .query(
@@ -237,6 +245,7 @@ impl Db {
                  WHERE order_id = $1 ORDER BY product_id",
                 &[uuid(&order.id)],
             )
+            .await
             .map_err(failed)?;
         order.lines = Some(
             rows.rows
@@ -251,17 +260,18 @@ impl Db {
                 })
                 .collect::<Result<_, DomainError>>()?,
         );
-        order.history = Some(self.history(&order.id)?);
+        order.history = Some(self.history(&order.id).await?);
         Ok(order)
     }
 
-    fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, DomainError> {
+    async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, DomainError> {
         let rows = self
             .connection
             .query(
                 "SELECT status, reason, (at AT TIME ZONE 'UTC') AS at FROM order_history WHERE order_id = $1 ORDER BY id",
                 &[uuid(id)],
             )
+            .await
             .map_err(failed)?;
         rows.rows
             .iter()
@@ -275,7 +285,7 @@ impl Db {
             .collect()
     }
 
-    fn add_history(
+    async fn add_history(
         &self,
         id: &str,
         status: Status,
@@ -290,32 +300,43 @@ impl Db {
                     reason.map_or(ParameterValue::DbNull, text),
                 ],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
     /// `payment.action_required`: where the buyer pays (in the caller's
     /// transaction).
-    pub fn set_payment_redirect(&self, order: &str, url: &str) -> Result<(), DomainError> {
+    pub async fn set_payment_redirect(&self, order: &str, url: &str) -> Result<(), DomainError> {
         self.connection
             .execute(
                 "UPDATE orders SET payment_redirect_url = $2, updated_at = now() WHERE id = $1",
                 &[uuid(order), text(url)],
             )
+            .await
             .map_err(failed)?;
         Ok(())
     }
 
     /// How many orders (of `user`, or all) are in each status that has any.
-    pub fn counts_by_status(&self, user: Option<&str>) -> Result<Vec<(String, i64)>, DomainError> {
+    pub async fn counts_by_status(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, DomainError> {
         let rows = match user {
-            Some(user) => self.connection.query(
-                "SELECT status, count(*) FROM orders WHERE user_id = $1 GROUP BY status",
-                &[uuid(user)],
-            ),
-            None => self
-                .connection
-                .query("SELECT status, count(*) FROM orders GROUP BY status", &[]),
+            Some(user) => {
+                self.connection
+                    .query(
+                        "SELECT status, count(*) FROM orders WHERE user_id = $1 GROUP BY status",
+                        &[uuid(user)],
+                    )
+                    .await
+            }
+            None => {
+                self.connection
+                    .query("SELECT status, count(*) FROM orders GROUP BY status", &[])
+                    .await
+            }
         }
         .map_err(failed)?;
         rows.rows
@@ -325,24 +346,32 @@ impl Db {
     }
 
     /// The latest `limit` status changes (of `user`'s orders, or all), newest first.
-    pub fn recent_activity(
+    pub async fn recent_activity(
         &self,
         user: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Activity>, DomainError> {
         let limit = ParameterValue::Int64(i64::from(limit));
         let rows = match user {
-            Some(user) => self.connection.query(
-                "SELECT h.order_id, h.status, h.reason, (h.at AT TIME ZONE 'UTC') AS at FROM order_history h \
-                 JOIN orders o ON o.id = h.order_id WHERE o.user_id = $1 \
-                 ORDER BY h.at DESC, h.id DESC LIMIT $2",
-                &[uuid(user), limit],
-            ),
-            None => self.connection.query(
-                "SELECT order_id, status, reason, (at AT TIME ZONE 'UTC') AS at FROM order_history \
-                 ORDER BY at DESC, id DESC LIMIT $1",
-                &[limit],
-            ),
+            Some(user) => {
+                self.connection
+                    .query(
+                        "SELECT h.order_id, h.status, h.reason, (h.at AT TIME ZONE 'UTC') AS at FROM order_history h \
+                         JOIN orders o ON o.id = h.order_id WHERE o.user_id = $1 \
+                         ORDER BY h.at DESC, h.id DESC LIMIT $2",
+                        &[uuid(user), limit],
+                    )
+                    .await
+            }
+            None => {
+                self.connection
+                    .query(
+                        "SELECT order_id, status, reason, (at AT TIME ZONE 'UTC') AS at FROM order_history \
+                         ORDER BY at DESC, id DESC LIMIT $1",
+                        &[limit],
+                    )
+                    .await
+            }
         }
         .map_err(failed)?;
         rows.rows
@@ -359,7 +388,7 @@ impl Db {
     }
 
     /// Orders newest first, after `cursor` (created_at, id), filtered.
-    pub fn list(
+    pub async fn list(
         &self,
         user: Option<&str>,
         status: Option<Status>,
@@ -395,7 +424,7 @@ impl Db {
             "SELECT {COLUMNS} FROM orders {filter} ORDER BY created_at DESC, id DESC LIMIT ${}",
             params.len()
         );
-        let rows = self.connection.query(&sql, &params).map_err(failed)?;
+        let rows = self.connection.query(&sql, &params).await.map_err(failed)?;
         rows.rows.iter().map(|r| order(r)).collect()
     }
 
@@ -403,23 +432,25 @@ impl Db {
     /// and the matching event, in one transaction (part of the caller's, if
     /// one is open). `Ok(None)` when the order is already there (a repeated
     /// request or event).
-    pub fn change_status(
+    pub async fn change_status(
         &self,
         id: &str,
         next: Status,
         reason: Option<&str>,
     ) -> Result<Option<Order>, DomainError> {
-        self.transaction(|db| db.move_order(id, next, reason))
+        self.transaction(async |db| db.move_order(id, next, reason).await)
+            .await
     }
 
-    fn move_order(
+    async fn move_order(
         &self,
         id: &str,
         next: Status,
         reason: Option<&str>,
     ) -> Result<Option<Order>, DomainError> {
         let mut order = self
-            .order_row(id, true)?
+            .order_row(id, true)
+            .await?
             .ok_or_else(|| DomainError::not_found(format!("no order has id {id}")))?;
         let current = order.status()?;
         if current == next {
@@ -431,8 +462,9 @@ impl Db {
                 "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1",
                 &[uuid(id), text(next.as_str())],
             )
+            .await
             .map_err(failed)?;
-        self.add_history(id, next, reason)?;
+        self.add_history(id, next, reason).await?;
         order.status = next.as_str().to_string();
         if let Some(event) = event_for(next) {
             self.record(
@@ -445,7 +477,8 @@ impl Db {
                     total_minor: order.total_minor,
                     currency: order.currency.clone(),
                 }),
-            )?;
+            )
+            .await?;
         }
         Ok(Some(order))
     }
@@ -456,13 +489,14 @@ impl Db {
     /// may have `MAX_OPEN_ORDERS` at once (a repeated Idempotency-Key is
     /// answered before this). The customer's placements are serialised by
     /// a transaction lock, so parallel requests cannot all pass the count.
-    fn ensure_room_for_an_open_order(&self, new: &NewOrder<'_>) -> Result<(), DomainError> {
+    async fn ensure_room_for_an_open_order(&self, new: &NewOrder<'_>) -> Result<(), DomainError> {
         // The seed keeps this lock's keys apart from other advisory locks.
         self.connection
             .execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))",
                 &[text(new.user_id)],
             )
+            .await
             .map_err(failed)?;
         let rows = self
             .connection
@@ -470,6 +504,7 @@ impl Db {
                 "SELECT count(*) FROM orders WHERE user_id = $1 AND status IN ('pending', 'reserved')",
                 &[uuid(new.user_id)],
             )
+            .await
             .map_err(failed)?;
         let open: i64 = rows
             .rows
@@ -488,8 +523,8 @@ impl Db {
     /// Cancels up to `EXPIRY_BATCH` open orders (`pending`, `reserved`)
     /// older than `deadline` ("payment timed out"), releasing their stock
     /// through the saga, skipping orders another request is handling.
-    pub fn expire_stale(&self, deadline_secs: i64) -> Result<usize, DomainError> {
-        self.transaction(|db| {
+    pub async fn expire_stale(&self, deadline_secs: i64) -> Result<usize, DomainError> {
+        self.transaction(async |db| {
             let rows = db
                 .connection
                 .query(
@@ -500,14 +535,17 @@ impl Db {
                     ),
                     &[ParameterValue::Int64(deadline_secs)],
                 )
+                .await
                 .map_err(failed)?;
             let reason = mart_domain::orders::CancelReason::PaymentTimedOut.as_str();
             for row in &rows.rows {
                 let id = uuid_text(&row[0])?;
-                db.change_status(&id, Status::Cancelled, Some(reason))?;
+                db.change_status(&id, Status::Cancelled, Some(reason))
+                    .await?;
             }
             Ok(rows.rows.len())
         })
+        .await
     }
 }
 

@@ -25,22 +25,22 @@ impl EventHandler for Events {
     const COMPONENT: &'static str = "orders-events";
     const CONSUMER: &'static str = "orders";
 
-    fn connect(&self) -> Result<Db, DomainError> {
-        Db::connect()
+    async fn connect(&self) -> Result<Db, DomainError> {
+        Db::connect().await
     }
 
-    fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
+    async fn on(&mut self, db: &Db, event: &Event) -> Result<(), DomainError> {
         let pages = PaymentPages {
-            payfast_base: variable("payfast_base")?,
+            payfast_base: variable("payfast_base").await?,
         };
         match saga_step(&event.data, &pages)? {
             Some(SagaStep::Move {
                 order_id,
                 status,
                 reason,
-            }) => move_if_allowed(db, &order_id, status, reason.as_deref()),
+            }) => move_if_allowed(db, &order_id, status, reason.as_deref()).await,
             Some(SagaStep::PaymentPage { order_id, url }) => {
-                db.set_payment_redirect(&order_id, &url)
+                db.set_payment_redirect(&order_id, &url).await
             }
             None => Ok(()),
         }
@@ -50,13 +50,13 @@ impl EventHandler for Events {
 /// Applies the move if the order's current status allows it; a move that
 /// no longer applies (the order was cancelled meanwhile, or is already
 /// there) is skipped.
-fn move_if_allowed(
+async fn move_if_allowed(
     db: &Db,
     order: &str,
     next: Status,
     reason: Option<&str>,
 ) -> Result<(), DomainError> {
-    match db.change_status(order, next, reason) {
+    match db.change_status(order, next, reason).await {
         Ok(_) => Ok(()),
         Err(DomainError::Conflict(why)) => {
             eprintln!(

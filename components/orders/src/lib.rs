@@ -16,11 +16,11 @@ use mart_domain::orders::{CancelReason, LineSource, PlaceOrder, Status};
 use mart_domain::{paging, parse_uuid, FieldError, Problem};
 use mart_guest::auth::authenticate;
 use mart_guest::config::variable;
-use mart_guest::{json_body, json_response, method_not_allowed, segments, Query};
+use mart_guest::{
+    json_body, json_response, method_not_allowed, segments, Method, Query, Request, Response,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
 
 use crate::db::{Db, NewOrder, Order, Placed};
 
@@ -28,23 +28,22 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Expiry batches one timer tick runs at most (the next tick goes on).
 const EXPIRY_BATCHES_PER_TICK: usize = 50;
 
-#[http_component]
-async fn handle(request: Request) -> Response {
-    let trace = mart_guest::trace::of(&request);
-    mart_guest::trace::scoped(trace, async { mart_guest::respond(route(&request).await) }).await
+#[spin_sdk::http_service]
+async fn handle(request: spin_sdk::http::Request) -> mart_guest::ServiceResponse {
+    mart_guest::serve(request, route).await
 }
 
 async fn route(request: &Request) -> Result<Response, Problem> {
-    let caller = authenticate(request)?;
+    let caller = authenticate(request).await?;
     let segments = segments(request, "/orders");
     match (request.method(), segments.as_slice()) {
         (Method::Post, []) => place(request, &caller).await,
-        (Method::Get, []) => list(request, &caller),
-        (Method::Get, ["summary"]) => summary(request, &caller),
-        (Method::Get, ["activity"]) => activity(request, &caller),
-        (Method::Get, [id]) => show(&caller, id),
-        (Method::Post, [id, "cancel"]) => cancel(&caller, id),
-        (Method::Put, [id, "status"]) => set_status(request, &caller, id),
+        (Method::Get, []) => list(request, &caller).await,
+        (Method::Get, ["summary"]) => summary(request, &caller).await,
+        (Method::Get, ["activity"]) => activity(request, &caller).await,
+        (Method::Get, [id]) => show(&caller, id).await,
+        (Method::Post, [id, "cancel"]) => cancel(&caller, id).await,
+        (Method::Put, [id, "status"]) => set_status(request, &caller, id).await,
         (_, []) => Err(method_not_allowed(request, &["GET", "POST"])),
         (_, [_]) => Err(method_not_allowed(request, &["GET"])),
         (_, [_, "cancel"]) => Err(method_not_allowed(request, &["POST"])),
@@ -64,17 +63,18 @@ async fn route(request: &Request) -> Result<Response, Problem> {
 struct Expiry;
 
 impl mart_guest::timer::Timer for Expiry {
-    fn tick(_scheduled_ms: i64) -> Result<(), String> {
+    async fn tick(_scheduled_ms: i64) -> Result<(), String> {
         let deadline = variable("order_deadline_secs")
+            .await
             .ok()
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(900);
         // Batches until the backlog is gone (bounded per tick), so the sweep
         // keeps up with a burst of abandoned orders.
-        let sweep = |db: &Db| {
+        let sweep = async |db: &Db| {
             let mut expired = 0;
             for _ in 0..EXPIRY_BATCHES_PER_TICK {
-                let batch = db.expire_stale(deadline)?;
+                let batch = db.expire_stale(deadline).await?;
                 expired += batch;
                 if batch < db::EXPIRY_BATCH {
                     break;
@@ -82,7 +82,11 @@ impl mart_guest::timer::Timer for Expiry {
             }
             Ok(expired)
         };
-        match Db::connect().and_then(|db| sweep(&db)) {
+        let swept = match Db::connect().await {
+            Ok(db) => sweep(&db).await,
+            Err(error) => Err(error),
+        };
+        match swept {
             Ok(0) => Ok(()),
             Ok(n) => {
                 eprintln!("orders: {n} order(s) passed their deadline and were cancelled");
@@ -102,10 +106,9 @@ fn caller_id(caller: &Claims) -> Result<String, Problem> {
 
 /// Idempotency keys: printable ASCII, at most 255 characters (as Stripe's).
 fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
-    let Some(value) = request.header("idempotency-key") else {
+    let Some(key) = request.header("idempotency-key") else {
         return Ok(None);
     };
-    let key = value.as_str().unwrap_or_default();
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(Problem::bad_request(
             "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
@@ -118,10 +121,10 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
     let user = caller_id(caller)?;
     let key = idempotency_key(request)?;
     let input: PlaceOrder = json_body(request, MAX_BODY_BYTES)?;
-    let providers = variable("payment_providers")?;
+    let providers = variable("payment_providers").await?;
     let enabled = mart_domain::orders::enabled_providers(
         &providers,
-        mart_guest::config::fake_payments_allowed()?,
+        mart_guest::config::fake_payments_allowed().await?,
     )?;
     let source = input.validate(&enabled)?;
     // The request as understood (not its bytes): key order and spacing do
@@ -132,12 +135,12 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
     // A repeated key answers from what it created, without reading the
     // cart again (it is closed once the order is placed).
     if let Some(k) = key.as_deref() {
-        if let Some(existing) = Db::connect()?.by_key(&user, k)? {
+        if let Some(existing) = Db::connect().await?.by_key(&user, k).await? {
             return replay(existing, &request_hash);
         }
     }
-    let currency = variable("shop_currency")?;
-    let authorization = request.header("authorization").and_then(|v| v.as_str());
+    let currency = variable("shop_currency").await?;
+    let authorization = request.header("authorization");
     let (items, cart_id) = match &source {
         LineSource::Items(items) => (items.clone(), None),
         LineSource::Cart(cart) => (
@@ -149,16 +152,19 @@ async fn place(request: &Request, caller: &Claims) -> Result<Response, Problem> 
     // Connected only now: no database connection is held across the calls
     // to carts and the catalog above, so a slow service cannot pin the
     // pool that the saga's handlers need too.
-    let placed = Db::connect()?.place(&NewOrder {
-        user_id: &user,
-        currency: &currency,
-        lines: &lines,
-        address: &input.shipping_address,
-        payment: &input.payment,
-        cart_id,
-        idempotency_key: key.as_deref(),
-        request_hash: &request_hash,
-    })?;
+    let placed = Db::connect()
+        .await?
+        .place(&NewOrder {
+            user_id: &user,
+            currency: &currency,
+            lines: &lines,
+            address: &input.shipping_address,
+            payment: &input.payment,
+            cart_id,
+            idempotency_key: key.as_deref(),
+            request_hash: &request_hash,
+        })
+        .await?;
     match placed {
         Placed::Created(order) => {
             let mut response = json_response(201, &order);
@@ -187,7 +193,7 @@ fn replay(order: Order, request_hash: &str) -> Result<Response, Problem> {
     Ok(response)
 }
 
-fn list(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+async fn list(request: &Request, caller: &Claims) -> Result<Response, Problem> {
     let query = Query::parse(request.query(), &["limit", "cursor", "status", "user_id"])?;
     let mut errors = Vec::new();
     let limit = paging::limit(query.get("limit"))
@@ -222,8 +228,10 @@ fn list(request: &Request, caller: &Claims) -> Result<Response, Problem> {
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let db = Db::connect()?;
-    let orders = db.list(user.as_deref(), status, after.as_ref(), limit + 1)?;
+    let db = Db::connect().await?;
+    let orders = db
+        .list(user.as_deref(), status, after.as_ref(), limit + 1)
+        .await?;
     let more = orders.len() > limit as usize;
     let page: Vec<Order> = orders.into_iter().take(limit as usize).collect();
     let next = more
@@ -247,10 +255,13 @@ fn visible_user(caller: &Claims) -> Result<Option<String>, Problem> {
 
 /// `GET /orders/summary`: how many of the caller's orders are in each
 /// status (every status present, zeros included), and the total.
-fn summary(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+async fn summary(request: &Request, caller: &Claims) -> Result<Response, Problem> {
     Query::parse(request.query(), &[])?;
     let user = visible_user(caller)?;
-    let counted = Db::connect()?.counts_by_status(user.as_deref())?;
+    let counted = Db::connect()
+        .await?
+        .counts_by_status(user.as_deref())
+        .await?;
     let mut counts = serde_json::Map::new();
     for status in Status::ALL {
         let n = counted
@@ -268,19 +279,22 @@ fn summary(request: &Request, caller: &Claims) -> Result<Response, Problem> {
 
 /// `GET /orders/activity`: the latest status changes of the caller's
 /// orders, newest first: what the dashboard shows as recent events.
-fn activity(request: &Request, caller: &Claims) -> Result<Response, Problem> {
+async fn activity(request: &Request, caller: &Claims) -> Result<Response, Problem> {
     let query = Query::parse(request.query(), &["limit"])?;
     let limit = paging::limit(query.get("limit")).map_err(|e| Problem::invalid(vec![e]))?;
     let user = visible_user(caller)?;
-    let items = Db::connect()?.recent_activity(user.as_deref(), limit)?;
+    let items = Db::connect()
+        .await?
+        .recent_activity(user.as_deref(), limit)
+        .await?;
     Ok(json_response(200, &serde_json::json!({ "items": items })))
 }
 
 /// The order if the caller may see it; 404 otherwise (ids cannot be probed).
-fn visible_order(db: &Db, caller: &Claims, id: &str) -> Result<Order, Problem> {
+async fn visible_order(db: &Db, caller: &Claims, id: &str) -> Result<Order, Problem> {
     let not_found = || Problem::not_found(format!("no order has id {id}"));
     let id = parse_uuid(id).ok_or_else(not_found)?;
-    let order = db.order(&id)?.ok_or_else(not_found)?;
+    let order = db.order(&id).await?.ok_or_else(not_found)?;
     if order.user_id == caller.sub || caller.is_admin() {
         Ok(order)
     } else {
@@ -288,16 +302,16 @@ fn visible_order(db: &Db, caller: &Claims, id: &str) -> Result<Order, Problem> {
     }
 }
 
-fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
-    let db = Db::connect()?;
-    Ok(json_response(200, &visible_order(&db, caller, id)?))
+async fn show(caller: &Claims, id: &str) -> Result<Response, Problem> {
+    let db = Db::connect().await?;
+    Ok(json_response(200, &visible_order(&db, caller, id).await?))
 }
 
 /// Before payment the order is cancelled (stock released); once paid and
 /// not yet shipped it is refunded (charge refunded, stock returned).
-fn cancel(caller: &Claims, id: &str) -> Result<Response, Problem> {
-    let db = Db::connect()?;
-    let order = visible_order(&db, caller, id)?;
+async fn cancel(caller: &Claims, id: &str) -> Result<Response, Problem> {
+    let db = Db::connect().await?;
+    let order = visible_order(&db, caller, id).await?;
     let (next, reason) = match order.status()? {
         Status::Pending | Status::Reserved => {
             (Status::Cancelled, CancelReason::CancelledByUser.as_str())
@@ -311,8 +325,8 @@ fn cancel(caller: &Claims, id: &str) -> Result<Response, Problem> {
             )))
         }
     };
-    db.change_status(&order.id, next, Some(reason))?;
-    show(caller, &order.id)
+    db.change_status(&order.id, next, Some(reason)).await?;
+    show(caller, &order.id).await
 }
 
 #[derive(Deserialize)]
@@ -321,7 +335,7 @@ struct SetStatus {
     status: String,
 }
 
-fn set_status(request: &Request, caller: &Claims, id: &str) -> Result<Response, Problem> {
+async fn set_status(request: &Request, caller: &Claims, id: &str) -> Result<Response, Problem> {
     caller.require_admin()?;
     let input: SetStatus = json_body(request, 1024)?;
     let next = match Status::parse(&input.status) {
@@ -333,8 +347,8 @@ fn set_status(request: &Request, caller: &Claims, id: &str) -> Result<Response, 
             )]))
         }
     };
-    let db = Db::connect()?;
-    let order = visible_order(&db, caller, id)?;
-    db.change_status(&order.id, next, None)?;
-    show(caller, &order.id)
+    let db = Db::connect().await?;
+    let order = visible_order(&db, caller, id).await?;
+    db.change_status(&order.id, next, None).await?;
+    show(caller, &order.id).await
 }

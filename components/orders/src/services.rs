@@ -4,8 +4,8 @@
 
 use mart_domain::orders::{ItemRequest, OrderLine};
 use mart_domain::Problem;
+use mart_guest::{Method, Response};
 use serde::Deserialize;
-use spin_sdk::http::{Method, Request, Response};
 
 #[derive(Deserialize)]
 struct Product {
@@ -27,15 +27,15 @@ struct CartLine {
 }
 
 async fn get(url: &str, authorization: Option<&str>) -> Result<Response, Problem> {
-    let mut builder = Request::builder();
-    builder.method(Method::Get).uri(url);
-    if let Some(value) = authorization {
-        builder.header("authorization", value);
-    }
-    spin_sdk::http::send::<_, Response>(builder.build())
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|value| ("authorization", value))
+        .into_iter()
+        .collect();
+    mart_guest::http::send(Method::Get, url, &headers, Vec::new())
         .await
         .map_err(|e| {
-            eprintln!("orders: GET {url}: {e}");
+            // `e` names the method and URL already.
+            eprintln!("orders: {e}");
             Problem::service_unavailable("a service orders depend on is unavailable")
         })
 }
