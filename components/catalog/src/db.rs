@@ -114,10 +114,7 @@ pub async fn insert(p: &ValidProduct) -> Result<Product, DomainError> {
     );
     let created = write_with_event(
         async |db| {
-            let rows = db
-                .query(&sql, &product_params(p))
-                .await
-                .map_err(failed)?;
+            let rows = db.query(&sql, &product_params(p)).await.map_err(failed)?;
             Ok(products(&rows)?.into_iter().next())
         },
         product_event(EventData::ProductCreated),

@@ -29,11 +29,7 @@ impl Connection {
         spin_sdk::pg::Connection::open(address).await.map(Self)
     }
 
-    pub async fn query(
-        &self,
-        statement: &str,
-        params: &[ParameterValue],
-    ) -> Result<RowSet, Error> {
+    pub async fn query(&self, statement: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
         let result = self.0.query(statement, params.to_vec()).await?;
         let (_, mut stream, end) = result.into_inner();
         let mut rows = Vec::new();
@@ -44,11 +40,7 @@ impl Connection {
         Ok(RowSet { rows })
     }
 
-    pub async fn execute(
-        &self,
-        statement: &str,
-        params: &[ParameterValue],
-    ) -> Result<u64, Error> {
+    pub async fn execute(&self, statement: &str, params: &[ParameterValue]) -> Result<u64, Error> {
         self.0.execute(statement, params.to_vec()).await
     }
 }

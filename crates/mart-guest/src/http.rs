@@ -99,22 +99,29 @@ impl Request {
         self.uri.query().unwrap_or_default()
     }
 
-    /// The first value of header `name`, if it is text.
+    /// The first value of header `name`, if it is UTF-8. Not only visible
+    /// ASCII (`HeaderValue::to_str`): a value with other characters must
+    /// reach the component's own check (a 400 naming the header), not look
+    /// absent.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.headers.get(name).and_then(header_text)
     }
 
-    /// Every value of header `name` that is text, in order.
+    /// Every value of header `name` that is UTF-8, in order.
     pub fn header_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
         self.headers
             .get_all(name)
             .into_iter()
-            .filter_map(|v| v.to_str().ok())
+            .filter_map(header_text)
     }
 
     pub fn body(&self) -> &[u8] {
         &self.body
     }
+}
+
+fn header_text(value: &http::HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
 }
 
 /// A response: status, headers and body.

@@ -107,13 +107,11 @@ pub async fn run(handler: &mut impl EventHandler, messages: &[Message]) -> Resul
         let trace = header(message, "traceparent").and_then(|v| String::from_utf8(v.to_vec()).ok());
         crate::trace::scoped(trace, handle(handler, &mut db, message))
             .await
-            .map_err(
-            |(retry, reason)| Failure {
+            .map_err(|(retry, reason)| Failure {
                 index: index as u32,
                 retry,
                 reason,
-            },
-        )?;
+            })?;
     }
     Ok(())
 }
@@ -141,7 +139,9 @@ async fn handle<H: EventHandler>(
     let outcome = match handling {
         Handling::Once => db
             .as_ref()
-            .apply_once(H::CONSUMER, &event.id, async || handler.on(db, &event).await)
+            .apply_once(H::CONSUMER, &event.id, async || {
+                handler.on(db, &event).await
+            })
             .await
             .map(|_| ()),
         _ => handler.on(db, &event).await,

@@ -31,8 +31,8 @@ pub(crate) fn check_columns(columns: &[crate::convert::ColumnInfo]) -> Result<()
 pub(crate) fn no_rows() -> Error {
     Error::QueryFailed(QueryError::Text(
         "the query returned no rows, which Fermyon Spin 4.0.0-4.0.2 never answers \
-         (spinframework/spin#3671: the request hangs); wrap it so it returns a row \
-         (mart_domain::sql::at_least_one_row)"
+         (spinframework/spin#3671: the request hangs); use the async query \
+         (spin:postgres@4.2.0 query-async, spin-sdk 6's Connection::query), which answers it"
             .into(),
     ))
 }

@@ -14,10 +14,67 @@
 //!
 //! Every attempt is logged in `attempts`; effects in `effects`. Tables live in
 //! the database named by the `db_url` variable (the test creates them).
+//!
+//! It exports `mart:kafka/handler@0.1.0`, the sync (WASIp2) interface, with
+//! spin-sdk 5.2, so the trigger's p2 path stays tested now that the shop's
+//! handlers (through `mart-guest`) export the async 0.2.0. Hence its own
+//! bindings and its own few lines of database code.
 
-use mart_guest::db::Database;
-use mart_guest::kafka::{self, Failure, Message};
-use spin_sdk::pg4::ParameterValue;
+mod kafka {
+    wit_bindgen::generate!({
+        path: "../../../wit/mart",
+        world: "mart:kafka/kafka-handler",
+    });
+    pub use exports::mart::kafka::handler::{Failure, Guest as Handler, Message};
+    pub use mart::kafka::producer::{self, publish};
+}
+
+use kafka::{Failure, Message};
+use spin_sdk::pg4::{Connection, ParameterValue};
+
+/// The probe's database connection.
+struct Database {
+    connection: Connection,
+}
+
+impl Database {
+    fn connect(url: &str) -> Result<Self, HandlerError> {
+        Connection::open(url)
+            .map(|connection| Self { connection })
+            .map_err(HandlerError::retry)
+    }
+
+    /// Runs `work` once per `id`, its processed-events record and its
+    /// effect in one transaction, as the app's handlers do.
+    fn apply_once(
+        &self,
+        id: &str,
+        work: impl FnOnce() -> Result<(), HandlerError>,
+    ) -> Result<(), HandlerError> {
+        let run = |sql: &str| {
+            self.connection
+                .execute(sql, &[])
+                .map_err(HandlerError::retry)
+        };
+        run("BEGIN")?;
+        let result = self
+            .connection
+            .execute(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ('kafka-probe', $1) \
+                 ON CONFLICT DO NOTHING",
+                &[text(id)],
+            )
+            .map_err(HandlerError::retry)
+            .and_then(|inserted| if inserted == 0 { Ok(()) } else { work() });
+        match result {
+            Ok(()) => run("COMMIT").map(|_| ()),
+            Err(error) => {
+                let _ = run("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+}
 
 struct Probe;
 
@@ -32,10 +89,10 @@ impl kafka::Handler for Probe {
             retry: false,
             reason: e.to_string(),
         })?;
-        let db = Database::connect("kafka-probe").map_err(|e| Failure {
+        let db = Database::connect(&url).map_err(|e| Failure {
             index: 0,
             retry: true,
-            reason: e.to_string(),
+            reason: e.reason(),
         })?;
         // Not Mart events but the trigger's own test messages: the probe
         // answers each itself, unlike the app's handlers (kafka::run).
@@ -63,6 +120,12 @@ enum HandlerError {
 }
 
 impl HandlerError {
+    fn reason(self) -> String {
+        match self {
+            HandlerError::Retry(r) | HandlerError::Permanent(r) => r,
+        }
+    }
+
     fn retry(error: impl std::fmt::Display) -> Self {
         HandlerError::Retry(error.to_string())
     }
@@ -72,17 +135,7 @@ impl HandlerError {
     }
 }
 
-impl From<mart_domain::DomainError> for HandlerError {
-    fn from(error: mart_domain::DomainError) -> Self {
-        if error.is_transient() {
-            HandlerError::retry(error)
-        } else {
-            HandlerError::permanent(error)
-        }
-    }
-}
-
-kafka::export_kafka_handler!(Probe);
+kafka::export!(Probe with_types_in kafka);
 
 fn handle_one(db: &Database, url: &str, message: &Message) -> Result<(), HandlerError> {
     let value: serde_json::Value =
@@ -134,7 +187,7 @@ fn handle_one(db: &Database, url: &str, message: &Message) -> Result<(), Handler
             )
             .map_err(HandlerError::retry)?;
     }
-    db.apply_once("kafka-probe", &id, || {
+    db.apply_once(&id, || {
         db.connection
             .execute(
                 "INSERT INTO effects (id, origin) VALUES ($1, $2)",
