@@ -15,6 +15,7 @@ KAFKA_PORT=${BENCH_KAFKA_PORT:-19192}
 EVENTS_HOST_PORT=${BENCH_EVENTS_HOST_PORT:-3302}
 APP_PORT=${BENCH_APP_PORT:-3303}
 SPIN_PORT=${BENCH_SPIN_PORT:-3304}
+NO_REUSE_PORT=${BENCH_NO_REUSE_PORT:-3305}
 
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -41,11 +42,17 @@ scripts/seed.sh "$server" 2>/dev/null
 SPIN_VARIABLE_PG_PORT=$PG_PORT target/release/mart up --from tests/fixtures/bench.toml \
   --listen "127.0.0.1:$HOST_PORT" 2>/dev/null &
 pids+=($!)
+# The same app with every WASIp3 instance used once: what reuse buys the
+# catalog (a WASIp3 component since the shop moved to spin-sdk 6).
+SPIN_VARIABLE_PG_PORT=$PG_PORT target/release/mart up --from tests/fixtures/bench.toml \
+  --listen "127.0.0.1:$NO_REUSE_PORT" --max-instance-reuse-count 1 2>/dev/null &
+pids+=($!)
 target/release/mart-native-ref --listen "127.0.0.1:$NATIVE_PORT" \
   --database-url "postgres://mart@127.0.0.1:$PG_PORT/catalog" 2>/dev/null &
 pids+=($!)
 wait_for() { for _ in $(seq 300); do curl -sf "$1" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 wait_for "127.0.0.1:$HOST_PORT/.well-known/spin/health"
+wait_for "127.0.0.1:$NO_REUSE_PORT/.well-known/spin/health"
 wait_for "127.0.0.1:$NATIVE_PORT/noop"
 curl -sf "127.0.0.1:$HOST_PORT/products/$PRODUCT" >/dev/null
 curl -sf "127.0.0.1:$NATIVE_PORT/products/$PRODUCT" >/dev/null
@@ -94,6 +101,7 @@ host_noop=$(measure "http://127.0.0.1:$HOST_PORT/probe/noop")
 host_p3_noop=$(measure "http://127.0.0.1:$HOST_PORT/p3/hello")
 native_db=$(measure "http://127.0.0.1:$NATIVE_PORT/products/$PRODUCT")
 host_db=$(measure "http://127.0.0.1:$HOST_PORT/products/$PRODUCT")
+host_db_no_reuse=$(measure "http://127.0.0.1:$NO_REUSE_PORT/products/$PRODUCT")
 # Fermyon Spin beside them when it is installed: the same manifest, the same
 # database, in the same run.
 spin_noop="" spin_db="" spin_p3_noop=""
@@ -120,6 +128,7 @@ row "mart host no-op component"           "$host_noop"
 row "mart host no-op, WASIp3 with reuse"   "$host_p3_noop"
 row "native GET /products/{id}"           "$native_db"
 row "mart host GET /products/{id}"        "$host_db"
+row "  the same, no reuse (count 1)"        "$host_db_no_reuse"
 if [ -n "$spin_noop" ]; then
   row "Fermyon Spin no-op component"      "$spin_noop"
   row "Fermyon Spin no-op, WASIp3"        "$spin_p3_noop"
@@ -129,6 +138,7 @@ echo
 echo "host / native, no-op route: $(ratio "$host_noop" "$native_noop")   (target >= 50 %)"
 echo "host / native, no-op, p3:   $(ratio "$host_p3_noop" "$native_noop")   (target >= 50 %, instances reused)"
 echo "host / native, DB read:     $(ratio "$host_db" "$native_db")   (target >= 80 %)"
+echo "DB read, reuse / no reuse:  $(ratio "$host_db" "$host_db_no_reuse")"
 if [ -n "$spin_noop" ]; then
   echo "host / Spin, no-op route:   $(ratio "$host_noop" "$spin_noop")"
   echo "host / Spin, DB read:       $(ratio "$host_db" "$spin_db")"

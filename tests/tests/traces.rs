@@ -6,6 +6,7 @@
 
 mod saga_support;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use mart_integration_tests::otlp::{
@@ -24,6 +25,16 @@ fn exporting_to(receiver: &OtlpReceiver) -> Vec<(&'static str, String)> {
         // The batch processor's default is 5 s; the test waits less.
         ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
     ]
+}
+
+/// The whole app, exporting to one receiver, shared by this binary's tests
+/// of it: two hosts of one app would share its consumer groups and its
+/// outbox, so one test's order could be carried, and its spans exported,
+/// by the other test's host (each test picks its own spans out).
+fn app() -> (&'static OtlpReceiver, &'static Host) {
+    static RECEIVER: OnceLock<OtlpReceiver> = OnceLock::new();
+    let receiver = RECEIVER.get_or_init(OtlpReceiver::start);
+    (receiver, Host::shared("spin.toml", &exporting_to(receiver)))
 }
 
 fn in_trace<'a>(spans: &'a [ReceivedSpan], trace_id: &str) -> Vec<&'a ReceivedSpan> {
@@ -48,10 +59,9 @@ fn handled<'a>(spans: &[&'a ReceivedSpan], group: &str, topic: &str) -> Option<&
 
 #[test]
 fn one_placed_order_is_one_trace_from_post_orders_to_paid() {
-    let receiver = OtlpReceiver::start();
-    let host = Host::start("spin.toml", &exporting_to(&receiver));
-    let user = customer(&host);
-    let item = product(&host, 250, 5);
+    let (receiver, host) = app();
+    let user = customer(host);
+    let item = product(host, 250, 5);
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let caller_span = "b7ad6b7169203331";
     let order = place_traced(
@@ -231,8 +241,7 @@ fn failures_are_error_spans_and_chained_calls_are_client_and_server_spans() {
 /// (issue 27).
 #[test]
 fn a_failed_statements_span_holds_no_row_values() {
-    let receiver = OtlpReceiver::start();
-    let host = Host::start("spin.toml", &exporting_to(&receiver));
+    let (receiver, host) = app();
     let email = format!("{}@example.com", mart_integration_tests::unique("pii"));
     let register = || {
         host.send_json(

@@ -123,7 +123,9 @@ impl Invocation {
         let traced = self.traced.clone();
         self.call_in(store, async |store| {
             let started = Instant::now();
-            let span = traced.as_ref().map(instantiate_span);
+            let span = traced
+                .as_ref()
+                .map(|(parent, component)| instantiate_span(parent, component));
             let instance = instantiate(store).await;
             metrics.instantiated(started.elapsed());
             if let (Some(mut span), Err(e)) = (span, &instance) {
@@ -153,7 +155,7 @@ impl Invocation {
 }
 
 /// The span of an instantiation, under the invocation's span.
-fn instantiate_span((parent, component): &(TraceParent, Arc<str>)) -> Span {
+pub fn instantiate_span(parent: &TraceParent, component: &str) -> Span {
     let mut span = Span::child_of(
         parent,
         || format!("instantiate {component}"),

@@ -15,7 +15,7 @@ mod state;
 mod wasi_versions;
 
 pub use engine::{begin_next_call, Runtime, RuntimeOptions};
-pub use invoke::{panic_text, Invocation, InvokeError};
+pub use invoke::{instantiate_span, panic_text, Invocation, InvokeError};
 pub use limits::InvocationLimits;
 pub use mart_outbound_pg::{PgCompatibility, PoolBudgets, PoolSettings, TriggerKind};
 pub use parts::{HostPart, InstanceContext, PgPart, VariablesPart};

@@ -114,6 +114,16 @@ impl Span {
         }
     }
 
+    /// Ends the span as an operation that already happened, from `start`
+    /// to `end`: work done before the trace it belongs to was known (an
+    /// instance made for a request that was waiting for it).
+    pub fn finish_between(mut self, start: SystemTime, end: SystemTime) {
+        if let Some(mut recording) = self.recording.take() {
+            recording.start = start;
+            export::finished(&self.context, *recording, end);
+        }
+    }
+
     /// Marks the operation failed, with what went wrong.
     pub fn fail(&mut self, description: impl Into<Cow<'static, str>>) {
         if let Some(r) = &mut self.recording {

@@ -14,9 +14,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::BodyExt as _;
 use mart_runtime::{AppComponent, InstanceState, Runtime, TriggerKind};
@@ -110,6 +110,7 @@ impl HandlerState for Instances {
             .new_store(&self.component, TriggerKind::Http, None)
             .map_err(wasmtime::Error::from_anyhow)?;
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let instantiating = self.pre.instantiate_async(&mut store);
         let service = tokio::time::timeout(self.component.limits.timeout, instantiating)
             .await
@@ -133,6 +134,7 @@ impl HandlerState for Instances {
             },
             state: Reuse {
                 component: self.component.clone(),
+                instantiated: Mutex::new(Some((started_at, SystemTime::now()))),
                 max_total: self.reuse.max_instance_reuse_count.draw(),
                 max_concurrent: self.reuse.max_instance_concurrent_reuse_count.draw(),
                 request_timeout,
@@ -144,9 +146,26 @@ impl HandlerState for Instances {
 /// One instance's share of requests.
 struct Reuse {
     component: Arc<AppComponent>,
+    /// When the instance was made, until its first request reports it.
+    instantiated: Mutex<Option<(SystemTime, SystemTime)>>,
     max_total: usize,
     max_concurrent: usize,
     request_timeout: Duration,
+}
+
+impl Reuse {
+    /// The instance's making, as a span of the first request it serves
+    /// (the request that waited for it), as a p2 request has its own.
+    fn report_instantiation(&self, trace: Option<&TraceParent>) {
+        let made = self
+            .instantiated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let (Some((start, end)), Some(trace)) = (made, trace) {
+            mart_runtime::instantiate_span(trace, &self.component.id).finish_between(start, end);
+        }
+    }
 }
 
 impl WorkerState for Reuse {
@@ -172,6 +191,7 @@ impl WorkerState for Reuse {
         // A guest busy in its own code is stopped at the request's timeout
         // too (which is the component's deadline unless --request-timeout
         // says otherwise).
+        self.report_instantiation(trace.as_ref());
         mart_runtime::begin_next_call(store.as_context_mut(), trace, self.request_timeout);
         Box::pin(tokio::time::sleep(self.request_timeout))
     }
