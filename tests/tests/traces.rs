@@ -65,12 +65,12 @@ fn one_placed_order_is_one_trace_from_post_orders_to_paid() {
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let caller_span = "b7ad6b7169203331";
     let order = place_traced(
-        &host,
+        host,
         &user,
         &item,
         &format!("00-{trace_id}-{caller_span}-01"),
     );
-    wait_for(&host, &user, &order, "paid");
+    wait_for(host, &user, &order, "paid");
 
     // The last hop, orders-events handling the payment's outcome, and every
     // span between it and the request: spans are exported in batches as they
