@@ -125,6 +125,9 @@ fi
 # The fake payment provider for trying the shop locally (the manifest enables
 # none, so a deployment that forgets it takes no orders).
 export SPIN_VARIABLE_PAYMENT_PROVIDERS=${SPIN_VARIABLE_PAYMENT_PROVIDERS:-fake}
+# Calls between components that the host cannot chain (Spin 4.0.x from
+# WASIp3 components) go to this run's own listener.
+export SPIN_VARIABLE_SERVICES_ORIGIN=${SPIN_VARIABLE_SERVICES_ORIGIN:-http://$LISTEN}
 # ...which runs only under the development switch (never set it in a deployment).
 export SPIN_VARIABLE_ALLOW_FAKE_PAYMENTS=${SPIN_VARIABLE_ALLOW_FAKE_PAYMENTS:-true}
 # A local admin for trying the API (see README); override in the environment.

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt as _, Full};
 use mart_domain::problem::CONTENT_TYPE as PROBLEM_JSON;
 use mart_domain::{FieldError, Problem};
 use serde::Serialize;
+use spin_sdk::wasip3::http::types::ErrorCode;
 
 /// The response type a component's `#[http_service]` returns.
 pub type ServiceResponse = http::Response<Full<Bytes>>;
@@ -268,12 +269,66 @@ pub fn require_json(request: &Request) -> Result<(), Problem> {
 /// Sends a request (service chaining, a provider's API) and reads the
 /// answer whole. `Err` is a transport failure, described; any status is
 /// an answer.
+///
+/// A chained call (`http://<component>.spin.internal/<path>`) that the host
+/// cannot resolve goes to `services_origin` instead (a variable: the app's
+/// own listener, which routes the same path to the same component, and
+/// which the manifest lists in `allowed_outbound_hosts`). Why: Fermyon Spin
+/// 4.0.0–4.0.2 does not chain from WASIp3 components (their stores get
+/// neither the chaining interceptor nor the self-request origin; fixed on
+/// Spin's main in 78d7e696 "trigger-http: Fix service chaining for wasip3
+/// handlers", in no release yet), so the call reaches DNS and fails there.
+/// Mart's host chains them, and never takes this path.
 pub async fn send(
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<Response, String> {
+    // The body again only for a chained call, the one kind that may go twice.
+    let again = url.contains(".spin.internal").then(|| body.clone());
+    match try_send(&method, url, headers, body).await {
+        Err(Failure::Unresolved(reason)) => match (chained_fallback(url).await, again) {
+            (Some(fallback), Some(body)) => try_send(&method, &fallback, headers, body)
+                .await
+                .map_err(|e| format!("{reason}; then at {fallback}: {}", e.reason())),
+            _ => Err(reason),
+        },
+        other => other.map_err(Failure::reason),
+    }
+}
+
+/// Why a request got no answer.
+enum Failure {
+    /// The host could not resolve its address.
+    Unresolved(String),
+    Other(String),
+}
+
+impl Failure {
+    fn reason(self) -> String {
+        match self {
+            Failure::Unresolved(reason) | Failure::Other(reason) => reason,
+        }
+    }
+}
+
+/// `url` at the app's own listener (`services_origin`), if it is a chained
+/// call and that variable is set.
+async fn chained_fallback(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    authority.strip_suffix(".spin.internal")?;
+    let origin = crate::config::optional_variable("services_origin").await?;
+    Some(format!("{}{path}", origin.trim_end_matches('/')))
+}
+
+async fn try_send(
+    method: &Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Response, Failure> {
     let mut builder = http::Request::builder()
         .method(method.to_string().as_str())
         .uri(url);
@@ -282,15 +337,19 @@ pub async fn send(
     }
     let request = builder
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("{method} {url}: {e}"))?;
-    let response = spin_sdk::http::send(request)
-        .await
-        .map_err(|e| format!("{method} {url}: {e:?}"))?;
+        .map_err(|e| Failure::Other(format!("{method} {url}: {e}")))?;
+    let response = match spin_sdk::http::send(request).await {
+        Ok(response) => response,
+        Err(code @ ErrorCode::DnsError(_)) => {
+            return Err(Failure::Unresolved(format!("{method} {url}: {code:?}")))
+        }
+        Err(e) => return Err(Failure::Other(format!("{method} {url}: {e:?}"))),
+    };
     let (parts, body) = response.into_parts();
     let body = body
         .collect()
         .await
-        .map_err(|e| format!("{method} {url}: reading the answer: {e:?}"))?
+        .map_err(|e| Failure::Other(format!("{method} {url}: reading the answer: {e:?}")))?
         .to_bytes();
     let headers = parts
         .headers
