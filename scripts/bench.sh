@@ -16,6 +16,7 @@ EVENTS_HOST_PORT=${BENCH_EVENTS_HOST_PORT:-3302}
 APP_PORT=${BENCH_APP_PORT:-3303}
 SPIN_PORT=${BENCH_SPIN_PORT:-3304}
 NO_REUSE_PORT=${BENCH_NO_REUSE_PORT:-3305}
+NO_REUSE_ADMIN_PORT=${BENCH_NO_REUSE_ADMIN_PORT:-3306}
 
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -45,7 +46,8 @@ pids+=($!)
 # The same app with every WASIp3 instance used once: what reuse buys the
 # catalog (a WASIp3 component since the shop moved to spin-sdk 6).
 SPIN_VARIABLE_PG_PORT=$PG_PORT target/release/mart up --from tests/fixtures/bench.toml \
-  --listen "127.0.0.1:$NO_REUSE_PORT" --max-instance-reuse-count 1 2>/dev/null &
+  --listen "127.0.0.1:$NO_REUSE_PORT" --admin-listen "127.0.0.1:$NO_REUSE_ADMIN_PORT" \
+  --max-instance-reuse-count 1 2>/dev/null &
 pids+=($!)
 target/release/mart-native-ref --listen "127.0.0.1:$NATIVE_PORT" \
   --database-url "postgres://mart@127.0.0.1:$PG_PORT/catalog" 2>/dev/null &

@@ -286,7 +286,7 @@ pub async fn send(
     body: Vec<u8>,
 ) -> Result<Response, String> {
     // The body again only for a chained call, the one kind that may go twice.
-    let again = url.contains(".spin.internal").then(|| body.clone());
+    let again = chained_path(url).is_some().then(|| body.clone());
     match try_send(&method, url, headers, body).await {
         Err(Failure::Unresolved(reason)) => match (chained_fallback(url).await, again) {
             (Some(fallback), Some(body)) => try_send(&method, &fallback, headers, body)
@@ -316,11 +316,26 @@ impl Failure {
 /// `url` at the app's own listener (`services_origin`), if it is a chained
 /// call and that variable is set.
 async fn chained_fallback(url: &str) -> Option<String> {
+    chained_path(url)?;
+    let origin = crate::config::optional_variable("services_origin").await?;
+    at_origin(url, &origin)
+}
+
+/// The path (and query) of a chained call, `http://<component>.spin.internal<path>`.
+fn chained_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     authority.strip_suffix(".spin.internal")?;
-    let origin = crate::config::optional_variable("services_origin").await?;
-    Some(format!("{}{path}", origin.trim_end_matches('/')))
+    Some(path)
+}
+
+/// The chained call `url` sent to `origin` instead.
+fn at_origin(url: &str, origin: &str) -> Option<String> {
+    Some(format!(
+        "{}{}",
+        origin.trim_end_matches('/'),
+        chained_path(url)?
+    ))
 }
 
 async fn try_send(
@@ -410,6 +425,39 @@ impl Query {
             Ok(())
         } else {
             Err(Problem::invalid(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chained_call_goes_to_the_same_path_at_the_origin() {
+        assert_eq!(
+            at_origin(
+                "http://catalog.spin.internal/products/7?x=1",
+                "http://127.0.0.1:3000/"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:3000/products/7?x=1")
+        );
+        assert_eq!(
+            at_origin("http://carts.spin.internal", "http://127.0.0.1:80").as_deref(),
+            Some("http://127.0.0.1:80")
+        );
+    }
+
+    #[test]
+    fn only_chained_calls_go_elsewhere() {
+        for url in [
+            "https://api.stripe.com/v1/refunds",
+            "http://spin.internal.example.com/x",
+            "https://catalog.spin.internal/products",
+            "http://evil.com/catalog.spin.internal/",
+        ] {
+            assert_eq!(at_origin(url, "http://127.0.0.1:3000"), None, "{url}");
         }
     }
 }
