@@ -272,6 +272,31 @@ fn another_clients_guessing_never_delays_the_owner() {
     assert_eq!(attempt("127.0.0.3", "correct horse battery"), 200);
 }
 
+/// `count` logins to `email` at once from the loopback address `source`:
+/// each one's status and body.
+fn logins_at_once(
+    host: &Host,
+    source: &str,
+    email: &str,
+    password: &str,
+    count: usize,
+) -> Vec<(u16, String)> {
+    std::thread::scope(|s| {
+        let logins: Vec<_> = (0..count)
+            .map(|_| {
+                s.spawn(|| {
+                    host.post_json_from(
+                        source,
+                        "/auth/token",
+                        &json!({ "email": email, "password": password }),
+                    )
+                })
+            })
+            .collect();
+        logins.into_iter().map(|l| l.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn parallel_guesses_are_each_counted() {
     let host = host();
@@ -279,21 +304,10 @@ fn parallel_guesses_are_each_counted() {
     register(&host, &email, "correct horse battery");
     // Twelve guesses at once from one client: the free attempts and then
     // the delay apply to all of them, not only to those that came one by one.
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let guesses: Vec<_> = (0..12)
-            .map(|_| {
-                s.spawn(|| {
-                    host.post_json_from(
-                        "127.0.0.4",
-                        "/auth/token",
-                        &json!({ "email": email, "password": "guess" }),
-                    )
-                    .0
-                })
-            })
-            .collect();
-        guesses.into_iter().map(|g| g.join().unwrap()).collect()
-    });
+    let statuses: Vec<u16> = logins_at_once(&host, "127.0.0.4", &email, "guess", 12)
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
     let checked = statuses.iter().filter(|s| **s == 401).count();
     assert!(
         checked <= 4,
@@ -564,20 +578,7 @@ fn an_owners_parallel_sign_ins_are_not_throttled() {
     let email = unique_email();
     register(&host, &email, "correct horse battery");
     for round in 0..8 {
-        let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
-            let sign_ins: Vec<_> = (0..3)
-                .map(|_| {
-                    s.spawn(|| {
-                        host.post_json_from(
-                            "127.0.0.5",
-                            "/auth/token",
-                            &json!({ "email": email, "password": "correct horse battery" }),
-                        )
-                    })
-                })
-                .collect();
-            sign_ins.into_iter().map(|g| g.join().unwrap()).collect()
-        });
+        let statuses = logins_at_once(&host, "127.0.0.5", &email, "correct horse battery", 3);
         let refused: Vec<&(u16, String)> = statuses.iter().filter(|(s, _)| *s != 200).collect();
         assert!(refused.is_empty(), "round {round}: {refused:?}");
     }
